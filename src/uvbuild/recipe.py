@@ -9,17 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-Frozen = dataclass(frozen=True, kw_only=True, slots=True)
-
-
-@Frozen
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageBase:
     """A base named by reference: a registry name, a local image, or `oci-archive:PATH` etc."""
 
     ref: str
 
 
-@Frozen
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BootstrapBase:
     """A base made from Debian's packages with mmdebstrap (`from: {bootstrap: debian, ...}`)."""
 
@@ -32,7 +29,7 @@ class BootstrapBase:
 Base = ImageBase | BootstrapBase
 
 
-@Frozen
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SyncOptions:
     """How `uv sync` runs in the builder."""
 
@@ -42,7 +39,7 @@ class SyncOptions:
     compile_bytecode: bool = True
 
 
-@Frozen
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Builder:
     """Where the virtualenv is made; never shipped."""
 
@@ -55,7 +52,7 @@ class Builder:
     run: tuple[str, ...] = ()
 
 
-@Frozen
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CopyEntry:
     """One `runtime.copy` entry: a builder path to a runtime path."""
 
@@ -63,7 +60,7 @@ class CopyEntry:
     dest: str  # absolute path in the runtime
 
 
-@Frozen
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Runtime:
     """The image that ships."""
 
@@ -81,7 +78,7 @@ class Runtime:
     test: tuple[str, ...] = ()
 
 
-@Frozen
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Recipe:
     """A whole recipe file, paths resolved."""
 

@@ -1,0 +1,74 @@
+"""Bases without a registry: a Debian root from Debian's packages, made with mmdebstrap.
+
+The root is imported as a local image named by its definition's key, so it is
+built once and reused until the definition (suite, packages, snapshot) changes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from . import cmd
+from .engine import Buildah, CommitOptions, ImageConfig
+from .errors import EngineError
+from .recipe import BootstrapBase
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive/debian/{snapshot}"
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# mmdebstrap copies the host's /etc/resolv.conf and /etc/hostname into the root: replace
+# them with fixed content so no host detail ships and two machines make the same base.
+_HOOKS = (
+    'printf "127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n" > "$1/etc/hosts"',
+    ': > "$1/etc/resolv.conf"',
+    'echo localhost > "$1/etc/hostname"',
+    'rm -f "$1/var/log/dpkg.log" "$1/var/log/alternatives.log" "$1/var/cache/ldconfig/aux-cache"',
+    'rm -rf "$1/var/log/apt" "$1/var/lib/apt/lists"/*',
+)
+
+
+def mmdebstrap_argv(base: BootstrapBase, output: str, *, rootful: bool) -> list[str]:
+    """The mmdebstrap command line that makes `base` as a tarball at `output`."""
+    argv = ["mmdebstrap", "--variant=apt", "--format=tar", "--quiet",
+            f"--mode={'root' if rootful else 'unshare'}"]
+    if base.packages:
+        argv.append("--include=" + ",".join(sorted(base.packages)))
+    for hook in _HOOKS:
+        argv.append(f"--customize-hook={hook}")
+    mirror = DEBIAN_MIRROR
+    if base.snapshot:
+        mirror = SNAPSHOT_MIRROR.format(snapshot=base.snapshot)
+        argv.append('--aptopt=Acquire::Check-Valid-Until "false"')
+    return argv + [base.suite, output, mirror]
+
+
+def build_bootstrap_base(engine: Buildah, base: BootstrapBase, ref: str, *,
+                         timestamp: int, container_name: str) -> str:
+    """Make the base image `ref` with mmdebstrap; return its image ID."""
+    if base.distribution != "debian":
+        raise EngineError(f"cannot bootstrap {base.distribution!r}: only debian is supported")
+    with tempfile.TemporaryDirectory(prefix="uvbuild-bootstrap-") as tmp:
+        tarball = str(Path(tmp) / "root.tar")
+        argv = mmdebstrap_argv(base, tarball, rootful=os.geteuid() == 0)
+        # mmdebstrap makes file times and package state reproducible from SOURCE_DATE_EPOCH.
+        result = cmd.run(argv, env={"SOURCE_DATE_EPOCH": str(timestamp)})
+        if not result.ok:
+            raise EngineError(
+                f"bootstrapping debian {base.suite} failed: {cmd.describe_failure(result)}",
+                hint="check the suite and package names (apt-cache policy NAME), and that "
+                "the Debian mirror is reachable",
+            )
+        container = engine.from_scratch(container_name)
+        try:
+            engine.add_archive(container, tarball, "/")
+            engine.configure(container, ImageConfig(env=(("PATH", ROOT_PATH),),
+                                                    cmd=("/bin/bash",)))
+            image = engine.commit(container, CommitOptions(
+                timestamp=timestamp, labels={"io.uvbuild.bootstrap": f"debian/{base.suite}"}))
+        finally:
+            engine.rm(container)
+    engine.tag(image, ref)
+    return image

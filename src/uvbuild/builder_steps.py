@@ -1,0 +1,186 @@
+"""The builder stage: packages, `uv sync` of dependencies, then of the project.
+
+The builder is never shipped: the runtime takes only `/app` (as two layers) and the
+`runtime.copy` entries from its images. uv, its cache, the CA bundle, proxies and
+secrets reach builder commands as per-command mounts and variables only.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import cmd
+from .engine import CommitOptions, Mount
+from .errors import ProjectError, StepFailed
+from .incontainer import script
+from .plan import SOURCE_DIR, VENV, InstallProject, PrepareBuilder, SyncDependencies
+from .tarball import write_tarball
+
+if TYPE_CHECKING:
+    from .executor import Build
+
+TOOLS = "/run/uvbuild"
+UV_TARGET = f"{TOOLS}/bin/uv"
+UV_CACHE_TARGET = f"{TOOLS}/cache"
+STATE = "/uvbuild-state"  # builder-only bookkeeping: manifest of the deps venv, staged layer
+DEPS_MANIFEST = f"{STATE}/deps.json"
+PROJECT_LAYER = f"{STATE}/layer"
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def install_packages(build: Build, container: str, packages: tuple[str, ...], stage: str) -> None:
+    """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
+    result = build.engine.run(
+        container, ["/bin/sh", "-c", script("packages.sh"), "packages", *packages],
+        env=dict(build.settings.network_env), mounts=build.settings.network_mounts,
+        stream=build.settings.verbose)
+    if result.returncode == 100:
+        raise StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
+                         hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
+                         "that already has these packages")
+    if not result.ok:
+        raise StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
+                         f"{cmd.describe_failure(result)}",
+                         hint="check the package names for this base's distribution")
+
+
+def prepare_builder(build: Build, step: PrepareBuilder, base: str) -> str:
+    """The builder base with `builder.packages` installed."""
+    if not step.packages:
+        return base
+    with build.container(base, "builder") as ctr:
+        install_packages(build, ctr, step.packages, "builder")
+        return build.engine.commit(ctr, _commit(build, step))
+
+
+def _commit(build: Build, step: object, **labels: str) -> CommitOptions:
+    return CommitOptions(timestamp=build.plan.timestamp,
+                         labels={"io.uvbuild.step": getattr(step, "name"), **labels})
+
+
+def _builder_env(build: Build, step: SyncDependencies) -> dict[str, str]:
+    env = {
+        "PATH": f"{VENV}/bin:{TOOLS}/bin:{BASE_PATH}",
+        "UV_CACHE_DIR": UV_CACHE_TARGET,
+        "UV_PROJECT_ENVIRONMENT": VENV,
+        # The cache is a bind mount (another filesystem): hard links cannot cross it.
+        "UV_LINK_MODE": "copy",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_COMPILE_BYTECODE": "1" if step.sync.compile_bytecode else "0",
+        "UV_NO_PROGRESS": "1",
+        # With SOURCE_DATE_EPOCH set, py_compile writes hash-checked .pyc files: no build
+        # time inside, and still valid after commit resets file times.
+        "SOURCE_DATE_EPOCH": str(build.plan.timestamp),
+    }
+    env.update(build.settings.network_env)
+    env.update(dict(step.env))
+    env.update({name: build.settings.secrets[name] for name in step.secrets})
+    return env
+
+
+def _mounts(build: Build) -> tuple[Mount, ...]:
+    build.settings.uv_cache.mkdir(parents=True, exist_ok=True)
+    return (Mount(build.settings.uv_binary, UV_TARGET),
+            Mount(str(build.settings.uv_cache), UV_CACHE_TARGET, read_only=False),
+            *build.settings.network_mounts)
+
+
+def uv_sync_argv(step: SyncDependencies, *, project: bool) -> list[str]:
+    """`uv sync` as RECIPE.md describes it: locked, non-editable, no dev group."""
+    argv = [UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
+            "--python", step.python]
+    for group in step.sync.groups:
+        argv += ["--group", group]
+    if step.sync.all_extras:
+        argv.append("--all-extras")
+    for extra in step.sync.extras:
+        argv += ["--extra", extra]
+    if not project:
+        # Dependencies only: the project and workspace members come in the next layer.
+        argv.append("--no-install-workspace")
+    return argv
+
+
+def _add_files(build: Build, ctr: str, files: tuple[str, ...], dest: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="uvbuild-src-") as tmp:
+        tarball = Path(tmp) / "files.tar"
+        write_tarball(tarball, Path(build.plan.project_root), files,
+                      timestamp=build.plan.timestamp)
+        build.engine.add_archive(ctr, str(tarball), dest)
+
+
+def _run_uv(build: Build, ctr: str, step: SyncDependencies, *, project: bool) -> None:
+    result = build.engine.run(ctr, uv_sync_argv(step, project=project),
+                              env=_builder_env(build, step), mounts=_mounts(build),
+                              workdir=SOURCE_DIR, stream=build.settings.verbose)
+    if result.ok:
+        return
+    text = result.stderr + result.stdout
+    if "needs to be updated" in text or "lockfile" in text.lower() and "--locked" in text:
+        raise ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
+                           f"{cmd.describe_failure(result)}",
+                           hint="run `uv lock` in the project and commit uv.lock")
+    what = "the project" if project else "the dependencies"
+    raise StepFailed(f"uv sync of {what} failed in the builder: {cmd.describe_failure(result)}",
+                     hint="a package that builds from source may need builder.packages "
+                     "(e.g. build-essential, python3-dev, lib*-dev)")
+
+
+def _venvdelta(build: Build, ctr: str, *args: str) -> None:
+    result = build.engine.run(ctr, [f"{VENV}/bin/python", "-c", script("venvdelta.py"), *args],
+                              network=False, stream=False)
+    if not result.ok:
+        raise StepFailed(f"staging the project layer failed: {cmd.describe_failure(result)}")
+
+
+def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
+    """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
+    with build.container(parent, "deps") as ctr:
+        _add_files(build, ctr, step.manifests, SOURCE_DIR)
+        _run_uv(build, ctr, step, project=False)
+        _venvdelta(build, ctr, "snapshot", "/app", DEPS_MANIFEST)
+        probe = build.engine.run(ctr, [f"{VENV}/bin/python", "-c", PYTHON_PROBE],
+                                 network=False, stream=False)
+        if not probe.ok:
+            raise StepFailed(f"the builder's virtualenv does not run: "
+                             f"{cmd.describe_failure(probe)}")
+        return build.engine.commit(ctr, _commit(build, step, **{
+            "io.uvbuild.python": probe.stdout.strip().splitlines()[-1]}))
+
+
+# The venv's interpreter as the runtime must provide it: link target, real path, version.
+PYTHON_PROBE = (
+    "import json, os, sys; p = '/app/.venv/bin/python'; "
+    "print(json.dumps({'python': os.path.realpath(p), 'link': os.readlink(p), "
+    "'version': '%d.%d' % sys.version_info[:2]}))"
+)
+
+
+def install_project(build: Build, step: InstallProject, parent: str) -> str:
+    """Sources in /src, the project installed non-editable, builder.run, layer staged."""
+    sync = build.plan.step("sync-dependencies")
+    assert isinstance(sync, SyncDependencies)
+    with build.container(parent, "project") as ctr:
+        _add_files(build, ctr, step.sources, SOURCE_DIR)
+        if not step.is_package:
+            # Not a package: the project's files themselves are the application.
+            _add_files(build, ctr, step.sources, "/app")
+        _run_uv(build, ctr, sync, project=True)
+        env = _builder_env(build, sync) | {"VIRTUAL_ENV": VENV}
+        for index, command in enumerate(step.run):
+            result = build.engine.run(ctr, ["/bin/sh", "-c", command], env=env,
+                                      mounts=_mounts(build), workdir=SOURCE_DIR,
+                                      stream=build.settings.verbose)
+            if not result.ok:
+                raise StepFailed(f"builder.run[{index}] `{command}` failed: "
+                                 f"{cmd.describe_failure(result)}")
+        _venvdelta(build, ctr, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER)
+        return build.engine.commit(ctr, _commit(build, step))
+
+
+def read_python_label(labels: dict[str, str]) -> dict[str, str]:
+    """The interpreter facts a step recorded in its image labels."""
+    return dict(json.loads(labels.get("io.uvbuild.python", "{}")))

@@ -1,0 +1,79 @@
+"""The step cache: images in local storage named localhost/uvbuild-cache/<step>:<key>.
+
+`buildah images` shows them and they survive restarts; `uvbuild cache ls` lists them
+and `uvbuild cache prune` removes them together with leftover working containers
+(named uvbuild-<pid>-...) whose process is gone, e.g. after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .engine import CONTAINER_PREFIX, Buildah
+from .plan import BASE_REPO, CACHE_REPO
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    step: str
+    key: str
+    image_id: str
+    size: str
+
+
+def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
+    """Every cached step image, sorted by step then key."""
+    engine = engine or Buildah()
+    entries = []
+    for image in engine.image_list():
+        for name in image.get("names") or ():  # type: ignore[union-attr]
+            name = str(name)
+            if name.startswith(CACHE_REPO + "/") or name.startswith(BASE_REPO + "/"):
+                repo, _, key = name.rpartition(":")
+                entries.append(CacheEntry(step=repo.rsplit("/", 1)[-1], key=key,
+                                          image_id=str(image["id"]), size=str(image["size"])))
+    return sorted(entries, key=lambda e: (e.step, e.key))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_containers(engine: Buildah) -> list[str]:
+    """Working containers uvbuild made whose build process no longer runs."""
+    stale = []
+    for container in engine.containers():
+        name = container["name"]
+        if not name.startswith(CONTAINER_PREFIX):
+            continue
+        pid = name[len(CONTAINER_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            stale.append(name)
+    return stale
+
+
+def prune(*, everything: bool, engine: Buildah | None = None) -> tuple[int, int]:
+    """Remove stale working containers and cache images; bases too with `everything`."""
+    engine = engine or Buildah()
+    containers = stale_containers(engine)
+    for name in containers:
+        engine.rm(name)
+    removed = 0
+    for entry in list_entries(engine):
+        if (_is_base(entry) or entry.step == "add-project") and not everything:
+            continue  # bases are slow to remake; final images are what users run
+        ref = f"{BASE_REPO if _is_base(entry) else CACHE_REPO}/{entry.step}:{entry.key}"
+        if engine.rmi(ref):
+            removed += 1
+    return len(containers), removed
+
+
+def _is_base(entry: CacheEntry) -> bool:
+    return entry.step.startswith("debian-")

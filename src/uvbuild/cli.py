@@ -1,0 +1,151 @@
+"""The command line. The only place that turns errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from . import __version__, cmd
+from .errors import Interrupted, UvbuildError
+from .progress import Reporter, human_size
+
+COMMANDS = ("build", "plan", "cache", "doctor", "inspect")
+
+
+class DefaultBuild(click.Group):
+    """`uvbuild recipe.yaml` means `uvbuild build recipe.yaml`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = next((a for a in args if not a.startswith("-")), None)
+        if first is not None and first not in self.commands:
+            index = args.index(first)
+            args = args[:index] + ["build"] + args[index:]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultBuild, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="uvbuild")
+@click.option("--debug", is_flag=True, help="Echo every command and show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Build container images for uv projects with buildah: no daemon, no Dockerfile.
+
+    `uvbuild RECIPE.yaml` builds (the same as `uvbuild build RECIPE.yaml`).
+    """
+    ctx.obj = {"debug": debug}
+    cmd.set_debug(debug)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("-t", "--tag", help="Image name to tag; wins over the recipe's `image`.")
+@click.option("--no-cache", is_flag=True, help="Run every step even if its result is cached.")
+@click.option("--push", is_flag=True, help="Push the tagged image to its registry.")
+@click.option("--tls-verify/--no-tls-verify", default=None, help="Passed to buildah push.")
+@click.option("--creds", help="USER[:PASSWORD] for the registry (passed to buildah push).")
+@click.option("--authfile", help="Registry auth file (default: the containers auth file).")
+@click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
+              help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for CI).")
+@click.option("-v", "--verbose", is_flag=True, help="Show the output of builder commands.")
+def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify: bool | None,
+          creds: str | None, authfile: str | None, outputs: tuple[str, ...], quiet: bool,
+          as_json: bool, verbose: bool) -> None:
+    """Build RECIPE into a tested, tagged image."""
+    from .pipeline import Outputs, build as run_build
+
+    reporter = Reporter("json" if as_json else "quiet" if quiet else "human")
+    result = run_build(recipe, tag=tag, reporter=reporter, no_cache=no_cache, verbose=verbose,
+                       outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
+                                       creds=creds, authfile=authfile))
+    from .engine import Buildah
+
+    size = Buildah().image_size(result.image_id)
+    reporter.done(image=result.image, image_id=result.image_id, size=size,
+                  seconds=result.seconds)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("-t", "--tag", help="Image name to plan for.")
+@click.option("--no-engine", is_flag=True, help="Do not ask buildah anything (cache unknown).")
+def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
+    """Print the planned steps, their cache keys and whether each is cached."""
+    from .engine import Buildah
+    from .pipeline import plan_recipe
+    from .plan import CACHE_REPO
+
+    engine = None if no_engine else Buildah()
+    _, the_plan = plan_recipe(recipe, tag=tag, engine=engine, pull=False)
+    cached = engine.images_named(CACHE_REPO + "/") if engine else {}
+    click.echo(f"image: {the_plan.image}")
+    click.echo(f"timestamp: {the_plan.timestamp}")
+    for step in the_plan.steps:
+        state = "unknown" if engine is None else (
+            "cached" if step.cache_ref in cached else "to run")
+        click.echo(f"  {step.name:<18} {step.key[:12]}  {state:<8} {step.describe()}")
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect and prune uvbuild's step cache (images in local storage)."""
+
+
+@cache.command("ls")
+def cache_ls() -> None:
+    """List cached step images."""
+    from .cache import list_entries
+
+    for entry in list_entries():
+        click.echo(f"{entry.step:<18} {entry.key}  {entry.image_id[:12]}  {entry.size}")
+
+
+@cache.command("prune")
+@click.option("--all", "everything", is_flag=True,
+              help="Also remove bootstrapped bases and cached final images.")
+def cache_prune(everything: bool) -> None:
+    """Remove leftover working containers and cached step images."""
+    from .cache import prune
+
+    containers, images = prune(everything=everything)
+    click.echo(f"removed {containers} leftover working container(s), {images} cache image(s)")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted("terminated (SIGTERM)")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI; map errors to one message and a distinct exit code."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="uvbuild", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("uvbuild: interrupted; working containers were removed", err=True)
+        return sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("uvbuild: interrupted; working containers were removed", err=True)
+        return sys.exit(130)
+    except UvbuildError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"uvbuild: {exc.kind}: {exc}", err=True)
+        return sys.exit(exc.exit_code)
+    return sys.exit(0)
+
+
+__all__ = ["cli", "main", "COMMANDS", "human_size"]

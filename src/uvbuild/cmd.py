@@ -1,0 +1,130 @@
+"""The one module that imports subprocess: run host commands, echo them, fail clearly.
+
+Every other module reaches the host through `run()`, so a missing binary names the
+package that provides it, a signal-killed child is never taken for success, and
+`--debug` shows each command line (with secret values masked) in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from .errors import EngineError, Interrupted
+
+# Which Debian/Ubuntu package provides each tool we may call.
+PACKAGE_OF = {
+    "buildah": "buildah",
+    "podman": "podman",
+    "skopeo": "skopeo",
+    "mmdebstrap": "mmdebstrap",
+    "newuidmap": "uidmap",
+    "git": "git",
+}
+
+_debug = False
+_masked: set[str] = set()
+
+
+def set_debug(on: bool) -> None:
+    """Echo every command on stderr from now on."""
+    global _debug
+    _debug = on
+
+
+def mask(value: str) -> None:
+    """Never print `value` (a secret) in an echoed command line."""
+    if value:
+        _masked.add(value)
+
+
+def _shown(argv: Sequence[str]) -> str:
+    # Inline scripts are long: name them by size instead of printing them whole.
+    line = shlex.join(a if len(a) <= 160 else f"<script of {len(a)} chars>" for a in argv)
+    for secret in _masked:
+        line = line.replace(secret, "****")
+    return line
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a finished command returned."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stream: bool = False,
+    input_text: str | None = None,
+    timeout: float | None = None,
+) -> Result:
+    """Run `argv`; return its Result whatever the exit status (callers decide).
+
+    `stream=True` lets the command's output reach the terminal (stderr) as it comes,
+    which is what a user wants for `uv sync` or `apt-get`, and captures nothing.
+    A missing binary raises EngineError naming the package to install.
+    """
+    if _debug:
+        print(f"+ {_shown(argv)}", file=sys.stderr, flush=True)
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        if stream:
+            proc = subprocess.run(
+                list(argv), env=full_env, stdout=sys.stderr, stderr=sys.stderr,
+                input=input_text, text=True, timeout=timeout, check=False,
+            )
+            return Result(tuple(argv), proc.returncode, "", "")
+        proc = subprocess.run(
+            list(argv), env=full_env, capture_output=True, input=input_text,
+            text=True, timeout=timeout, check=False,
+        )
+    except FileNotFoundError as exc:
+        tool = os.path.basename(argv[0])
+        package = PACKAGE_OF.get(tool, tool)
+        raise EngineError(
+            f"`{tool}` was not found on PATH",
+            hint=f"install it: sudo apt-get install {package}  (or run `uvbuild doctor`)",
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise EngineError(f"`{_shown(argv)}` did not finish within {timeout:.0f}s") from exc
+    if proc.returncode < 0 and -proc.returncode in (2, 15):
+        # The child was killed by SIGINT/SIGTERM: the user is interrupting us too.
+        raise Interrupted("interrupted")
+    return Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+
+def describe_failure(result: Result) -> str:
+    """A one-paragraph account of a failed command for an error message."""
+    why = f"exit code {result.returncode}"
+    if result.returncode < 0:
+        why = f"killed by signal {-result.returncode}"
+    elif result.returncode == 127:
+        why += " (a program was not found: is it installed in that image?)"
+    elif result.returncode == 126:
+        why += " (a program could not be executed: permissions or architecture?)"
+    tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
+    text = f"`{_shown(result.argv)}` failed with {why}"
+    if tail:
+        text += ":\n    " + "\n    ".join(tail)
+    return text
+
+
+def which(tool: str) -> str | None:
+    """The absolute path of `tool` on PATH, or None."""
+    from shutil import which as _which
+
+    return _which(tool)

@@ -1,0 +1,146 @@
+"""Walk a Plan: reuse cached steps, run the others, test, then tag. Nothing left behind.
+
+Steps are evaluated lazily from the final one, so a step whose image is already in
+the cache is not run and neither are the steps only it needed: a code change runs
+`install-project` and `add-project` and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+from . import builder_steps, runtime_steps
+from .bootstrap import build_bootstrap_base
+from .engine import CONTAINER_PREFIX, Buildah, Mount
+from .errors import UvbuildError
+from .plan import (CACHE_REPO, AddDependencies, AddProject, InstallProject, Plan, PrepareBuilder,
+                   PrepareRuntime, ResolveBase, Step, SyncDependencies)
+from .progress import Reporter
+from .recipe import BootstrapBase
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BuildSettings:
+    """What a build needs beyond the plan: host paths and values that are never stored."""
+
+    uv_binary: str
+    uv_cache: Path
+    network_env: Mapping[str, str]  # CA bundle and proxy settings (build time only)
+    network_mounts: tuple[Mount, ...]
+    secrets: Mapping[str, str]  # builder.secrets values from the host environment
+    no_cache: bool = False
+    verbose: bool = False
+
+
+@dataclass(kw_only=True)
+class BuildResult:
+    """What the build produced."""
+
+    image: str
+    image_id: str
+    seconds: float
+    steps: list[dict[str, object]] = field(default_factory=list)
+
+
+class Build:
+    """One run of the executor: holds the working containers it must remove."""
+
+    def __init__(self, engine: Buildah, plan: Plan, settings: BuildSettings,
+                 reporter: Reporter) -> None:
+        self.engine, self.plan, self.settings, self.reporter = engine, plan, settings, reporter
+        self.images: dict[str, str] = {}  # step name → image ID
+        self._cached: dict[str, str] = {}
+        self._stack = contextlib.ExitStack()
+        self._serial = 0
+
+    # -- the pipeline -----------------------------------------------------------
+
+    def run(self) -> BuildResult:
+        """Build the final image (or find it), test it, tag it."""
+        started = time.monotonic()
+        with self._stack:
+            self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
+            image_id = self.ensure(self.plan.final)
+            self.engine.tag(image_id, self.plan.image)
+        return BuildResult(image=self.plan.image, image_id=image_id,
+                           seconds=time.monotonic() - started, steps=self.reporter.records)
+
+    def ensure(self, step: Step) -> str:
+        """The image ID of `step`'s result, running it (and what it needs) if not cached."""
+        if step.name in self.images:
+            return self.images[step.name]
+        cached = self._cached.get(step.cache_ref)
+        if cached:
+            self.reporter.cached(step)
+            self.images[step.name] = cached
+            return cached
+        parents = {name: self.ensure(self.plan.step(name)) for name in step.needs}
+        with self.reporter.running(step):
+            image_id = self._execute(step, parents)
+        if not isinstance(step, ResolveBase):
+            self.engine.tag(image_id, step.cache_ref)
+        self.images[step.name] = image_id
+        return image_id
+
+    def _execute(self, step: Step, parents: Mapping[str, str]) -> str:
+        if isinstance(step, ResolveBase):
+            return self._resolve_base(step)
+        if isinstance(step, PrepareBuilder):
+            return builder_steps.prepare_builder(self, step, parents["builder-base"])
+        if isinstance(step, SyncDependencies):
+            return builder_steps.sync_dependencies(self, step, parents["prepare-builder"])
+        if isinstance(step, InstallProject):
+            return builder_steps.install_project(self, step, parents["sync-dependencies"])
+        if isinstance(step, PrepareRuntime):
+            return runtime_steps.prepare_runtime(self, step, parents["runtime-base"])
+        if isinstance(step, AddDependencies):
+            return runtime_steps.add_dependencies(self, step, parents)
+        if isinstance(step, AddProject):
+            return runtime_steps.add_project(self, step, parents)
+        raise TypeError(f"unknown step {step!r}")
+
+    def _resolve_base(self, step: ResolveBase) -> str:
+        if isinstance(step.base, BootstrapBase):
+            info = self.engine.image(step.cache_ref)
+            if info:
+                return info.id
+            return build_bootstrap_base(self.engine, step.base, step.cache_ref,
+                                        timestamp=self.plan.timestamp,
+                                        container_name=self.container_name("bootstrap"))
+        info = self.engine.image(step.base.ref)
+        return info.id if info else self.engine.pull(step.base.ref)
+
+    # -- working containers -------------------------------------------------------
+
+    def container_name(self, purpose: str) -> str:
+        """A recognisable, unique working-container name: uvbuild-<pid>-<n>-<purpose>."""
+        import os
+
+        self._serial += 1
+        return f"{CONTAINER_PREFIX}{os.getpid()}-{self._serial}-{purpose}"
+
+    @contextlib.contextmanager
+    def container(self, image: str, purpose: str) -> Iterator[str]:
+        """A working container from `image`, removed on any exit (Ctrl-C included)."""
+        name = self.container_name(purpose)
+        remove: Callable[[], None] = lambda: self.engine.rm(name)  # noqa: E731
+        self._stack.callback(remove)
+        container = self.engine.from_image(image, name)
+        try:
+            yield container
+        finally:
+            self.engine.rm(name)
+
+    def discard_image(self, image_id: str) -> None:
+        """Remove an image this build made, unless something names or uses it."""
+        self.engine.rmi(image_id)
+
+
+def raise_for(result_ok: bool, error: UvbuildError) -> None:
+    """Raise `error` when a step command failed."""
+    if not result_ok:
+        raise error

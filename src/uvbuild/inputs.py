@@ -1,0 +1,81 @@
+"""Measure what the planner needs: project facts, file digests, base image IDs, uv version.
+
+Reads files and asks the engine read-only questions; never makes a container.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+
+from .engine import Buildah
+from .errors import RecipeError
+from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
+from .project import Project, read_project
+from .recipe import Base, BootstrapBase, Recipe
+from .sources import digest_files, source_files
+
+
+def build_timestamp(environ: os._Environ[str] | dict[str, str] | None = None) -> int:
+    """SOURCE_DATE_EPOCH when set, else the documented fixed default (1980-01-01)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return DEFAULT_TIMESTAMP
+    if not raw.isdigit():
+        raise RecipeError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
+    return int(raw)
+
+
+def uv_version() -> str:
+    """The version of the uv binary handed to builders (from the `uv` package)."""
+    return metadata.version("uv")
+
+
+def uv_binary() -> str:
+    """The path of the uv binary shipped in the `uv` PyPI package."""
+    import uv
+
+    return str(uv.find_uv_bin())
+
+
+def default_image_name(project: Project) -> str:
+    """localhost/<project name>:<project version> (or :latest without a version)."""
+    return f"localhost/{project.normalized_name}:{project.version or 'latest'}"
+
+
+def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -> str:
+    """What identifies a base's content: the image ID, or the bootstrap definition's key."""
+    if isinstance(base, BootstrapBase):
+        return "bootstrap:" + bootstrap_key(base, timestamp)
+    if engine is None:
+        return "ref:" + base.ref
+    info = engine.image(base.ref)
+    if info:
+        return info.id
+    if pull:
+        return engine.pull(base.ref)
+    return "ref:" + base.ref
+
+
+def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
+           pull: bool = True) -> tuple[Project, PlanInputs]:
+    """Read the project and measure every input of the plan."""
+    project = read_project(recipe.project)
+    timestamp = build_timestamp()
+    files = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
+    return project, PlanInputs(
+        image=tag or recipe.image or default_image_name(project),
+        uv_version=uv_version(),
+        builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull),
+        runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull),
+        project_root=str(project.root),
+        manifest_files=project.manifest_files,
+        manifest_digest=digest_files(project.root, project.manifest_files),
+        source_files=files,
+        source_digest=digest_files(project.root, files),
+        is_package=project.is_package,
+        is_workspace=bool(project.workspace_members),
+        timestamp=timestamp,
+    )
+

@@ -1,0 +1,112 @@
+"""The build, top to bottom: load → measure → plan → execute → output.
+
+    recipe = load_recipe(path)              strict, typed (loader.py)
+    project, inputs = gather(recipe, ...)   files, digests, base IDs (inputs.py)
+    plan = make_plan(recipe, inputs)        pure data with cache keys (plan.py)
+    Build(engine, plan, ...).run()          cached steps reused, the rest run (executor.py)
+    push / write archives                   (engine.py)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .engine import Buildah
+from .errors import EngineError, RecipeError
+from .executor import Build, BuildResult, BuildSettings
+from .inputs import gather, uv_binary
+from .loader import load_recipe
+from .netenv import host_environ, network_settings
+from .plan import Plan, make_plan
+from .progress import Reporter
+from .recipe import Recipe
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Outputs:
+    """Where the built image goes besides local storage."""
+
+    push: bool = False
+    archives: tuple[str, ...] = ()  # "oci-archive:PATH" or "docker-archive:PATH"
+    tls_verify: bool | None = None
+    creds: str | None = None
+    authfile: str | None = None
+
+
+def cache_home() -> Path:
+    """uvbuild's cache folder on the host (uv's download cache lives under it)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "uvbuild"
+
+
+def plan_recipe(path: Path, *, tag: str | None, engine: Buildah | None,
+                pull: bool) -> tuple[Recipe, Plan]:
+    """Load a recipe and plan its build."""
+    recipe = load_recipe(path)
+    _, inputs = gather(recipe, engine, tag=tag, pull=pull)
+    return recipe, make_plan(recipe, inputs)
+
+
+def host_secrets(recipe: Recipe) -> dict[str, str]:
+    """builder.secrets values from the host environment; a missing one is an error."""
+    env = host_environ()
+    missing = [name for name in recipe.builder.secrets if name not in env]
+    if missing:
+        raise RecipeError(f"{recipe.path}: builder.secrets: {', '.join(missing)} not set in the "
+                          "environment", hint="export the variable before running uvbuild")
+    return {name: env[name] for name in recipe.builder.secrets}
+
+
+@contextlib.contextmanager
+def build_lock(image: str) -> Iterator[None]:
+    """Builds of the same image name run one at a time on this host (flock)."""
+    locks = cache_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / (hashlib.sha256(image.encode()).hexdigest()[:24] + ".lock")
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
+          no_cache: bool = False, verbose: bool = False) -> BuildResult:
+    """Build the recipe at `path` into a tagged image; push or export it if asked."""
+    engine = Buildah()
+    recipe = load_recipe(path)
+    secrets = host_secrets(recipe)
+    _, inputs = gather(recipe, engine, tag=tag)
+    plan = make_plan(recipe, inputs)
+    net_env, net_mounts = network_settings(host_environ())
+    settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
+                             network_env=net_env, network_mounts=net_mounts, secrets=secrets,
+                             no_cache=no_cache, verbose=verbose)
+    reporter.note(f"building {plan.image} from {path}")
+    with build_lock(plan.image):
+        result = Build(engine, plan, settings, reporter).run()
+    deliver(engine, result, outputs)
+    return result
+
+
+def deliver(engine: Buildah, result: BuildResult, outputs: Outputs) -> None:
+    """Push the image and write archives, as asked."""
+    for archive in outputs.archives:
+        transport, _, target = archive.partition(":")
+        if transport not in ("oci-archive", "docker-archive") or not target:
+            raise EngineError(f"--output {archive!r}: expected oci-archive:PATH or "
+                              "docker-archive:PATH")
+        dest = f"{transport}:{target}"
+        if ":" not in target:
+            dest += f":{result.image}"
+        engine.push(result.image_id, dest, tls_verify=None, creds=None, authfile=None)
+    if outputs.push:
+        engine.push(result.image_id, f"docker://{result.image}", tls_verify=outputs.tls_verify,
+                    creds=outputs.creds, authfile=outputs.authfile)

@@ -1,0 +1,241 @@
+"""Recipe + project + measured inputs → a Plan: typed steps with content cache keys.
+
+Pure code: no buildah, no subprocess. The executor walks the plan; `uvbuild plan`
+prints it. Steps form two chains that meet at the end:
+
+    builder-base → prepare-builder → sync-dependencies → install-project ─┐
+    runtime-base → prepare-runtime → add-dependencies ───────────────────→ add-project (final)
+
+and every step after a base is an image in local storage, found again by its key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .cachekey import step_key
+from .recipe import Base, BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
+
+Frozen = dataclass(frozen=True, kw_only=True, slots=True)
+
+CACHE_REPO = "localhost/uvbuild-cache"
+BASE_REPO = "localhost/uvbuild-base"
+VENV = "/app/.venv"
+SOURCE_DIR = "/src"
+DEFAULT_TIMESTAMP = 315532800  # 1980-01-01T00:00:00Z: the earliest time ZIP (wheels) can hold
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlanInputs:
+    """What the planner needs besides recipe and project, measured by `uvbuild.inputs`."""
+
+    image: str  # the output name
+    uv_version: str
+    builder_base_id: str  # image ID of a named base, or the bootstrap definition's key
+    runtime_base_id: str
+    project_root: str  # absolute host folder of the project
+    manifest_files: tuple[str, ...]  # pyproject.toml, uv.lock, member manifests (relative)
+    manifest_digest: str
+    source_files: tuple[str, ...]  # every source file the project step reads (relative)
+    source_digest: str
+    is_package: bool
+    is_workspace: bool
+    timestamp: int = DEFAULT_TIMESTAMP
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Step:
+    """Common fields of every step."""
+
+    name: str
+    key: str
+    needs: tuple[str, ...]  # names of the steps whose images this one reads
+
+    @property
+    def cache_ref(self) -> str:
+        """Where the step's result lives in local storage."""
+        return f"{CACHE_REPO}/{self.name}:{self.key[:32]}"
+
+    def describe(self) -> str:  # pragma: no cover - overridden
+        return self.name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResolveBase(Step):
+    stage: str  # "builder" | "runtime"
+    base: Base
+
+    @property
+    def cache_ref(self) -> str:
+        if isinstance(self.base, ImageBase):
+            return self.base.ref
+        return bootstrap_ref(self.base, self.key)
+
+    def describe(self) -> str:
+        if isinstance(self.base, ImageBase):
+            return f"{self.stage} base: {self.base.ref}"
+        b = self.base
+        extra = f" +{','.join(b.packages)}" if b.packages else ""
+        snap = f" @{b.snapshot}" if b.snapshot else ""
+        return f"{self.stage} base: bootstrap {b.distribution} {b.suite}{extra}{snap}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrepareBuilder(Step):
+    packages: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "builder packages: " + (" ".join(self.packages) or "(none)")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SyncDependencies(Step):
+    python: str
+    sync: SyncOptions
+    env: tuple[tuple[str, str], ...]
+    secrets: tuple[str, ...]
+    manifests: tuple[str, ...]
+    workspace: bool
+
+    def describe(self) -> str:
+        return f"uv sync dependencies into {VENV} ({', '.join(self.manifests)})"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InstallProject(Step):
+    is_package: bool
+    sources: tuple[str, ...]
+    run: tuple[str, ...]
+
+    def describe(self) -> str:
+        what = "install the project (non-editable)" if self.is_package else "copy project files"
+        return what + (f", then {len(self.run)} builder command(s)" if self.run else "")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrepareRuntime(Step):
+    packages: tuple[str, ...]
+    user: str
+    python: str
+
+    def describe(self) -> str:
+        pk = " ".join(self.packages) or "(none)"
+        return f"runtime packages: {pk}; user {self.user}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddDependencies(Step):
+    def describe(self) -> str:
+        return f"dependencies layer: {VENV} without the project"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddProject(Step):
+    """The final image: project layer, runtime.copy, config. Tested before it is tagged."""
+
+    copy: tuple[CopyEntry, ...]
+    workdir: str
+    env: tuple[tuple[str, str], ...]
+    entrypoint: tuple[str, ...] | None
+    cmd: tuple[str, ...] | None
+    expose: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+    stop_signal: str | None
+    test: tuple[str, ...]
+
+    def describe(self) -> str:
+        tests = f", {len(self.test)} test(s)" if self.test else ""
+        return f"project layer + config{tests}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Plan:
+    """An ordered build: steps in an order where each one's needs come first."""
+
+    image: str
+    timestamp: int
+    project_root: str
+    steps: tuple[Step, ...]
+
+    @property
+    def final(self) -> AddProject:
+        last = self.steps[-1]
+        assert isinstance(last, AddProject)
+        return last
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def bootstrap_ref(base: BootstrapBase, key: str) -> str:
+    return f"{BASE_REPO}/{base.distribution}-{base.suite}:{key[:16]}"
+
+
+def bootstrap_key(base: BootstrapBase, timestamp: int) -> str:
+    """A bootstrapped base is rebuilt only when its definition (or the timestamp) changes."""
+    return step_key("bootstrap", {
+        "distribution": base.distribution, "suite": base.suite,
+        "packages": sorted(base.packages), "snapshot": base.snapshot, "timestamp": timestamp,
+    })
+
+
+def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
+    """The whole build as data. Same recipe and inputs → same steps and keys."""
+    b, r, ts = recipe.builder, recipe.runtime, inputs.timestamp
+    python = b.python or "python3"
+
+    def key(kind: str, definition: dict[str, Any], *parents: Step) -> str:
+        return step_key(kind, {**definition, "timestamp": ts}, [p.key for p in parents])
+
+    builder_base = ResolveBase(
+        name="builder-base", stage="builder", base=b.base, needs=(),
+        key=key("base", {"id": inputs.builder_base_id}))
+    prepare_builder = PrepareBuilder(
+        name="prepare-builder", needs=("builder-base",), packages=b.packages,
+        key=key("prepare-builder", {"packages": list(b.packages)}, builder_base))
+    sync = SyncDependencies(
+        name="sync-dependencies", needs=("prepare-builder",), python=python, sync=b.sync,
+        env=b.env, secrets=b.secrets, manifests=inputs.manifest_files,
+        workspace=inputs.is_workspace,
+        key=key("sync-dependencies", {
+            "python": python, "groups": list(b.sync.groups), "extras": list(b.sync.extras),
+            "all_extras": b.sync.all_extras, "compile": b.sync.compile_bytecode,
+            "env": [list(p) for p in b.env], "secret_names": list(b.secrets),
+            "manifests": inputs.manifest_digest, "uv": inputs.uv_version,
+        }, prepare_builder))
+    install = InstallProject(
+        name="install-project", needs=("sync-dependencies",), is_package=inputs.is_package,
+        sources=inputs.source_files, run=b.run,
+        key=key("install-project", {
+            "sources": inputs.source_digest, "run": list(b.run), "package": inputs.is_package,
+        }, sync))
+    runtime_base = ResolveBase(
+        name="runtime-base", stage="runtime", base=r.base, needs=(),
+        key=key("base", {"id": inputs.runtime_base_id}))
+    prepare_runtime = PrepareRuntime(
+        name="prepare-runtime", needs=("runtime-base",), packages=r.packages, user=r.user,
+        python=python,
+        key=key("prepare-runtime", {"packages": list(r.packages), "user": r.user,
+                                    "python": python}, runtime_base))
+    add_deps = AddDependencies(
+        name="add-dependencies", needs=("sync-dependencies", "prepare-runtime"),
+        key=key("add-dependencies", {}, prepare_runtime, sync))
+    final = AddProject(
+        name="add-project", needs=("add-dependencies", "install-project"),
+        copy=r.copy, workdir=r.workdir, env=r.env, entrypoint=r.entrypoint, cmd=r.cmd,
+        expose=r.expose, labels=r.labels, stop_signal=r.stop_signal, test=r.test,
+        key=key("add-project", {
+            "copy": [[c.source, c.dest] for c in r.copy], "workdir": r.workdir,
+            "env": [list(p) for p in r.env],
+            "entrypoint": None if r.entrypoint is None else list(r.entrypoint),
+            "cmd": None if r.cmd is None else list(r.cmd), "expose": list(r.expose),
+            "labels": [list(p) for p in r.labels], "stop_signal": r.stop_signal,
+            "test": list(r.test),
+        }, add_deps, install))
+    steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install,
+                               runtime_base, prepare_runtime, add_deps, final)
+    return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps)

@@ -1,0 +1,70 @@
+"""Progress that tells the story: one line per step, then the image, its ID, size and time.
+
+`quiet` prints only the image ID; `json` prints one JSON document at the end for CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from typing import Iterator, TextIO
+
+from .plan import Step
+
+
+class Reporter:
+    """Collects per-step records and prints them in the chosen style."""
+
+    def __init__(self, style: str = "human", stream: TextIO | None = None) -> None:
+        self.style = style
+        self.stream = stream or sys.stderr
+        self.records: list[dict[str, object]] = []
+
+    def _line(self, text: str) -> None:
+        if self.style == "human":
+            print(text, file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line of its own (e.g. what uvbuild is about to build)."""
+        self._line(text)
+
+    def cached(self, step: Step) -> None:
+        self.records.append({"step": step.name, "cached": True, "seconds": 0.0})
+        self._line(f"  {step.name:<18} cached     {step.describe()}")
+
+    @contextlib.contextmanager
+    def running(self, step: Step) -> Iterator[None]:
+        self._line(f"  {step.name:<18} ...        {step.describe()}")
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self._line(f"  {step.name:<18} FAILED after {time.monotonic() - started:.1f}s")
+            raise
+        seconds = time.monotonic() - started
+        self.records.append({"step": step.name, "cached": False, "seconds": round(seconds, 2)})
+        self._line(f"  {step.name:<18} {seconds:6.1f}s")
+
+    def done(self, *, image: str, image_id: str, size: int, seconds: float,
+             out: TextIO | None = None) -> None:
+        """The final line (human), the ID (quiet) or the JSON document (json)."""
+        out = out or sys.stdout
+        if self.style == "json":
+            print(json.dumps({"image": image, "id": image_id, "size": size,
+                              "seconds": round(seconds, 2), "steps": self.records}), file=out)
+        elif self.style == "quiet":
+            print(image_id, file=out)
+        else:
+            print(f"{image}  {image_id[:12]}  {human_size(size)}  built in {seconds:.1f}s",
+                  file=out)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"

@@ -1,0 +1,138 @@
+"""The runtime stage: base + packages + user, a dependencies layer, a project layer.
+
+No command runs in the final image's working container: the project layer and the
+config are copied and set, the image committed, and `runtime.test` runs in a
+separate container from that image, so tests cannot leave files in what ships.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Mapping
+
+from . import cmd
+from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
+from .engine import CommitOptions, ImageConfig
+from .errors import ProjectError, StepFailed
+from .incontainer import script
+from .plan import VENV, AddDependencies, AddProject, PrepareRuntime
+
+if TYPE_CHECKING:
+    from .executor import Build
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _labels(build: Build, image: str) -> dict[str, str]:
+    info = build.engine.image(image)
+    return dict(info.labels) if info else {}
+
+
+def _builder_python(build: Build) -> dict[str, str]:
+    return read_python_label(_labels(build, build.images["sync-dependencies"]))
+
+
+def _describe(python: Mapping[str, str]) -> str:
+    return f"{python.get('python', '?')} (Python {python.get('version', '?')})"
+
+
+def prepare_runtime(build: Build, step: PrepareRuntime, base: str) -> str:
+    """The runtime base with `runtime.packages` and the runtime user."""
+    builder = _builder_python(build)
+    interpreter = builder.get("link") or step.python
+    with build.container(base, "runtime") as ctr:
+        if step.packages:
+            install_packages(build, ctr, step.packages, "runtime")
+        result = build.engine.run(ctr, [interpreter, "-c", script("mkuser.py"), step.user],
+                                  network=False, stream=False)
+        if not result.ok:
+            raise ProjectError(
+                f"the runtime base has no usable {interpreter}: the builder's virtualenv uses "
+                f"{_describe(builder)}, so the runtime needs the same interpreter at the same "
+                f"path ({cmd.describe_failure(result)})",
+                hint="use the same base (or the same Python packages) for builder and runtime",
+            )
+        facts = json.loads(result.stdout.strip().splitlines()[-1])
+        user = f"{facts['uid']}:{facts['gid']}"
+        build.engine.configure(ctr, ImageConfig(user=user))
+        return build.engine.commit(ctr, CommitOptions(timestamp=build.plan.timestamp, labels={
+            "io.uvbuild.step": step.name,
+            "io.uvbuild.user": user,
+            "io.uvbuild.python": json.dumps({"python": facts["python"],
+                                             "version": facts["version"]}),
+        }))
+
+
+def check_python(builder: Mapping[str, str], runtime: Mapping[str, str]) -> None:
+    """The runtime Python must be the builder's: same path, same major.minor."""
+    if builder.get("python") != runtime.get("python") or builder.get("version") != runtime.get(
+            "version"):
+        raise ProjectError(
+            f"runtime Python does not match the builder's: the builder's virtualenv uses "
+            f"{_describe(builder)}, the runtime has {_describe(runtime)}",
+            hint="use bases with the same Python (same path and major.minor) for both stages")
+
+
+def add_dependencies(build: Build, step: AddDependencies, parents: Mapping[str, str]) -> str:
+    """The dependencies layer: /app/.venv as synced without the project."""
+    check_python(read_python_label(_labels(build, parents["sync-dependencies"])),
+                 read_python_label(_labels(build, parents["prepare-runtime"])))
+    with build.container(parents["prepare-runtime"], "runtime-deps") as ctr:
+        build.engine.copy(ctr, VENV, VENV, from_image=parents["sync-dependencies"])
+        return build.engine.commit(ctr, CommitOptions(
+            timestamp=build.plan.timestamp, labels={"io.uvbuild.step": step.name}))
+
+
+def _path(env: tuple[str, ...]) -> str:
+    for item in env:
+        if item.startswith("PATH="):
+            return item[len("PATH="):]
+    return DEFAULT_PATH
+
+
+def final_config(step: AddProject, base_env: tuple[str, ...], labels: dict[str, str]) -> ImageConfig:
+    """The shipped image's config: venv first on PATH, then the recipe's settings."""
+    entrypoint, command = step.entrypoint, step.cmd
+    if entrypoint is not None and command is None:
+        command = ()  # a new entrypoint drops the base's CMD, as in a Containerfile
+    env = (("PATH", f"{VENV}/bin:{_path(base_env)}"), ("VIRTUAL_ENV", VENV), *step.env)
+    return ImageConfig(workdir=step.workdir, env=env, entrypoint=entrypoint, cmd=command,
+                       ports=step.expose, labels=tuple(sorted({**labels, **dict(step.labels)}
+                                                              .items())),
+                       stop_signal=step.stop_signal)
+
+
+def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> str:
+    """Project layer + runtime.copy + config, committed, then tested; returns the image ID."""
+    deps_image, project_image = parents["add-dependencies"], parents["install-project"]
+    info = build.engine.image(deps_image)
+    base_env = info.env if info else ()
+    user = (info.labels.get("io.uvbuild.user") if info else None) or ""
+    with build.container(deps_image, "runtime-project") as ctr:
+        build.engine.copy(ctr, PROJECT_LAYER, "/app", from_image=project_image)
+        for entry in step.copy:
+            build.engine.copy(ctr, entry.source, entry.dest, from_image=project_image)
+        build.engine.configure(ctr, final_config(step, base_env, {}))
+        image_id = build.engine.commit(ctr, CommitOptions(
+            timestamp=build.plan.timestamp,
+            labels={"io.uvbuild.step": step.name, "io.uvbuild.key": step.key}))
+    try:
+        run_tests(build, step, image_id, user)
+    except BaseException:
+        build.discard_image(image_id)
+        raise
+    return image_id
+
+
+def run_tests(build: Build, step: AddProject, image_id: str, user: str) -> None:
+    """Each `runtime.test` command, in a container of the finished image, as its user."""
+    if not step.test:
+        return
+    with build.container(image_id, "test") as ctr:
+        for index, command in enumerate(step.test):
+            result = build.engine.run(ctr, ["/bin/sh", "-c", command], user=user or None,
+                                      workdir=step.workdir, stream=build.settings.verbose)
+            if not result.ok:
+                raise StepFailed(
+                    f"runtime.test[{index}] `{command}` failed: {cmd.describe_failure(result)}",
+                    hint=f"nothing was tagged; {build.plan.image} is as it was before")
