@@ -1,0 +1,60 @@
+"""Cache keys: sha256 over canonical JSON of kind, definition and parents; never mtimes."""
+
+from __future__ import annotations
+
+import hashlib
+
+from uvbuild.cachekey import CACHE_FORMAT, file_digest, step_key
+
+
+def test_key_is_sha256_of_canonical_json() -> None:
+    # Spelled out by hand: sorted keys, no spaces, ASCII only, the format number first-class.
+    canonical = (
+        '{"definition":{"packages":["curl"],"timestamp":315532800},'
+        '"format":1,"kind":"prepare-builder","parents":["p1","p2"]}'
+    )
+
+    key = step_key("prepare-builder", {"timestamp": 315532800, "packages": ["curl"]}, ["p1", "p2"])
+
+    assert CACHE_FORMAT == 1
+    assert key == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_key_golden_value() -> None:
+    assert step_key("base", {"id": "sha256:abc"}) == (
+        "9d11af710b265a4ae7d2650186b377e242a028267b0f0e22398e86dba8c72b85")
+
+
+def test_key_ignores_mapping_order() -> None:
+    assert step_key("k", {"a": 1, "b": {"x": 1, "y": 2}}) == step_key(
+        "k", {"b": {"y": 2, "x": 1}, "a": 1})
+
+
+def test_key_follows_kind_definition_and_parents() -> None:
+    base = step_key("k", {"a": 1}, ["p"])
+
+    assert step_key("other", {"a": 1}, ["p"]) != base
+    assert step_key("k", {"a": 2}, ["p"]) != base
+    assert step_key("k", {"a": 1}, ["q"]) != base
+    assert step_key("k", {"a": 1}) != base
+
+
+def test_parent_order_matters() -> None:
+    assert step_key("k", {}, ["p", "q"]) != step_key("k", {}, ["q", "p"])
+
+
+def test_list_order_matters() -> None:
+    # Lists carry meaning in recipes (builder.run, entrypoint): order is content.
+    assert step_key("k", {"run": ["a", "b"]}) != step_key("k", {"run": ["b", "a"]})
+
+
+def test_non_ascii_is_escaped_not_mangled() -> None:
+    assert step_key("k", {"env": "café"}) != step_key("k", {"env": "cafe"})
+    canonical = '{"definition":{"env":"caf\\u00e9"},"format":1,"kind":"k","parents":[]}'
+    assert step_key("k", {"env": "café"}) == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_file_digest() -> None:
+    assert file_digest(b"") == (
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    assert file_digest(b"abc") == "sha256:" + hashlib.sha256(b"abc").hexdigest()

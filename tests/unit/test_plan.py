@@ -1,0 +1,493 @@
+"""The planner: recipe + measured inputs → 8 typed steps whose keys change only when they must."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pytest
+
+from uvbuild import plan as plan_module
+from uvbuild.loader import load_recipe_text
+from uvbuild.plan import (
+    BASE_REPO,
+    CACHE_REPO,
+    DEFAULT_TIMESTAMP,
+    AddDependencies,
+    AddProject,
+    InstallProject,
+    Plan,
+    PlanInputs,
+    PrepareBuilder,
+    PrepareRuntime,
+    ResolveBase,
+    SyncDependencies,
+    bootstrap_key,
+    bootstrap_ref,
+    make_plan,
+)
+from uvbuild.recipe import BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
+
+RECIPE_PATH = Path("/projects/app/uvbuild.yaml")
+
+RECIPE = """\
+version: 1
+image: localhost/app:1.0
+builder:
+  from: docker.io/library/python:3.13-slim
+  packages: [build-essential]
+  env: {PIP_NO_COLOR: "1"}
+  secrets: [UV_INDEX_PASSWORD]
+  sync:
+    groups: [server]
+  run:
+    - make assets
+runtime:
+  from: docker.io/library/python:3.13-slim
+  packages: [libpq5]
+  copy:
+    - {from: /src/assets, to: /app/assets}
+  env: {LOG_LEVEL: info}
+  entrypoint: [python, -m, app]
+  expose: [8080]
+  labels: {org.opencontainers.image.title: app}
+  stop-signal: SIGINT
+  test:
+    - python -c "import app"
+"""
+
+ORDER = (
+    "builder-base",
+    "prepare-builder",
+    "sync-dependencies",
+    "install-project",
+    "runtime-base",
+    "prepare-runtime",
+    "add-dependencies",
+    "add-project",
+)
+
+NEEDS = {
+    "builder-base": (),
+    "prepare-builder": ("builder-base",),
+    "sync-dependencies": ("prepare-builder",),
+    "install-project": ("sync-dependencies",),
+    "runtime-base": (),
+    "prepare-runtime": ("runtime-base",),
+    "add-dependencies": ("sync-dependencies", "prepare-runtime"),
+    "add-project": ("add-dependencies", "install-project"),
+}
+
+INPUTS = PlanInputs(
+    image="localhost/app:1.0",
+    uv_version="0.7.3",
+    builder_base_id="a" * 64,
+    runtime_base_id="b" * 64,
+    project_root="/projects/app",
+    manifest_files=("pyproject.toml", "uv.lock"),
+    manifest_digest="sha256:" + "1" * 64,
+    source_files=("pyproject.toml", "src/app/__init__.py", "uv.lock"),
+    source_digest="sha256:" + "2" * 64,
+    is_package=True,
+    is_workspace=False,
+)
+
+# The keys of RECIPE + INPUTS. A change here means every user's cache is invalidated:
+# make it on purpose (and bump CACHE_FORMAT if a step's meaning changed), never by accident.
+GOLDEN_KEYS = {
+    "builder-base": "21da553c1f1efa572c73bca17caf5354deb9ffd3750157ecfe8c206a4ddbe74c",
+    "prepare-builder": "09c2a3261207f932c72e580aeb936a4e0c461dc63c77fb4203dbf3a05bdb78a4",
+    "sync-dependencies": "af5cb7e9c296a2f1c223c89b483d9f5b0c3c71b64416185363fa766ad30efc83",
+    "install-project": "5b75212f2d7809d972b98c18d97b6ec6465ee3e81c7a1d7c57cf48d5edd06f73",
+    "runtime-base": "5c2bd6fe9d5236d940056e7e164e546d9ed79517fdae9d31e72f884b69b847ef",
+    "prepare-runtime": "74f0d00f094b21943a5ef07092dc3057243147b1b94321b0207aa62d0f967b33",
+    "add-dependencies": "46888a9f74c5d289d532d78ef0252b270f2a203c6f70c0fda677adfdcccce968",
+    "add-project": "4f4ea1c4d3ce99577d9877d480d9c72b3b14cff1bf05c652694d6461b045e098",
+}
+
+
+def recipe_of(text: str = RECIPE) -> Recipe:
+    return load_recipe_text(text, RECIPE_PATH)
+
+
+def plan_of(recipe: Recipe | None = None, **changes: Any) -> Plan:
+    return make_plan(recipe or recipe_of(), dataclasses.replace(INPUTS, **changes))
+
+
+def keys(plan: Plan) -> dict[str, str]:
+    return {step.name: step.key for step in plan.steps}
+
+
+def changed(before: Plan, after: Plan) -> set[str]:
+    """Names of the steps whose key differs between two plans."""
+    old, new = keys(before), keys(after)
+    assert old.keys() == new.keys()
+    return {name for name in old if old[name] != new[name]}
+
+
+def edit(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new)
+
+
+# -- shape ------------------------------------------------------------------------------
+
+
+def test_eight_steps_in_order_with_their_needs() -> None:
+    plan = plan_of()
+
+    assert tuple(step.name for step in plan.steps) == ORDER
+    assert {step.name: step.needs for step in plan.steps} == NEEDS
+    assert [type(step) for step in plan.steps] == [
+        ResolveBase, PrepareBuilder, SyncDependencies, InstallProject,
+        ResolveBase, PrepareRuntime, AddDependencies, AddProject,
+    ]
+
+
+def test_every_step_comes_after_what_it_needs() -> None:
+    seen: set[str] = set()
+    for step in plan_of().steps:
+        assert set(step.needs) <= seen, step.name
+        seen.add(step.name)
+
+
+def test_plan_carries_image_timestamp_and_root() -> None:
+    plan = plan_of(timestamp=1_700_000_000)
+
+    assert plan.image == "localhost/app:1.0"
+    assert plan.timestamp == 1_700_000_000
+    assert plan.project_root == "/projects/app"
+    assert plan.final is plan.steps[-1]
+    assert plan.step("install-project") is plan.steps[3]
+    with pytest.raises(KeyError):
+        plan.step("no-such-step")
+
+
+def test_default_timestamp_is_1980() -> None:
+    assert DEFAULT_TIMESTAMP == 315532800
+    assert plan_of().timestamp == DEFAULT_TIMESTAMP
+
+
+def test_steps_carry_the_recipe_and_inputs() -> None:
+    plan = plan_of()
+
+    builder_base = plan.step("builder-base")
+    assert isinstance(builder_base, ResolveBase)
+    assert builder_base.stage == "builder"
+    assert builder_base.base == ImageBase(ref="docker.io/library/python:3.13-slim")
+
+    prepare_builder = plan.step("prepare-builder")
+    assert isinstance(prepare_builder, PrepareBuilder)
+    assert prepare_builder.packages == ("build-essential",)
+
+    sync = plan.step("sync-dependencies")
+    assert isinstance(sync, SyncDependencies)
+    assert sync.python == "python3"
+    assert sync.sync == SyncOptions(groups=("server",))
+    assert sync.env == (("PIP_NO_COLOR", "1"),)
+    assert sync.secrets == ("UV_INDEX_PASSWORD",)
+    assert sync.manifests == ("pyproject.toml", "uv.lock")
+    assert sync.workspace is False
+
+    install = plan.step("install-project")
+    assert isinstance(install, InstallProject)
+    assert install.is_package is True
+    assert install.sources == ("pyproject.toml", "src/app/__init__.py", "uv.lock")
+    assert install.run == ("make assets",)
+
+    runtime_base = plan.step("runtime-base")
+    assert isinstance(runtime_base, ResolveBase)
+    assert runtime_base.stage == "runtime"
+
+    prepare_runtime = plan.step("prepare-runtime")
+    assert isinstance(prepare_runtime, PrepareRuntime)
+    assert (prepare_runtime.packages, prepare_runtime.user, prepare_runtime.python) == (
+        ("libpq5",), "app", "python3")
+
+    final = plan.final
+    assert final.copy == (CopyEntry(source="/src/assets", dest="/app/assets"),)
+    assert final.workdir == "/app"
+    assert final.env == (("LOG_LEVEL", "info"),)
+    assert final.entrypoint == ("python", "-m", "app")
+    assert final.cmd is None
+    assert final.expose == ("8080",)
+    assert final.labels == (("org.opencontainers.image.title", "app"),)
+    assert final.stop_signal == "SIGINT"
+    assert final.test == ('python -c "import app"',)
+
+
+def test_describe_each_step() -> None:
+    plan = plan_of()
+
+    assert [step.describe() for step in plan.steps] == [
+        "builder base: docker.io/library/python:3.13-slim",
+        "builder packages: build-essential",
+        "uv sync dependencies into /app/.venv (pyproject.toml, uv.lock)",
+        "install the project (non-editable), then 1 builder command(s)",
+        "runtime base: docker.io/library/python:3.13-slim",
+        "runtime packages: libpq5; user app",
+        "dependencies layer: /app/.venv without the project",
+        "project layer + config, 1 test(s)",
+    ]
+
+
+def test_describe_a_bootstrap_base_and_a_non_package() -> None:
+    text = edit(RECIPE, "  from: docker.io/library/python:3.13-slim\n  packages: [build-essential]",
+                "  from: {bootstrap: debian, suite: trixie, packages: [python3], "
+                "snapshot: 20250520T000000Z}")
+    plan = plan_of(recipe_of(text), is_package=False)
+
+    assert plan.step("builder-base").describe() == (
+        "builder base: bootstrap debian trixie +python3 @20250520T000000Z")
+    assert plan.step("prepare-builder").describe() == "builder packages: (none)"
+    assert plan.step("install-project").describe() == (
+        "copy project files, then 1 builder command(s)")
+
+
+# -- keys: deterministic ------------------------------------------------------------------
+
+
+def test_keys_are_sha256_hex() -> None:
+    for step in plan_of().steps:
+        assert len(step.key) == 64
+        int(step.key, 16)
+
+
+def test_same_inputs_give_same_keys() -> None:
+    first, second = plan_of(), plan_of(recipe_of())
+
+    assert keys(first) == keys(second)
+    assert first == second
+
+
+def test_every_step_has_its_own_key() -> None:
+    assert len(set(keys(plan_of()).values())) == len(ORDER)
+
+
+def test_keys_match_the_golden_values() -> None:
+    assert keys(plan_of()) == GOLDEN_KEYS
+
+
+def test_keys_do_not_depend_on_where_the_project_is() -> None:
+    moved = make_plan(load_recipe_text(RECIPE, Path("/elsewhere/uvbuild.yaml")),
+                      dataclasses.replace(INPUTS, project_root="/elsewhere"))
+
+    assert changed(plan_of(), moved) == set()
+
+
+def test_output_name_is_not_in_any_key() -> None:
+    assert changed(plan_of(), plan_of(image="localhost/other:2.0")) == set()
+
+
+# -- keys: what each input invalidates ----------------------------------------------------
+
+
+def test_source_change_invalidates_only_the_project_steps() -> None:
+    after = plan_of(source_digest="sha256:" + "3" * 64)
+
+    assert changed(plan_of(), after) == {"install-project", "add-project"}
+
+
+def test_lock_change_invalidates_the_dependency_and_project_steps() -> None:
+    after = plan_of(manifest_digest="sha256:" + "4" * 64)
+
+    assert changed(plan_of(), after) == {
+        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("  env: {LOG_LEVEL: info}", "  env: {LOG_LEVEL: debug}"),
+    ("  entrypoint: [python, -m, app]", "  entrypoint: [python, -m, app.main]"),
+    ('    - python -c "import app"', '    - python -c "import app.main"'),
+    ("  expose: [8080]", "  expose: [8081]"),
+    ("  labels: {org.opencontainers.image.title: app}",
+     "  labels: {org.opencontainers.image.title: app2}"),
+    ("  stop-signal: SIGINT", "  stop-signal: SIGTERM"),
+    ("    - {from: /src/assets, to: /app/assets}", "    - {from: /src/assets, to: /app/static}"),
+    ("  expose: [8080]", "  expose: [8080]\n  cmd: [--port, '8080']"),
+    ("  expose: [8080]", "  expose: [8080]\n  workdir: /srv"),
+])
+def test_runtime_config_changes_only_the_final_step(old: str, new: str) -> None:
+    after = plan_of(recipe_of(edit(RECIPE, old, new)))
+
+    assert changed(plan_of(), after) == {"add-project"}
+
+
+def test_runtime_packages_or_user_change_the_runtime_chain() -> None:
+    expected = {"prepare-runtime", "add-dependencies", "add-project"}
+    packages = recipe_of(edit(RECIPE, "  packages: [libpq5]", "  packages: [libpq5, curl]"))
+    user = recipe_of(edit(RECIPE, "  env: {LOG_LEVEL: info}", "  env: {LOG_LEVEL: info}\n  user: web"))
+
+    assert changed(plan_of(), plan_of(packages)) == expected
+    assert changed(plan_of(), plan_of(user)) == expected
+
+
+def test_builder_run_changes_only_the_project_steps() -> None:
+    after = plan_of(recipe_of(edit(RECIPE, "    - make assets", "    - make assets docs")))
+
+    assert changed(plan_of(), after) == {"install-project", "add-project"}
+
+
+def test_package_or_not_changes_only_the_project_steps() -> None:
+    assert changed(plan_of(), plan_of(is_package=False)) == {"install-project", "add-project"}
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ('  env: {PIP_NO_COLOR: "1"}', '  env: {PIP_NO_COLOR: "0"}'),
+    ("    groups: [server]", "    groups: [server, docs]"),
+    ("    groups: [server]", "    groups: [server]\n    extras: [fast]"),
+    ("    groups: [server]", "    groups: [server]\n    all-extras: true"),
+    ("    groups: [server]", "    groups: [server]\n    compile-bytecode: false"),
+])
+def test_sync_options_change_the_dependency_and_project_steps(old: str, new: str) -> None:
+    after = plan_of(recipe_of(edit(RECIPE, old, new)))
+
+    assert changed(plan_of(), after) == {
+        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+
+
+def test_builder_packages_change_the_builder_chain_not_the_runtime_base() -> None:
+    after = plan_of(recipe_of(edit(RECIPE, "  packages: [build-essential]",
+                                   "  packages: [build-essential, libpq-dev]")))
+
+    assert changed(plan_of(), after) == {
+        "prepare-builder", "sync-dependencies", "install-project", "add-dependencies",
+        "add-project"}
+
+
+def test_builder_python_changes_both_chains_after_the_bases() -> None:
+    after = plan_of(recipe_of(edit(RECIPE, "  packages: [build-essential]",
+                                   "  packages: [build-essential]\n  python: /usr/bin/python3")))
+
+    assert changed(plan_of(), after) == set(ORDER) - {
+        "builder-base", "runtime-base", "prepare-builder"}
+
+
+def test_a_new_builder_base_leaves_the_runtime_chain_start_alone() -> None:
+    after = plan_of(builder_base_id="c" * 64)
+
+    assert changed(plan_of(), after) == {
+        "builder-base", "prepare-builder", "sync-dependencies", "install-project",
+        "add-dependencies", "add-project"}
+
+
+def test_a_new_runtime_base_leaves_the_builder_chain_alone() -> None:
+    after = plan_of(runtime_base_id="d" * 64)
+
+    assert changed(plan_of(), after) == {
+        "runtime-base", "prepare-runtime", "add-dependencies", "add-project"}
+
+
+def test_uv_version_changes_every_step_from_the_sync_on() -> None:
+    after = plan_of(uv_version="0.7.4")
+
+    assert changed(plan_of(), after) == {
+        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+
+
+def test_timestamp_changes_every_key() -> None:
+    assert changed(plan_of(), plan_of(timestamp=DEFAULT_TIMESTAMP + 1)) == set(ORDER)
+
+
+def test_workspace_flag_is_not_a_key_input() -> None:
+    # The manifests (and so their digest) already differ between a workspace and not.
+    assert changed(plan_of(), plan_of(is_workspace=True)) == set()
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def test_secret_names_are_key_inputs() -> None:
+    after = plan_of(recipe_of(edit(RECIPE, "  secrets: [UV_INDEX_PASSWORD]",
+                                   "  secrets: [UV_INDEX_PASSWORD, GITHUB_TOKEN]")))
+
+    assert changed(plan_of(), after) == {
+        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+
+
+def test_secret_values_never_reach_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    documents: list[str] = []
+    real_step_key = plan_module.step_key
+
+    def recording(kind: str, definition: Mapping[str, Any], parents: Sequence[str] = ()) -> str:
+        documents.append(json.dumps([kind, definition, list(parents)], sort_keys=True))
+        return real_step_key(kind, definition, parents)
+
+    monkeypatch.setattr(plan_module, "step_key", recording)
+    monkeypatch.setenv("UV_INDEX_PASSWORD", "hunter2-first")
+    first = plan_of()
+    monkeypatch.setenv("UV_INDEX_PASSWORD", "hunter2-second")
+    second = plan_of()
+
+    assert keys(first) == keys(second)
+    assert len(documents) == 2 * len(ORDER)
+    assert not [d for d in documents if "hunter2" in d]
+    sync_documents = [d for d in documents if d.startswith('["sync-dependencies"')]
+    assert sync_documents and all('"secret_names": ["UV_INDEX_PASSWORD"]' in d
+                                  for d in sync_documents)
+
+
+# -- cache refs ---------------------------------------------------------------------------
+
+
+def test_cache_refs_name_the_step_and_32_hex_of_its_key() -> None:
+    plan = plan_of()
+
+    for name in ORDER:
+        step = plan.step(name)
+        if isinstance(step, ResolveBase):
+            continue
+        assert step.cache_ref == f"localhost/uvbuild-cache/{name}:{step.key[:32]}"
+        assert step.cache_ref.startswith(CACHE_REPO + "/")
+
+
+def test_a_named_base_is_its_own_ref() -> None:
+    plan = plan_of()
+
+    assert plan.step("builder-base").cache_ref == "docker.io/library/python:3.13-slim"
+    assert plan.step("runtime-base").cache_ref == "docker.io/library/python:3.13-slim"
+
+
+def test_a_bootstrap_base_lives_in_the_base_repo() -> None:
+    text = edit(RECIPE, "runtime:\n  from: docker.io/library/python:3.13-slim",
+                "runtime:\n  from: {bootstrap: debian, suite: trixie}")
+    plan = plan_of(recipe_of(text))
+    step = plan.step("runtime-base")
+
+    assert BASE_REPO == "localhost/uvbuild-base"
+    assert step.cache_ref == f"localhost/uvbuild-base/debian-trixie:{step.key[:16]}"
+    assert step.cache_ref == bootstrap_ref(BootstrapBase(suite="trixie"), step.key)
+
+
+# -- bootstrap keys -----------------------------------------------------------------------
+
+BOOKWORM = BootstrapBase(distribution="debian", suite="bookworm")
+
+
+def test_bootstrap_key_is_deterministic_and_ignores_package_order() -> None:
+    one = BootstrapBase(packages=("python3", "python3-venv"))
+    other = BootstrapBase(packages=("python3-venv", "python3"))
+
+    assert bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP) == bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP)
+    assert bootstrap_key(one, DEFAULT_TIMESTAMP) == bootstrap_key(other, DEFAULT_TIMESTAMP)
+
+
+@pytest.mark.parametrize("other", [
+    BootstrapBase(packages=("python3",)),
+    BootstrapBase(suite="trixie"),
+    BootstrapBase(snapshot="20250520T000000Z"),
+])
+def test_bootstrap_key_follows_the_definition(other: BootstrapBase) -> None:
+    assert bootstrap_key(other, DEFAULT_TIMESTAMP) != bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP)
+
+
+def test_bootstrap_key_follows_the_timestamp() -> None:
+    assert (bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP + 1)
+            != bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP))
+
+
+def test_bootstrap_key_golden() -> None:
+    assert bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP) == (
+        "62574ec1d99d0fd2268ce352f5831103db1a1843e3628059f65f5a247fc84867")

@@ -1,0 +1,172 @@
+"""Project tarballs: same files → same bytes, whatever the host's owners, times and umask."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from uvbuild.tarball import write_tarball
+
+TIMESTAMP = 315532800
+_serial = itertools.count()
+FILES = ("pyproject.toml", "src/app/__init__.py", "src/app/cli.py", "bin/run", "link.py")
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """Restore the process umask after a test changes it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
+
+
+def make_tree(root: Path, *, file_mode: int = 0o644, script_mode: int = 0o755) -> Path:
+    """A small project: nested sources, an executable script and a symlink."""
+    (root / "src" / "app").mkdir(parents=True)
+    (root / "bin").mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'app'\n")
+    (root / "src" / "app" / "__init__.py").write_text("VERSION = '1.0'\n")
+    (root / "src" / "app" / "cli.py").write_text("def main() -> None: ...\n")
+    (root / "bin" / "run").write_text("#!/bin/sh\nexec python -m app\n")
+    for rel in ("pyproject.toml", "src/app/__init__.py", "src/app/cli.py"):
+        (root / rel).chmod(file_mode)
+    (root / "bin" / "run").chmod(script_mode)
+    (root / "link.py").symlink_to("src/app/cli.py")
+    return root
+
+
+def tar_bytes(tmp: Path, root: Path, files: tuple[str, ...] = FILES,
+              timestamp: int = TIMESTAMP) -> bytes:
+    out = tmp / f"out-{next(_serial)}.tar"
+    write_tarball(out, root, files, timestamp=timestamp)
+    return out.read_bytes()
+
+
+def members(data_path: Path) -> list[tarfile.TarInfo]:
+    with tarfile.open(data_path) as tar:
+        return tar.getmembers()
+
+
+def test_same_tree_gives_same_bytes(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+
+    assert tar_bytes(tmp_path, root) == tar_bytes(tmp_path, root)
+
+
+def test_bytes_ignore_mtimes(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+    before = tar_bytes(tmp_path, root)
+    for rel in FILES[:-1]:
+        os.utime(root / rel, (1_700_000_000, 1_700_000_000))
+    os.utime(root / "src", (1_600_000_000, 1_600_000_000))
+
+    assert tar_bytes(tmp_path, root) == before
+
+
+def test_bytes_ignore_umask_and_group_other_bits(tmp_path: Path, umask: None) -> None:
+    os.umask(0o022)
+    first = make_tree(tmp_path / "first")
+    os.umask(0o077)
+    second = make_tree(tmp_path / "second", file_mode=0o600, script_mode=0o700)
+    os.umask(0o002)
+    third = make_tree(tmp_path / "third", file_mode=0o664, script_mode=0o775)
+
+    expected = tar_bytes(tmp_path, first)
+    assert tar_bytes(tmp_path, second) == expected
+    assert tar_bytes(tmp_path, third) == expected
+
+
+def test_bytes_ignore_the_order_and_repeats_of_the_file_list(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+
+    assert tar_bytes(tmp_path, root, tuple(reversed(FILES)) + FILES) == tar_bytes(tmp_path, root)
+
+
+def test_bytes_follow_content_and_timestamp(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+    before = tar_bytes(tmp_path, root)
+
+    assert tar_bytes(tmp_path, root, timestamp=TIMESTAMP + 1) != before
+    (root / "src" / "app" / "cli.py").write_text("def main() -> int: ...\n")
+    assert tar_bytes(tmp_path, root) != before
+
+
+def test_entries_sorted_with_parent_dirs_first(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+    out = tmp_path / "files.tar"
+    write_tarball(out, root, FILES, timestamp=TIMESTAMP)
+
+    assert [(m.name, m.type) for m in members(out)] == [
+        ("bin", tarfile.DIRTYPE),
+        ("src", tarfile.DIRTYPE),
+        ("src/app", tarfile.DIRTYPE),
+        ("bin/run", tarfile.REGTYPE),
+        ("link.py", tarfile.SYMTYPE),
+        ("pyproject.toml", tarfile.REGTYPE),
+        ("src/app/__init__.py", tarfile.REGTYPE),
+        ("src/app/cli.py", tarfile.REGTYPE),
+    ]
+
+
+def test_owners_times_and_modes_are_normalised(tmp_path: Path, umask: None) -> None:
+    os.umask(0o077)
+    root = make_tree(tmp_path / "project", file_mode=0o600, script_mode=0o744)
+    out = tmp_path / "files.tar"
+    write_tarball(out, root, FILES, timestamp=TIMESTAMP)
+
+    modes = {}
+    for member in members(out):
+        assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", ""), member.name
+        assert member.mtime == TIMESTAMP, member.name
+        modes[member.name] = member.mode
+    assert modes == {
+        "bin": 0o755, "src": 0o755, "src/app": 0o755,
+        "bin/run": 0o755,  # only the owner's exec bit is looked at, and kept for everyone
+        "link.py": 0o777,
+        "pyproject.toml": 0o644, "src/app/__init__.py": 0o644, "src/app/cli.py": 0o644,
+    }
+
+
+def test_only_the_owner_exec_bit_counts(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project", file_mode=0o645)  # exec for others only
+    out = tmp_path / "files.tar"
+    write_tarball(out, root, ("pyproject.toml",), timestamp=TIMESTAMP)
+
+    assert [m.mode for m in members(out)] == [0o644]
+
+
+def test_symlinks_are_kept_as_links(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+    out = tmp_path / "files.tar"
+    write_tarball(out, root, FILES, timestamp=TIMESTAMP)
+
+    with tarfile.open(out) as tar:
+        link = tar.getmember("link.py")
+        assert link.issym()
+        assert link.linkname == "src/app/cli.py"
+        assert link.size == 0
+
+
+def test_file_contents_are_stored(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+    out = tmp_path / "files.tar"
+    write_tarball(out, root, FILES, timestamp=TIMESTAMP)
+
+    with tarfile.open(out) as tar:
+        handle = tar.extractfile("bin/run")
+        assert handle is not None
+        assert handle.read() == b"#!/bin/sh\nexec python -m app\n"
+
+
+def test_top_level_files_need_no_directories(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+    out = tmp_path / "files.tar"
+    write_tarball(out, root, ("pyproject.toml",), timestamp=TIMESTAMP)
+
+    assert [m.name for m in members(out)] == ["pyproject.toml"]
