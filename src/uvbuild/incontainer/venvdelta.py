@@ -3,53 +3,106 @@
 # `stage` copies only what is new or changed into OUT, so the runtime gets the
 # dependencies and the project as separate layers.
 # Usage: python venvdelta.py snapshot ROOT MANIFEST
-#        python venvdelta.py stage ROOT MANIFEST OUT
+#        python venvdelta.py stage ROOT MANIFEST OUT [--compile]
+# With --compile, the .py files the project install added are compiled here (uv ran
+# without UV_COMPILE_BYTECODE, which would recompile the whole venv every time).
 import hashlib
 import json
 import os
+import py_compile
 import shutil
 import stat
 import sys
 
 
-def describe(path):
+def describe(path, known=None):
+    """[kind, mode, content] of a path; reuses `known`'s hash when size and mtime agree.
+
+    The size/mtime shortcut only compares a container with its own earlier state, so
+    a file uv did not touch is not read again; what is compared is always the hash.
+    """
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         return ["link", os.readlink(path)]
     if stat.S_ISDIR(st.st_mode):
         return ["dir", stat.S_IMODE(st.st_mode)]
+    stamp = [st.st_size, st.st_mtime_ns]
+    if known and known[0] == "file" and known[3:] == stamp:
+        return ["file", stat.S_IMODE(st.st_mode), known[2]] + stamp
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return ["file", stat.S_IMODE(st.st_mode), digest.hexdigest()]
+    return ["file", stat.S_IMODE(st.st_mode), digest.hexdigest()] + stamp
 
 
-def walk(root):
+def walk(root, before=None):
+    before = before or {}
     entries = {}
     for top, dirs, files in os.walk(root):
         dirs.sort()
         for name in dirs + sorted(files):
             full = os.path.join(top, name)
-            entries[os.path.relpath(full, root)] = describe(full)
+            rel = os.path.relpath(full, root)
+            entries[rel] = describe(full, before.get(rel))
     return entries
 
 
+def same(a, b):
+    return a is not None and a[:3] == b[:3]
+
+
+def scrub(root):
+    """Drop uv's uv_cache.json from installed dist-info folders (and from their RECORD).
+
+    uv records the source tree's modification times there to decide on reinstalls; the
+    runtime never runs uv, and those times would make two identical builds differ.
+    """
+    for top, dirs, files in os.walk(root):
+        if not top.endswith(".dist-info") or "uv_cache.json" not in files:
+            continue
+        os.remove(os.path.join(top, "uv_cache.json"))
+        record = os.path.join(top, "RECORD")
+        if os.path.exists(record):
+            name = os.path.basename(top) + "/uv_cache.json,"
+            with open(record) as f:
+                lines = [line for line in f if not line.startswith(name)]
+            with open(record, "w") as f:
+                f.writelines(lines)
+
+
 def snapshot(root, manifest):
+    scrub(root)
     os.makedirs(os.path.dirname(manifest), exist_ok=True)
     with open(manifest, "w") as f:
         json.dump(walk(root), f, sort_keys=True)
 
 
-def stage(root, manifest, out):
+def compile_new(root, before, now):
+    """Compile the .py files that are new or changed since the snapshot."""
+    for rel in sorted(now):
+        if rel.endswith(".py") and now[rel][0] == "file" and not same(before.get(rel), now[rel]):
+            full = os.path.join(root, rel)
+            # SOURCE_DATE_EPOCH is set: py_compile writes hash-checked .pyc files.
+            try:
+                py_compile.compile(full, doraise=True)
+            except py_compile.PyCompileError as exc:
+                print("uvbuild: not compiled: %s" % exc, file=sys.stderr)
+
+
+def stage(root, manifest, out, compile_bytecode=False):
     with open(manifest) as f:
         before = json.load(f)
-    now = walk(root)
+    scrub(root)
+    now = walk(root, before)
+    if compile_bytecode:
+        compile_new(root, before, now)
+        now = walk(root, now)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     changed = 0
     for rel in sorted(now):
-        if before.get(rel) == now[rel]:
+        if same(before.get(rel), now[rel]):
             continue
         src, dst = os.path.join(root, rel), os.path.join(out, rel)
         kind = now[rel][0]
@@ -74,6 +127,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "snapshot":
         snapshot(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "stage":
-        stage(sys.argv[2], sys.argv[3], sys.argv[4])
+        stage(sys.argv[2], sys.argv[3], sys.argv[4], "--compile" in sys.argv[5:])
     else:
         sys.exit("usage: venvdelta.py snapshot|stage ...")
