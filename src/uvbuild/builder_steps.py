@@ -61,7 +61,10 @@ def _commit(build: Build, step: object, **labels: str) -> CommitOptions:
                          labels={"io.uvbuild.step": getattr(step, "name"), **labels})
 
 
-def _builder_env(build: Build, step: SyncDependencies) -> dict[str, str]:
+def _builder_env(build: Build, step: SyncDependencies, *, project: bool = False) -> dict[str, str]:
+    # The project phase compiles only what it adds (venvdelta --compile): uv would
+    # recompile every file of the venv, most of the time of a code-change rebuild.
+    compile_now = step.sync.compile_bytecode and not project
     env = {
         "PATH": f"{VENV}/bin:{TOOLS}/bin:{BASE_PATH}",
         "UV_CACHE_DIR": UV_CACHE_TARGET,
@@ -69,7 +72,7 @@ def _builder_env(build: Build, step: SyncDependencies) -> dict[str, str]:
         # The cache is a bind mount (another filesystem): hard links cannot cross it.
         "UV_LINK_MODE": "copy",
         "UV_PYTHON_DOWNLOADS": "never",
-        "UV_COMPILE_BYTECODE": "1" if step.sync.compile_bytecode else "0",
+        "UV_COMPILE_BYTECODE": "1" if compile_now else "0",
         "UV_NO_PROGRESS": "1",
         # With SOURCE_DATE_EPOCH set, py_compile writes hash-checked .pyc files: no build
         # time inside, and still valid after commit resets file times.
@@ -114,7 +117,7 @@ def _add_files(build: Build, ctr: str, files: tuple[str, ...], dest: str) -> Non
 
 def _run_uv(build: Build, ctr: str, step: SyncDependencies, *, project: bool) -> None:
     result = build.engine.run(ctr, uv_sync_argv(step, project=project),
-                              env=_builder_env(build, step), mounts=_mounts(build),
+                              env=_builder_env(build, step, project=project), mounts=_mounts(build),
                               workdir=SOURCE_DIR, stream=build.settings.verbose)
     if result.ok:
         return
@@ -177,7 +180,8 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
             if not result.ok:
                 raise StepFailed(f"builder.run[{index}] `{command}` failed: "
                                  f"{cmd.describe_failure(result)}")
-        _venvdelta(build, ctr, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER)
+        compile_flag = ["--compile"] if sync.sync.compile_bytecode else []
+        _venvdelta(build, ctr, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *compile_flag)
         return build.engine.commit(ctr, _commit(build, step))
 
 

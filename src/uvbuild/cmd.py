@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -71,6 +72,23 @@ def run(
     stream: bool = False,
     input_text: str | None = None,
     timeout: float | None = None,
+) -> Result:
+    """Run `argv` (see `_run`); with --debug, also say how long it took."""
+    started = time.monotonic()
+    try:
+        return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout)
+    finally:
+        if _debug:
+            print(f"  ({time.monotonic() - started:.2f}s)", file=sys.stderr, flush=True)
+
+
+def _run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None,
+    stream: bool,
+    input_text: str | None,
+    timeout: float | None,
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 

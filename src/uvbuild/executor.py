@@ -8,15 +8,17 @@ the cache is not run and neither are the steps only it needed: a code change run
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 from . import builder_steps, runtime_steps
 from .bootstrap import build_bootstrap_base
 from .engine import CONTAINER_PREFIX, Buildah, Mount
-from .errors import UvbuildError
 from .plan import (CACHE_REPO, AddDependencies, AddProject, InstallProject, Plan, PrepareBuilder,
                    PrepareRuntime, ResolveBase, Step, SyncDependencies)
 from .progress import Reporter
@@ -54,7 +56,7 @@ class Build:
         self.engine, self.plan, self.settings, self.reporter = engine, plan, settings, reporter
         self.images: dict[str, str] = {}  # step name → image ID
         self._cached: dict[str, str] = {}
-        self._stack = contextlib.ExitStack()
+        self._live: set[str] = set()  # working containers to remove on any exit
         self._serial = 0
 
     # -- the pipeline -----------------------------------------------------------
@@ -62,10 +64,12 @@ class Build:
     def run(self) -> BuildResult:
         """Build the final image (or find it), test it, tag it."""
         started = time.monotonic()
-        with self._stack:
+        try:
             self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
             image_id = self.ensure(self.plan.final)
             self.engine.tag(image_id, self.plan.image)
+        finally:
+            self._remove_live()
         return BuildResult(image=self.plan.image, image_id=image_id,
                            seconds=time.monotonic() - started, steps=self.reporter.records)
 
@@ -118,8 +122,6 @@ class Build:
 
     def container_name(self, purpose: str) -> str:
         """A recognisable, unique working-container name: uvbuild-<pid>-<n>-<purpose>."""
-        import os
-
         self._serial += 1
         return f"{CONTAINER_PREFIX}{os.getpid()}-{self._serial}-{purpose}"
 
@@ -127,20 +129,39 @@ class Build:
     def container(self, image: str, purpose: str) -> Iterator[str]:
         """A working container from `image`, removed on any exit (Ctrl-C included)."""
         name = self.container_name(purpose)
-        remove: Callable[[], None] = lambda: self.engine.rm(name)  # noqa: E731
-        self._stack.callback(remove)
-        container = self.engine.from_image(image, name)
+        self._live.add(name)
         try:
-            yield container
+            yield self.engine.from_image(image, name)
         finally:
-            self.engine.rm(name)
+            with _signals_held():
+                self.engine.rm(name)
+                self._live.discard(name)
+
+    def _remove_live(self) -> None:
+        """Remove whatever working container an interruption left behind."""
+        with _signals_held():
+            for name in sorted(self._live):
+                self.engine.rm(name)
+            self._live.clear()
 
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""
         self.engine.rmi(image_id)
 
 
-def raise_for(result_ok: bool, error: UvbuildError) -> None:
-    """Raise `error` when a step command failed."""
-    if not result_ok:
-        raise error
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Cleanup must finish: a second Ctrl-C or SIGTERM waits until it has."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, f: pending.append(s))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])
