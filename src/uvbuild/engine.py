@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import cmd
@@ -263,6 +264,30 @@ class Buildah:
         out = self._call("commit", "--quiet", "--timestamp", str(options.timestamp), container,
                          what="committing the image")
         return _bare_id(out.strip().splitlines()[-1])
+
+    def read_file(self, image: str, path: str, *, name: str) -> bytes | None:
+        """A file's bytes from an image, without running anything in it (None if absent).
+
+        As root the container is mounted directly; rootless, mounting needs buildah's
+        user namespace (`buildah unshare`), which in turn fails as root on some hosts.
+        """
+        container = self.from_image(image, name)
+        try:
+            if os.geteuid() == 0:
+                mountpoint = self._call("mount", container, what="mounting").strip()
+                try:
+                    return (Path(mountpoint) / path.lstrip("/")).read_bytes()
+                except OSError:
+                    return None
+                finally:
+                    cmd.run(self._argv("umount", container))
+            script = ('mnt=$({b} mount "$1") && cat "$mnt$2"; rc=$?; '
+                      '{b} umount "$1" >/dev/null; exit $rc').format(b=" ".join(self._argv()))
+            result = cmd.run(self._argv("unshare", "--", "sh", "-c", script, "sh", container,
+                                        path))
+            return result.stdout.encode("utf-8", "surrogateescape") if result.ok else None
+        finally:
+            self.rm(container)
 
     def unshare_ok(self) -> bool:
         """Whether `buildah unshare` works (rootless readiness)."""

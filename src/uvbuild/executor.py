@@ -18,6 +18,7 @@ from typing import Iterator, Mapping
 
 from . import builder_steps, runtime_steps
 from .bootstrap import build_bootstrap_base
+from .cache import stale_containers
 from .engine import CONTAINER_PREFIX, Buildah, Mount
 from .plan import (CACHE_REPO, AddDependencies, AddProject, InstallProject, Plan, PrepareBuilder,
                    PrepareRuntime, ResolveBase, Step, SyncDependencies)
@@ -64,6 +65,8 @@ class Build:
     def run(self) -> BuildResult:
         """Build the final image (or find it), test it, tag it."""
         started = time.monotonic()
+        for name in stale_containers(self.engine):
+            self.engine.rm(name)  # left by a build that was killed (SIGKILL, power loss)
         try:
             self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
             image_id = self.ensure(self.plan.final)

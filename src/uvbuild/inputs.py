@@ -6,10 +6,13 @@ Reads files and asks the engine read-only questions; never makes a container.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
 from .engine import Buildah
-from .errors import RecipeError
+from . import cmd
+from .errors import RecipeError, UvbuildError
 from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
 from .project import Project, read_project
 from .recipe import Base, BootstrapBase, Recipe
@@ -58,6 +61,30 @@ def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -
     return "ref:" + base.ref
 
 
+def oci_labels(project: Project, timestamp: int) -> tuple[tuple[str, str], ...]:
+    """org.opencontainers.image.* labels: version, created, and source/revision from git."""
+    created = datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels = {"org.opencontainers.image.created": created,
+              "org.opencontainers.image.title": project.name}
+    if project.version:
+        labels["org.opencontainers.image.version"] = project.version
+    revision = _git(project.root, "rev-parse", "HEAD")
+    if revision:
+        labels["org.opencontainers.image.revision"] = revision
+        source = _git(project.root, "config", "--get", "remote.origin.url")
+        if source and "@" not in source.split("://")[-1].split("/")[0]:  # never credentials
+            labels["org.opencontainers.image.source"] = source
+    return tuple(sorted(labels.items()))
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        result = cmd.run(["git", "-C", str(root), *args])
+    except UvbuildError:
+        return None  # no git on this host: the labels are optional
+    return result.stdout.strip() or None if result.ok else None
+
+
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
            pull: bool = True) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan."""
@@ -77,5 +104,6 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         is_package=project.is_package,
         is_workspace=bool(project.workspace_members),
         timestamp=timestamp,
+        oci_labels=oci_labels(project, timestamp),
     )
 

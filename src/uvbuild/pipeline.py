@@ -63,6 +63,26 @@ def host_secrets(recipe: Recipe) -> dict[str, str]:
     return {name: env[name] for name in recipe.builder.secrets}
 
 
+def check_rootless_ready() -> None:
+    """A rootless build needs subordinate uid and gid ranges: say so before anything runs."""
+    if os.geteuid() == 0:
+        return
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            lines = []
+        owners = {line.split(":", 1)[0] for line in lines if ":" in line}
+        if user not in owners and str(os.geteuid()) not in owners:
+            raise EngineError(
+                f"rootless build: user {user!r} has no range in {path}",
+                hint=f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 "
+                     f"{user}  (then run `uvbuild doctor`)")
+
+
 @contextlib.contextmanager
 def build_lock(image: str) -> Iterator[None]:
     """Builds of the same image name run one at a time on this host (flock)."""
@@ -80,8 +100,9 @@ def build_lock(image: str) -> Iterator[None]:
 def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
           no_cache: bool = False, verbose: bool = False) -> BuildResult:
     """Build the recipe at `path` into a tagged image; push or export it if asked."""
-    engine = Buildah()
     recipe = load_recipe(path)
+    engine = Buildah()
+    check_rootless_ready()
     secrets = host_secrets(recipe)
     _, inputs = gather(recipe, engine, tag=tag)
     plan = make_plan(recipe, inputs)

@@ -42,6 +42,8 @@ class PlanInputs:
     is_package: bool
     is_workspace: bool
     timestamp: int = DEFAULT_TIMESTAMP
+    # org.opencontainers.image.* facts (version, created, source, revision) of the build.
+    oci_labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -224,16 +226,18 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     add_deps = AddDependencies(
         name="add-dependencies", needs=("sync-dependencies", "prepare-runtime"),
         key=key("add-dependencies", {}, prepare_runtime, sync))
+    # The recipe's labels win over the measured OCI facts.
+    labels = tuple(sorted({**dict(inputs.oci_labels), **dict(r.labels)}.items()))
     final = AddProject(
         name="add-project", needs=("add-dependencies", "install-project"),
         copy=r.copy, workdir=r.workdir, env=r.env, entrypoint=r.entrypoint, cmd=r.cmd,
-        expose=r.expose, labels=r.labels, stop_signal=r.stop_signal, test=r.test,
+        expose=r.expose, labels=labels, stop_signal=r.stop_signal, test=r.test,
         key=key("add-project", {
             "copy": [[c.source, c.dest] for c in r.copy], "workdir": r.workdir,
             "env": [list(p) for p in r.env],
             "entrypoint": None if r.entrypoint is None else list(r.entrypoint),
             "cmd": None if r.cmd is None else list(r.cmd), "expose": list(r.expose),
-            "labels": [list(p) for p in r.labels], "stop_signal": r.stop_signal,
+            "labels": [list(p) for p in labels], "stop_signal": r.stop_signal,
             "test": list(r.test),
         }, add_deps, install))
     steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install,
