@@ -183,7 +183,9 @@ class Buildah:
     def containers(self) -> list[dict[str, str]]:
         """Every working container buildah knows of (id, name)."""
         out = self._call("containers", "--json", what="listing containers")
-        return [{"id": c["id"], "name": c["containername"]} for c in json.loads(out or "[]")]
+        # With no containers, buildah 1.28 prints `null`, not `[]`.
+        return [{"id": c["id"], "name": c["containername"]}
+                for c in json.loads(out or "null") or ()]
 
     def run(
         self,
