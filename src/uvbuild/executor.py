@@ -115,9 +115,14 @@ class Build:
             info = self.engine.image(step.cache_ref)
             if info:
                 return info.id
-            return build_bootstrap_base(self.engine, step.base, step.cache_ref,
-                                        timestamp=self.plan.timestamp,
-                                        container_name=self.container_name("bootstrap"))
+            # build_bootstrap_base removes its scratch container, but a Ctrl-C just after
+            # `buildah from` or during its `buildah rm` would leave it: track it as live.
+            name = self.container_name("bootstrap")
+            self._live.add(name)
+            image_id = build_bootstrap_base(self.engine, step.base, step.cache_ref,
+                                            timestamp=self.plan.timestamp, container_name=name)
+            self._live.discard(name)
+            return image_id
         info = self.engine.image(step.base.ref)
         return info.id if info else self.engine.pull(step.base.ref)
 
