@@ -83,9 +83,11 @@ def compile_new(root, before, now):
     for rel in sorted(now):
         if rel.endswith(".py") and now[rel][0] == "file" and not same(before.get(rel), now[rel]):
             full = os.path.join(root, rel)
-            # SOURCE_DATE_EPOCH is set: py_compile writes hash-checked .pyc files.
+            # Hash-checked .pyc files hold no source mtime (install time): reproducible.
+            # Explicit, as this script runs without SOURCE_DATE_EPOCH in its environment.
             try:
-                py_compile.compile(full, doraise=True)
+                py_compile.compile(full, doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
             except py_compile.PyCompileError as exc:
                 print("uvbuild: not compiled: %s" % exc, file=sys.stderr)
 
