@@ -118,6 +118,20 @@ def cache_prune(everything: bool) -> None:
     click.echo(f"removed {containers} leftover working container(s), {images} cache image(s)")
 
 
+@cli.command("inspect")
+@click.argument("image")
+@click.option("--json", "as_json", is_flag=True, help="Print the same facts as one JSON document.")
+def inspect_command(image: str, as_json: bool) -> None:
+    """Show IMAGE's config, layers and sizes, and the SBOM it carries."""
+    import json
+
+    from .engine import Buildah
+    from .inspect_image import image_facts, render
+
+    facts = image_facts(Buildah(), image)
+    click.echo(json.dumps(facts, indent=2) if as_json else render(facts))
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Interrupted("terminated (SIGTERM)")
 

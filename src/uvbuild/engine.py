@@ -43,6 +43,11 @@ class ImageInfo:
     env: tuple[str, ...]
     user: str
     layers: tuple[tuple[str, int], ...] = ()  # (digest, uncompressed size) base first
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    workdir: str = ""
+    ports: tuple[str, ...] = ()  # "8000/tcp", sorted
+    created: str | None = None  # RFC 3339, as the image config records it
 
     @property
     def size(self) -> int:
@@ -112,6 +117,11 @@ class Buildah:
             user=config.get("User") or "",
             layers=tuple((layer["digest"], int(layer.get("size", 0)))
                          for layer in manifest.get("layers") or ()),
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+            cmd=tuple(config.get("Cmd") or ()),
+            workdir=config.get("WorkingDir") or "",
+            ports=tuple(sorted(config.get("ExposedPorts") or {})),
+            created=(data.get("OCIv1") or {}).get("created"),
         )
 
     def image_size(self, ref: str) -> int:
