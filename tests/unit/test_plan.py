@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pytest
 
+from uvbuild import cachekey
 from uvbuild import plan as plan_module
 from uvbuild.loader import load_recipe_text
 from uvbuild.plan import (
@@ -318,7 +320,8 @@ def test_runtime_config_changes_only_the_final_step(old: str, new: str) -> None:
 def test_runtime_packages_or_user_change_the_runtime_chain() -> None:
     expected = {"prepare-runtime", "add-dependencies", "add-project"}
     packages = recipe_of(edit(RECIPE, "  packages: [libpq5]", "  packages: [libpq5, curl]"))
-    user = recipe_of(edit(RECIPE, "  env: {LOG_LEVEL: info}", "  env: {LOG_LEVEL: info}\n  user: web"))
+    user = recipe_of(edit(RECIPE, "  env: {LOG_LEVEL: info}",
+                          "  env: {LOG_LEVEL: info}\n  user: web"))
 
     assert changed(plan_of(), plan_of(packages)) == expected
     assert changed(plan_of(), plan_of(user)) == expected
@@ -409,7 +412,7 @@ def test_secret_names_are_key_inputs() -> None:
 
 def test_secret_values_never_reach_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     documents: list[str] = []
-    real_step_key = plan_module.step_key
+    real_step_key = cachekey.step_key
 
     def recording(kind: str, definition: Mapping[str, Any], parents: Sequence[str] = ()) -> str:
         documents.append(json.dumps([kind, definition, list(parents)], sort_keys=True))

@@ -1,0 +1,399 @@
+"""An in-memory stand-in for `uvbuild.engine.Buildah`, for executor tests.
+
+It has the methods the executor calls, records every call, keeps an image store
+(name → ID, ID → labels/env/user/layers) and the set of live working containers,
+and behaves like buildah where the executor relies on it: a commit inherits the
+config of the image its container came from, `from` refuses an unknown image or a
+name in use, `rmi` refuses an image a container uses or a name points at.
+
+Commands "run" in a container are answered by a few rules that know uvbuild's
+in-container scripts (the Python probe, mkuser.py); anything else succeeds with no
+output unless a test asks for a failure (`fail_run`) or an interrupt (`interrupt`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvbuild import builder_steps
+from uvbuild.builder_steps import PYTHON_PROBE
+from uvbuild.cmd import Result
+from uvbuild.engine import CommitOptions, ImageConfig, ImageInfo, Mount
+from uvbuild.errors import EngineError
+from uvbuild.incontainer import script
+
+MKUSER = script("mkuser.py")
+# The venv's distributions, read for the SBOM (looked up so the fake works with or without it).
+INSTALLED_PROBE: str | None = getattr(builder_steps, "INSTALLED_PROBE", None)
+RUNTIME_UID = 10001
+
+
+@dataclass(frozen=True, slots=True)
+class Python:
+    """The interpreter an image holds: `link` is what `python3` resolves through."""
+
+    link: str = "/usr/local/bin/python3"
+    path: str = "/usr/local/bin/python3.13"
+    version: str = "3.13"
+
+
+PY313 = Python()
+PY312 = Python(path="/usr/local/bin/python3.12", version="3.12")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One method call on the engine, as the executor made it."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FakeImage:
+    id: str
+    labels: dict[str, str]
+    env: tuple[str, ...]
+    user: str
+    layers: tuple[tuple[str, int], ...]
+    python: Python | None
+
+
+@dataclass(slots=True)
+class FakeContainer:
+    id: str
+    name: str
+    image: str | None  # image ID; None for scratch
+    labels: dict[str, str]
+    env: tuple[str, ...]
+    user: str
+    layers: list[tuple[str, int]]
+    python: Python | None
+    config: list[ImageConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """What one `add_archive` call put where (the tarball itself is gone by then)."""
+
+    container: str
+    dest: str
+    names: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Failure:
+    matches: Callable[[Sequence[str]], bool]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(slots=True)
+class _Interrupt:
+    method: str | None
+    nth: int
+    after: bool  # raise after the call took effect (e.g. the container exists)
+    seen: int = 0
+    done: bool = False
+
+
+class FakeEngine:
+    """Buildah's surface, in memory. See the module docstring."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.names: dict[str, str] = {}  # image name → image ID
+        self.store: dict[str, FakeImage] = {}  # image ID → image
+        self.live: dict[str, FakeContainer] = {}  # container name → container
+        self.archives: list[Archive] = []
+        self.remote: dict[str, Python | None] = {}  # refs `pull` can fetch
+        self.scratch_python: Python | None = None  # what a root unpacked from scratch holds
+        self._ids = itertools.count(1)
+        self._failures: list[_Failure] = []
+        self._interrupt: _Interrupt | None = None
+
+    # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
+
+    def add_image(self, name: str | None, *, python: Python | None = PY313,
+                  labels: Mapping[str, str] | None = None,
+                  env: Sequence[str] = ("PATH=/usr/local/bin:/usr/bin:/bin",)) -> str:
+        """Put an image in local storage (as if pulled earlier); return its ID."""
+        image_id = self._new_id("image")
+        self.store[image_id] = FakeImage(id=image_id, labels=dict(labels or {}), env=tuple(env),
+                                         user="", layers=((f"sha256:{image_id}", 1000),),
+                                         python=python)
+        if name:
+            self.names[name] = image_id
+        return image_id
+
+    def fail_run(self, command: str | Callable[[Sequence[str]], bool], *, returncode: int = 1,
+                 stdout: str = "", stderr: str = "") -> None:
+        """Make `run` of a matching command return a failed Result.
+
+        A string matches the `/bin/sh -c STRING` form and any argv containing it whole.
+        """
+        if isinstance(command, str):
+            text = command
+            matches: Callable[[Sequence[str]], bool] = lambda argv: text in argv
+        else:
+            matches = command
+        self._failures.append(_Failure(matches, returncode, stdout, stderr))
+
+    def interrupt(self, nth: int, *, method: str | None = None, after: bool = False) -> None:
+        """Raise KeyboardInterrupt at the `nth` call (of `method`, or of any method), once."""
+        self._interrupt = _Interrupt(method=method, nth=nth, after=after)
+
+    def called(self, *methods: str) -> list[Call]:
+        """The calls of the given methods, in order."""
+        return [c for c in self.calls if c.method in methods]
+
+    def commits(self) -> list[str]:
+        """The `io.uvbuild.step` label of every commit, in order."""
+        return [c.args[1].labels.get("io.uvbuild.step", "?") for c in self.called("commit")]
+
+    def tags(self) -> list[str]:
+        """Every name `tag` was asked to set, in order."""
+        return [c.args[1] for c in self.called("tag")]
+
+    def runs(self) -> list[tuple[str, ...]]:
+        """The argv of every `run`, in order."""
+        return [tuple(c.args[1]) for c in self.called("run")]
+
+    def images_labelled(self, key: str, value: str) -> list[str]:
+        return [i.id for i in self.store.values() if i.labels.get(key) == value]
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _new_id(self, kind: str) -> str:
+        return hashlib.sha256(f"{kind}-{next(self._ids)}".encode()).hexdigest()
+
+    def _record(self, method: str, *args: Any, **kwargs: Any) -> Callable[[], None]:
+        """Log the call; raise a planned interrupt before it, or return a check for after."""
+        self.calls.append(Call(method, args, kwargs))
+        planned = self._interrupt
+        if planned is None or planned.done or planned.method not in (None, method):
+            return lambda: None
+        planned.seen += 1
+        if planned.seen != planned.nth:
+            return lambda: None
+        planned.done = True
+        if not planned.after:
+            raise KeyboardInterrupt(f"at call {len(self.calls)}: {method}")
+
+        def late() -> None:
+            raise KeyboardInterrupt(f"after call {len(self.calls)}: {method}")
+
+        return late
+
+    def _resolve(self, ref: str) -> FakeImage | None:
+        image_id = self.names.get(ref, ref.removeprefix("sha256:"))
+        return self.store.get(image_id)
+
+    def _container(self, ref: str) -> FakeContainer:
+        for container in self.live.values():
+            if ref in (container.id, container.name):
+                return container
+        raise EngineError(f"no working container {ref!r}")
+
+    def _info(self, image: FakeImage) -> ImageInfo:
+        names = tuple(sorted(n for n, i in self.names.items() if i == image.id))
+        return ImageInfo(id=image.id, names=names, labels=dict(image.labels), env=image.env,
+                         user=image.user, layers=image.layers)
+
+    # -- images -----------------------------------------------------------------------------
+
+    def image(self, ref: str) -> ImageInfo | None:
+        after = self._record("image", ref)
+        found = self._resolve(ref)
+        after()
+        return self._info(found) if found else None
+
+    def image_size(self, ref: str) -> int:
+        after = self._record("image_size", ref)
+        found = self._resolve(ref)
+        after()
+        return self._info(found).size if found else 0
+
+    def images_named(self, prefix: str) -> dict[str, str]:
+        after = self._record("images_named", prefix)
+        found = {n: i for n, i in self.names.items() if n.startswith(prefix)}
+        after()
+        return found
+
+    def image_list(self) -> list[dict[str, object]]:
+        after = self._record("image_list")
+        listed: list[dict[str, object]] = [
+            {"id": i.id, "names": list(self._info(i).names), "size": self._info(i).size}
+            for i in self.store.values()]
+        after()
+        return listed
+
+    def pull(self, ref: str) -> str:
+        after = self._record("pull", ref)
+        if ref not in self.remote:
+            raise EngineError(f"base image {ref!r} is not in local storage and could not be "
+                              "pulled: not in the fake registry")
+        image_id = self.add_image(ref, python=self.remote[ref])
+        after()
+        return image_id
+
+    def tag(self, image: str, name: str) -> None:
+        after = self._record("tag", image, name)
+        found = self._resolve(image)
+        if found is None:
+            raise EngineError(f"tagging {name}: image {image!r} not known")
+        self.names[name] = found.id
+        after()
+
+    def rmi(self, image: str) -> bool:
+        after = self._record("rmi", image)
+        removed = self._remove(image)
+        after()
+        return removed
+
+    def _remove(self, ref: str) -> bool:
+        found = self._resolve(ref)
+        if found is None or any(c.image == found.id for c in self.live.values()):
+            return False
+        if ref in self.names:
+            del self.names[ref]  # by name: untag, and remove once no name is left
+        elif found.id in self.names.values():
+            return False  # by ID while named: buildah would take the names too; refuse
+        if found.id not in self.names.values():
+            del self.store[found.id]
+        return True
+
+    def push(self, image: str, dest: str, *, tls_verify: bool | None, creds: str | None,
+             authfile: str | None) -> None:
+        after = self._record("push", image, dest, tls_verify=tls_verify, creds=creds,
+                             authfile=authfile)
+        if self._resolve(image) is None:
+            raise EngineError(f"pushing to {dest}: image {image!r} not known")
+        after()
+
+    # -- working containers -------------------------------------------------------------
+
+    def from_image(self, image: str, name: str) -> str:
+        after = self._record("from_image", image, name)
+        found = self._resolve(image)
+        if found is None:
+            raise EngineError(f"creating a working container from {image}: image not known")
+        self._new_container(name, found)
+        after()
+        return self.live[name].id
+
+    def from_scratch(self, name: str) -> str:
+        after = self._record("from_scratch", name)
+        self._new_container(name, None)
+        self.live[name].python = self.scratch_python
+        after()
+        return self.live[name].id
+
+    def _new_container(self, name: str, image: FakeImage | None) -> None:
+        if name in self.live:
+            raise EngineError(f"the container name {name!r} is already in use")
+        self.live[name] = FakeContainer(
+            id=self._new_id("container"), name=name, image=image.id if image else None,
+            labels=dict(image.labels) if image else {}, env=image.env if image else (),
+            user=image.user if image else "", layers=list(image.layers) if image else [],
+            python=image.python if image else None)
+
+    def rm(self, container: str) -> None:
+        after = self._record("rm", container)
+        for name, live in list(self.live.items()):
+            if container in (live.id, name):
+                del self.live[name]
+        after()
+
+    def containers(self) -> list[dict[str, str]]:
+        after = self._record("containers")
+        listed = [{"id": c.id, "name": c.name} for c in self.live.values()]
+        after()
+        return listed
+
+    def run(self, container: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            mounts: Sequence[Mount] = (), workdir: str | None = None, user: str | None = None,
+            network: bool = True, stream: bool = True) -> Result:
+        after = self._record("run", container, tuple(argv), env=dict(env or {}),
+                             mounts=tuple(mounts), workdir=workdir, user=user, network=network,
+                             stream=stream)
+        ctr = self._container(container)
+        result = self._answer(ctr, tuple(argv))
+        if stream:
+            # As with the real engine, streamed output goes to the terminal, not the Result.
+            result = Result(result.argv, result.returncode, "", "")
+        after()
+        return result
+
+    def _answer(self, ctr: FakeContainer, argv: tuple[str, ...]) -> Result:
+        for failure in self._failures:
+            if failure.matches(argv):
+                return Result(argv, failure.returncode, failure.stdout, failure.stderr)
+        python = ctr.python
+        if PYTHON_PROBE in argv:
+            assert python is not None, "the Python probe ran in an image without Python"
+            probed = {"python": python.path, "link": python.link, "version": python.version}
+            return Result(argv, 0, json.dumps(probed) + "\n", "")
+        if INSTALLED_PROBE is not None and INSTALLED_PROBE in argv:
+            return Result(argv, 0, json.dumps({"app": "1.0"}) + "\n", "")
+        if MKUSER in argv:
+            if python is None or argv[0] not in (python.link, python.path):
+                return Result(argv, 127, "", f"/bin/sh: 1: {argv[0]}: not found\n")
+            uid = 0 if argv[-1] == "root" else RUNTIME_UID
+            facts: dict[str, object] = {"uid": uid, "gid": uid, "python": python.path,
+                                        "version": python.version}
+            return Result(argv, 0, json.dumps(facts) + "\n", "")
+        return Result(argv, 0, "", "")
+
+    def copy(self, container: str, source: str, dest: str, *, from_image: str | None = None,
+             chown: str | None = None) -> None:
+        after = self._record("copy", container, source, dest, from_image=from_image, chown=chown)
+        ctr = self._container(container)
+        if from_image is not None and self._resolve(from_image) is None:
+            raise EngineError(f"copying {source} to {dest}: image {from_image!r} not known")
+        ctr.layers.append((f"copy:{source}", 100))
+        after()
+
+    def add_archive(self, container: str, tarball: str, dest: str) -> None:
+        after = self._record("add_archive", container, tarball, dest)
+        ctr = self._container(container)
+        with tarfile.open(tarball) as tar:
+            names = tuple(tar.getnames())
+        self.archives.append(Archive(container=ctr.name, dest=dest, names=names))
+        ctr.layers.append((f"add:{dest}", 100))
+        after()
+
+    def configure(self, container: str, config: ImageConfig) -> None:
+        after = self._record("configure", container, config)
+        ctr = self._container(container)
+        ctr.config.append(config)
+        if config.user is not None:
+            ctr.user = config.user
+        env = dict(item.split("=", 1) for item in ctr.env)
+        env.update(dict(config.env))
+        ctr.env = tuple(f"{k}={v}" for k, v in env.items())
+        ctr.labels.update(dict(config.labels))
+        after()
+
+    def commit(self, container: str, options: CommitOptions) -> str:
+        after = self._record("commit", container, options)
+        ctr = self._container(container)
+        image_id = self._new_id("image")
+        self.store[image_id] = FakeImage(
+            id=image_id, labels={**ctr.labels, **options.labels}, env=ctr.env, user=ctr.user,
+            layers=(*ctr.layers, (f"sha256:{image_id}", 10)), python=ctr.python)
+        after()
+        return image_id
+
+    def unshare_ok(self) -> bool:
+        after = self._record("unshare_ok")
+        after()
+        return True

@@ -1,0 +1,578 @@
+"""The executor against a fake engine: what runs, what is reused, what is left behind."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from fake_engine import PY312, Call, FakeEngine, Python
+
+from uvbuild import cmd
+from uvbuild.builder_steps import UV_CACHE_TARGET, UV_TARGET
+from uvbuild.cmd import Result
+from uvbuild.engine import Buildah, Mount
+from uvbuild.errors import ProjectError, StepFailed
+from uvbuild.executor import Build, BuildResult, BuildSettings
+from uvbuild.loader import load_recipe_text
+from uvbuild.plan import CACHE_REPO, Plan, PlanInputs, make_plan
+from uvbuild.progress import Reporter
+from uvbuild.recipe import Recipe
+
+BASE = "docker.io/library/python:3.13-slim"
+IMAGE = "localhost/app:1.0"
+SECRET = "hunter2-do-not-store"
+
+RECIPE = f"""\
+version: 1
+image: {IMAGE}
+builder:
+  from: {BASE}
+  packages: [build-essential]
+  env: {{PIP_NO_COLOR: "1"}}
+  secrets: [UV_INDEX_PASSWORD]
+  run:
+    - make assets
+runtime:
+  from: {BASE}
+  packages: [libpq5]
+  copy:
+    - {{from: /src/assets, to: /app/assets}}
+  env: {{LOG_LEVEL: info}}
+  entrypoint: [app]
+  test:
+    - app --self-test
+"""
+
+PROJECT_FILES = {
+    "pyproject.toml": "[project]\nname = 'app'\nversion = '1.0'\n",
+    "uv.lock": "version = 1\n",
+    "src/app/__init__.py": "def main() -> None: ...\n",
+}
+
+# The order the lazy walk from the final step completes the steps in.
+RUN_ORDER = [
+    "builder-base", "prepare-builder", "sync-dependencies", "runtime-base", "prepare-runtime",
+    "add-dependencies", "install-project", "add-project",
+]
+COMMITTED = [
+    "prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies",
+    "install-project", "add-project",
+]
+# Engine calls that change storage or run something (the rest only look).
+CHANGING_METHODS = ("from_image", "from_scratch", "run", "copy", "add_archive", "configure",
+                    "commit", "rm", "tag", "rmi", "pull", "push")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for rel, text in PROJECT_FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def fresh_engine() -> FakeEngine:
+    """Local storage holding the base image, nothing else."""
+    engine = FakeEngine()
+    engine.add_image(BASE)
+    return engine
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return fresh_engine()
+
+
+def recipe_of(project: Path, text: str = RECIPE) -> Recipe:
+    return load_recipe_text(text, project / "uvbuild.yaml")
+
+
+def plan_of(project: Path, text: str = RECIPE, **changes: Any) -> Plan:
+    inputs = PlanInputs(
+        image=IMAGE, uv_version="0.7.3", builder_base_id="base-id", runtime_base_id="base-id",
+        project_root=str(project), manifest_files=("pyproject.toml", "uv.lock"),
+        manifest_digest="sha256:" + "1" * 64, source_files=tuple(sorted(PROJECT_FILES)),
+        source_digest="sha256:" + "2" * 64, is_package=True, is_workspace=False,
+        timestamp=1_700_000_000)
+    return make_plan(recipe_of(project, text), dataclasses.replace(inputs, **changes))
+
+
+def settings_of(tmp_path: Path, *, no_cache: bool = False, verbose: bool = False,
+                ) -> BuildSettings:
+    return BuildSettings(
+        uv_binary="/opt/uv/bin/uv", uv_cache=tmp_path / "uv-cache",
+        network_env={"HTTPS_PROXY": "http://proxy:3128"},
+        network_mounts=(Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),),
+        secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose)
+
+
+def build(engine: FakeEngine, plan: Plan, tmp_path: Path, *, no_cache: bool = False,
+          verbose: bool = False) -> BuildResult:
+    reporter = Reporter(style="human", stream=io.StringIO())
+    settings = settings_of(tmp_path, no_cache=no_cache, verbose=verbose)
+    return Build(cast(Buildah, engine), plan, settings, reporter).run()
+
+
+def ran(result: BuildResult) -> list[str]:
+    return [str(r["step"]) for r in result.steps if not r["cached"]]
+
+
+def calls_since(engine: FakeEngine, mark: int) -> list[Call]:
+    return engine.calls[mark:]
+
+
+# -- a first build --------------------------------------------------------------------------
+
+
+def test_first_build_runs_every_step_needs_first(engine: FakeEngine, project: Path,
+                                                tmp_path: Path) -> None:
+    plan = plan_of(project)
+    result = build(engine, plan, tmp_path)
+
+    assert ran(result) == RUN_ORDER
+    done: set[str] = set()
+    for name in ran(result):
+        assert set(plan.step(name).needs) <= done, name
+        done.add(name)
+    assert engine.commits() == COMMITTED
+    assert engine.called("pull") == []  # the base was already in local storage
+
+
+def test_first_build_tags_every_cache_ref_then_the_image(engine: FakeEngine, project: Path,
+                                                        tmp_path: Path) -> None:
+    plan = plan_of(project)
+    result = build(engine, plan, tmp_path)
+
+    assert engine.tags() == [plan.step(name).cache_ref for name in COMMITTED] + [IMAGE]
+    assert all(plan.step(name).cache_ref.startswith(CACHE_REPO + "/") for name in COMMITTED)
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.names[plan.final.cache_ref] == result.image_id
+    assert result.image == IMAGE
+
+
+def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Path,
+                                                tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+
+    assert engine.live == {}
+    made = [c.args[1] for c in engine.called("from_image")]
+    assert len(made) == len(set(made)) == 7  # 6 steps + the test container
+    assert {c.args[0] for c in engine.called("rm")} == set(made)
+
+
+def test_commits_use_the_plan_timestamp(engine: FakeEngine, project: Path,
+                                        tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+
+    assert {c.args[1].timestamp for c in engine.called("commit")} == {1_700_000_000}
+
+
+def test_dependencies_see_only_manifests_and_the_project_sees_its_sources(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+
+    added = [(a.container.rsplit("-", 1)[-1], a.dest, a.names) for a in engine.archives]
+    assert added == [
+        ("deps", "/src", ("pyproject.toml", "uv.lock")),
+        ("project", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
+                             "uv.lock")),
+    ]
+
+
+def test_uv_sync_runs_locked_without_then_with_the_project(engine: FakeEngine, project: Path,
+                                                          tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+
+    syncs = [argv for argv in engine.runs() if argv[:2] == (UV_TARGET, "sync")]
+    common = (UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
+              "--python", "python3")
+    assert syncs == [(*common, "--no-install-workspace"), common]
+
+
+def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
+                                             tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+
+    builder_runs = [c for c in engine.called("run")
+                    if c.args[1][0] == UV_TARGET or c.args[1] == ("/bin/sh", "-c", "make assets")]
+    assert len(builder_runs) == 3
+    for call in builder_runs:
+        assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
+        assert call.kwargs["env"]["HTTPS_PROXY"] == "http://proxy:3128"
+        assert call.kwargs["env"]["PIP_NO_COLOR"] == "1"
+        assert call.kwargs["env"]["SOURCE_DATE_EPOCH"] == "1700000000"
+        assert call.kwargs["mounts"] == (
+            Mount("/opt/uv/bin/uv", UV_TARGET),
+            Mount(str(tmp_path / "uv-cache"), UV_CACHE_TARGET, read_only=False),
+            Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),
+        )
+    stored = [c for c in engine.calls if c.method in ("commit", "configure", "tag", "copy")]
+    assert SECRET not in repr(stored)
+    assert not [i for i in engine.store.values() if SECRET in repr(i)]
+    test_run = engine.called("run")[-1]
+    assert test_run.args[1] == ("/bin/sh", "-c", "app --self-test")
+    assert "UV_INDEX_PASSWORD" not in test_run.kwargs["env"]
+
+
+def test_the_test_runs_as_the_runtime_user_in_the_workdir(engine: FakeEngine, project: Path,
+                                                          tmp_path: Path) -> None:
+    result = build(engine, plan_of(project), tmp_path)
+
+    test_run = engine.called("run")[-1]
+    assert (test_run.kwargs["user"], test_run.kwargs["workdir"]) == ("10001:10001", "/app")
+    final = engine.image(result.image_id)
+    assert final is not None
+    assert final.user == "10001:10001"
+    assert "PATH=/app/.venv/bin:/usr/local/bin:/usr/bin:/bin" in final.env
+    assert "LOG_LEVEL=info" in final.env
+    assert final.labels["io.uvbuild.step"] == "add-project"
+
+
+# -- bases ----------------------------------------------------------------------------------
+
+
+def test_a_missing_base_is_pulled_once(project: Path, tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.remote[BASE] = Python()
+    build(engine, plan_of(project), tmp_path)
+
+    assert [c.args for c in engine.called("pull")] == [(BASE,)]
+
+
+def test_without_builder_packages_the_base_is_the_prepared_builder(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    plan = plan_of(project, RECIPE.replace("  packages: [build-essential]\n", ""))
+    build(engine, plan, tmp_path)
+
+    assert engine.commits() == COMMITTED[1:]
+    assert engine.names[plan.step("prepare-builder").cache_ref] == engine.names[BASE]
+
+
+def test_a_stored_bootstrap_base_is_used_without_bootstrapping(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    text = RECIPE.replace(f"runtime:\n  from: {BASE}", "runtime:\n  from: {bootstrap: debian}")
+    plan = plan_of(project, text)
+    base_id = engine.add_image(plan.step("runtime-base").cache_ref)
+    build(engine, plan, tmp_path)  # mmdebstrap would trip the no-subprocess guard
+
+    assert engine.called("from_scratch") == []
+    runtime_from = [c for c in engine.called("from_image") if c.args[1].endswith("-runtime")]
+    assert [c.args[0] for c in runtime_from] == [base_id]
+
+
+BOOTSTRAP_RECIPE = RECIPE.replace(f"runtime:\n  from: {BASE}",
+                                  "runtime:\n  from: {bootstrap: debian}")
+
+
+@pytest.fixture
+def mmdebstrap(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], dict[str, str]]]:
+    """Stand in for mmdebstrap: write a tiny root tarball where it was asked to, record the call."""
+    calls: list[tuple[tuple[str, ...], dict[str, str]]] = []
+
+    def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            **_: object) -> Result:
+        assert argv[0] == "mmdebstrap"
+        calls.append((tuple(argv), dict(env or {})))
+        with tarfile.open(argv[-2], "w") as tar:
+            tar.addfile(tarfile.TarInfo("etc"))
+        return Result(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(cmd, "run", run)  # the only host command a build runs itself
+    return calls
+
+
+def bootstrap_engine() -> FakeEngine:
+    engine = fresh_engine()
+    engine.scratch_python = Python()
+    return engine
+
+
+def test_a_missing_bootstrap_base_is_made_and_named(
+        mmdebstrap: list[tuple[tuple[str, ...], dict[str, str]]], project: Path,
+        tmp_path: Path) -> None:
+    engine = bootstrap_engine()
+    plan = plan_of(project, BOOTSTRAP_RECIPE)
+    result = build(engine, plan, tmp_path)
+
+    assert len(mmdebstrap) == 1
+    assert mmdebstrap[0][1] == {"SOURCE_DATE_EPOCH": "1700000000"}
+    scratch = [c.args[0] for c in engine.called("from_scratch")]
+    assert len(scratch) == 1 and scratch[0].endswith("-bootstrap")
+    assert [(a.container, a.names) for a in engine.archives if a.dest == "/"] == [
+        (scratch[0], ("etc",))]
+    base_id = engine.names[plan.step("runtime-base").cache_ref]
+    assert engine.store[base_id].labels == {"io.uvbuild.bootstrap": "debian/bookworm"}
+    runtime_from = [c for c in engine.called("from_image") if c.args[1].endswith("-runtime")]
+    assert [c.args[0] for c in runtime_from] == [base_id]
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.live == {}
+
+
+# -- cache ----------------------------------------------------------------------------------
+
+
+def test_second_build_only_tags(engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    plan = plan_of(project)
+    first = build(engine, plan, tmp_path)
+    mark = len(engine.calls)
+    second = build(engine, plan, tmp_path)
+
+    changes = [c for c in calls_since(engine, mark) if c.method in CHANGING_METHODS]
+    assert changes == [Call("tag", (first.image_id, IMAGE))]
+    assert second.image_id == first.image_id
+    assert second.steps == [{"step": "add-project", "cached": True, "seconds": 0.0}]
+
+
+def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project: Path,
+                                                    tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+    mark = len(engine.calls)
+    changed = plan_of(project, source_digest="sha256:" + "3" * 64)
+    result = build(engine, changed, tmp_path)
+
+    assert ran(result) == ["install-project", "add-project"]
+    assert [str(r["step"]) for r in result.steps if r["cached"]] == [
+        "add-dependencies", "sync-dependencies"]
+    new_commits = [c.args[1].labels["io.uvbuild.step"]
+                   for c in calls_since(engine, mark) if c.method == "commit"]
+    assert new_commits == ["install-project", "add-project"]
+    assert engine.names[IMAGE] == result.image_id
+
+
+def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
+                                        tmp_path: Path) -> None:
+    plan = plan_of(project)
+    build(engine, plan, tmp_path)
+    mark = len(engine.calls)
+    result = build(engine, plan, tmp_path, no_cache=True)
+
+    assert ran(result) == RUN_ORDER
+    methods = [c.method for c in calls_since(engine, mark)]
+    assert "images_named" not in methods
+    assert methods.count("commit") == len(COMMITTED)
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.live == {}
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+def test_a_failing_runtime_test_tags_nothing_and_removes_the_image(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    previous = engine.add_image(IMAGE)
+    engine.fail_run("app --self-test", stderr="self-test: no database\n")
+    plan = plan_of(project)
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan, tmp_path)
+
+    assert raised.value.message == (
+        "runtime.test[0] `app --self-test` failed: `/bin/sh -c 'app --self-test'` failed with "
+        "exit code 1:\n    self-test: no database")
+    assert raised.value.hint == f"nothing was tagged; {IMAGE} is as it was before"
+    assert engine.names[IMAGE] == previous
+    assert plan.final.cache_ref not in engine.names
+    assert engine.images_labelled("io.uvbuild.step", "add-project") == []
+    assert engine.live == {}
+
+
+def test_a_failing_builder_command_names_its_index(engine: FakeEngine, project: Path,
+                                                   tmp_path: Path) -> None:
+    engine.fail_run("make assets", returncode=2,
+                    stderr="make: *** No rule to make target 'assets'.  Stop.\n")
+    plan = plan_of(project)
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan, tmp_path)
+
+    assert raised.value.message == (
+        "builder.run[0] `make assets` failed: `/bin/sh -c 'make assets'` failed with exit "
+        "code 2:\n    make: *** No rule to make target 'assets'.  Stop.")
+    assert IMAGE not in engine.names
+    assert plan.step("install-project").cache_ref not in engine.names
+    assert "install-project" not in engine.commits()
+    assert engine.live == {}
+
+
+STALE_LOCK = ("error: The lockfile at `uv.lock` needs to be updated, but `--locked` was "
+              "provided. To update the lockfile, run `uv lock`.\n")
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_a_stale_lock_says_uv_lock(engine: FakeEngine, project: Path, tmp_path: Path,
+                                   verbose: bool) -> None:
+    # With --verbose, uv's output streams to the terminal and the Result holds none of it:
+    # the advice to run `uv lock` must not depend on reading it.
+    engine.fail_run(lambda argv: "--no-install-workspace" in argv, returncode=2,
+                    stderr=STALE_LOCK)
+
+    with pytest.raises(ProjectError) as raised:
+        build(engine, plan_of(project), tmp_path, verbose=verbose)
+
+    assert raised.value.message.startswith(f"uv.lock in {project} is out of date: ")
+    assert raised.value.hint == "run `uv lock` in the project and commit uv.lock"
+    assert engine.live == {}
+
+
+def test_a_failing_uv_sync_suggests_builder_packages(engine: FakeEngine, project: Path,
+                                                     tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: "--no-install-workspace" in argv,
+                    stderr="error: Failed to build `psycopg2==2.9.9`\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.message.startswith(
+        "uv sync of the dependencies failed in the builder: `/run/uvbuild/bin/uv sync --locked ")
+    assert raised.value.message.endswith(
+        "failed with exit code 1:\n    error: Failed to build `psycopg2==2.9.9`")
+    assert raised.value.hint == (
+        "a package that builds from source may need builder.packages "
+        "(e.g. build-essential, python3-dev, lib*-dev)")
+
+
+def test_a_base_without_a_package_manager_says_so(engine: FakeEngine, project: Path,
+                                                  tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: argv[-1] == "build-essential", returncode=100)
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.message == (
+        "builder.packages: the builder base has no supported package manager")
+    assert raised.value.hint == (
+        "use a Debian, Ubuntu, Alpine or Fedora-family base, or a base that already has "
+        "these packages")
+    assert engine.commits() == []
+    assert engine.live == {}
+
+
+def test_a_failing_package_install_names_the_stage_and_packages(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: argv[-1] == "libpq5",
+                    stderr="E: Unable to locate package libpq5\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.message.startswith("runtime.packages: installing libpq5 failed: `")
+    assert raised.value.message.endswith(
+        "packages libpq5` failed with exit code 1:\n    E: Unable to locate package libpq5")
+    assert raised.value.hint == "check the package names for this base's distribution"
+    assert engine.live == {}
+
+
+def test_verbose_streams_user_commands_but_reads_probes(engine: FakeEngine, project: Path,
+                                                       tmp_path: Path) -> None:
+    result = build(engine, plan_of(project), tmp_path, verbose=True)
+
+    streamed = {c.args[1][0] if c.args[1][0] != "/bin/sh" else c.args[1][-1]
+                for c in engine.called("run") if c.kwargs["stream"]}
+    assert streamed == {UV_TARGET, "build-essential", "libpq5", "make assets",
+                        "app --self-test"}
+    assert engine.names[IMAGE] == result.image_id
+
+
+def test_a_python_mismatch_stops_before_the_dependencies_layer(project: Path,
+                                                               tmp_path: Path) -> None:
+    engine = fresh_engine()
+    engine.add_image("docker.io/library/python:3.12-slim", python=PY312)
+    text = RECIPE.replace(f"runtime:\n  from: {BASE}",
+                          "runtime:\n  from: docker.io/library/python:3.12-slim")
+
+    with pytest.raises(ProjectError) as raised:
+        build(engine, plan_of(project, text), tmp_path)
+
+    assert raised.value.message == (
+        "runtime Python does not match the builder's: the builder's virtualenv uses "
+        "/usr/local/bin/python3.13 (Python 3.13), the runtime has /usr/local/bin/python3.12 "
+        "(Python 3.12)")
+    assert "add-dependencies" not in engine.commits()
+    assert not any(c.args[1].endswith("-runtime-deps") for c in engine.called("from_image"))
+    assert IMAGE not in engine.names
+    assert engine.live == {}
+
+
+def test_a_runtime_without_the_builders_interpreter_says_so(project: Path,
+                                                            tmp_path: Path) -> None:
+    engine = fresh_engine()
+    engine.add_image("localhost/distroless", python=None)
+    text = RECIPE.replace(f"runtime:\n  from: {BASE}", "runtime:\n  from: localhost/distroless")
+
+    with pytest.raises(ProjectError) as raised:
+        build(engine, plan_of(project, text), tmp_path)
+
+    assert raised.value.message.startswith(
+        "the runtime base has no usable /usr/local/bin/python3: the builder's virtualenv uses "
+        "/usr/local/bin/python3.13 (Python 3.13), so the runtime needs the same interpreter "
+        "at the same path (")
+    assert "prepare-runtime" not in engine.commits()
+    assert engine.live == {}
+
+
+# -- interrupts -----------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_a_builder_command_leaves_no_container(engine: FakeEngine, project: Path,
+                                                             tmp_path: Path) -> None:
+    engine.interrupt(2, method="run")  # builder packages, then uv sync of the dependencies
+
+    with pytest.raises(KeyboardInterrupt):
+        build(engine, plan_of(project), tmp_path)
+
+    assert engine.runs()[-1][:2] == (UV_TARGET, "sync")
+    assert engine.live == {}
+    assert "sync-dependencies" not in engine.commits()
+    assert IMAGE not in engine.names
+
+
+def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_path: Path, *,
+                         after: bool) -> None:
+    """Ctrl-C at each engine call of a clean build in turn: no working container survives."""
+    clean = make_engine()
+    build(clean, plan, tmp_path)
+    total = len(clean.calls)
+    assert total > 40
+    for nth in range(1, total + 1):
+        engine = make_engine()
+        engine.interrupt(nth, after=after)
+        with pytest.raises(KeyboardInterrupt):
+            build(engine, plan, tmp_path)
+        where = f"interrupted at call {nth} ({engine.calls[nth - 1].method})"
+        assert engine.live == {}, where
+        if nth < total:
+            assert plan.image not in engine.names, where
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-effect", "after-effect"])
+def test_ctrl_c_at_any_engine_call_leaves_no_container(project: Path, tmp_path: Path,
+                                                       after: bool) -> None:
+    interrupt_everywhere(fresh_engine, plan_of(project), tmp_path, after=after)
+
+
+def test_an_interrupted_test_removes_the_image(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    engine.interrupt(7, method="from_image")  # the test container, after add-project's commit
+
+    with pytest.raises(KeyboardInterrupt):
+        build(engine, plan_of(project), tmp_path)
+
+    assert engine.images_labelled("io.uvbuild.step", "add-project") == []
+    assert engine.live == {}
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-effect", "after-effect"])
+def test_ctrl_c_while_bootstrapping_leaves_no_container(
+        mmdebstrap: list[tuple[tuple[str, ...], dict[str, str]]], project: Path,
+        tmp_path: Path, after: bool) -> None:
+    interrupt_everywhere(bootstrap_engine, plan_of(project, BOOTSTRAP_RECIPE), tmp_path,
+                         after=after)
