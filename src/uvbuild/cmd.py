@@ -101,11 +101,7 @@ def _run(
     full_env = None if env is None else {**os.environ, **env}
     try:
         if stream:
-            proc = subprocess.run(
-                list(argv), env=full_env, stdout=sys.stderr, stderr=sys.stderr,
-                input=input_text, text=True, timeout=timeout, check=False,
-            )
-            return Result(tuple(argv), proc.returncode, "", "")
+            return _run_streaming(argv, full_env, timeout)
         proc = subprocess.run(
             list(argv), env=full_env, capture_output=True, input=input_text,
             text=True, timeout=timeout, check=False,
@@ -123,6 +119,24 @@ def _run(
         # The child was killed by SIGINT/SIGTERM: the user is interrupting us too.
         raise Interrupted("interrupted")
     return Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+
+def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
+                   timeout: float | None) -> Result:
+    """Echo the command's output to stderr as it comes, and keep it for error messages."""
+    lines: list[str] = []
+    with subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            lines.append(line)
+            del lines[:-400]  # keep the tail: enough to explain a failure
+        sys.stderr.flush()
+        returncode = proc.wait(timeout=timeout)
+    if returncode < 0 and -returncode in (2, 15):
+        raise Interrupted("interrupted")
+    return Result(tuple(argv), returncode, "".join(lines), "")
 
 
 def describe_failure(result: Result) -> str:

@@ -328,8 +328,9 @@ class FakeEngine:
         ctr = self._container(container)
         result = self._answer(ctr, tuple(argv))
         if stream:
-            # As with the real engine, streamed output goes to the terminal, not the Result.
-            result = Result(result.argv, result.returncode, "", "")
+            # As with the real engine, streamed output is echoed and also kept, merged
+            # into stdout, so failures can still be explained and classified.
+            result = Result(result.argv, result.returncode, result.stdout + result.stderr, "")
         after()
         return result
 
