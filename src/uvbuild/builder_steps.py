@@ -182,7 +182,21 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
                                  f"{cmd.describe_failure(result)}")
         compile_flag = ["--compile"] if sync.sync.compile_bytecode else []
         _venvdelta(build, ctr, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *compile_flag)
-        return build.engine.commit(ctr, _commit(build, step))
+        installed = build.engine.run(ctr, [f"{VENV}/bin/python", "-c", INSTALLED_PROBE],
+                                     network=False, stream=False)
+        if not installed.ok:
+            raise StepFailed(f"listing the installed packages failed: "
+                             f"{cmd.describe_failure(installed)}")
+        return build.engine.commit(ctr, _commit(build, step, **{
+            "io.uvbuild.installed": installed.stdout.strip().splitlines()[-1]}))
+
+
+# name → version of every distribution in the venv, for the SBOM.
+INSTALLED_PROBE = (
+    "import json, re; from importlib import metadata as m; "
+    "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
+    "for d in m.distributions()}, sort_keys=True))"
+)
 
 
 def read_python_label(labels: dict[str, str]) -> dict[str, str]:

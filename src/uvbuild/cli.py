@@ -52,19 +52,21 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--authfile", help="Registry auth file (default: the containers auth file).")
 @click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
               help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
+@click.option("--sbom", "sbom_file", type=click.Path(path_type=Path),
+              help="Also write the image's CycloneDX SBOM to this file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for CI).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the output of builder commands.")
 def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify: bool | None,
-          creds: str | None, authfile: str | None, outputs: tuple[str, ...], quiet: bool,
-          as_json: bool, verbose: bool) -> None:
+          creds: str | None, authfile: str | None, outputs: tuple[str, ...],
+          sbom_file: Path | None, quiet: bool, as_json: bool, verbose: bool) -> None:
     """Build RECIPE into a tested, tagged image."""
     from .pipeline import Outputs, build as run_build
 
     reporter = Reporter("json" if as_json else "quiet" if quiet else "human")
     result = run_build(recipe, tag=tag, reporter=reporter, no_cache=no_cache, verbose=verbose,
                        outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
-                                       creds=creds, authfile=authfile))
+                                       creds=creds, authfile=authfile, sbom=sbom_file))
     from .engine import Buildah
 
     size = Buildah().image_size(result.image_id)
@@ -116,6 +118,19 @@ def cache_prune(everything: bool) -> None:
 
     containers, images = prune(everything=everything)
     click.echo(f"removed {containers} leftover working container(s), {images} cache image(s)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON document.")
+def doctor(as_json: bool) -> None:
+    """Check buildah, podman, rootless setup, mmdebstrap, uv and network settings."""
+    from .doctor import HostProbe, problems, report, run_checks
+    from .errors import EngineError
+
+    checks = run_checks(HostProbe())
+    click.echo(report(checks, as_json=as_json))
+    if problems(checks):
+        raise EngineError(f"doctor found {problems(checks)} problem(s)")
 
 
 @cli.command("inspect")

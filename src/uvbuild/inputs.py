@@ -14,7 +14,7 @@ from .engine import Buildah
 from . import cmd
 from .errors import RecipeError, UvbuildError
 from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
-from .project import Project, read_project
+from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
 from .sources import digest_files, source_files
 
@@ -105,5 +105,7 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         is_workspace=bool(project.workspace_members),
         timestamp=timestamp,
         oci_labels=oci_labels(project, timestamp),
+        project=project,
+        locked=uv_lock_packages(project),
     )
 

@@ -37,6 +37,7 @@ class Outputs:
     tls_verify: bool | None = None
     creds: str | None = None
     authfile: str | None = None
+    sbom: Path | None = None  # write the image's SBOM here too
 
 
 def cache_home() -> Path:
@@ -118,7 +119,15 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
 
 
 def deliver(engine: Buildah, result: BuildResult, outputs: Outputs) -> None:
-    """Push the image and write archives, as asked."""
+    """Write the SBOM, push the image and write archives, as asked."""
+    if outputs.sbom:
+        from .sbom import SBOM_PATH
+
+        document = engine.read_file(result.image_id, SBOM_PATH,
+                                    name=f"uvbuild-{os.getpid()}-sbom")
+        if document is None:
+            raise EngineError(f"{result.image} has no SBOM at {SBOM_PATH}")
+        outputs.sbom.write_bytes(document)
     for archive in outputs.archives:
         transport, _, target = archive.partition(":")
         if transport not in ("oci-archive", "docker-archive") or not target:

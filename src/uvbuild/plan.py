@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cachekey import step_key
+from .project import LockedPackage, Project
 from .recipe import Base, BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
 
 Frozen = dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,6 +45,9 @@ class PlanInputs:
     timestamp: int = DEFAULT_TIMESTAMP
     # org.opencontainers.image.* facts (version, created, source, revision) of the build.
     oci_labels: tuple[tuple[str, str], ...] = ()
+    # For the SBOM; both are functions of uv.lock and pyproject.toml (manifest_digest).
+    project: Project | None = None
+    locked: tuple[LockedPackage, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -159,6 +163,8 @@ class Plan:
     timestamp: int
     project_root: str
     steps: tuple[Step, ...]
+    project: Project | None = None
+    locked: tuple[LockedPackage, ...] = ()
 
     @property
     def final(self) -> AddProject:
@@ -242,4 +248,5 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         }, add_deps, install))
     steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install,
                                runtime_base, prepare_runtime, add_deps, final)
-    return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps)
+    return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,
+                project=inputs.project, locked=inputs.locked)

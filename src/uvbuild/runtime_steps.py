@@ -8,6 +8,8 @@ separate container from that image, so tests cannot leave files in what ships.
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from . import cmd
@@ -16,6 +18,8 @@ from .engine import CommitOptions, ImageConfig
 from .errors import ProjectError, StepFailed
 from .incontainer import script
 from .plan import VENV, AddDependencies, AddProject, PrepareRuntime
+from .sbom import SBOM_PATH, make_sbom
+from .tarball import write_tarball
 
 if TYPE_CHECKING:
     from .executor import Build
@@ -110,6 +114,7 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
     user = (info.labels.get("io.uvbuild.user") if info else None) or ""
     with build.container(deps_image, "runtime-project") as ctr:
         build.engine.copy(ctr, PROJECT_LAYER, "/app", from_image=project_image)
+        add_sbom(build, ctr, project_image)
         for entry in step.copy:
             build.engine.copy(ctr, entry.source, entry.dest, from_image=project_image)
         build.engine.configure(ctr, final_config(step, base_env, {}))
@@ -122,6 +127,23 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
         build.discard_image(image_id)
         raise
     return image_id
+
+
+def add_sbom(build: Build, ctr: str, project_image: str) -> None:
+    """The CycloneDX SBOM of the installed packages, at SBOM_PATH, owned by root."""
+    if build.plan.project is None:
+        return
+    installed = json.loads(_labels(build, project_image).get("io.uvbuild.installed", "{}"))
+    document = make_sbom(build.plan.project, build.plan.locked, installed,
+                         timestamp=build.plan.timestamp)
+    with tempfile.TemporaryDirectory(prefix="uvbuild-sbom-") as tmp:
+        root = Path(tmp)
+        relative = SBOM_PATH.lstrip("/")
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(document)
+        tarball = root / "sbom.tar"
+        write_tarball(tarball, root, [relative], timestamp=build.plan.timestamp)
+        build.engine.add_archive(ctr, str(tarball), "/")
 
 
 def run_tests(build: Build, step: AddProject, image_id: str, user: str) -> None:
