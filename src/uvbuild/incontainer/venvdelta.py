@@ -57,8 +57,15 @@ def scrub(root):
 
     uv records the source tree's modification times there to decide on reinstalls; the
     runtime never runs uv, and those times would make two identical builds differ.
+    Also clears group and other write bits: nothing under ROOT may be writable by the
+    runtime user (uv makes its `.venv/.lock` world-writable, for one).
     """
     for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(top, name)
+            st = os.lstat(full)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022:
+                os.chmod(full, stat.S_IMODE(st.st_mode) & ~0o022)
         if not top.endswith(".dist-info") or "uv_cache.json" not in files:
             continue
         os.remove(os.path.join(top, "uv_cache.json"))
