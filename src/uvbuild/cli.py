@@ -82,7 +82,7 @@ def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     """Print the planned steps, their cache keys and whether each is cached."""
     from .engine import Buildah
     from .pipeline import plan_recipe
-    from .plan import CACHE_REPO
+    from .plan import CACHE_REPO, ResolveBase
 
     engine = None if no_engine else Buildah()
     _, the_plan = plan_recipe(recipe, tag=tag, engine=engine, pull=False)
@@ -90,8 +90,14 @@ def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     click.echo(f"image: {the_plan.image}")
     click.echo(f"timestamp: {the_plan.timestamp}")
     for step in the_plan.steps:
-        state = "unknown" if engine is None else (
-            "cached" if step.cache_ref in cached else "to run")
+        if engine is None:
+            state = "unknown"
+        elif isinstance(step, ResolveBase):
+            # Bases are not under CACHE_REPO (bootstrapped ones are in BASE_REPO): a base
+            # is ready when local storage has it.
+            state = "cached" if engine.image(step.cache_ref) else "to run"
+        else:
+            state = "cached" if step.cache_ref in cached else "to run"
         click.echo(f"  {step.name:<18} {step.key[:12]}  {state:<8} {step.describe()}")
 
 
