@@ -8,6 +8,8 @@ secrets reach builder commands as per-command mounts and variables only.
 from __future__ import annotations
 
 import json
+import posixpath
+import shlex
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +47,24 @@ def install_packages(build: Build, container: str, packages: tuple[str, ...], st
         raise StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
                          f"{cmd.describe_failure(result)}",
                          hint="check the package names for this base's distribution")
+    if stage == "runtime":
+        _remove_mount_points(build, container)
+
+
+def _remove_mount_points(build: Build, container: str) -> None:
+    """Remove the targets `buildah run -v` made for the network mounts, and their folders.
+
+    buildah leaves an empty file at each mount target (/run/uvbuild/ca-certificates.crt);
+    committed into the runtime, it would ship a trace of the host's build settings. (The
+    builder is never shipped, and its later steps mount the same targets again.)
+    """
+    targets = [m.target for m in build.settings.network_mounts]
+    if not targets:
+        return
+    folders = sorted({posixpath.dirname(t) for t in targets}, key=len, reverse=True)
+    script_text = f"rm -f -- {shlex.join(targets)}; " + "".join(
+        f"rmdir {shlex.quote(d)} 2>/dev/null; " for d in folders) + "true"
+    build.engine.run(container, ["/bin/sh", "-c", script_text], network=False, stream=False)
 
 
 def prepare_builder(build: Build, step: PrepareBuilder, base: str) -> str:
