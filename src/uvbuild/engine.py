@@ -133,7 +133,7 @@ class Buildah:
         """Map every local image name starting with `prefix` to its image ID (one call)."""
         out = self._call("images", "--json", "--no-trunc", what="listing local images")
         found: dict[str, str] = {}
-        for entry in json.loads(out or "[]"):
+        for entry in json.loads(out or "null") or []:
             for name in entry.get("names") or ():
                 if name.startswith(prefix):
                     found[name] = _bare_id(entry["id"])
@@ -141,7 +141,8 @@ class Buildah:
 
     def image_list(self) -> list[dict[str, object]]:
         """`buildah images --json` as data."""
-        return list(json.loads(self._call("images", "--json", "--no-trunc", what="listing images") or "[]"))
+        out = self._call("images", "--json", "--no-trunc", what="listing images")
+        return list(json.loads(out or "null") or [])
 
     def pull(self, ref: str) -> str:
         """Pull `ref` (a registry name or an archive transport) and return its image ID."""
