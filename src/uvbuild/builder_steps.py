@@ -167,7 +167,7 @@ def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
         _venvdelta(build, ctr, "snapshot", "/app", DEPS_MANIFEST)
         probe = build.engine.run(ctr, [f"{VENV}/bin/python", "-c", PYTHON_PROBE],
                                  network=False, stream=False)
-        if not probe.ok:
+        if not probe.ok or not probe.stdout.strip():
             raise StepFailed(f"the builder's virtualenv does not run: "
                              f"{cmd.describe_failure(probe)}")
         return build.engine.commit(ctr, _commit(build, step, **{

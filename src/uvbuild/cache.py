@@ -8,14 +8,19 @@ and `uvbuild cache prune` removes them together with leftover working containers
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from .engine import CONTAINER_PREFIX, Buildah
 from .plan import BASE_REPO, CACHE_REPO
 
 
+_KEY = re.compile(r"[0-9a-f]{32}")
+
+
 @dataclass(frozen=True, slots=True)
 class CacheEntry:
+    name: str
     step: str
     key: str
     image_id: str
@@ -29,10 +34,21 @@ def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
     for image in engine.image_list():
         for name in image.get("names") or ():  # type: ignore[union-attr]
             name = str(name)
-            if name.startswith(CACHE_REPO + "/") or name.startswith(BASE_REPO + "/"):
+            if name.startswith(CACHE_REPO + "/"):
+                # localhost/uvbuild-cache/<step>-<key>:latest (older uvbuild: <step>:<key>)
+                repo, _, tag = name[len(CACHE_REPO) + 1:].rpartition(":")
+                step, _, key = repo.rpartition("-")
+                if not _KEY.fullmatch(key):
+                    step, key = repo, tag
+            elif name.startswith(BASE_REPO + "/"):
+                # localhost/uvbuild-base/debian-<suite>:<key>
                 repo, _, key = name.rpartition(":")
-                entries.append(CacheEntry(step=repo.rsplit("/", 1)[-1], key=key,
-                                          image_id=str(image["id"]), size=str(image["size"])))
+                step = repo.rsplit("/", 1)[-1]
+            else:
+                continue
+            entries.append(CacheEntry(name=name, step=step, key=key,
+                                      image_id=str(image["id"]).removeprefix("sha256:"),
+                                      size=str(image["size"])))
     return sorted(entries, key=lambda e: (e.step, e.key))
 
 
@@ -69,8 +85,7 @@ def prune(*, everything: bool, engine: Buildah | None = None) -> tuple[int, int]
     for entry in list_entries(engine):
         if (_is_base(entry) or entry.step == "add-project") and not everything:
             continue  # bases are slow to remake; final images are what users run
-        ref = f"{BASE_REPO if _is_base(entry) else CACHE_REPO}/{entry.step}:{entry.key}"
-        if engine.rmi(ref):
+        if engine.rmi(entry.name):
             removed += 1
     return len(containers), removed
 

@@ -11,7 +11,7 @@ import json
 from typing import Any, Mapping, Sequence
 
 # Bump when the meaning of a step changes, so old cache entries are not reused.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def step_key(kind: str, definition: Mapping[str, Any], parents: Sequence[str] = ()) -> str:

@@ -85,7 +85,10 @@ class Build:
             self.reporter.cached(step)
             self.images[step.name] = cached
             return cached
-        parents = {name: self.ensure(self.plan.step(name)) for name in step.needs}
+        for name in step.needs:
+            self.ensure(self.plan.step(name))
+        # Containers are made from names, not IDs: see Step.cache_ref for why.
+        parents = {name: self.plan.step(name).cache_ref for name in step.needs}
         with self.reporter.running(step):
             image_id = self._execute(step, parents)
         if not isinstance(step, ResolveBase):

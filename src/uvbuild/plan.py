@@ -60,8 +60,14 @@ class Step:
 
     @property
     def cache_ref(self) -> str:
-        """Where the step's result lives in local storage."""
-        return f"{CACHE_REPO}/{self.name}:{self.key[:32]}"
+        """Where the step's result lives in local storage.
+
+        The key is in the repository part on purpose: buildah writes "FROM <name>" into
+        a child's history using the first of the parent's names in the same repository,
+        so one repository per key keeps that name, and the image ID, a function of the
+        inputs alone, even when one image carries several cache names.
+        """
+        return f"{CACHE_REPO}/{self.name}-{self.key[:32]}:latest"
 
     def describe(self) -> str:  # pragma: no cover - overridden
         return self.name

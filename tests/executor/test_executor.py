@@ -266,7 +266,8 @@ def test_a_stored_bootstrap_base_is_used_without_bootstrapping(
 
     assert engine.called("from_scratch") == []
     runtime_from = [c for c in engine.called("from_image") if c.args[1].endswith("-runtime")]
-    assert [c.args[0] for c in runtime_from] == [base_id]
+    # Containers are made from names (see Step.cache_ref); the name is that base's.
+    assert [engine.names[c.args[0]] for c in runtime_from] == [base_id]
 
 
 BOOTSTRAP_RECIPE = RECIPE.replace(f"runtime:\n  from: {BASE}",
@@ -312,7 +313,8 @@ def test_a_missing_bootstrap_base_is_made_and_named(
     base_id = engine.names[plan.step("runtime-base").cache_ref]
     assert engine.store[base_id].labels == {"io.uvbuild.bootstrap": "debian/bookworm"}
     runtime_from = [c for c in engine.called("from_image") if c.args[1].endswith("-runtime")]
-    assert [c.args[0] for c in runtime_from] == [base_id]
+    # Containers are made from names (see Step.cache_ref); the name is that base's.
+    assert [engine.names[c.args[0]] for c in runtime_from] == [base_id]
     assert engine.names[IMAGE] == result.image_id
     assert engine.live == {}
 

@@ -99,14 +99,14 @@ INPUTS = PlanInputs(
 # The keys of RECIPE + INPUTS. A change here means every user's cache is invalidated:
 # make it on purpose (and bump CACHE_FORMAT if a step's meaning changed), never by accident.
 GOLDEN_KEYS = {
-    "builder-base": "21da553c1f1efa572c73bca17caf5354deb9ffd3750157ecfe8c206a4ddbe74c",
-    "prepare-builder": "09c2a3261207f932c72e580aeb936a4e0c461dc63c77fb4203dbf3a05bdb78a4",
-    "sync-dependencies": "af5cb7e9c296a2f1c223c89b483d9f5b0c3c71b64416185363fa766ad30efc83",
-    "install-project": "5b75212f2d7809d972b98c18d97b6ec6465ee3e81c7a1d7c57cf48d5edd06f73",
-    "runtime-base": "5c2bd6fe9d5236d940056e7e164e546d9ed79517fdae9d31e72f884b69b847ef",
-    "prepare-runtime": "74f0d00f094b21943a5ef07092dc3057243147b1b94321b0207aa62d0f967b33",
-    "add-dependencies": "46888a9f74c5d289d532d78ef0252b270f2a203c6f70c0fda677adfdcccce968",
-    "add-project": "4f4ea1c4d3ce99577d9877d480d9c72b3b14cff1bf05c652694d6461b045e098",
+    "builder-base": "762f9c8a756e51ae4a22f093db8045ae0009ee3a376c31bf14953abb28b2f7ae",
+    "prepare-builder": "40f01416858295a5eb068475664fb023c70976705420e71838af96362521aae6",
+    "sync-dependencies": "dde2065c06591c89e49091c8fbb660b32b2c912f95d7dbbf8061c3f6d2cba85d",
+    "install-project": "063cf81fc7834b1d98b39aa76d2958923b00f44c3658e92672cf058ec581479d",
+    "runtime-base": "9523a316ca01efa7fc66f54b98ec6321430cee42568520335666f6a6c0fdab3e",
+    "prepare-runtime": "5c346da2e7b78b51397546f5a204f8c6e090839f06f389da34b57d648ee51180",
+    "add-dependencies": "997ae3463027a344efcdcdc64775ef0263bfa08f6f8608d153ba9032f848cd5d",
+    "add-project": "d0120f9df51a38d03bfda8148c29802b955f8b06026753a0ed2e69696036f1d6",
 }
 
 
@@ -442,7 +442,7 @@ def test_cache_refs_name_the_step_and_32_hex_of_its_key() -> None:
         step = plan.step(name)
         if isinstance(step, ResolveBase):
             continue
-        assert step.cache_ref == f"localhost/uvbuild-cache/{name}:{step.key[:32]}"
+        assert step.cache_ref == f"localhost/uvbuild-cache/{name}-{step.key[:32]}:latest"
         assert step.cache_ref.startswith(CACHE_REPO + "/")
 
 
@@ -493,4 +493,4 @@ def test_bootstrap_key_follows_the_timestamp() -> None:
 
 def test_bootstrap_key_golden() -> None:
     assert bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP) == (
-        "62574ec1d99d0fd2268ce352f5831103db1a1843e3628059f65f5a247fc84867")
+        "cabe373457294f1ba9438be5c21a4e83383f13e89bb5227669236e53e5fb2dce")
