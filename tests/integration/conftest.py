@@ -12,6 +12,10 @@ Fixtures (all session-scoped):
       -> subprocess.CompletedProcess[str]
 - ``registry`` -> "127.0.0.1:PORT" of a plain-HTTP docker-registry
 - ``rootless_user`` -> RootlessUser (see its docstring)
+- ``uvbuild_popen(args, *, env=None, cwd=None, timeout=900)`` -> UvbuildRun
+      (pid, exit code, output; ``leftover_containers()``, ``error_messages()``)
+- ``recipe_build(name)`` -> RecipeBuild: recipes/<name>.yaml built once per session
+- ``image_id_of(ref)`` -> str | None: a local image's ID
 """
 
 from __future__ import annotations
@@ -600,3 +604,158 @@ def rootless_user(containers_conf: Path) -> Iterator[RootlessUser]:
         if user.timings:
             print(f"\nrootless_user timings: {json.dumps(user.timings)}")
         shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- builds
+
+
+def buildah_container_names() -> list[str]:
+    """Names of every buildah working container in the current user's storage."""
+    proc = _run_logged(
+        ["buildah", "containers", "--json"],
+        env=os.environ,
+        cwd=None,
+        check=True,
+        timeout=120,
+        label="",
+    )
+    return [str(c["containername"]) for c in json.loads(proc.stdout or "null") or []]
+
+
+def local_image_id(ref: str) -> str | None:
+    """The ID of the local image `ref` (name or ID), or None if storage has none."""
+    proc = subprocess.run(
+        ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip().removeprefix("sha256:")
+
+
+@dataclass(frozen=True)
+class UvbuildRun:
+    """One finished ``uvbuild`` process: its pid, exit code and output.
+
+    The pid names its working containers (``uvbuild-<pid>-<n>-<purpose>``), so
+    ``leftover_containers()`` finds what this run (and no other) left behind.
+    """
+
+    argv: tuple[str, ...]
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"$ {' '.join(self.argv)}\n[pid {self.pid}, exit {self.returncode}, "
+            f"{self.seconds:.1f}s]\n--- stdout ---\n{_tail(self.stdout)}\n"
+            f"--- stderr ---\n{_tail(self.stderr)}"
+        )
+
+    def leftover_containers(self) -> list[str]:
+        prefix = f"uvbuild-{self.pid}-"
+        return [name for name in buildah_container_names() if name.startswith(prefix)]
+
+    def error_messages(self) -> list[str]:
+        """The `uvbuild: ...` lines on stderr (the CLI prints exactly one per failure)."""
+        return [line for line in self.stderr.splitlines() if line.startswith("uvbuild:")]
+
+    def error_text(self) -> str:
+        """stderr from the first `uvbuild:` line on: the message with its detail and hint."""
+        start = self.stderr.find("uvbuild:")
+        return "" if start < 0 else self.stderr[start:]
+
+
+@pytest.fixture(scope="session")
+def uvbuild_popen(
+    uvbuild_cli: list[str], containers_conf: Path
+) -> Callable[..., UvbuildRun]:
+    """``uvbuild_popen(args, *, env=None, cwd=None, timeout=900) -> UvbuildRun``.
+
+    Like ``run_uvbuild`` but through Popen, so the result carries the uvbuild
+    process's pid; never raises for a non-zero exit (the test judges it). On a
+    timeout the build gets SIGTERM (uvbuild then removes its containers) and
+    the test fails with its output.
+    """
+
+    def uvbuild_popen(
+        args: Sequence[str | os.PathLike[str]],
+        *,
+        env: Mapping[str, str | None] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 900,
+    ) -> UvbuildRun:
+        argv = tuple(os.fspath(a) for a in [*uvbuild_cli, *args])
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            argv,
+            env=_merged_env(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                stdout, stderr = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            run = UvbuildRun(argv, proc.pid, proc.returncode, stdout, stderr, timeout)
+            raise AssertionError(f"uvbuild timed out after {timeout}s\n{run}") from None
+        return UvbuildRun(
+            argv, proc.pid, proc.returncode, stdout, stderr, time.monotonic() - started
+        )
+
+    return uvbuild_popen
+
+
+RECIPES_DIR = REPO_ROOT / "recipes"
+
+
+@dataclass(frozen=True)
+class RecipeBuild:
+    """The session's build of ``recipes/<name>.yaml`` (tagged ``image``, not the recipe's)."""
+
+    name: str
+    recipe: Path
+    image: str
+    run: UvbuildRun
+    image_id: str | None
+
+
+@pytest.fixture(scope="session")
+def recipe_build(uvbuild_popen: Callable[..., UvbuildRun]) -> Callable[[str], RecipeBuild]:
+    """``recipe_build(name) -> RecipeBuild``: build ``recipes/<name>.yaml`` once per session.
+
+    The image is tagged ``localhost/uvbuild-itest/<name>:latest`` so the tests do
+    not move the recipe's own name. A failed build is returned too (and not retried):
+    the test that looks at ``run.returncode`` reports it.
+    """
+    builds: dict[str, RecipeBuild] = {}
+
+    def recipe_build(name: str) -> RecipeBuild:
+        if name not in builds:
+            recipe = RECIPES_DIR / f"{name}.yaml"
+            image = f"localhost/uvbuild-itest/{name}:latest"
+            run = uvbuild_popen([recipe, "--tag", image], cwd=REPO_ROOT)
+            image_id = local_image_id(image) if run.returncode == 0 else None
+            builds[name] = RecipeBuild(name, recipe, image, run, image_id)
+        return builds[name]
+
+    return recipe_build
+
+
+@pytest.fixture(scope="session")
+def image_id_of() -> Callable[[str], str | None]:
+    """``image_id_of(ref)``: the local image's ID (no ``sha256:``), or None."""
+    return local_image_id
