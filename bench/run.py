@@ -1,0 +1,555 @@
+"""Time uvbuild against `buildah bud` on the uv docs' multi-stage Containerfile.
+
+    .venv/bin/python bench/run.py [--runs N] [--keep]
+
+Both tools build the same copy of recipes/fastapi, from the same bootstrapped base,
+on this machine, in the same run, in three phases: a first build (warm uv cache, no
+cached layers or steps of that tool), an unchanged rebuild and a rebuild after a
+one-line code change. The script prints the median times, their ratio against the
+issue's targets, the bytes of the layers each tool made new for the code change and
+the image sizes, and writes the figures to bench/results/latest.json.
+
+Everything runs in a private containers storage under the temporary folder (the
+bootstrapped base is copied into it), so pruning a tool's cache never touches an
+image this script did not make, and other builds on the host do not contend for
+the storage lock. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "recipes" / "fastapi"
+RECIPE = REPO / "recipes" / "fastapi.yaml"
+CONTAINERFILE = REPO / "bench" / "Containerfile.uv-docs"
+RESULTS = REPO / "bench" / "results" / "latest.json"
+
+UVBUILD_IMAGE = "localhost/bench-uvbuild:latest"
+BUD_IMAGE = "localhost/bench-bud:latest"
+CACHE_REPO = "localhost/uvbuild-cache/"  # uvbuild's step cache (src/uvbuild/plan.py)
+BASE_REPO = "localhost/uvbuild-base/"  # uvbuild's bootstrapped bases
+CA_TARGET = "/etc/ssl/certs/uvbuild-ca.crt"  # where bud's RUN commands see the CA bundle
+EDITED_MODULE = Path("src/restapipy/app.py")
+IGNORED = ".venv\n__pycache__\n# the uv binary is mounted from the context, never added\nuv\n"
+
+# phase → (label, target ratio uvbuild/bud)
+PHASES = {
+    "first": ("first build", 1.0),
+    "unchanged": ("unchanged rebuild", 0.3),
+    "change": ("one-line code change", 0.5),
+}
+LAYER_BYTES_TARGET = 0.01  # uvbuild's new-layer bytes ≤ 1/100 of bud's
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why and what to do."""
+
+
+# -- host commands --------------------------------------------------------------
+
+
+@dataclass
+class Shell:
+    """Runs every host command, logging its output; in the private storage unless asked."""
+
+    logs: Path
+    private_env: dict[str, str] | None = None  # set once the private storage exists
+    serial: int = 0
+
+    def run(self, argv: list[str], *, what: str, cwd: Path | None = None,
+            host_store: bool = False) -> str:
+        """Run `argv`; return stdout. Output goes to a numbered log; failure raises.
+
+        `host_store` commands (read-only questions) see the host's storage; every other
+        command needs the private one, so nothing here can prune the host's images.
+        """
+        if host_store:
+            env = dict(os.environ)
+        elif self.private_env is None:
+            raise BenchError(f"{what}: the private storage is not set up yet")
+        else:
+            env = self.private_env
+        self.serial += 1
+        log = self.logs / f"{self.serial:03d}-{re.sub(r'[^A-Za-z0-9.]+', '-', what)}.log"
+        try:
+            proc = subprocess.run(argv, check=False, cwd=cwd, env=env, capture_output=True,
+                                  text=True)
+        except FileNotFoundError as exc:
+            raise BenchError(f"{what}: {argv[0]} not found ({exc})") from None
+        log.write_text(f"$ {shlex.join(argv)}\n--- stdout\n{proc.stdout}\n--- stderr\n"
+                       f"{proc.stderr}\n--- exit {proc.returncode}\n")
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise BenchError(f"{what} failed (exit {proc.returncode}); log: {log}\n{tail}")
+        return proc.stdout
+
+    def timed(self, argv: list[str], *, what: str, cwd: Path | None = None) -> tuple[float, str]:
+        """Wall-clock seconds of one command (time.monotonic around the child) and stdout."""
+        started = time.monotonic()
+        out = self.run(argv, what=what, cwd=cwd)
+        return time.monotonic() - started, out
+
+
+# -- images in the private storage ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layers:
+    """An image's layers as (digest, uncompressed size), base first."""
+
+    image_id: str
+    layers: tuple[tuple[str, int], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.layers)
+
+    def new_bytes(self, before: Layers) -> int:
+        """Bytes of the layers in this image that `before` did not have."""
+        old = {digest for digest, _ in before.layers}
+        return sum(size for digest, size in self.layers if digest not in old)
+
+
+def image_layers(sh: Shell, ref: str) -> Layers:
+    data = json.loads(sh.run(["buildah", "inspect", "--type", "image", ref],
+                             what=f"inspect {ref}"))
+    manifest = json.loads(data.get("Manifest") or "{}")
+    return Layers(image_id=data["FromImageID"],
+                  layers=tuple((layer["digest"], int(layer.get("size", 0)))
+                               for layer in manifest.get("layers") or ()))
+
+
+def image_names(sh: Shell, *, host_store: bool = False) -> dict[str, str]:
+    """Every image name in a storage → image ID."""
+    out = sh.run(["buildah", "images", "--json", "--no-trunc"], what="list images",
+                 host_store=host_store)
+    return {name: entry["id"] for entry in json.loads(out or "null") or ()
+            for name in entry.get("names") or ()}
+
+
+def forget_uvbuild(sh: Shell) -> None:
+    """Remove uvbuild's cached steps and the bench image; keep the bootstrapped base.
+
+    By name, never by ID: a step that changes nothing (prepare-builder without
+    packages) is the base image under a second name, and must stay the base.
+    """
+    names = [n for n in image_names(sh) if n.startswith(CACHE_REPO) or n == UVBUILD_IMAGE]
+    if names:
+        sh.run(["buildah", "rmi", *names], what="forget uvbuild cache")
+
+
+def forget_bud(sh: Shell) -> None:
+    """Remove bud's image and its unnamed intermediate layer images; keep the base."""
+    if BUD_IMAGE in image_names(sh):
+        sh.run(["buildah", "rmi", BUD_IMAGE], what="forget bud image")
+    sh.run(["buildah", "rmi", "--prune"], what="prune bud layers")
+
+
+# -- the workspace ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The temporary folder: project copy (bud's build context too), recipe, storage."""
+
+    root: Path
+
+    @property
+    def project(self) -> Path:
+        return self.root / "fastapi"
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "fastapi.yaml"
+
+    @property
+    def storage_conf(self) -> Path:
+        return self.root / "storage.conf"
+
+
+def host_storage(sh: Shell) -> dict[str, str]:
+    """The host's storage driver, graph root and run root (`buildah info`)."""
+    store = json.loads(sh.run(["buildah", "info"], what="buildah info", host_store=True))["store"]
+    return {"driver": store["GraphDriverName"], "graphroot": store["GraphRoot"],
+            "runroot": store["RunRoot"]}
+
+
+def make_workspace(root: Path, uv: Path, store: dict[str, str]) -> Workspace:
+    """Copy the sample project and recipe; add the uv binary and an ignore file."""
+    ws = Workspace(root)
+    shutil.copytree(SAMPLE, ws.project, ignore=shutil.ignore_patterns(".venv", "__pycache__"))
+    shutil.copy2(uv, ws.project / "uv")
+    # The same ignore file serves both tools: bud's ADD and uvbuild's source list.
+    (ws.project / ".dockerignore").write_text(IGNORED)
+    recipe = RECIPE.read_text()
+    recipe = _replace_key(recipe, "project", ws.project.name)
+    recipe = _replace_key(recipe, "image", UVBUILD_IMAGE)
+    ws.recipe.write_text(recipe)
+    ws.storage_conf.write_text(
+        "[storage]\n"
+        f'driver = "{store["driver"]}"\n'
+        f'graphroot = "{root / "storage"}"\n'
+        f'runroot = "{root / "run"}"\n')
+    return ws
+
+
+def _replace_key(text: str, key: str, value: str) -> str:
+    """Set a top-level `key: value` line of the recipe; the recipe must have it."""
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.startswith(f"{key}:"):
+            lines[index] = f"{key}: {value}\n"
+            return "".join(lines)
+    raise BenchError(f"{RECIPE}: no top-level `{key}:` line to point at the bench copy")
+
+
+def bump_version(ws: Workspace, run: int) -> None:
+    """The one-line code change: a new module-level constant, different each run."""
+    with open(ws.project / EDITED_MODULE, "a") as module:
+        module.write(f"VERSION_BUMP = {run}\n")
+
+
+# -- the bases --------------------------------------------------------------------
+
+
+def import_bases(sh: Shell, uvbuild: str, ws: Workspace, store: dict[str, str]) -> list[str]:
+    """Copy the recipe's bootstrapped bases from the host storage into the private one.
+
+    `uvbuild plan` names each base step's key; the base image is tagged with a longer
+    prefix of it. A base not on the host is bootstrapped by the warm-up build instead.
+    """
+    plan = sh.run([uvbuild, "plan", "--no-engine", str(ws.recipe)], what="uvbuild plan")
+    keys = {fields[1] for fields in (line.split() for line in plan.splitlines())
+            if len(fields) > 1 and fields[0] in ("builder-base", "runtime-base")}
+    found = sorted(name for name in image_names(sh, host_store=True)
+                   if name.startswith(BASE_REPO)
+                   and any(name.rpartition(":")[2].startswith(key) for key in keys))
+    source = f"containers-storage:[{store['driver']}@{store['graphroot']}+{store['runroot']}]"
+    for name in found:
+        sh.run(["buildah", "pull", "--quiet", source + name], what="import base")
+    return found
+
+
+def bench_base(sh: Shell) -> str:
+    """The one bootstrapped base in the private storage (bud's BASE build-arg)."""
+    bases = sorted(n for n in image_names(sh) if n.startswith(BASE_REPO))
+    if len(bases) != 1:
+        raise BenchError(f"expected one bootstrapped base in the bench storage, found {bases}")
+    return bases[0]
+
+
+# -- the two tools ----------------------------------------------------------------
+
+
+@dataclass
+class Tools:
+    uvbuild: str
+    ws: Workspace
+    base: str = ""
+
+    def uvbuild_argv(self) -> list[str]:
+        return [self.uvbuild, "build", "--json", str(self.ws.recipe)]
+
+    def bud_argv(self) -> list[str]:
+        argv = ["buildah", "bud", "--layers", "--isolation", "chroot",
+                "-f", str(CONTAINERFILE), "-t", BUD_IMAGE, "--build-arg", f"BASE={self.base}"]
+        bundle = os.environ.get("SSL_CERT_FILE")
+        if bundle and Path(bundle).is_file():
+            argv += ["--volume", f"{Path(bundle).resolve()}:{CA_TARGET}:ro",
+                     "--build-arg", f"SSL_CERT_FILE={CA_TARGET}"]
+        return argv + [str(self.ws.project)]
+
+
+@dataclass
+class Measure:
+    """One timed build: wall seconds, and uvbuild's own report (steps that ran → s)."""
+
+    seconds: float
+    steps: dict[str, float] = field(default_factory=dict)
+    reported: float | None = None
+
+
+def build_uvbuild(sh: Shell, tools: Tools, what: str) -> Measure:
+    seconds, out = sh.timed(tools.uvbuild_argv(), what=what, cwd=tools.ws.root)
+    report = json.loads(out.strip().splitlines()[-1])
+    ran = {str(s["step"]): float(s["seconds"]) for s in report.get("steps", ())
+           if not s.get("cached")}
+    return Measure(seconds, steps=ran, reported=report.get("seconds"))
+
+
+def build_bud(sh: Shell, tools: Tools, what: str) -> Measure:
+    seconds, _ = sh.timed(tools.bud_argv(), what=what, cwd=tools.ws.root)
+    return Measure(seconds)
+
+
+# -- one run ------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    uvbuild: dict[str, Measure]
+    bud: dict[str, Measure]
+    new_bytes: dict[str, int]
+    sizes: dict[str, int]
+    layer_counts: dict[str, int]
+    loadavg: list[float]  # at the start of the run: the machine is shared
+
+
+def one_run(sh: Shell, tools: Tools, n: int) -> RunResult:
+    """First build and unchanged rebuild per tool, then the code change for both."""
+    load = loadavg()
+    uv: dict[str, Measure] = {}
+    bud: dict[str, Measure] = {}
+    forget_uvbuild(sh)
+    uv["first"] = build_uvbuild(sh, tools, f"run{n} uvbuild first")
+    uv["unchanged"] = build_uvbuild(sh, tools, f"run{n} uvbuild unchanged")
+    forget_bud(sh)
+    bud["first"] = build_bud(sh, tools, f"run{n} bud first")
+    bud["unchanged"] = build_bud(sh, tools, f"run{n} bud unchanged")
+
+    before = {"uvbuild": image_layers(sh, UVBUILD_IMAGE), "bud": image_layers(sh, BUD_IMAGE)}
+    bump_version(tools.ws, n)
+    uv["change"] = build_uvbuild(sh, tools, f"run{n} uvbuild change")
+    bud["change"] = build_bud(sh, tools, f"run{n} bud change")
+    after = {"uvbuild": image_layers(sh, UVBUILD_IMAGE), "bud": image_layers(sh, BUD_IMAGE)}
+    for tool, image in after.items():
+        if image.image_id == before[tool].image_id:
+            raise BenchError(f"{tool}: the code change produced the same image; "
+                             "the edit did not reach the build")
+    return RunResult(
+        uvbuild=uv, bud=bud,
+        new_bytes={tool: after[tool].new_bytes(before[tool]) for tool in after},
+        sizes={tool: after[tool].size for tool in after},
+        layer_counts={tool: len(after[tool].layers) for tool in after}, loadavg=load)
+
+
+def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the (shared) machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- report -----------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def human(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(size) < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"
+
+
+def median_steps(measures: list[Measure]) -> dict[str, float]:
+    """uvbuild's median seconds per step that ran in some run (0 where it was cached)."""
+    names = sorted({name for m in measures for name in m.steps})
+    return {name: round(statistics.median(m.steps.get(name, 0.0) for m in measures), 2)
+            for name in names}
+
+
+def summarize(runs: list[RunResult], context: dict[str, object]) -> dict[str, object]:
+    phases: dict[str, object] = {}
+    for phase, (label, target) in PHASES.items():
+        uv = [r.uvbuild[phase].seconds for r in runs]
+        bud = [r.bud[phase].seconds for r in runs]
+        uv_med, bud_med = statistics.median(uv), statistics.median(bud)
+        ratio = uv_med / bud_med
+        reported = [r.uvbuild[phase].reported for r in runs]
+        phases[phase] = {
+            "label": label, "uvbuild_seconds": round(uv_med, 2), "bud_seconds": round(bud_med, 2),
+            "ratio": round(ratio, 3), "target_ratio": target, "met": ratio <= target,
+            "uvbuild_runs": [round(s, 2) for s in uv], "bud_runs": [round(s, 2) for s in bud],
+            "ratio_runs": [round(a / b, 3) for a, b in zip(uv, bud)],
+            "uvbuild_reported_seconds": [None if s is None else round(s, 2) for s in reported],
+            "uvbuild_steps_median": median_steps([r.uvbuild[phase] for r in runs]),
+        }
+    new = {tool: int(statistics.median(r.new_bytes[tool] for r in runs))
+           for tool in ("uvbuild", "bud")}
+    layer_ratio = new["uvbuild"] / new["bud"] if new["bud"] else float("inf")
+    last = runs[-1]
+    return {
+        **context,
+        "phases": phases,
+        "code_change_new_layer_bytes": {
+            **new, "ratio": round(layer_ratio, 6), "target_ratio": LAYER_BYTES_TARGET,
+            "met": layer_ratio <= LAYER_BYTES_TARGET,
+            "runs": {tool: [r.new_bytes[tool] for r in runs] for tool in ("uvbuild", "bud")}},
+        "loadavg_per_run": [r.loadavg for r in runs],
+        "image_bytes": last.sizes,
+        "image_layers": last.layer_counts,
+    }
+
+
+def print_report(summary: dict[str, object]) -> None:
+    phases = summary["phases"]
+    assert isinstance(phases, dict)
+    print(f"\nmedian of {summary['runs']} run(s); ratio = uvbuild / bud\n")
+    print(f"{'phase':<22} {'uvbuild s':>9} {'bud s':>7} {'ratio':>6}  {'target':<8} result")
+    for phase in PHASES:
+        p = phases[phase]
+        print(f"{p['label']:<22} {p['uvbuild_seconds']:>9.2f} {p['bud_seconds']:>7.2f} "
+              f"{p['ratio']:>6.2f}  <= {p['target_ratio']:<5} {verdict(p['met'])}")
+    new = summary["code_change_new_layer_bytes"]
+    assert isinstance(new, dict)
+    print(f"\nnew layers after the code change: uvbuild {human(new['uvbuild'])} "
+          f"({new['uvbuild']} B), bud {human(new['bud'])} ({new['bud']} B), "
+          f"ratio {new['ratio']:.4f}  <= {LAYER_BYTES_TARGET}  {verdict(new['met'])}")
+    sizes, counts = summary["image_bytes"], summary["image_layers"]
+    assert isinstance(sizes, dict) and isinstance(counts, dict)
+    for tool in ("uvbuild", "bud"):
+        print(f"image size {tool:<8} {human(sizes[tool]):>9} ({sizes[tool]} B, "
+              f"{counts[tool]} layers)")
+    print("\nuvbuild steps that ran (median s):")
+    for phase in PHASES:
+        steps = phases[phase]["uvbuild_steps_median"]
+        ran = ", ".join(f"{k} {v:.2f}" for k, v in steps.items() if v) or "none"
+        print(f"  {phases[phase]['label']:<22} {ran}")
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def find_uvbuild() -> str:
+    beside = Path(sys.executable).parent / "uvbuild"
+    found = str(beside) if beside.is_file() else shutil.which("uvbuild")
+    if not found:
+        raise BenchError("uvbuild not found: run this with the project's venv "
+                         "(.venv/bin/python bench/run.py) or put uvbuild on PATH")
+    return found
+
+
+def tool_versions(sh: Shell, uvbuild: str, uv: Path) -> dict[str, str]:
+    """The versions measured, including the uvbuild commit and whether src/ had edits."""
+    versions = {
+        "buildah": sh.run(["buildah", "--version"], what="buildah version").strip(),
+        "uvbuild": sh.run([uvbuild, "--version"], what="uvbuild version").strip(),
+        "uv": sh.run([str(uv), "--version"], what="uv version").strip(),
+    }
+    if shutil.which("git") and (REPO / ".git").exists():
+        commit = sh.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], what="git head")
+        dirty = sh.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+                       what="git status")
+        versions["uvbuild_commit"] = commit.strip() + (" + uncommitted src/ edits" if dirty.strip()
+                                                       else "")
+    return versions
+
+
+def prepare(sh: Shell, root: Path, uvbuild: str, uv: Path) -> Tools:
+    """Workspace, private storage with the base, and one untimed build per tool.
+
+    The warm-up fills both uv caches (uvbuild's on the host, bud's cache mount) and
+    checks that both builds work before anything is timed.
+    """
+    store = host_storage(sh)
+    ws = make_workspace(root, uv, store)
+    sh.private_env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(ws.storage_conf)}
+    print(f"bench: working in {root} (private storage {root / 'storage'})", flush=True)
+    imported = import_bases(sh, uvbuild, ws, store)
+    copied = ", ".join(imported) or "none; the warm-up build bootstraps one (minutes)"
+    print(f"bench: base(s) copied from the host storage: {copied}", flush=True)
+    tools = Tools(uvbuild=uvbuild, ws=ws)
+    build_uvbuild(sh, tools, "warm-up uvbuild")
+    tools.base = bench_base(sh)
+    build_bud(sh, tools, "warm-up bud")
+    return tools
+
+
+def benchmark(runs: int, keep: bool) -> dict[str, object]:
+    """Set up, run every phase `runs` times, summarize; always clean up the storage."""
+    if not shutil.which("buildah"):
+        raise BenchError("buildah not found: install it (Debian/Ubuntu: apt-get install "
+                         "buildah) and run again")
+    uvbuild = find_uvbuild()
+    uv = Path(uvbuild).parent / "uv"
+    if not uv.is_file():
+        raise BenchError(f"no uv binary beside {uvbuild}: reinstall the venv (uv is a dependency)")
+    root = Path(tempfile.mkdtemp(prefix="uvbuild-bench-"))
+    (root / "logs").mkdir()
+    sh = Shell(logs=root / "logs")
+    ok = False
+    try:
+        tools = prepare(sh, root, uvbuild, uv)
+        host: dict[str, object] = {"machine": platform.machine(), "cpus": os.cpu_count(),
+                                   "kernel": platform.release(),
+                                   "loadavg_start": loadavg()}
+        context: dict[str, object] = {
+            "runs": runs, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host,
+            "versions": tool_versions(sh, uvbuild, uv), "base": tools.base,
+            "bud_command": shlex.join(tools.bud_argv()),
+            "uvbuild_command": shlex.join(tools.uvbuild_argv()),
+        }
+        results = []
+        for n in range(1, runs + 1):
+            r = one_run(sh, tools, n)
+            results.append(r)
+            print(f"bench: run {n}/{runs} (load {r.loadavg[0]:.1f}): " + "; ".join(
+                f"{PHASES[p][0]} uvbuild {r.uvbuild[p].seconds:.2f}s bud {r.bud[p].seconds:.2f}s"
+                for p in PHASES), flush=True)
+        host["loadavg_end"] = loadavg()
+        ok = True
+        return summarize(results, context)
+    finally:
+        if keep:
+            print(f"bench: kept {root}; look at its storage with "
+                  f"CONTAINERS_STORAGE_CONF={root / 'storage.conf'} buildah images")
+        else:
+            clean_up(sh, root, logs_too=ok)
+
+
+def clean_up(sh: Shell, root: Path, *, logs_too: bool) -> None:
+    """Remove every container and image of the private storage, then the folder."""
+    if sh.private_env is not None:  # only ever the private storage
+        for argv in (["buildah", "rm", "--all"], ["buildah", "rmi", "--all", "--force"]):
+            try:
+                sh.run(argv, what="clean up")
+            except BenchError as exc:
+                print(f"bench: warning: {exc}", file=sys.stderr)
+    for path in (root / "storage", root / "run", root / "fastapi"):
+        shutil.rmtree(path, ignore_errors=True)
+    if logs_too:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"bench: logs kept in {root / 'logs'}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per phase (median; default 3)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    try:
+        summary = benchmark(args.runs, args.keep)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    print_report(summary)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nbench: wrote {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
