@@ -64,6 +64,8 @@ def check_runs(podman: Callable[..., subprocess.CompletedProcess[str]], image: s
 def test_push_then_pull_into_empty_store(registry, uvbuild_popen, empty_store) -> None:
     ref = f"{registry}/restapipy:test"
     run = uvbuild_popen([FASTAPI_RECIPE, "--tag", ref, "--push", "--no-tls-verify"], cwd=REPO_ROOT)
+    # The registry's port changes every session: drop the name from local storage.
+    subprocess.run(["buildah", "rmi", ref], capture_output=True, check=False)
     assert run.returncode == 0, f"uvbuild --push failed\n{run}"
     assert run.leftover_containers() == []
 
