@@ -15,7 +15,7 @@ from .engine import CONTAINER_PREFIX, Buildah
 from .plan import BASE_REPO, CACHE_REPO
 
 
-_KEY = re.compile(r"[0-9a-f]{32}")
+_KEY = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +34,16 @@ def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
     for image in engine.image_list():
         for name in image.get("names") or ():  # type: ignore[union-attr]
             name = str(name)
-            if name.startswith(CACHE_REPO + "/"):
-                # localhost/uvbuild-cache/<step>-<key>:latest (older uvbuild: <step>:<key>)
-                repo, _, tag = name[len(CACHE_REPO) + 1:].rpartition(":")
-                step, _, key = repo.rpartition("-")
-                if not _KEY.fullmatch(key):
-                    step, key = repo, tag
-            elif name.startswith(BASE_REPO + "/"):
-                # localhost/uvbuild-base/debian-<suite>:<key>
-                repo, _, key = name.rpartition(":")
-                step = repo.rsplit("/", 1)[-1]
-            else:
+            # localhost/uvbuild-cache/<step>-<key32>:latest,
+            # localhost/uvbuild-base/debian-<suite>-<key16>:latest (older: <name>:<key>)
+            prefix = next((p for p in (CACHE_REPO + "/", BASE_REPO + "/") if name.startswith(p)),
+                          None)
+            if prefix is None:
                 continue
+            repo, _, tag = name[len(prefix):].rpartition(":")
+            step, _, key = repo.rpartition("-")
+            if not _KEY.fullmatch(key):
+                step, key = repo, tag
             entries.append(CacheEntry(name=name, step=step, key=key,
                                       image_id=str(image["id"]).removeprefix("sha256:"),
                                       size=str(image["size"])))

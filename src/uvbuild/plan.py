@@ -186,7 +186,8 @@ class Plan:
 
 
 def bootstrap_ref(base: BootstrapBase, key: str) -> str:
-    return f"{BASE_REPO}/{base.distribution}-{base.suite}:{key[:16]}"
+    """One repository per definition, as for cache steps (see Step.cache_ref)."""
+    return f"{BASE_REPO}/{base.distribution}-{base.suite}-{key[:16]}:latest"
 
 
 def bootstrap_key(base: BootstrapBase, timestamp: int) -> str:

@@ -460,7 +460,7 @@ def test_a_bootstrap_base_lives_in_the_base_repo() -> None:
     step = plan.step("runtime-base")
 
     assert BASE_REPO == "localhost/uvbuild-base"
-    assert step.cache_ref == f"localhost/uvbuild-base/debian-trixie:{step.key[:16]}"
+    assert step.cache_ref == f"localhost/uvbuild-base/debian-trixie-{step.key[:16]}:latest"
     assert step.cache_ref == bootstrap_ref(BootstrapBase(suite="trixie"), step.key)
 
 
