@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping
 from . import cmd
 from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
 from .engine import CommitOptions, ImageConfig
-from .errors import ProjectError, StepFailed
+from .errors import EngineError, ProjectError, StepFailed
 from .incontainer import script
 from .plan import VENV, AddDependencies, AddProject, PrepareRuntime
 from .sbom import SBOM_PATH, make_sbom
@@ -56,7 +56,11 @@ def prepare_runtime(build: Build, step: PrepareRuntime, base: str) -> str:
                 f"path ({cmd.describe_failure(result)})",
                 hint="use the same base (or the same Python packages) for builder and runtime",
             )
-        facts = json.loads(result.stdout.strip().splitlines()[-1])
+        try:
+            facts = json.loads(result.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError) as exc:
+            raise EngineError(f"creating the runtime user gave no answer: "
+                              f"{cmd.describe_failure(result)}") from exc
         user = f"{facts['uid']}:{facts['gid']}"
         build.engine.configure(ctr, ImageConfig(user=user))
         return build.engine.commit(ctr, CommitOptions(timestamp=build.plan.timestamp, labels={
