@@ -13,11 +13,11 @@ from pathlib import Path
 from . import cmd
 from .engine import Buildah, CommitOptions, ImageConfig
 from .errors import EngineError
+from .plan import STANDARD_PATH
 from .recipe import BootstrapBase
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive/debian/{snapshot}"
-ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # mmdebstrap copies the host's /etc/resolv.conf and /etc/hostname into the root: replace
 # them with fixed content so no host detail ships and two machines make the same base.
@@ -64,7 +64,7 @@ def build_bootstrap_base(engine: Buildah, base: BootstrapBase, ref: str, *,
         container = engine.from_scratch(container_name)
         try:
             engine.add_archive(container, tarball, "/")
-            engine.configure(container, ImageConfig(env=(("PATH", ROOT_PATH),),
+            engine.configure(container, ImageConfig(env=(("PATH", STANDARD_PATH),),
                                                     cmd=("/bin/bash",)))
             image = engine.commit(container, CommitOptions(
                 timestamp=timestamp, labels={"io.uvbuild.bootstrap": f"debian/{base.suite}"}))

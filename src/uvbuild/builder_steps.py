@@ -18,7 +18,15 @@ from . import cmd
 from .engine import CommitOptions, Mount
 from .errors import ProjectError, StepFailed
 from .incontainer import script
-from .plan import SOURCE_DIR, VENV, InstallProject, PrepareBuilder, SyncDependencies
+from .plan import (
+    SOURCE_DIR,
+    STANDARD_PATH,
+    VENV,
+    InstallProject,
+    PrepareBuilder,
+    Step,
+    SyncDependencies,
+)
 from .tarball import write_tarball
 
 if TYPE_CHECKING:
@@ -30,7 +38,6 @@ UV_CACHE_TARGET = f"{TOOLS}/cache"
 STATE = "/uvbuild-state"  # builder-only bookkeeping: manifest of the deps venv, staged layer
 DEPS_MANIFEST = f"{STATE}/deps.json"
 PROJECT_LAYER = f"{STATE}/layer"
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def install_packages(build: Build, container: str, packages: tuple[str, ...], stage: str) -> None:
@@ -76,9 +83,9 @@ def prepare_builder(build: Build, step: PrepareBuilder, base: str) -> str:
         return build.engine.commit(ctr, _commit(build, step))
 
 
-def _commit(build: Build, step: object, **labels: str) -> CommitOptions:
+def _commit(build: Build, step: Step, **labels: str) -> CommitOptions:
     return CommitOptions(timestamp=build.plan.timestamp,
-                         labels={"io.uvbuild.step": getattr(step, "name"), **labels})
+                         labels={"io.uvbuild.step": step.name, **labels})
 
 
 def _builder_env(build: Build, step: SyncDependencies, *, project: bool = False) -> dict[str, str]:
@@ -86,7 +93,7 @@ def _builder_env(build: Build, step: SyncDependencies, *, project: bool = False)
     # recompile every file of the venv, most of the time of a code-change rebuild.
     compile_now = step.sync.compile_bytecode and not project
     env = {
-        "PATH": f"{VENV}/bin:{TOOLS}/bin:{BASE_PATH}",
+        "PATH": f"{VENV}/bin:{TOOLS}/bin:{STANDARD_PATH}",
         "UV_CACHE_DIR": UV_CACHE_TARGET,
         "UV_PROJECT_ENVIRONMENT": VENV,
         # The cache is a bind mount (another filesystem): hard links cannot cross it.

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from .engine import CONTAINER_PREFIX, Buildah
 from .plan import BASE_REPO, CACHE_REPO
 
-
 _KEY = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
 
 

@@ -13,9 +13,7 @@ import click
 
 from . import __version__, cmd
 from .errors import Interrupted, UvbuildError
-from .progress import Reporter, human_size
-
-COMMANDS = ("build", "plan", "cache", "doctor", "inspect")
+from .progress import Reporter
 
 
 class DefaultBuild(click.Group):
@@ -61,7 +59,8 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
           creds: str | None, authfile: str | None, outputs: tuple[str, ...],
           sbom_file: Path | None, quiet: bool, as_json: bool, verbose: bool) -> None:
     """Build RECIPE into a tested, tagged image."""
-    from .pipeline import Outputs, build as run_build
+    from .pipeline import Outputs
+    from .pipeline import build as run_build
 
     reporter = Reporter("json" if as_json else "quiet" if quiet else "human")
     result = run_build(recipe, tag=tag, reporter=reporter, no_cache=no_cache, verbose=verbose,
@@ -182,5 +181,3 @@ def main(argv: list[str] | None = None) -> Any:
         return sys.exit(exc.exit_code)
     return sys.exit(0)
 
-
-__all__ = ["cli", "main", "COMMANDS", "human_size"]

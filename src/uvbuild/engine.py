@@ -131,12 +131,11 @@ class Buildah:
 
     def images_named(self, prefix: str) -> dict[str, str]:
         """Map every local image name starting with `prefix` to its image ID (one call)."""
-        out = self._call("images", "--json", "--no-trunc", what="listing local images")
         found: dict[str, str] = {}
-        for entry in json.loads(out or "null") or []:
-            for name in entry.get("names") or ():
+        for entry in self.image_list():
+            for name in entry.get("names") or ():  # type: ignore[attr-defined]
                 if name.startswith(prefix):
-                    found[name] = _bare_id(entry["id"])
+                    found[name] = _bare_id(str(entry["id"]))
         return found
 
     def image_list(self) -> list[dict[str, object]]:

@@ -20,8 +20,18 @@ from . import builder_steps, runtime_steps
 from .bootstrap import build_bootstrap_base
 from .cache import stale_containers
 from .engine import CONTAINER_PREFIX, Buildah, Mount
-from .plan import (CACHE_REPO, AddDependencies, AddProject, InstallProject, Plan, PrepareBuilder,
-                   PrepareRuntime, ResolveBase, Step, SyncDependencies)
+from .plan import (
+    CACHE_REPO,
+    AddDependencies,
+    AddProject,
+    InstallProject,
+    Plan,
+    PrepareBuilder,
+    PrepareRuntime,
+    ResolveBase,
+    Step,
+    SyncDependencies,
+)
 from .progress import Reporter
 from .recipe import BootstrapBase
 

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .engine import Buildah
 from . import cmd
+from .engine import Buildah
 from .errors import RecipeError, UvbuildError
 from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
 from .project import Project, read_project, uv_lock_packages

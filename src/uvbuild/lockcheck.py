@@ -26,7 +26,7 @@ from uvbuild.pep508 import (
     requirement,
     version_key,
 )
-from uvbuild.project import Table, is_package
+from uvbuild.project import Table, is_package, table
 
 Buckets = dict[str, set[Requirement]]  # "" for [project] dependencies, "extra 'x'", "group 'x'"
 
@@ -195,7 +195,7 @@ def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Packag
     dynamic = {"dependencies", "optional-dependencies"} & set(project.get("dynamic", []))
     lists: list[tuple[str, Iterable[str]]] = []
     lists.append(("", _strings(project.get("dependencies", []), where, "project.dependencies")))
-    extras = _table(project, "optional-dependencies", where)
+    extras = table(project, "optional-dependencies", where)
     for extra, texts in extras.items():
         key = f"project.optional-dependencies.{extra}"
         lists.append((f"extra {normalize_name(extra)!r}", _strings(texts, where, key)))
@@ -242,7 +242,7 @@ def _locked_package(entry: Table) -> _Package:
 
 def _dependency_groups(where: str, doc: Table) -> dict[str, list[str]]:
     """[dependency-groups] with include-group expanded, plus legacy [tool.uv] dev-dependencies."""
-    raw = _table(doc, "dependency-groups", where)
+    raw = table(doc, "dependency-groups", where)
     groups = {normalize_name(k): v for k, v in raw.items() if isinstance(v, list)}
 
     def expand(name: str, seen: frozenset[str]) -> list[str]:
@@ -299,12 +299,6 @@ def _sourced_names(doc: Table) -> set[str]:
                 names.add(normalize_name(name))
     return names
 
-
-def _table(parent: Table, key: str, where: str) -> Table:
-    value = parent.get(key, {})
-    if not isinstance(value, dict):
-        raise ProjectError(f"{where}: {key} must be a table")
-    return value
 
 
 def _strings(value: Any, where: str, key: str) -> tuple[str, ...]:

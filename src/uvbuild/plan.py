@@ -24,6 +24,7 @@ CACHE_REPO = "localhost/uvbuild-cache"
 BASE_REPO = "localhost/uvbuild-base"
 VENV = "/app/.venv"
 SOURCE_DIR = "/src"
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # a root's PATH
 DEFAULT_TIMESTAMP = 315532800  # 1980-01-01T00:00:00Z: the earliest time ZIP (wheels) can hold
 
 

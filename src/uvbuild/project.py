@@ -96,7 +96,7 @@ def read_project(folder: Path) -> Project:
         normalized_name=normalize_name(name),
         version=version,
         is_package=is_package(doc),
-        scripts=tuple(_table(project, "scripts", pyproject)),
+        scripts=tuple(table(project, "scripts", pyproject)),
         requires_python=requires_python,
         workspace_members=members,
         manifest_files=_manifest_files(root, members),
@@ -146,10 +146,11 @@ def _project_table(doc: Table, path: Path) -> Table:
     return project
 
 
-def _table(parent: Table, key: str, path: Path) -> Table:
+def table(parent: Table, key: str, where: str | Path) -> Table:
+    """`parent[key]` as a table ({} when absent); anything else is a ProjectError."""
     value = parent.get(key, {})
     if not isinstance(value, dict):
-        raise ProjectError(f"{path}: {key} must be a table")
+        raise ProjectError(f"{where}: {key} must be a table")
     return value
 
 

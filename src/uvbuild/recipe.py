@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ImageBase:
     """A base named by reference: a registry name, a local image, or `oci-archive:PATH` etc."""

@@ -17,14 +17,13 @@ from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
 from .engine import CommitOptions, ImageConfig
 from .errors import EngineError, ProjectError, StepFailed
 from .incontainer import script
-from .plan import VENV, AddDependencies, AddProject, PrepareRuntime
+from .plan import STANDARD_PATH, VENV, AddDependencies, AddProject, PrepareRuntime
 from .sbom import SBOM_PATH, make_sbom
 from .tarball import write_tarball
 
 if TYPE_CHECKING:
     from .executor import Build
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _labels(build: Build, image: str) -> dict[str, str]:
@@ -95,7 +94,7 @@ def _path(env: tuple[str, ...]) -> str:
     for item in env:
         if item.startswith("PATH="):
             return item[len("PATH="):]
-    return DEFAULT_PATH
+    return STANDARD_PATH
 
 
 def final_config(step: AddProject, base_env: tuple[str, ...], labels: dict[str, str]) -> ImageConfig:
