@@ -229,15 +229,17 @@ def bump_version(ws: Workspace, run: int) -> None:
 def import_bases(sh: Shell, uvbuild: str, ws: Workspace, store: dict[str, str]) -> list[str]:
     """Copy the recipe's bootstrapped bases from the host storage into the private one.
 
-    `uvbuild plan` names each base step's key; the base image is tagged with a longer
-    prefix of it. A base not on the host is bootstrapped by the warm-up build instead.
+    `uvbuild plan` names each base step's key; the base image's repository ends with a
+    longer prefix of it (localhost/uvbuild-base/debian-bookworm-<key16>). A base not on
+    the host is bootstrapped by the warm-up build instead.
     """
     plan = sh.run([uvbuild, "plan", "--no-engine", str(ws.recipe)], what="uvbuild plan")
     keys = {fields[1] for fields in (line.split() for line in plan.splitlines())
             if len(fields) > 1 and fields[0] in ("builder-base", "runtime-base")}
     found = sorted(name for name in image_names(sh, host_store=True)
                    if name.startswith(BASE_REPO)
-                   and any(name.rpartition(":")[2].startswith(key) for key in keys))
+                   and any(name.rpartition(":")[0].rpartition("-")[2].startswith(key)
+                           for key in keys))
     source = f"containers-storage:[{store['driver']}@{store['graphroot']}+{store['runroot']}]"
     for name in found:
         sh.run(["buildah", "pull", "--quiet", source + name], what="import base")
