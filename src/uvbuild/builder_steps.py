@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import cmd
+from . import batch, cmd
 from .engine import CommitOptions, Mount
 from .errors import ProjectError, StepFailed
 from .incontainer import script
@@ -142,88 +142,88 @@ def _add_files(build: Build, ctr: str, files: tuple[str, ...], dest: str) -> Non
         build.engine.add_archive(ctr, str(tarball), dest)
 
 
-def _run_uv(build: Build, ctr: str, step: SyncDependencies, *, project: bool) -> None:
-    result = build.engine.run(ctr, uv_sync_argv(step, project=project),
-                              env=_builder_env(build, step, project=project), mounts=_mounts(build),
-                              workdir=SOURCE_DIR, stream=build.settings.verbose)
-    if result.ok:
-        return
+def _uv_failure(build: Build, result: cmd.Result, *, project: bool) -> Exception:
     text = result.stderr + result.stdout
     if "needs to be updated" in text or "lockfile" in text.lower() and "--locked" in text:
-        raise ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
-                           f"{cmd.describe_failure(result)}",
-                           hint="run `uv lock` in the project and commit uv.lock")
+        return ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
+                            f"{cmd.describe_failure(result)}",
+                            hint="run `uv lock` in the project and commit uv.lock")
     what = "the project" if project else "the dependencies"
-    raise StepFailed(f"uv sync of {what} failed in the builder: {cmd.describe_failure(result)}",
-                     hint="a package that builds from source may need builder.packages "
-                     "(e.g. build-essential, python3-dev, lib*-dev)")
+    return StepFailed(f"uv sync of {what} failed in the builder: {cmd.describe_failure(result)}",
+                      hint="a package that builds from source may need builder.packages "
+                      "(e.g. build-essential, python3-dev, lib*-dev)")
 
 
-def _venvdelta(build: Build, ctr: str, *args: str) -> None:
-    result = build.engine.run(ctr, [f"{VENV}/bin/python", "-c", script("venvdelta.py"), *args],
-                              network=False, stream=False)
-    if not result.ok:
-        raise StepFailed(f"staging the project layer failed: {cmd.describe_failure(result)}")
+def _venvdelta(*args: str) -> str:
+    """venvdelta.py as one command of a batch (it runs on the venv's Python)."""
+    return batch.shell([f"{VENV}/bin/python", "-c", script("venvdelta.py"), *args])
+
+
+def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[str],
+               *, project: bool) -> batch.Outcome:
+    """The builder commands of a step in one `buildah run`, in /src.
+
+    All of them get the builder environment (uv's settings, the CA bundle and proxies,
+    builder.env, builder.secrets) and the mounts (uv, its cache, the CA bundle).
+    """
+    env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
+    outcome = batch.parse(commands, build.engine.run(
+        ctr, batch.argv(commands), env=env, mounts=_mounts(build), workdir=SOURCE_DIR,
+        stream=build.settings.verbose))
+    if outcome.engine_failed:
+        raise StepFailed(f"running the builder commands failed: "
+                         f"{cmd.describe_failure(outcome.run)}")
+    return outcome
 
 
 def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
     with build.container(parent, "deps") as ctr:
         _add_files(build, ctr, step.manifests, SOURCE_DIR)
-        _run_uv(build, ctr, step, project=False)
-        _venvdelta(build, ctr, "snapshot", "/app", DEPS_MANIFEST)
-        probe = build.engine.run(ctr, [f"{VENV}/bin/python", "-c", PYTHON_PROBE],
-                                 network=False, stream=False)
-        if not probe.ok or not probe.stdout.strip():
+        commands = [batch.shell(uv_sync_argv(step, project=False)),
+                    _venvdelta("snapshot", "/app", DEPS_MANIFEST)]
+        outcome = _run_batch(build, ctr, step, commands, project=False)
+        if outcome.failed == 0:
+            raise _uv_failure(build, outcome.steps[0], project=False)
+        python = outcome.values.get("python")
+        if outcome.failed is not None or not isinstance(python, dict):
             raise StepFailed(f"the builder's virtualenv does not run: "
-                             f"{cmd.describe_failure(probe)}")
+                             f"{cmd.describe_failure(outcome.steps[-1])}")
         return build.engine.commit(ctr, _commit(build, step, **{
-            "io.uvbuild.python": probe.stdout.strip().splitlines()[-1]}))
-
-
-# The venv's interpreter as the runtime must provide it: link target, real path, version.
-PYTHON_PROBE = (
-    "import json, os, sys; p = '/app/.venv/bin/python'; "
-    "print(json.dumps({'python': os.path.realpath(p), 'link': os.readlink(p), "
-    "'version': '%d.%d' % sys.version_info[:2]}))"
-)
+            "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
 
 
 def install_project(build: Build, step: InstallProject, parent: str) -> str:
-    """Sources in /src, the project installed non-editable, builder.run, layer staged."""
+    """Sources in /src, the project installed non-editable, builder.run, layer staged.
+
+    The commit runs in the background: add-project copies the staged layer from the
+    working container meanwhile (see Build.defer_commit).
+    """
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
-    with build.container(parent, "project") as ctr:
-        _add_files(build, ctr, step.sources, SOURCE_DIR)
-        if not step.is_package:
-            # Not a package: the project's files themselves are the application.
-            _add_files(build, ctr, step.sources, "/app")
-        _run_uv(build, ctr, sync, project=True)
-        env = _builder_env(build, sync) | {"VIRTUAL_ENV": VENV}
-        for index, command in enumerate(step.run):
-            result = build.engine.run(ctr, ["/bin/sh", "-c", command], env=env,
-                                      mounts=_mounts(build), workdir=SOURCE_DIR,
-                                      stream=build.settings.verbose)
-            if not result.ok:
-                raise StepFailed(f"builder.run[{index}] `{command}` failed: "
-                                 f"{cmd.describe_failure(result)}")
-        compile_flag = ["--compile"] if sync.sync.compile_bytecode else []
-        _venvdelta(build, ctr, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *compile_flag)
-        installed = build.engine.run(ctr, [f"{VENV}/bin/python", "-c", INSTALLED_PROBE],
-                                     network=False, stream=False)
-        if not installed.ok:
-            raise StepFailed(f"listing the installed packages failed: "
-                             f"{cmd.describe_failure(installed)}")
-        return build.engine.commit(ctr, _commit(build, step, **{
-            "io.uvbuild.installed": installed.stdout.strip().splitlines()[-1]}))
-
-
-# name → version of every distribution in the venv, for the SBOM.
-INSTALLED_PROBE = (
-    "import json, re; from importlib import metadata as m; "
-    "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version "
-    "for d in m.distributions()}, sort_keys=True))"
-)
+    ctr = build.open_container(parent, "project")
+    _add_files(build, ctr, step.sources, SOURCE_DIR)
+    if not step.is_package:
+        # Not a package: the project's files themselves are the application.
+        _add_files(build, ctr, step.sources, "/app")
+    compile_flag = ["--compile"] if sync.sync.compile_bytecode else []
+    commands = [batch.shell(uv_sync_argv(sync, project=True)), *step.run,
+                _venvdelta("stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *compile_flag)]
+    outcome = _run_batch(build, ctr, sync, commands, project=True)
+    if outcome.failed == 0:
+        raise _uv_failure(build, outcome.steps[0], project=True)
+    if outcome.failed is not None and outcome.failed <= len(step.run):
+        index = outcome.failed - 1
+        raise StepFailed(f"builder.run[{index}] `{step.run[index]}` failed: "
+                         f"{cmd.describe_failure(outcome.steps[-1])}")
+    installed = outcome.values.get("installed")
+    if outcome.failed is not None or not isinstance(installed, dict):
+        raise StepFailed(f"staging the project layer failed: "
+                         f"{cmd.describe_failure(outcome.steps[-1])}")
+    build.values[step.name] = {"installed": installed}
+    options = _commit(build, step, **{"io.uvbuild.installed": json.dumps(installed,
+                                                                        sort_keys=True)})
+    return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
 
 
 def read_python_label(labels: dict[str, str]) -> dict[str, str]:

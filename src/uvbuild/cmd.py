@@ -7,13 +7,16 @@ package that provides it, a signal-killed child is never taken for success, and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from .errors import EngineError, Interrupted
 
@@ -26,6 +29,10 @@ PACKAGE_OF = {
     "newuidmap": "uidmap",
     "git": "git",
 }
+
+# Lines that start with this are uvbuild's own bookkeeping (see batch.py): kept in the
+# captured output, never echoed.
+MARKER = "@@uvbuild "
 
 _debug = False
 _masked: set[str] = set()
@@ -102,10 +109,14 @@ def _run(
     try:
         if stream:
             return _run_streaming(argv, full_env, timeout)
-        proc = subprocess.run(
-            list(argv), env=full_env, capture_output=True, input=input_text,
-            text=True, timeout=timeout, check=False,
-        )
+        with _started(argv, full_env, capture=True) as proc:
+            try:
+                stdout, stderr = proc.communicate(input_text, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.communicate()
+                raise EngineError(f"`{_shown(argv)}` did not finish within {timeout:.0f}s") \
+                    from exc
     except FileNotFoundError as exc:
         tool = os.path.basename(argv[0])
         package = PACKAGE_OF.get(tool, tool)
@@ -113,23 +124,55 @@ def _run(
             f"`{tool}` was not found on PATH",
             hint=f"install it: sudo apt-get install {package}  (or run `uvbuild doctor`)",
         ) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise EngineError(f"`{_shown(argv)}` did not finish within {timeout:.0f}s") from exc
     if proc.returncode < 0 and -proc.returncode in (2, 15):
         # The child was killed by SIGINT/SIGTERM: the user is interrupting us too.
         raise Interrupted("interrupted")
-    return Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+    return Result(tuple(argv), proc.returncode, stdout, stderr)
+
+
+# Children running now, from any thread: a build that fails in one thread stops the
+# commands of the others (interrupt_children) instead of waiting for them.
+_children: set[subprocess.Popen[str]] = set()
+_children_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _started(argv: Sequence[str], env: Mapping[str, str] | None, *,
+             capture: bool) -> Iterator[subprocess.Popen[str]]:
+    with subprocess.Popen(
+            list(argv), env=env, text=True,
+            # Captured output keeps undecodable bytes (read_file needs them back).
+            errors="surrogateescape" if capture else "replace",
+            stdin=subprocess.PIPE if capture else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if capture else subprocess.STDOUT) as proc:
+        with _children_lock:
+            _children.add(proc)
+        try:
+            yield proc
+        finally:
+            with _children_lock:
+                _children.discard(proc)
+
+
+def interrupt_children() -> None:
+    """Send SIGINT (what Ctrl-C sends) to every command still running."""
+    with _children_lock:
+        running = list(_children)
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
 
 
 def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
                    timeout: float | None) -> Result:
     """Echo the command's output to stderr as it comes, and keep it for error messages."""
     lines: list[str] = []
-    with subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+    with _started(argv, env, capture=False) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            sys.stderr.write(line)
+            if not line.startswith(MARKER):
+                sys.stderr.write(line)
             lines.append(line)
             del lines[:-400]  # keep the tail: enough to explain a failure
         sys.stderr.flush()

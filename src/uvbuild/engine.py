@@ -229,12 +229,12 @@ class Buildah:
             args += ["--network", "none"]
         return cmd.run(self._argv(*args, container, "--", *argv), stream=stream)
 
-    def copy(self, container: str, source: str, dest: str, *, from_image: str | None = None,
+    def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
              chown: str | None = None) -> None:
-        """Copy a host path (or a path of `from_image`) into the container."""
+        """Copy a host path (or a path of `from_ref`, an image or a working container)."""
         args = ["copy", "--quiet"]
-        if from_image:
-            args += ["--from", from_image]
+        if from_ref:
+            args += ["--from", from_ref]
         if chown:
             args += ["--chown", chown]
         self._call(*args, container, source, dest, what=f"copying {source} to {dest}")

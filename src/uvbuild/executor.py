@@ -3,20 +3,27 @@
 Steps are evaluated lazily from the final one, so a step whose image is already in
 the cache is not run and neither are the steps only it needed: a code change runs
 `install-project` and `add-project` and nothing else.
+
+A step's needs are made at the same time, each in its own thread: the runtime chain
+(base, packages, user) runs while the builder syncs, and the dependencies layer is
+copied while the project installs. When one thread fails, the others' commands are
+interrupted, every thread is waited for, and only then are containers removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
-from . import builder_steps, runtime_steps
+from . import builder_steps, cmd, runtime_steps
 from .bootstrap import build_bootstrap_base
 from .cache import stale_containers
 from .engine import CONTAINER_PREFIX, Buildah, Mount
@@ -32,6 +39,7 @@ from .plan import (
     Step,
     SyncDependencies,
 )
+from .errors import StepFailed
 from .progress import Reporter
 from .recipe import BootstrapBase
 
@@ -47,6 +55,7 @@ class BuildSettings:
     secrets: Mapping[str, str]  # builder.secrets values from the host environment
     no_cache: bool = False
     verbose: bool = False
+    parallel: bool = True  # make a step's needs at the same time (False: one by one)
 
 
 @dataclass(kw_only=True)
@@ -65,10 +74,17 @@ class Build:
     def __init__(self, engine: Buildah, plan: Plan, settings: BuildSettings,
                  reporter: Reporter) -> None:
         self.engine, self.plan, self.settings, self.reporter = engine, plan, settings, reporter
-        self.images: dict[str, str] = {}  # step name → image ID
+        self.values: dict[str, dict[str, object]] = {}  # step name → facts its commands reported
+        self._sources: dict[str, str] = {}  # step name → live container with its files
+        self._background: list[Future[str]] = []
         self._cached: dict[str, str] = {}
         self._live: set[str] = set()  # working containers to remove on any exit
-        self._serial = 0
+        self._serial = itertools.count(1)
+        self._lock = threading.Lock()
+        self._results: dict[str, Future[str]] = {}  # step name → its image ID, once made
+        self._threads: list[threading.Thread] = []
+        self._failed = threading.Event()
+        self._first_error: BaseException | None = None
 
     # -- the pipeline -----------------------------------------------------------
 
@@ -80,31 +96,141 @@ class Build:
         try:
             self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
             image_id = self.ensure(self.plan.final)
+            for pending in self._background:
+                pending.result()  # a step's commit that failed fails the build
             self.engine.tag(image_id, self.plan.image)
+        except BaseException as exc:
+            self._fail(exc)
+            first = self._first_error
+            if first is not None and first is not exc:
+                # Another thread failed first, and interrupted this one: say why.
+                raise first from None
+            raise
         finally:
+            self._join_threads()
             self._remove_live()
+        order = [s.name for s in self.plan.steps]
+        steps = sorted(self.reporter.records, key=lambda r: order.index(str(r["step"])))
         return BuildResult(image=self.plan.image, image_id=image_id,
-                           seconds=time.monotonic() - started, steps=self.reporter.records)
+                           seconds=time.monotonic() - started, steps=steps)
 
     def ensure(self, step: Step) -> str:
-        """The image ID of `step`'s result, running it (and what it needs) if not cached."""
-        if step.name in self.images:
-            return self.images[step.name]
+        """Where `step`'s result can be read, running it (and what it needs) if not cached.
+
+        That is its image ID, or, for a step whose commit is still under way (see
+        `defer_commit`), the working container that holds the same files.
+
+        Safe to call from several threads: each step is made once, by the first caller;
+        the others wait for its result (or its exception).
+        """
+        with self._lock:
+            result = self._results.get(step.name)
+            mine = result is None
+            if result is None:
+                result = self._results[step.name] = Future()
+        if not mine:
+            return result.result()
+        try:
+            image_id = self._make(step)
+        except BaseException as exc:
+            self._fail(exc)
+            result.set_exception(exc)
+            raise
+        result.set_result(image_id)
+        return image_id
+
+    def _make(self, step: Step) -> str:
         cached = self._cached.get(step.cache_ref)
         if cached:
             self.reporter.cached(step)
-            self.images[step.name] = cached
             return cached
-        for name in step.needs:
-            self.ensure(self.plan.step(name))
+        self._ensure_all([self.plan.step(name) for name in step.needs])
+        if self._failed.is_set():
+            raise StepFailed(f"{step.name}: not started, another step failed")
         # Containers are made from names, not IDs: see Step.cache_ref for why.
-        parents = {name: self.plan.step(name).cache_ref for name in step.needs}
+        parents = {name: self.source(name) for name in step.needs}
         with self.reporter.running(step):
             image_id = self._execute(step, parents)
+        if step.name in self._sources:
+            return self._sources[step.name]
         if not isinstance(step, ResolveBase):
             self.engine.tag(image_id, step.cache_ref)
-        self.images[step.name] = image_id
         return image_id
+
+    def source(self, name: str) -> str:
+        """What a later step reads step `name`'s files from: its image, by name, or the
+        working container that holds them while the image is being committed."""
+        return self._sources.get(name) or self.plan.step(name).cache_ref
+
+    def defer_commit(self, step: Step, container: str, commit: Callable[[], str]) -> str:
+        """Commit and name `step`'s image in the background; later steps read `container`.
+
+        The container stays until the build ends (later steps copy from it); the commit
+        is waited for before the final image is named, and a failed one fails the build.
+        """
+        self._sources[step.name] = container
+
+        def finish() -> str:
+            image_id = commit()
+            self.engine.tag(image_id, step.cache_ref)
+            return image_id
+
+        self._background.append(self._in_thread(finish, name=f"uvbuild-commit-{step.name}"))
+        return container
+
+    def _ensure_all(self, steps: list[Step]) -> None:
+        """Make `steps`: the first in this thread, the others each in a thread of its own."""
+        if not self.settings.parallel:
+            for step in steps:
+                self.ensure(step)
+            return
+        others = [self._spawn(step) for step in steps[1:]]
+        if steps:
+            self.ensure(steps[0])
+        for other in others:
+            other.result()
+
+    def _spawn(self, step: Step) -> Future[str]:
+        return self._in_thread(lambda: self.ensure(step), name=f"uvbuild-{step.name}")
+
+    def _in_thread(self, work: Callable[[], str], *, name: str) -> Future[str]:
+        """Run `work` in a thread of its own; its result (or exception) in a Future."""
+        done: Future[str] = Future()
+
+        def run() -> None:
+            try:
+                done.set_result(work())
+            except BaseException as exc:  # handed to whoever waits for the result
+                self._fail(exc)
+                done.set_exception(exc)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+        return done
+
+    def _fail(self, exc: BaseException) -> None:
+        """A step failed: start no other step, and stop the commands running now."""
+        with self._lock:
+            if self._failed.is_set():
+                return
+            self._first_error = exc
+            self._failed.set()
+        cmd.interrupt_children()
+
+    def _join_threads(self) -> None:
+        """Wait for every thread (their commands were interrupted if the build failed)."""
+        if self._failed.is_set():
+            cmd.interrupt_children()
+        with _signals_held():  # their containers are removed only after they stop
+            while True:
+                with self._lock:
+                    running = [t for t in self._threads if t.is_alive()]
+                if not running:
+                    return
+                for thread in running:
+                    thread.join()
 
     def _execute(self, step: Step, parents: Mapping[str, str]) -> str:
         if isinstance(step, ResolveBase):
@@ -143,27 +269,43 @@ class Build:
 
     def container_name(self, purpose: str) -> str:
         """A recognisable, unique working-container name: uvbuild-<pid>-<n>-<purpose>."""
-        self._serial += 1
-        return f"{CONTAINER_PREFIX}{os.getpid()}-{self._serial}-{purpose}"
+        return f"{CONTAINER_PREFIX}{os.getpid()}-{next(self._serial)}-{purpose}"
+
+    def open_container(self, image: str, purpose: str) -> str:
+        """A working container from `image`, removed when the build ends, however it ends."""
+        name = self.container_name(purpose)
+        with self._lock:
+            self._live.add(name)
+        return self.engine.from_image(image, name)
 
     @contextlib.contextmanager
     def container(self, image: str, purpose: str) -> Iterator[str]:
         """A working container from `image`, removed on any exit (Ctrl-C included)."""
         name = self.container_name(purpose)
-        self._live.add(name)
+        with self._lock:
+            self._live.add(name)
         try:
             yield self.engine.from_image(image, name)
         finally:
             with _signals_held():
                 self.engine.rm(name)
-                self._live.discard(name)
+                with self._lock:
+                    self._live.discard(name)
 
     def _remove_live(self) -> None:
-        """Remove whatever working container an interruption left behind."""
+        """Remove whatever working container is left: a deferred step's, or an interrupted one's."""
+        first: BaseException | None = None
         with _signals_held():
             for name in sorted(self._live):
-                self.engine.rm(name)
+                for _attempt in range(2):  # one more try if the first was cut short
+                    try:
+                        self.engine.rm(name)
+                        break
+                    except BaseException as exc:
+                        first = first or exc
             self._live.clear()
+        if first is not None:
+            raise first
 
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Iterator, TextIO
 
+from .errors import Interrupted
 from .plan import Step
 
 
@@ -40,6 +41,9 @@ class Reporter:
         started = time.monotonic()
         try:
             yield
+        except Interrupted:
+            self._line(f"  {step.name:<18} stopped after {time.monotonic() - started:.1f}s")
+            raise
         except BaseException:
             self._line(f"  {step.name:<18} FAILED after {time.monotonic() - started:.1f}s")
             raise

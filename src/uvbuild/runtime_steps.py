@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from . import cmd
+from . import batch, cmd
 from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
 from .engine import CommitOptions, ImageConfig
 from .errors import EngineError, ProjectError, StepFailed
@@ -31,18 +31,17 @@ def _labels(build: Build, image: str) -> dict[str, str]:
     return dict(info.labels) if info else {}
 
 
-def _builder_python(build: Build) -> dict[str, str]:
-    return read_python_label(_labels(build, build.images["sync-dependencies"]))
-
-
 def _describe(python: Mapping[str, str]) -> str:
     return f"{python.get('python', '?')} (Python {python.get('version', '?')})"
 
 
 def prepare_runtime(build: Build, step: PrepareRuntime, base: str) -> str:
-    """The runtime base with `runtime.packages` and the runtime user."""
-    builder = _builder_python(build)
-    interpreter = builder.get("link") or step.python
+    """The runtime base with `runtime.packages` and the runtime user.
+
+    Needs nothing from the builder, so it runs while the builder syncs: whether the
+    runtime's Python is the builder's is checked when the two meet (add-dependencies).
+    """
+    interpreter = step.python
     with build.container(base, "runtime") as ctr:
         if step.packages:
             install_packages(build, ctr, step.packages, "runtime")
@@ -50,9 +49,9 @@ def prepare_runtime(build: Build, step: PrepareRuntime, base: str) -> str:
                                   network=False, stream=False)
         if not result.ok:
             raise ProjectError(
-                f"the runtime base has no usable {interpreter}: the builder's virtualenv uses "
-                f"{_describe(builder)}, so the runtime needs the same interpreter at the same "
-                f"path ({cmd.describe_failure(result)})",
+                f"the runtime base has no usable {interpreter}: the virtualenv made in the "
+                f"builder needs the same interpreter at the same path in the runtime "
+                f"({cmd.describe_failure(result)})",
                 hint="use the same base (or the same Python packages) for builder and runtime",
             )
         try:
@@ -85,7 +84,7 @@ def add_dependencies(build: Build, step: AddDependencies, parents: Mapping[str, 
     check_python(read_python_label(_labels(build, parents["sync-dependencies"])),
                  read_python_label(_labels(build, parents["prepare-runtime"])))
     with build.container(parents["prepare-runtime"], "runtime-deps") as ctr:
-        build.engine.copy(ctr, VENV, VENV, from_image=parents["sync-dependencies"])
+        build.engine.copy(ctr, VENV, VENV, from_ref=parents["sync-dependencies"])
         return build.engine.commit(ctr, CommitOptions(
             timestamp=build.plan.timestamp, labels={"io.uvbuild.step": step.name}))
 
@@ -116,27 +115,35 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
     base_env = info.env if info else ()
     user = (info.labels.get("io.uvbuild.user") if info else None) or ""
     with build.container(deps_image, "runtime-project") as ctr:
-        build.engine.copy(ctr, PROJECT_LAYER, "/app", from_image=project_image)
+        build.engine.copy(ctr, PROJECT_LAYER, "/app", from_ref=project_image)
         add_sbom(build, ctr, project_image)
         for entry in step.copy:
-            build.engine.copy(ctr, entry.source, entry.dest, from_image=project_image)
+            build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
         build.engine.configure(ctr, final_config(step, base_env, {}))
         image_id = build.engine.commit(ctr, CommitOptions(
             timestamp=build.plan.timestamp,
             labels={"io.uvbuild.step": step.name, "io.uvbuild.key": step.key}))
-    try:
-        run_tests(build, step, image_id, user)
-    except BaseException:
-        build.discard_image(image_id)
-        raise
+        try:
+            # The container now holds exactly the committed image, and is removed
+            # after the tests: nothing they write can reach what ships.
+            run_tests(build, step, ctr, user)
+        except BaseException:
+            build.discard_image(image_id)
+            raise
     return image_id
 
 
 def add_sbom(build: Build, ctr: str, project_image: str) -> None:
-    """The CycloneDX SBOM of the installed packages, at SBOM_PATH, owned by root."""
+    """The CycloneDX SBOM of the installed packages, at SBOM_PATH, owned by root.
+
+    The installed packages are what install-project's commands reported in this build,
+    or, when that step was cached, what its image's label recorded.
+    """
     if build.plan.project is None:
         return
-    installed = json.loads(_labels(build, project_image).get("io.uvbuild.installed", "{}"))
+    reported = build.values.get("install-project", {}).get("installed")
+    installed = reported if isinstance(reported, dict) else json.loads(
+        _labels(build, project_image).get("io.uvbuild.installed", "{}"))
     document = make_sbom(build.plan.project, build.plan.locked, installed,
                          timestamp=build.plan.timestamp)
     with tempfile.TemporaryDirectory(prefix="uvbuild-sbom-") as tmp:
@@ -149,15 +156,19 @@ def add_sbom(build: Build, ctr: str, project_image: str) -> None:
         build.engine.add_archive(ctr, str(tarball), "/")
 
 
-def run_tests(build: Build, step: AddProject, image_id: str, user: str) -> None:
-    """Each `runtime.test` command, in a container of the finished image, as its user."""
+def run_tests(build: Build, step: AddProject, ctr: str, user: str) -> None:
+    """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`."""
     if not step.test:
         return
-    with build.container(image_id, "test") as ctr:
-        for index, command in enumerate(step.test):
-            result = build.engine.run(ctr, ["/bin/sh", "-c", command], user=user or None,
-                                      workdir=step.workdir, stream=build.settings.verbose)
-            if not result.ok:
-                raise StepFailed(
-                    f"runtime.test[{index}] `{command}` failed: {cmd.describe_failure(result)}",
-                    hint=f"nothing was tagged; {build.plan.image} is as it was before")
+    outcome = batch.parse(step.test, build.engine.run(
+        ctr, batch.argv(step.test), user=user or None, workdir=step.workdir,
+        stream=build.settings.verbose))
+    if outcome.ok:
+        return
+    hint = f"nothing was tagged; {build.plan.image} is as it was before"
+    if outcome.failed is None:
+        raise StepFailed(f"running runtime.test failed: {cmd.describe_failure(outcome.run)}",
+                         hint=hint)
+    index = outcome.failed
+    raise StepFailed(f"runtime.test[{index}] `{step.test[index]}` failed: "
+                     f"{cmd.describe_failure(outcome.steps[-1])}", hint=hint)

@@ -7,8 +7,9 @@ config of the image its container came from, `from` refuses an unknown image or 
 name in use, `rmi` refuses an image a container uses or a name points at.
 
 Commands "run" in a container are answered by a few rules that know uvbuild's
-in-container scripts (the Python probe, mkuser.py); anything else succeeds with no
-output unless a test asks for a failure (`fail_run`) or an interrupt (`interrupt`).
+in-container scripts (batch.sh, venvdelta.py, mkuser.py); anything else succeeds with
+no output unless a test asks for a failure (`fail_run`) or an interrupt (`interrupt`).
+A batch is answered command by command, with batch.sh's markers, as the real one.
 """
 
 from __future__ import annotations
@@ -16,22 +17,28 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shlex
 import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from uvbuild import builder_steps
-from uvbuild.builder_steps import PYTHON_PROBE
 from uvbuild.cmd import Result
 from uvbuild.engine import CommitOptions, ImageConfig, ImageInfo, Mount
 from uvbuild.errors import EngineError
 from uvbuild.incontainer import script
 
 MKUSER = script("mkuser.py")
-# The venv's distributions, read for the SBOM (looked up so the fake works with or without it).
-INSTALLED_PROBE: str | None = getattr(builder_steps, "INSTALLED_PROBE", None)
+BATCH = script("batch.sh")
+VENVDELTA = script("venvdelta.py")
 RUNTIME_UID = 10001
+
+
+def commands_of(argv: Sequence[str]) -> list[tuple[str, ...]]:
+    """The commands one `run` ran: a batch's, each split into words; else argv itself."""
+    if len(argv) > 3 and tuple(argv[:3]) == ("/bin/sh", "-c", BATCH):
+        return [tuple(shlex.split(command)) for command in argv[4:]]
+    return [tuple(argv)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,9 @@ class FakeEngine:
         self.scratch_python: Python | None = None  # what a root unpacked from scratch holds
         self._ids = itertools.count(1)
         self._failures: list[_Failure] = []
+        # Called with each call as it starts, from the calling thread (tests that need
+        # to see two steps at work at once hold one of them here).
+        self.on_call: Callable[[Call], None] | None = None
         self._interrupt: _Interrupt | None = None
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
@@ -164,11 +174,11 @@ class FakeEngine:
         return [c.args[1] for c in self.called("tag")]
 
     def runs(self) -> list[tuple[str, ...]]:
-        """The argv of every `run`, in order."""
-        return [tuple(c.args[1]) for c in self.called("run")]
+        """The argv of every command run, in order; a batch gives each of its commands."""
+        return [command for c in self.called("run") for command in commands_of(c.args[1])]
 
     def images_labelled(self, key: str, value: str) -> list[str]:
-        return [i.id for i in self.store.values() if i.labels.get(key) == value]
+        return [i.id for i in list(self.store.values()) if i.labels.get(key) == value]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -177,7 +187,10 @@ class FakeEngine:
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> Callable[[], None]:
         """Log the call; raise a planned interrupt before it, or return a check for after."""
-        self.calls.append(Call(method, args, kwargs))
+        call = Call(method, args, kwargs)
+        self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
         planned = self._interrupt
         if planned is None or planned.done or planned.method not in (None, method):
             return lambda: None
@@ -198,13 +211,13 @@ class FakeEngine:
         return self.store.get(image_id)
 
     def _container(self, ref: str) -> FakeContainer:
-        for container in self.live.values():
+        for container in list(self.live.values()):
             if ref in (container.id, container.name):
                 return container
         raise EngineError(f"no working container {ref!r}")
 
     def _info(self, image: FakeImage) -> ImageInfo:
-        names = tuple(sorted(n for n, i in self.names.items() if i == image.id))
+        names = tuple(sorted(n for n, i in list(self.names.items()) if i == image.id))
         return ImageInfo(id=image.id, names=names, labels=dict(image.labels), env=image.env,
                          user=image.user, layers=image.layers)
 
@@ -224,7 +237,7 @@ class FakeEngine:
 
     def images_named(self, prefix: str) -> dict[str, str]:
         after = self._record("images_named", prefix)
-        found = {n: i for n, i in self.names.items() if n.startswith(prefix)}
+        found = {n: i for n, i in list(self.names.items()) if n.startswith(prefix)}
         after()
         return found
 
@@ -232,7 +245,7 @@ class FakeEngine:
         after = self._record("image_list")
         listed: list[dict[str, object]] = [
             {"id": i.id, "names": list(self._info(i).names), "size": self._info(i).size}
-            for i in self.store.values()]
+            for i in list(self.store.values())]
         after()
         return listed
 
@@ -261,7 +274,7 @@ class FakeEngine:
 
     def _remove(self, ref: str) -> bool:
         found = self._resolve(ref)
-        if found is None or any(c.image == found.id for c in self.live.values()):
+        if found is None or any(c.image == found.id for c in list(self.live.values())):
             return False
         if ref in self.names:
             del self.names[ref]  # by name: untag, and remove once no name is left
@@ -315,7 +328,7 @@ class FakeEngine:
 
     def containers(self) -> list[dict[str, str]]:
         after = self._record("containers")
-        listed = [{"id": c.id, "name": c.name} for c in self.live.values()]
+        listed = [{"id": c.id, "name": c.name} for c in list(self.live.values())]
         after()
         return listed
 
@@ -335,18 +348,16 @@ class FakeEngine:
         return result
 
     def _answer(self, ctr: FakeContainer, argv: tuple[str, ...]) -> Result:
-        for failure in self._failures:
-            if failure.matches(argv):
-                return Result(argv, failure.returncode, failure.stdout, failure.stderr)
+        if len(argv) > 3 and argv[:3] == ("/bin/sh", "-c", BATCH):
+            return self._answer_batch(ctr, argv, argv[4:])
+        failure = self._failure(argv)
+        if failure:
+            return Result(argv, failure.returncode, failure.stdout, failure.stderr)
         python = ctr.python
-        if PYTHON_PROBE in argv:
-            assert python is not None, "the Python probe ran in an image without Python"
-            probed = {"python": python.path, "link": python.link, "version": python.version}
-            return Result(argv, 0, json.dumps(probed) + "\n", "")
-        if INSTALLED_PROBE is not None and INSTALLED_PROBE in argv:
-            return Result(argv, 0, json.dumps({"app": "1.0"}) + "\n", "")
         if MKUSER in argv:
-            if python is None or argv[0] not in (python.link, python.path):
+            # A bare name resolves through the image's PATH, as `buildah run` does.
+            if python is None or argv[0] not in (python.link, python.path,
+                                                 python.link.rpartition("/")[2]):
                 return Result(argv, 127, "", f"/bin/sh: 1: {argv[0]}: not found\n")
             uid = 0 if argv[-1] == "root" else RUNTIME_UID
             facts: dict[str, object] = {"uid": uid, "gid": uid, "python": python.path,
@@ -354,12 +365,46 @@ class FakeEngine:
             return Result(argv, 0, json.dumps(facts) + "\n", "")
         return Result(argv, 0, "", "")
 
-    def copy(self, container: str, source: str, dest: str, *, from_image: str | None = None,
+    def _failure(self, *forms: Sequence[str]) -> _Failure | None:
+        for failure in self._failures:
+            if any(failure.matches(form) for form in forms):
+                return failure
+        return None
+
+    def _answer_batch(self, ctr: FakeContainer, argv: tuple[str, ...],
+                      commands: tuple[str, ...]) -> Result:
+        """Each command of a batch in turn, with batch.sh's markers; stop at a failure."""
+        out: list[str] = []
+        err: list[str] = []
+        for index, command in enumerate(commands):
+            out.append(f"@@uvbuild step {index}\n")
+            err.append(f"@@uvbuild step {index}\n")
+            words = tuple(shlex.split(command))
+            failure = self._failure(("/bin/sh", "-c", command), words)
+            if failure:
+                out.append(failure.stdout)
+                err.append(failure.stderr + f"@@uvbuild failed {index} {failure.returncode}\n")
+                return Result(argv, failure.returncode, "".join(out), "".join(err))
+            if VENVDELTA in words:
+                out.append(self._venvdelta(ctr, words))
+        return Result(argv, 0, "".join(out), "".join(err))
+
+    @staticmethod
+    def _venvdelta(ctr: FakeContainer, words: tuple[str, ...]) -> str:
+        if "snapshot" in words:
+            python = ctr.python
+            assert python is not None, "venvdelta ran in an image without Python"
+            facts = {"python": python.path, "link": python.link, "version": python.version}
+            return f"@@uvbuild value python {json.dumps(facts)}\n"
+        return f"@@uvbuild value installed {json.dumps({'app': '1.0'})}\n"
+
+    def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
              chown: str | None = None) -> None:
-        after = self._record("copy", container, source, dest, from_image=from_image, chown=chown)
+        after = self._record("copy", container, source, dest, from_ref=from_ref, chown=chown)
         ctr = self._container(container)
-        if from_image is not None and self._resolve(from_image) is None:
-            raise EngineError(f"copying {source} to {dest}: image {from_image!r} not known")
+        if from_ref is not None and self._resolve(from_ref) is None and not any(
+                from_ref in (c.id, c.name) for c in list(self.live.values())):
+            raise EngineError(f"copying {source} to {dest}: {from_ref!r} not known")
         ctr.layers.append((f"copy:{source}", 100))
         after()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import tarfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from fake_engine import PY312, Call, FakeEngine, Python
+from fake_engine import PY312, Call, FakeEngine, Python, commands_of
 
 from uvbuild import cmd
 from uvbuild.builder_steps import UV_CACHE_TARGET, UV_TARGET
@@ -54,11 +55,12 @@ PROJECT_FILES = {
     "src/app/__init__.py": "def main() -> None: ...\n",
 }
 
-# The order the lazy walk from the final step completes the steps in.
+# Every step, as results list them (in the plan's order).
 RUN_ORDER = [
-    "builder-base", "prepare-builder", "sync-dependencies", "runtime-base", "prepare-runtime",
-    "add-dependencies", "install-project", "add-project",
+    "builder-base", "prepare-builder", "sync-dependencies", "install-project", "runtime-base",
+    "prepare-runtime", "add-dependencies", "add-project",
 ]
+# The order the lazy walk from the final step, one step at a time, commits in.
 COMMITTED = [
     "prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies",
     "install-project", "add-project",
@@ -107,18 +109,20 @@ def plan_of(project: Path, text: str = RECIPE, **changes: Any) -> Plan:
 
 
 def settings_of(tmp_path: Path, *, no_cache: bool = False, verbose: bool = False,
-                ) -> BuildSettings:
+                parallel: bool = False) -> BuildSettings:
+    # One step at a time unless a test asks: the order of engine calls is then fixed.
     return BuildSettings(
         uv_binary="/opt/uv/bin/uv", uv_cache=tmp_path / "uv-cache",
         network_env={"HTTPS_PROXY": "http://proxy:3128"},
         network_mounts=(Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),),
-        secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose)
+        secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose,
+        parallel=parallel)
 
 
 def build(engine: FakeEngine, plan: Plan, tmp_path: Path, *, no_cache: bool = False,
-          verbose: bool = False) -> BuildResult:
+          verbose: bool = False, parallel: bool = False) -> BuildResult:
     reporter = Reporter(style="human", stream=io.StringIO())
-    settings = settings_of(tmp_path, no_cache=no_cache, verbose=verbose)
+    settings = settings_of(tmp_path, no_cache=no_cache, verbose=verbose, parallel=parallel)
     return Build(cast(Buildah, engine), plan, settings, reporter).run()
 
 
@@ -139,8 +143,8 @@ def test_first_build_runs_every_step_needs_first(engine: FakeEngine, project: Pa
     result = build(engine, plan, tmp_path)
 
     assert ran(result) == RUN_ORDER
-    done: set[str] = set()
-    for name in ran(result):
+    done = {"builder-base", "runtime-base"}  # no commit: the base images themselves
+    for name in engine.commits():
         assert set(plan.step(name).needs) <= done, name
         done.add(name)
     assert engine.commits() == COMMITTED
@@ -165,7 +169,7 @@ def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Pa
 
     assert engine.live == {}
     made = [c.args[1] for c in engine.called("from_image")]
-    assert len(made) == len(set(made)) == 7  # 6 steps + the test container
+    assert len(made) == len(set(made)) == 6  # one per step (the tests use add-project's)
     assert {c.args[0] for c in engine.called("rm")} == set(made)
 
 
@@ -203,8 +207,9 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     build(engine, plan_of(project), tmp_path)
 
     builder_runs = [c for c in engine.called("run")
-                    if c.args[1][0] == UV_TARGET or c.args[1] == ("/bin/sh", "-c", "make assets")]
-    assert len(builder_runs) == 3
+                    if any(words[0] == UV_TARGET for words in commands_of(c.args[1]))]
+    assert [len(commands_of(c.args[1])) for c in builder_runs] == [2, 3]  # + venvdelta
+    assert ("make", "assets") in commands_of(builder_runs[1].args[1])
     for call in builder_runs:
         assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
         assert call.kwargs["env"]["HTTPS_PROXY"] == "http://proxy:3128"
@@ -219,8 +224,8 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     assert SECRET not in repr(stored)
     assert not [i for i in engine.store.values() if SECRET in repr(i)]
     test_run = engine.called("run")[-1]
-    assert test_run.args[1] == ("/bin/sh", "-c", "app --self-test")
-    assert "UV_INDEX_PASSWORD" not in test_run.kwargs["env"]
+    assert commands_of(test_run.args[1]) == [("app", "--self-test")]
+    assert "UV_INDEX_PASSWORD" not in (test_run.kwargs["env"] or {})
 
 
 def test_the_test_runs_as_the_runtime_user_in_the_workdir(engine: FakeEngine, project: Path,
@@ -343,7 +348,7 @@ def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project
 
     assert ran(result) == ["install-project", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
-        "add-dependencies", "sync-dependencies"]
+        "sync-dependencies", "add-dependencies"]
     new_commits = [c.args[1].labels["io.uvbuild.step"]
                    for c in calls_since(engine, mark) if c.method == "commit"]
     assert new_commits == ["install-project", "add-project"]
@@ -434,7 +439,8 @@ def test_a_failing_uv_sync_suggests_builder_packages(engine: FakeEngine, project
         build(engine, plan_of(project), tmp_path)
 
     assert raised.value.message.startswith(
-        "uv sync of the dependencies failed in the builder: `/run/uvbuild/bin/uv sync --locked ")
+        "uv sync of the dependencies failed in the builder: "
+        "`/bin/sh -c '/run/uvbuild/bin/uv sync --locked ")
     assert raised.value.message.endswith(
         "failed with exit code 1:\n    error: Failed to build `psycopg2==2.9.9`")
     assert raised.value.hint == (
@@ -477,10 +483,11 @@ def test_verbose_streams_user_commands_but_reads_probes(engine: FakeEngine, proj
                                                        tmp_path: Path) -> None:
     result = build(engine, plan_of(project), tmp_path, verbose=True)
 
-    streamed = {c.args[1][0] if c.args[1][0] != "/bin/sh" else c.args[1][-1]
-                for c in engine.called("run") if c.kwargs["stream"]}
-    assert streamed == {UV_TARGET, "build-essential", "libpq5", "make assets",
-                        "app --self-test"}
+    streamed = {words[0] if words[0] != "/bin/sh" else words[-1]
+                for c in engine.called("run") if c.kwargs["stream"]
+                for words in commands_of(c.args[1])}
+    assert streamed == {UV_TARGET, "build-essential", "libpq5", "make", "app",
+                        "/app/.venv/bin/python"}  # venvdelta runs in the builder's batches
     assert engine.names[IMAGE] == result.image_id
 
 
@@ -514,11 +521,78 @@ def test_a_runtime_without_the_builders_interpreter_says_so(project: Path,
         build(engine, plan_of(project, text), tmp_path)
 
     assert raised.value.message.startswith(
-        "the runtime base has no usable /usr/local/bin/python3: the builder's virtualenv uses "
-        "/usr/local/bin/python3.13 (Python 3.13), so the runtime needs the same interpreter "
-        "at the same path (")
+        "the runtime base has no usable python3: the virtualenv made in the builder needs "
+        "the same interpreter at the same path in the runtime (")
     assert "prepare-runtime" not in engine.commits()
     assert engine.live == {}
+
+
+# -- steps at the same time ------------------------------------------------------------------
+
+
+def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, project: Path,
+                                                       tmp_path: Path) -> None:
+    prepared = threading.Event()
+
+    def hold_the_sync(call: Call) -> None:
+        if call.method == "commit" and call.args[1].labels["io.uvbuild.step"] == "prepare-runtime":
+            prepared.set()
+        elif call.method == "run" and any("--no-install-workspace" in words
+                                          for words in commands_of(call.args[1])):
+            # One step at a time, this would wait for ever: prepare-runtime comes after.
+            assert prepared.wait(timeout=10), "prepare-runtime did not run during the sync"
+
+    engine.on_call = hold_the_sync
+    result = build(engine, plan_of(project), tmp_path, parallel=True)
+
+    assert ran(result) == RUN_ORDER
+    assert sorted(engine.commits()) == sorted(COMMITTED)
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.live == {}
+
+
+def test_parallel_and_serial_builds_make_the_same_images(project: Path, tmp_path: Path) -> None:
+    serial, parallel = fresh_engine(), fresh_engine()
+    one = build(serial, plan_of(project), tmp_path)
+    other = build(parallel, plan_of(project), tmp_path, parallel=True)
+
+    def shape(engine: FakeEngine, image_id: str) -> tuple[object, ...]:
+        info = engine.image(image_id)  # the fake's IDs count calls: compare the rest
+        assert info is not None
+        return (info.labels, info.env, info.user,
+                [layer for layer in info.layers if not layer[0].startswith("sha256:")])
+
+    assert shape(serial, one.image_id) == shape(parallel, other.image_id)
+    assert sorted(serial.tags()[:-1]) == sorted(parallel.tags()[:-1])
+
+
+def test_a_failure_in_one_chain_is_the_error_and_stops_the_other(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: argv[-1] == "libpq5",
+                    stderr="E: Unable to locate package libpq5\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path, parallel=True)
+
+    assert raised.value.message.startswith("runtime.packages: installing libpq5 failed: `")
+    assert "add-dependencies" not in engine.commits()
+    assert "install-project" not in engine.commits()
+    assert IMAGE not in engine.names
+    assert engine.live == {}
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-effect", "after-effect"])
+def test_ctrl_c_at_any_engine_call_of_a_parallel_build_leaves_no_container(
+        project: Path, tmp_path: Path, after: bool) -> None:
+    plan = plan_of(project)
+    clean = fresh_engine()
+    build(clean, plan, tmp_path, parallel=True)
+    for nth in range(1, len(clean.calls) + 1):
+        engine = fresh_engine()
+        engine.interrupt(nth, after=after)
+        with pytest.raises(KeyboardInterrupt):
+            build(engine, plan, tmp_path, parallel=True)
+        assert engine.live == {}, f"interrupted at call {nth}"
 
 
 # -- interrupts -----------------------------------------------------------------------------
@@ -531,7 +605,7 @@ def test_ctrl_c_during_a_builder_command_leaves_no_container(engine: FakeEngine,
     with pytest.raises(KeyboardInterrupt):
         build(engine, plan_of(project), tmp_path)
 
-    assert engine.runs()[-1][:2] == (UV_TARGET, "sync")
+    assert commands_of(engine.called("run")[-1].args[1])[0][:2] == (UV_TARGET, "sync")
     assert engine.live == {}
     assert "sync-dependencies" not in engine.commits()
     assert IMAGE not in engine.names
@@ -544,6 +618,8 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
     build(clean, plan, tmp_path)
     total = len(clean.calls)
     assert total > 40
+    final_tag = max(n for n, c in enumerate(clean.calls, 1)
+                    if c.method == "tag" and c.args[1] == plan.image)
     for nth in range(1, total + 1):
         engine = make_engine()
         engine.interrupt(nth, after=after)
@@ -551,7 +627,7 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
             build(engine, plan, tmp_path)
         where = f"interrupted at call {nth} ({engine.calls[nth - 1].method})"
         assert engine.live == {}, where
-        if nth < total:
+        if nth < final_tag:
             assert plan.image not in engine.names, where
 
 
@@ -563,7 +639,10 @@ def test_ctrl_c_at_any_engine_call_leaves_no_container(project: Path, tmp_path: 
 
 def test_an_interrupted_test_removes_the_image(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    engine.interrupt(7, method="from_image")  # the test container, after add-project's commit
+    clean = fresh_engine()
+    build(clean, plan_of(project), tmp_path)
+    test_run = len(clean.called("run"))  # the last run: the tests, after add-project's commit
+    engine.interrupt(test_run, method="run")
 
     with pytest.raises(KeyboardInterrupt):
         build(engine, plan_of(project), tmp_path)

@@ -1,4 +1,4 @@
-# Run by the builder's Python. Makes the project layer small: after the dependency
+# Run by the venv's Python. Makes the project layer small: after the dependency
 # sync, `snapshot` records every file under ROOT; after the project install,
 # `stage` copies only what is new or changed into OUT, so the runtime gets the
 # dependencies and the project as separate layers.
@@ -6,22 +6,26 @@
 #        python venvdelta.py stage ROOT MANIFEST OUT [--compile]
 # With --compile, the .py files the project install added are compiled here (uv ran
 # without UV_COMPILE_BYTECODE, which would recompile the whole venv every time).
+# Both report facts uvbuild records, as "@@uvbuild value NAME JSON" lines on stdout:
+# snapshot the interpreter the venv uses, stage the distributions installed.
 import hashlib
 import json
 import os
 import py_compile
+import re
 import shutil
 import stat
 import sys
 
+VENV_PYTHON = "/app/.venv/bin/python"
 
-def describe(path, known=None):
+
+def describe(path, st, known=None):
     """[kind, mode, content] of a path; reuses `known`'s hash when size and mtime agree.
 
     The size/mtime shortcut only compares a container with its own earlier state, so
     a file uv did not touch is not read again; what is compared is always the hash.
     """
-    st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         return ["link", os.readlink(path)]
     if stat.S_ISDIR(st.st_mode):
@@ -36,15 +40,48 @@ def describe(path, known=None):
     return ["file", stat.S_IMODE(st.st_mode), digest.hexdigest()] + stamp
 
 
+def scrubbed_lstat(path):
+    """lstat, after clearing group and other write bits.
+
+    Nothing under ROOT may be writable by the runtime user (uv makes its
+    `.venv/.lock` world-writable, for one).
+    """
+    st = os.lstat(path)
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+        st = os.lstat(path)
+    return st
+
+
+def drop_uv_cache_json(top, files):
+    """Drop uv's uv_cache.json from an installed dist-info folder (and from its RECORD).
+
+    uv records the source tree's modification times there to decide on reinstalls; the
+    runtime never runs uv, and those times would make two identical builds differ.
+    """
+    os.remove(os.path.join(top, "uv_cache.json"))
+    files.remove("uv_cache.json")
+    record = os.path.join(top, "RECORD")
+    if os.path.exists(record):
+        name = os.path.basename(top) + "/uv_cache.json,"
+        with open(record) as f:
+            lines = [line for line in f if not line.startswith(name)]
+        with open(record, "w") as f:
+            f.writelines(lines)
+
+
 def walk(root, before=None):
+    """Every path under ROOT → describe(), scrubbing as it goes (one pass)."""
     before = before or {}
     entries = {}
     for top, dirs, files in os.walk(root):
+        if top.endswith(".dist-info") and "uv_cache.json" in files:
+            drop_uv_cache_json(top, files)
         dirs.sort()
         for name in dirs + sorted(files):
             full = os.path.join(top, name)
             rel = os.path.relpath(full, root)
-            entries[rel] = describe(full, before.get(rel))
+            entries[rel] = describe(full, scrubbed_lstat(full), before.get(rel))
     return entries
 
 
@@ -52,61 +89,60 @@ def same(a, b):
     return a is not None and a[:3] == b[:3]
 
 
-def scrub(root):
-    """Drop uv's uv_cache.json from installed dist-info folders (and from their RECORD).
+def value(name, data):
+    sys.stdout.write("@@uvbuild value %s %s\n" % (name, json.dumps(data, sort_keys=True)))
 
-    uv records the source tree's modification times there to decide on reinstalls; the
-    runtime never runs uv, and those times would make two identical builds differ.
-    Also clears group and other write bits: nothing under ROOT may be writable by the
-    runtime user (uv makes its `.venv/.lock` world-writable, for one).
-    """
-    for top, dirs, files in os.walk(root):
-        for name in dirs + files:
-            full = os.path.join(top, name)
-            st = os.lstat(full)
-            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022:
-                os.chmod(full, stat.S_IMODE(st.st_mode) & ~0o022)
-        if not top.endswith(".dist-info") or "uv_cache.json" not in files:
-            continue
-        os.remove(os.path.join(top, "uv_cache.json"))
-        record = os.path.join(top, "RECORD")
-        if os.path.exists(record):
-            name = os.path.basename(top) + "/uv_cache.json,"
-            with open(record) as f:
-                lines = [line for line in f if not line.startswith(name)]
-            with open(record, "w") as f:
-                f.writelines(lines)
+
+def python_facts():
+    """The interpreter the venv runs on, as the runtime must provide it."""
+    return {"python": os.path.realpath(VENV_PYTHON), "link": os.readlink(VENV_PYTHON),
+            "version": "%d.%d" % sys.version_info[:2]}
+
+
+def installed():
+    """name → version of every distribution in the venv (for the SBOM)."""
+    from importlib import metadata
+
+    return {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
+            for d in metadata.distributions()}
 
 
 def snapshot(root, manifest):
-    scrub(root)
+    entries = walk(root)
     os.makedirs(os.path.dirname(manifest), exist_ok=True)
     with open(manifest, "w") as f:
-        json.dump(walk(root), f, sort_keys=True)
+        json.dump(entries, f, sort_keys=True)
+    value("python", python_facts())
 
 
 def compile_new(root, before, now):
-    """Compile the .py files that are new or changed since the snapshot."""
+    """Compile the .py files that are new or changed since the snapshot; add the .pyc."""
+    from importlib.util import cache_from_source
+
     for rel in sorted(now):
         if rel.endswith(".py") and now[rel][0] == "file" and not same(before.get(rel), now[rel]):
             full = os.path.join(root, rel)
             # Hash-checked .pyc files hold no source mtime (install time): reproducible.
             # Explicit, as this script runs without SOURCE_DATE_EPOCH in its environment.
             try:
-                py_compile.compile(full, doraise=True,
-                                   invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+                pyc = py_compile.compile(
+                    full, doraise=True,
+                    invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
             except py_compile.PyCompileError as exc:
                 print("uvbuild: not compiled: %s" % exc, file=sys.stderr)
+                continue
+            pyc = pyc or cache_from_source(full)
+            for path in (os.path.dirname(pyc), pyc):
+                rel_path = os.path.relpath(path, root)
+                now[rel_path] = describe(path, scrubbed_lstat(path), before.get(rel_path))
 
 
 def stage(root, manifest, out, compile_bytecode=False):
     with open(manifest) as f:
         before = json.load(f)
-    scrub(root)
     now = walk(root, before)
     if compile_bytecode:
         compile_new(root, before, now)
-        now = walk(root, now)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     changed = 0
@@ -130,6 +166,7 @@ def stage(root, manifest, out, compile_bytecode=False):
         json.dump(removed, f)
     print("uvbuild: project layer holds %d new or changed files, %d removed"
           % (changed, len(removed)), file=sys.stderr)
+    value("installed", installed())
 
 
 if __name__ == "__main__":
