@@ -91,10 +91,12 @@ class Build:
     def run(self) -> BuildResult:
         """Build the final image (or find it), test it, tag it."""
         started = time.monotonic()
-        for name in stale_containers(self.engine):
-            self.engine.rm(name)  # left by a build that was killed (SIGKILL, power loss)
         try:
+            # Containers left by a build that was killed (SIGKILL, power loss) are
+            # removed while the cache is listed.
+            sweep = self._in_thread(self._sweep, name="uvbuild-sweep")
             self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
+            sweep.result()
             image_id = self.ensure(self.plan.final)
             for pending in self._background:
                 pending.result()  # a step's commit that failed fails the build
@@ -156,6 +158,11 @@ class Build:
         if not isinstance(step, ResolveBase):
             self.engine.tag(image_id, step.cache_ref)
         return image_id
+
+    def _sweep(self) -> str:
+        for name in stale_containers(self.engine):
+            self.engine.rm(name)
+        return ""
 
     def source(self, name: str) -> str:
         """What a later step reads step `name`'s files from: its image, by name, or the

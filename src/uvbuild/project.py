@@ -8,6 +8,7 @@ pure Python, no uv needed on the host.
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import sys
@@ -103,6 +104,9 @@ def read_project(folder: Path) -> Project:
     )
 
 
+_parsed: dict[bytes, Table] = {}
+
+
 def uv_lock_packages(project: Project) -> tuple[LockedPackage, ...]:
     """Every `[[package]]` of the project's uv.lock, in the lock's order."""
     lock = load_toml(project.root / "uv.lock")
@@ -110,10 +114,17 @@ def uv_lock_packages(project: Project) -> tuple[LockedPackage, ...]:
 
 
 def load_toml(path: Path) -> Table:
-    """Parse a TOML file, turning a missing or malformed file into a `ProjectError`."""
+    """Parse a TOML file, turning a missing or malformed file into a `ProjectError`.
+
+    A build reads uv.lock three times (project, lock check, SBOM): the parse of the
+    same bytes is reused (a copy, so callers cannot change each other's tables).
+    """
     try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
+        data = path.read_bytes()
+        parsed = _parsed.get(data)
+        if parsed is None:
+            parsed = _parsed[data] = tomllib.loads(data.decode("utf-8"))
+        return copy.deepcopy(parsed)
     except FileNotFoundError:
         raise ProjectError(
             f"{path} not found",
