@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import threading
 import time
 from typing import Iterator, TextIO
 
@@ -22,10 +23,13 @@ class Reporter:
         self.style = style
         self.stream = stream or sys.stderr
         self.records: list[dict[str, object]] = []
+        self._lock = threading.Lock()  # steps run in several threads: whole lines only
 
     def _line(self, text: str) -> None:
         if self.style == "human":
-            print(text, file=self.stream, flush=True)
+            with self._lock:
+                self.stream.write(text + "\n")
+                self.stream.flush()
 
     def note(self, text: str) -> None:
         """A line of its own (e.g. what uvbuild is about to build)."""

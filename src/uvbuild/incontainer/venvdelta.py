@@ -107,8 +107,25 @@ def installed():
             for d in metadata.distributions()}
 
 
+def clamp_times(root, entries, timestamp):
+    """Give every path the time the commit will give it, and record that time.
+
+    `buildah commit --timestamp` sets every file's mtime in the layer to the build
+    timestamp, so the project step's container (made from that image) sees those
+    times: recorded as such, the size/mtime shortcut in `describe` then holds for
+    every file uv leaves alone, and only what it wrote is read and hashed again.
+    """
+    ns = timestamp * 1000000000
+    for rel, entry in entries.items():
+        os.utime(os.path.join(root, rel), ns=(ns, ns), follow_symlinks=False)
+        if entry[0] == "file":
+            entry[4] = ns
+
+
 def snapshot(root, manifest):
     entries = walk(root)
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        clamp_times(root, entries, int(os.environ["SOURCE_DATE_EPOCH"]))
     os.makedirs(os.path.dirname(manifest), exist_ok=True)
     with open(manifest, "w") as f:
         json.dump(entries, f, sort_keys=True)
@@ -123,7 +140,7 @@ def compile_new(root, before, now):
         if rel.endswith(".py") and now[rel][0] == "file" and not same(before.get(rel), now[rel]):
             full = os.path.join(root, rel)
             # Hash-checked .pyc files hold no source mtime (install time): reproducible.
-            # Explicit, as this script runs without SOURCE_DATE_EPOCH in its environment.
+            # Explicit, so it holds with or without SOURCE_DATE_EPOCH in the environment.
             try:
                 pyc = py_compile.compile(
                     full, doraise=True,
