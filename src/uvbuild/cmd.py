@@ -79,11 +79,19 @@ def run(
     stream: bool = False,
     input_text: str | None = None,
     timeout: float | None = None,
+    shielded: bool = False,
 ) -> Result:
-    """Run `argv` (see `_run`); with --debug, also say how long it took."""
+    """Run `argv` (see `_run`); with --debug, also say how long it took.
+
+    A `shielded` command runs in a session of its own, out of reach of Ctrl-C and of
+    `interrupt_children`: for buildah's short bookkeeping commands (copy, commit, tag,
+    rm...), which leave half-made containers behind when killed part-way. uvbuild
+    then stops after the command, as it would have before it.
+    """
     started = time.monotonic()
     try:
-        return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout)
+        return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout,
+                    shielded=shielded)
     finally:
         if _debug:
             print(f"  ({time.monotonic() - started:.2f}s)", file=sys.stderr, flush=True)
@@ -96,6 +104,7 @@ def _run(
     stream: bool,
     input_text: str | None,
     timeout: float | None,
+    shielded: bool = False,
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 
@@ -109,9 +118,13 @@ def _run(
     try:
         if stream:
             return _run_streaming(argv, full_env, timeout)
-        with _started(argv, full_env, capture=True) as proc:
+        with _started(argv, full_env, capture=True, shielded=shielded) as proc:
             try:
                 stdout, stderr = proc.communicate(input_text, timeout=timeout)
+            except (KeyboardInterrupt, Interrupted):
+                if shielded:
+                    _wait_out(proc)  # let it finish: what follows must not race it
+                raise
             except subprocess.TimeoutExpired as exc:
                 proc.kill()
                 proc.communicate()
@@ -138,21 +151,33 @@ _children_lock = threading.Lock()
 
 @contextlib.contextmanager
 def _started(argv: Sequence[str], env: Mapping[str, str] | None, *,
-             capture: bool) -> Iterator[subprocess.Popen[str]]:
+             capture: bool, shielded: bool = False) -> Iterator[subprocess.Popen[str]]:
     with subprocess.Popen(
-            list(argv), env=env, text=True,
+            list(argv), env=env, text=True, start_new_session=shielded,
             # Captured output keeps undecodable bytes (read_file needs them back).
             errors="surrogateescape" if capture else "replace",
             stdin=subprocess.PIPE if capture else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if capture else subprocess.STDOUT) as proc:
-        with _children_lock:
-            _children.add(proc)
+        if not shielded:
+            with _children_lock:
+                _children.add(proc)
         try:
             yield proc
         finally:
             with _children_lock:
                 _children.discard(proc)
+
+
+def _wait_out(proc: subprocess.Popen[str]) -> None:
+    """Wait for `proc` to end, whatever signals arrive meanwhile (Popen's own exit
+    gives up after 0.25 s on Ctrl-C, and the cleanup after it would race the child)."""
+    while True:
+        try:
+            proc.communicate()
+            return
+        except (KeyboardInterrupt, Interrupted):
+            continue
 
 
 def interrupt_children() -> None:

@@ -93,8 +93,12 @@ class Buildah:
             argv += ["--storage-driver", self.storage_driver]
         return argv + list(args)
 
+    def _quick(self, *args: str) -> cmd.Result:
+        """A bookkeeping command: never interrupted part-way (see cmd.run's `shielded`)."""
+        return cmd.run(self._argv(*args), shielded=True)
+
     def _call(self, *args: str, what: str) -> str:
-        result = cmd.run(self._argv(*args))
+        result = self._quick(*args)
         if not result.ok:
             raise EngineError(f"{what}: {cmd.describe_failure(result)}")
         return result.stdout
@@ -103,7 +107,7 @@ class Buildah:
 
     def image(self, ref: str) -> ImageInfo | None:
         """The local image `ref` (name or ID), or None when storage has no such image."""
-        result = cmd.run(self._argv("inspect", "--type", "image", ref))
+        result = self._quick("inspect", "--type", "image", ref)
         if not result.ok:
             return None
         data = json.loads(result.stdout)
@@ -160,7 +164,7 @@ class Buildah:
 
     def rmi(self, image: str) -> bool:
         """Remove an image; False (and nothing raised) when it is still in use or named."""
-        return cmd.run(self._argv("rmi", image)).ok
+        return self._quick("rmi", image).ok
 
     def push(self, image: str, dest: str, *, tls_verify: bool | None, creds: str | None,
              authfile: str | None) -> None:
@@ -188,7 +192,7 @@ class Buildah:
 
     def rm(self, container: str) -> None:
         """Remove a working container; quiet if it is already gone."""
-        cmd.run(self._argv("rm", container))
+        self._quick("rm", container)
 
     def containers(self) -> list[dict[str, str]]:
         """Every working container buildah knows of (id, name)."""
@@ -292,7 +296,7 @@ class Buildah:
                 except OSError:
                     return None
                 finally:
-                    cmd.run(self._argv("umount", container))
+                    self._quick("umount", container)
             script = ('mnt=$({b} mount "$1") && cat "$mnt$2"; rc=$?; '
                       '{b} umount "$1" >/dev/null; exit $rc').format(b=" ".join(self._argv()))
             result = cmd.run(self._argv("unshare", "--", "sh", "-c", script, "sh", container,

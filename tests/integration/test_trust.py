@@ -89,6 +89,12 @@ def describe_image(ref: str, env: dict[str, str] | None = None) -> str:
                        "labels": config.get("config", {}).get("Labels")}, indent=1)
 
 
+def buildah_container_names() -> list[str]:
+    """Every working container in storage, whoever made it."""
+    listed = json.loads(buildah("containers", "--json").stdout or "null") or []
+    return [c["containername"] for c in listed]
+
+
 def containers_of(pid: int) -> list[str]:
     """Working containers named after that uvbuild process (buildah prints null for none)."""
     listed = json.loads(buildah("containers", "--json").stdout or "null") or []
@@ -431,6 +437,7 @@ INTERRUPTIONS = [
 def test_interrupted_build_leaves_nothing(
         mod: Module, fresh: Built, interrupt_target: Built, signum: int, step: str | None,
         delay: float, group: bool) -> None:
+    before = set(buildah_container_names())
     build = LiveBuild([*mod.uvbuild, str(fresh.recipe), "--no-cache", "--tag",
                        interrupt_target.tag], new_session=group)
     try:
@@ -450,6 +457,10 @@ def test_interrupted_build_leaves_nothing(
           f"\n{build}")
     assert rc == 130, f"exit {rc}, expected 130\n{build}"
     assert containers_of(build.pid) == [], f"working containers left\n{build}"
+    # Nor buildah's own: `copy --from IMAGE` works in a temporary container, left
+    # behind when the copy is killed part-way.
+    new = sorted(set(buildah_container_names()) - before)
+    assert new == [], f"containers left: {new}\n{build}"
     assert image_id(interrupt_target.tag) == interrupt_target.id, "the tag moved"
 
 
