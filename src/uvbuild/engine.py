@@ -299,8 +299,7 @@ class Buildah:
                     self._quick("umount", container)
             script = ('mnt=$({b} mount "$1") && cat "$mnt$2"; rc=$?; '
                       '{b} umount "$1" >/dev/null; exit $rc').format(b=" ".join(self._argv()))
-            result = cmd.run(self._argv("unshare", "--", "sh", "-c", script, "sh", container,
-                                        path))
+            result = self._quick("unshare", "--", "sh", "-c", script, "sh", container, path)
             return result.stdout.encode("utf-8", "surrogateescape") if result.ok else None
         finally:
             self.rm(container)

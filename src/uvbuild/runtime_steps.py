@@ -1,8 +1,9 @@
 """The runtime stage: base + packages + user, a dependencies layer, a project layer.
 
-No command runs in the final image's working container: the project layer and the
-config are copied and set, the image committed, and `runtime.test` runs in a
-separate container from that image, so tests cannot leave files in what ships.
+No command runs in the final image's working container before its commit: the
+project layer and the config are copied and set, the image committed, and only then
+does `runtime.test` run in that container, which is removed afterwards, so tests
+cannot leave files in what ships.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from .tarball import write_tarball
 
 if TYPE_CHECKING:
     from .executor import Build
-
 
 
 def _labels(build: Build, image: str) -> dict[str, str]:
