@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import batch, cmd
-from .engine import CommitOptions, Mount
+from .engine import Mount
 from .errors import ProjectError, StepFailed
 from .incontainer import script
 from .plan import (
@@ -24,7 +24,6 @@ from .plan import (
     VENV,
     InstallProject,
     PrepareBuilder,
-    Step,
     SyncDependencies,
 )
 from .tarball import write_tarball
@@ -80,12 +79,7 @@ def prepare_builder(build: Build, step: PrepareBuilder, base: str) -> str:
         return base
     with build.container(base, "builder") as ctr:
         install_packages(build, ctr, step.packages, "builder")
-        return build.engine.commit(ctr, _commit(build, step))
-
-
-def _commit(build: Build, step: Step, **labels: str) -> CommitOptions:
-    return CommitOptions(timestamp=build.plan.timestamp,
-                         labels={"io.uvbuild.step": step.name, **labels})
+        return build.engine.commit(ctr, build.commit_options(step))
 
 
 def _builder_env(build: Build, step: SyncDependencies, *, project: bool = False) -> dict[str, str]:
@@ -189,7 +183,7 @@ def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
         if outcome.failed is not None or not isinstance(python, dict):
             raise StepFailed(f"the builder's virtualenv does not run: "
                              f"{cmd.describe_failure(outcome.steps[-1])}")
-        return build.engine.commit(ctr, _commit(build, step, **{
+        return build.engine.commit(ctr, build.commit_options(step, **{
             "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
 
 
@@ -221,7 +215,7 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.steps[-1])}")
     build.values[step.name] = {"installed": installed}
-    options = _commit(build, step, **{"io.uvbuild.installed": json.dumps(installed,
+    options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
                                                                         sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
 

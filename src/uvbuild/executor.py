@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Mapping
 from . import builder_steps, cmd, runtime_steps
 from .bootstrap import build_bootstrap_base
 from .cache import stale_containers
-from .engine import CONTAINER_PREFIX, Buildah, Mount
+from .engine import CONTAINER_PREFIX, Buildah, CommitOptions, Mount
 from .plan import (
     CACHE_REPO,
     AddDependencies,
@@ -313,6 +313,11 @@ class Build:
             self._live.clear()
         if first is not None:
             raise first
+
+    def commit_options(self, step: Step, **labels: str) -> CommitOptions:
+        """How every step commits: the plan's timestamp, and labelled with the step."""
+        return CommitOptions(timestamp=self.plan.timestamp,
+                             labels={"io.uvbuild.step": step.name, **labels})
 
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""

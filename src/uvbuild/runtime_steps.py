@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from . import batch, cmd
 from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
-from .engine import CommitOptions, ImageConfig
+from .engine import ImageConfig
 from .errors import EngineError, ProjectError, StepFailed
 from .incontainer import script
 from .plan import STANDARD_PATH, VENV, AddDependencies, AddProject, PrepareRuntime
@@ -61,8 +61,7 @@ def prepare_runtime(build: Build, step: PrepareRuntime, base: str) -> str:
                               f"{cmd.describe_failure(result)}") from exc
         user = f"{facts['uid']}:{facts['gid']}"
         build.engine.configure(ctr, ImageConfig(user=user))
-        return build.engine.commit(ctr, CommitOptions(timestamp=build.plan.timestamp, labels={
-            "io.uvbuild.step": step.name,
+        return build.engine.commit(ctr, build.commit_options(step, **{
             "io.uvbuild.user": user,
             "io.uvbuild.python": json.dumps({"python": facts["python"],
                                              "version": facts["version"]}),
@@ -85,8 +84,7 @@ def add_dependencies(build: Build, step: AddDependencies, parents: Mapping[str, 
                  read_python_label(_labels(build, parents["prepare-runtime"])))
     with build.container(parents["prepare-runtime"], "runtime-deps") as ctr:
         build.engine.copy(ctr, VENV, VENV, from_ref=parents["sync-dependencies"])
-        return build.engine.commit(ctr, CommitOptions(
-            timestamp=build.plan.timestamp, labels={"io.uvbuild.step": step.name}))
+        return build.engine.commit(ctr, build.commit_options(step))
 
 
 def _path(env: tuple[str, ...]) -> str:
@@ -120,9 +118,8 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
         for entry in step.copy:
             build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
         build.engine.configure(ctr, final_config(step, base_env, {}))
-        image_id = build.engine.commit(ctr, CommitOptions(
-            timestamp=build.plan.timestamp,
-            labels={"io.uvbuild.step": step.name, "io.uvbuild.key": step.key}))
+        image_id = build.engine.commit(ctr, build.commit_options(
+            step, **{"io.uvbuild.key": step.key}))
         try:
             # The container now holds exactly the committed image, and is removed
             # after the tests: nothing they write can reach what ships.
