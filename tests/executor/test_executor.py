@@ -570,9 +570,20 @@ def test_a_failure_in_one_chain_is_the_error_and_stops_the_other(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     engine.fail_run(lambda argv: argv[-1] == "libpq5",
                     stderr="E: Unable to locate package libpq5\n")
+    reporter = Reporter(style="human", stream=io.StringIO())
+    running = Build(cast(Buildah, engine), plan_of(project),
+                    settings_of(tmp_path, parallel=True), reporter)
 
+    def sync_until_the_runtime_failed(call: Call) -> None:
+        # The fake answers at once: without this, the builder chain could be done
+        # before the runtime chain fails. Here the sync is still running when it does.
+        if call.method == "run" and any("--no-install-workspace" in words
+                                        for words in commands_of(call.args[1])):
+            assert running._failed.wait(timeout=10), "the runtime chain never failed"
+
+    engine.on_call = sync_until_the_runtime_failed
     with pytest.raises(StepFailed) as raised:
-        build(engine, plan_of(project), tmp_path, parallel=True)
+        running.run()
 
     assert raised.value.message.startswith("runtime.packages: installing libpq5 failed: `")
     assert "add-dependencies" not in engine.commits()
