@@ -66,10 +66,7 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
     result = run_build(recipe, tag=tag, reporter=reporter, no_cache=no_cache, verbose=verbose,
                        outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
                                        creds=creds, authfile=authfile, sbom=sbom_file))
-    from .engine import Buildah
-
-    size = Buildah().image_size(result.image_id)
-    reporter.done(image=result.image, image_id=result.image_id, size=size,
+    reporter.done(image=result.image, image_id=result.image_id, size=result.size,
                   seconds=result.seconds)
 
 

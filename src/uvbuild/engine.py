@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -159,8 +159,9 @@ class Buildah:
             )
         return _bare_id(result.stdout.strip().splitlines()[-1])
 
-    def tag(self, image: str, name: str) -> None:
-        self._call("tag", image, name, what=f"tagging {name}")
+    def tag(self, image: str, *names: str) -> None:
+        """Give `image` one or more names (one `buildah tag` call for all of them)."""
+        self._call("tag", image, *names, what=f"tagging {', '.join(names)}")
 
     def rmi(self, image: str) -> bool:
         """Remove an image; False (and nothing raised) when it is still in use or named."""
@@ -190,9 +191,9 @@ class Buildah:
         out = self._call("from", "--quiet", "--name", name, "scratch", what="creating scratch")
         return out.strip().splitlines()[-1]
 
-    def rm(self, container: str) -> None:
-        """Remove a working container; quiet if it is already gone."""
-        self._quick("rm", container)
+    def rm(self, *containers: str) -> None:
+        """Remove working containers (one call); quiet about any already gone."""
+        self._quick("rm", *containers)
 
     def containers(self) -> list[dict[str, str]]:
         """Every working container buildah knows of (id, name)."""
@@ -249,6 +250,12 @@ class Buildah:
 
     def configure(self, container: str, config: ImageConfig) -> None:
         """Apply an ImageConfig with one `buildah config` call."""
+        args = self._config_args(config)
+        if len(args) > 1:
+            self._call(*args, container, what="configuring the image")
+
+    @staticmethod
+    def _config_args(config: ImageConfig) -> list[str]:
         args = ["config"]
         if config.user is not None:
             args += ["--user", config.user]
@@ -267,16 +274,18 @@ class Buildah:
             args += ["--label", f"{key}={value}"]
         if config.stop_signal:
             args += ["--stop-signal", config.stop_signal]
-        if len(args) > 1:
-            self._call(*args, container, what="configuring the image")
+        return args
 
-    def commit(self, container: str, options: CommitOptions) -> str:
-        """Commit the container to a new, unnamed image and return its ID."""
-        args = ["config"]
-        for key, value in sorted(options.labels.items()):
-            args += ["--label", f"{key}={value}"]
-        if len(args) > 1:
-            self._call(*args, container, what="labelling the image")
+    def commit(self, container: str, options: CommitOptions,
+               config: ImageConfig | None = None) -> str:
+        """Commit the container to a new, unnamed image and return its ID.
+
+        `config`, if given, is applied first, in the same `buildah config` call as the
+        commit's labels (which win over its own).
+        """
+        config = config or ImageConfig()
+        labels = {**dict(config.labels), **options.labels}
+        self.configure(container, replace(config, labels=tuple(sorted(labels.items()))))
         out = self._call("commit", "--quiet", "--timestamp", str(options.timestamp), container,
                          what="committing the image")
         return _bare_id(out.strip().splitlines()[-1])

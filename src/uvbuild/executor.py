@@ -21,7 +21,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, TypeVar
 
 from . import builder_steps, cmd, runtime_steps
 from .bootstrap import build_bootstrap_base
@@ -42,6 +42,12 @@ from .plan import (
 from .errors import StepFailed
 from .progress import Reporter
 from .recipe import BootstrapBase
+
+
+T = TypeVar("T")
+
+# The need a runtime step's working container is made from.
+CONTAINER_FROM = {"add-dependencies": "prepare-runtime", "add-project": "add-dependencies"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,6 +71,7 @@ class BuildResult:
     image: str
     image_id: str
     seconds: float
+    size: int = 0  # bytes of the image's layers, uncompressed
     steps: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -77,6 +84,7 @@ class Build:
         self.values: dict[str, dict[str, object]] = {}  # step name → facts its commands reported
         self._sources: dict[str, str] = {}  # step name → live container with its files
         self._background: list[Future[str]] = []
+        self._early: dict[str, Future[str]] = {}  # step name → its working container
         self._cached: dict[str, str] = {}
         self._live: set[str] = set()  # working containers to remove on any exit
         self._serial = itertools.count(1)
@@ -97,10 +105,18 @@ class Build:
             sweep = self._in_thread(self._sweep, name="uvbuild-sweep")
             self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
             sweep.result()
-            image_id = self.ensure(self.plan.final)
+            final = self.plan.final
+            image_id = self.ensure(final)
             for pending in self._background:
                 pending.result()  # a step's commit that failed fails the build
-            self.engine.tag(image_id, self.plan.image)
+            # A final image made now gets its cache name with the output name: one call.
+            names = (final.cache_ref,) if self._cached.get(final.cache_ref) != image_id else ()
+            self.engine.tag(image_id, *names, self.plan.image)
+            # Its size (for the report) is read while the working containers are removed.
+            size: Future[int] = Future()
+            sizer = threading.Thread(target=_into, args=(size, self.engine.image_size, image_id),
+                                     name="uvbuild-size", daemon=True)
+            sizer.start()
         except BaseException as exc:
             self._fail(exc)
             first = self._first_error
@@ -111,9 +127,10 @@ class Build:
         finally:
             self._join_threads()
             self._remove_live()
+        image_size = size.result()
         order = [s.name for s in self.plan.steps]
         steps = sorted(self.reporter.records, key=lambda r: order.index(str(r["step"])))
-        return BuildResult(image=self.plan.image, image_id=image_id,
+        return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,
                            seconds=time.monotonic() - started, steps=steps)
 
     def ensure(self, step: Step) -> str:
@@ -146,6 +163,7 @@ class Build:
         if cached:
             self.reporter.cached(step)
             return cached
+        self._open_early(step)
         self._ensure_all([self.plan.step(name) for name in step.needs])
         if self._failed.is_set():
             raise StepFailed(f"{step.name}: not started, another step failed")
@@ -155,9 +173,34 @@ class Build:
             image_id = self._execute(step, parents)
         if step.name in self._sources:
             return self._sources[step.name]
-        if not isinstance(step, ResolveBase):
-            self.engine.tag(image_id, step.cache_ref)
+        if not isinstance(step, ResolveBase) and step is not self.plan.final:
+            self.engine.tag(image_id, step.cache_ref)  # the final one: with the output name
         return image_id
+
+    def _open_early(self, step: Step) -> None:
+        """Make `step`'s working container as soon as the image it starts from exists.
+
+        A runtime step starts from one of its needs (CONTAINER_FROM); the other one (the
+        builder's) usually takes longer, and `buildah from` need not wait for it.
+        """
+        parent = CONTAINER_FROM.get(step.name)
+        if parent is None or not self.settings.parallel:
+            return
+
+        def open_it() -> str:
+            self.ensure(self.plan.step(parent))
+            return self.open_container(self.source(parent), step.name)
+
+        self._early[step.name] = self._in_thread(open_it, name=f"uvbuild-from-{step.name}")
+
+    def step_container(self, step: Step, image: str) -> str:
+        """The working container `step` builds in, from `image` (its CONTAINER_FROM need).
+
+        Made early when the build runs in parallel (see `_open_early`); removed when the
+        build ends, with the other working containers, in one call.
+        """
+        early = self._early.pop(step.name, None)
+        return early.result() if early is not None else self.open_container(image, step.name)
 
     def _sweep(self) -> str:
         for name in stale_containers(self.engine):
@@ -200,9 +243,9 @@ class Build:
     def _spawn(self, step: Step) -> Future[str]:
         return self._in_thread(lambda: self.ensure(step), name=f"uvbuild-{step.name}")
 
-    def _in_thread(self, work: Callable[[], str], *, name: str) -> Future[str]:
+    def _in_thread(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """Run `work` in a thread of its own; its result (or exception) in a Future."""
-        done: Future[str] = Future()
+        done: Future[T] = Future()
 
         def run() -> None:
             try:
@@ -303,10 +346,10 @@ class Build:
         """Remove whatever working container is left: a deferred step's, or an interrupted one's."""
         first: BaseException | None = None
         with _signals_held():
-            for name in sorted(self._live):
+            if self._live:
                 for _attempt in range(2):  # one more try if the first was cut short
                     try:
-                        self.engine.rm(name)
+                        self.engine.rm(*sorted(self._live))
                         break
                     except BaseException as exc:
                         first = first or exc
@@ -322,6 +365,14 @@ class Build:
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""
         self.engine.rmi(image_id)
+
+
+def _into(done: Future[T], work: Callable[..., T], *args: object) -> None:
+    """Run `work(*args)` and put its result (or exception) in `done`."""
+    try:
+        done.set_result(work(*args))
+    except BaseException as exc:  # handed to whoever waits for the result
+        done.set_exception(exc)
 
 
 @contextlib.contextmanager

@@ -82,9 +82,9 @@ def add_dependencies(build: Build, step: AddDependencies, parents: Mapping[str, 
     """The dependencies layer: /app/.venv as synced without the project."""
     check_python(read_python_label(_labels(build, parents["sync-dependencies"])),
                  read_python_label(_labels(build, parents["prepare-runtime"])))
-    with build.container(parents["prepare-runtime"], "runtime-deps") as ctr:
-        build.engine.copy(ctr, VENV, VENV, from_ref=parents["sync-dependencies"])
-        return build.engine.commit(ctr, build.commit_options(step))
+    ctr = build.step_container(step, parents["prepare-runtime"])
+    build.engine.copy(ctr, VENV, VENV, from_ref=parents["sync-dependencies"])
+    return build.engine.commit(ctr, build.commit_options(step))
 
 
 def _path(env: tuple[str, ...]) -> str:
@@ -112,21 +112,20 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
     info = build.engine.image(deps_image)
     base_env = info.env if info else ()
     user = (info.labels.get("io.uvbuild.user") if info else None) or ""
-    with build.container(deps_image, "runtime-project") as ctr:
-        build.engine.copy(ctr, PROJECT_LAYER, "/app", from_ref=project_image)
-        add_sbom(build, ctr, project_image)
-        for entry in step.copy:
-            build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
-        build.engine.configure(ctr, final_config(step, base_env, {}))
-        image_id = build.engine.commit(ctr, build.commit_options(
-            step, **{"io.uvbuild.key": step.key}))
-        try:
-            # The container now holds exactly the committed image, and is removed
-            # after the tests: nothing they write can reach what ships.
-            run_tests(build, step, ctr, user)
-        except BaseException:
-            build.discard_image(image_id)
-            raise
+    ctr = build.step_container(step, deps_image)
+    build.engine.copy(ctr, PROJECT_LAYER, "/app", from_ref=project_image)
+    add_sbom(build, ctr, project_image)
+    for entry in step.copy:
+        build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
+    image_id = build.engine.commit(ctr, build.commit_options(step, **{"io.uvbuild.key": step.key}),
+                                   final_config(step, base_env, {}))
+    try:
+        # The container now holds exactly the committed image, and is removed when the
+        # build ends: nothing the tests write can reach what ships.
+        run_tests(build, step, ctr, user)
+    except BaseException:
+        build.discard_image(image_id)
+        raise
     return image_id
 
 

@@ -171,7 +171,7 @@ class FakeEngine:
 
     def tags(self) -> list[str]:
         """Every name `tag` was asked to set, in order."""
-        return [c.args[1] for c in self.called("tag")]
+        return [name for c in self.called("tag") for name in c.args[1:]]
 
     def runs(self) -> list[tuple[str, ...]]:
         """The argv of every command run, in order; a batch gives each of its commands."""
@@ -258,12 +258,13 @@ class FakeEngine:
         after()
         return image_id
 
-    def tag(self, image: str, name: str) -> None:
-        after = self._record("tag", image, name)
+    def tag(self, image: str, *names: str) -> None:
+        after = self._record("tag", image, *names)
         found = self._resolve(image)
         if found is None:
-            raise EngineError(f"tagging {name}: image {image!r} not known")
-        self.names[name] = found.id
+            raise EngineError(f"tagging {', '.join(names)}: image {image!r} not known")
+        for name in names:
+            self.names[name] = found.id
         after()
 
     def rmi(self, image: str) -> bool:
@@ -319,10 +320,10 @@ class FakeEngine:
             user=image.user if image else "", layers=list(image.layers) if image else [],
             python=image.python if image else None)
 
-    def rm(self, container: str) -> None:
-        after = self._record("rm", container)
+    def rm(self, *containers: str) -> None:
+        after = self._record("rm", *containers)
         for name, live in list(self.live.items()):
-            if container in (live.id, name):
+            if live.id in containers or name in containers:
                 del self.live[name]
         after()
 
@@ -419,6 +420,10 @@ class FakeEngine:
 
     def configure(self, container: str, config: ImageConfig) -> None:
         after = self._record("configure", container, config)
+        self._apply(container, config)
+        after()
+
+    def _apply(self, container: str, config: ImageConfig) -> None:
         ctr = self._container(container)
         ctr.config.append(config)
         if config.user is not None:
@@ -427,10 +432,12 @@ class FakeEngine:
         env.update(dict(config.env))
         ctr.env = tuple(f"{k}={v}" for k, v in env.items())
         ctr.labels.update(dict(config.labels))
-        after()
 
-    def commit(self, container: str, options: CommitOptions) -> str:
-        after = self._record("commit", container, options)
+    def commit(self, container: str, options: CommitOptions,
+               config: ImageConfig | None = None) -> str:
+        after = self._record("commit", container, options, config=config)
+        if config is not None:
+            self._apply(container, config)
         ctr = self._container(container)
         image_id = self._new_id("image")
         self.store[image_id] = FakeImage(
