@@ -37,6 +37,8 @@ UV_CACHE_TARGET = f"{TOOLS}/cache"
 STATE = "/uvbuild-state"  # builder-only bookkeeping: manifest of the deps venv, staged layer
 DEPS_MANIFEST = f"{STATE}/deps.json"
 PROJECT_LAYER = f"{STATE}/layer"
+LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the project batch only
+LAYER_TAR = "layer.tar"
 
 
 def install_packages(build: Build, container: str, packages: tuple[str, ...], stage: str) -> None:
@@ -112,10 +114,12 @@ def _mounts(build: Build) -> tuple[Mount, ...]:
             *build.settings.network_mounts)
 
 
-def uv_sync_argv(step: SyncDependencies, *, project: bool) -> list[str]:
+def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False) -> list[str]:
     """`uv sync` as RECIPE.md describes it: locked, non-editable, no dev group."""
     argv = [UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
             "--python", step.python]
+    if offline:
+        argv.append("--offline")
     for group in step.sync.groups:
         argv += ["--group", group]
     if step.sync.all_extras:
@@ -136,9 +140,13 @@ def _add_files(build: Build, ctr: str, files: tuple[str, ...], dest: str) -> Non
         build.engine.add_archive(ctr, str(tarball), dest)
 
 
-def _uv_failure(build: Build, result: cmd.Result, *, project: bool) -> Exception:
+def _lock_outdated(result: cmd.Result) -> bool:
     text = result.stderr + result.stdout
-    if "needs to be updated" in text or "lockfile" in text.lower() and "--locked" in text:
+    return "needs to be updated" in text or "lockfile" in text.lower() and "--locked" in text
+
+
+def _uv_failure(build: Build, result: cmd.Result, *, project: bool) -> Exception:
+    if _lock_outdated(result):
         return ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
                             f"{cmd.describe_failure(result)}",
                             hint="run `uv lock` in the project and commit uv.lock")
@@ -154,7 +162,7 @@ def _venvdelta(*args: str) -> str:
 
 
 def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[str],
-               *, project: bool) -> batch.Outcome:
+               *, project: bool, extra_mounts: tuple[Mount, ...] = ()) -> batch.Outcome:
     """The builder commands of a step in one `buildah run`, in /src.
 
     All of them get the builder environment (uv's settings, the CA bundle and proxies,
@@ -162,8 +170,8 @@ def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[st
     """
     env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
     outcome = batch.parse(commands, build.engine.run(
-        ctr, batch.argv(commands), env=env, mounts=_mounts(build), workdir=SOURCE_DIR,
-        stream=build.settings.verbose))
+        ctr, batch.argv(commands), env=env, mounts=_mounts(build) + extra_mounts,
+        workdir=SOURCE_DIR, stream=build.settings.verbose))
     if outcome.engine_failed:
         raise StepFailed(f"running the builder commands failed: "
                          f"{cmd.describe_failure(outcome.run)}")
@@ -200,21 +208,47 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
     if not step.is_package:
         # Not a package: the project's files themselves are the application.
         _add_files(build, ctr, step.sources, "/app")
-    compile_flag = ["--compile"] if sync.sync.compile_bytecode else []
-    commands = [batch.shell(uv_sync_argv(sync, project=True)), *step.run,
-                _venvdelta("stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *compile_flag)]
-    outcome = _run_batch(build, ctr, sync, commands, project=True)
+    # The staged layer also comes out as a tar in a host folder: add-project unpacks it
+    # with the SBOM in one `buildah add` instead of copying from this container.
+    out = build.scratch_dir("layer")
+    stage_options = ["--compile"] if sync.sync.compile_bytecode else []
+    for entry in step.copy:
+        stage_options += ["--copy", str(entry.index), entry.source, entry.dest]
+    stage_options += ["--tar", f"{LAYER_OUT}/{LAYER_TAR}"]
+
+    def commands(offline: bool) -> list[str]:
+        return [batch.shell(uv_sync_argv(sync, project=True, offline=offline)), *step.run,
+                _venvdelta("stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *stage_options)]
+
+    def run(offline: bool) -> batch.Outcome:
+        return _run_batch(build, ctr, sync, commands(offline), project=True,
+                          extra_mounts=(Mount(str(out), LAYER_OUT, read_only=False),))
+
+    # The dependencies are installed; what the project's build may still fetch is its
+    # build backend (build-system.requires), which uv resolves again on every build, a
+    # round trip to the index per package. It comes from uv's cache when it is there;
+    # online only when it is not (or --no-cache), and then the same batch runs again.
+    offline = not build.settings.no_cache
+    outcome = run(offline)
+    if outcome.failed == 0 and offline and not _lock_outdated(outcome.steps[0]):
+        outcome = run(False)
     if outcome.failed == 0:
         raise _uv_failure(build, outcome.steps[0], project=True)
     if outcome.failed is not None and outcome.failed <= len(step.run):
         index = outcome.failed - 1
         raise StepFailed(f"builder.run[{index}] `{step.run[index]}` failed: "
                          f"{cmd.describe_failure(outcome.steps[-1])}")
+    missing = outcome.values.get("copy_missing")
+    if isinstance(missing, dict):
+        raise StepFailed(f"runtime.copy[{missing['index']}]: {missing['from']} is not in the "
+                         f"builder after builder.run",
+                         hint="check the path, or make a builder.run command create it")
     installed = outcome.values.get("installed")
-    if outcome.failed is not None or not isinstance(installed, dict):
+    tarball = out / LAYER_TAR
+    if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.steps[-1])}")
-    build.values[step.name] = {"installed": installed}
+    build.values[step.name] = {"installed": installed, "layer_tar": str(tarball)}
     options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
                                                                         sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -85,6 +87,7 @@ class Build:
         self._sources: dict[str, str] = {}  # step name → live container with its files
         self._background: list[Future[str]] = []
         self._early: dict[str, Future[str]] = {}  # step name → its working container
+        self._scratch: Path | None = None  # host folder for files steps hand over
         self._cached: dict[str, str] = {}
         self._live: set[str] = set()  # working containers to remove on any exit
         self._serial = itertools.count(1)
@@ -126,7 +129,11 @@ class Build:
             raise
         finally:
             self._join_threads()
-            self._remove_live()
+            try:
+                self._remove_live()
+            finally:
+                if self._scratch is not None:
+                    shutil.rmtree(self._scratch, ignore_errors=True)
         image_size = size.result()
         order = [s.name for s in self.plan.steps]
         steps = sorted(self.reporter.records, key=lambda r: order.index(str(r["step"])))
@@ -206,6 +213,16 @@ class Build:
         for name in stale_containers(self.engine):
             self.engine.rm(name)
         return ""
+
+    def scratch_dir(self, name: str) -> Path:
+        """A new empty host folder, removed when the build ends."""
+        with self._lock:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="uvbuild-build-"))
+            path = self._scratch / name
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+        return path
 
     def source(self, name: str) -> str:
         """What a later step reads step `name`'s files from: its image, by name, or the

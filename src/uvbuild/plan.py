@@ -11,6 +11,7 @@ and every step after a base is an image in local storage, found again by its key
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ Frozen = dataclass(frozen=True, kw_only=True, slots=True)
 
 CACHE_REPO = "localhost/uvbuild-cache"
 BASE_REPO = "localhost/uvbuild-base"
+APP = "/app"
 VENV = "/app/.venv"
 SOURCE_DIR = "/src"
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # a root's PATH
@@ -116,10 +118,20 @@ class SyncDependencies(Step):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LayerCopy:
+    """A `runtime.copy` entry that lands in /app: staged into the project layer."""
+
+    index: int  # its place in runtime.copy, for messages
+    source: str  # builder path (may be a glob, as buildah copy allows)
+    dest: str  # runtime path under /app
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class InstallProject(Step):
     is_package: bool
     sources: tuple[str, ...]
     run: tuple[str, ...]
+    copy: tuple[LayerCopy, ...] = ()  # runtime.copy entries into /app, staged with the layer
 
     def describe(self) -> str:
         what = "install the project (non-editable)" if self.is_package else "copy project files"
@@ -147,7 +159,7 @@ class AddDependencies(Step):
 class AddProject(Step):
     """The final image: project layer, runtime.copy, config. Tested before it is tagged."""
 
-    copy: tuple[CopyEntry, ...]
+    copy: tuple[CopyEntry, ...]  # the runtime.copy entries outside /app (see LayerCopy)
     workdir: str
     env: tuple[tuple[str, str], ...]
     entrypoint: tuple[str, ...] | None
@@ -199,6 +211,12 @@ def bootstrap_key(base: BootstrapBase, timestamp: int) -> str:
     })
 
 
+def in_project_layer(entry: CopyEntry) -> bool:
+    """Whether a runtime.copy entry lands in /app, and so in the project layer."""
+    dest = posixpath.normpath(entry.dest)
+    return dest == APP or dest.startswith(APP + "/")
+
+
 def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     """The whole build as data. Same recipe and inputs → same steps and keys."""
     b, r, ts = recipe.builder, recipe.runtime, inputs.timestamp
@@ -223,12 +241,19 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
             "env": [list(p) for p in b.env], "secret_names": list(b.secrets),
             "manifests": inputs.manifest_digest, "uv": inputs.uv_version,
         }, prepare_builder))
+    # runtime.copy entries into /app are staged with the project layer by the builder
+    # commands (one copy fewer each, and only when the project changes); the others are
+    # copied into the final image, as buildah copies them.
+    layer_copy = tuple(LayerCopy(index=i, source=c.source, dest=posixpath.normpath(c.dest))
+                       for i, c in enumerate(r.copy) if in_project_layer(c))
+    install_definition: dict[str, Any] = {
+        "sources": inputs.source_digest, "run": list(b.run), "package": inputs.is_package}
+    if layer_copy:  # absent when empty: the keys of recipes without such entries hold
+        install_definition["copy"] = [[c.source, c.dest] for c in layer_copy]
     install = InstallProject(
         name="install-project", needs=("sync-dependencies",), is_package=inputs.is_package,
-        sources=inputs.source_files, run=b.run,
-        key=key("install-project", {
-            "sources": inputs.source_digest, "run": list(b.run), "package": inputs.is_package,
-        }, sync))
+        sources=inputs.source_files, run=b.run, copy=layer_copy,
+        key=key("install-project", install_definition, sync))
     runtime_base = ResolveBase(
         name="runtime-base", stage="runtime", base=r.base, needs=(),
         key=key("base", {"id": inputs.runtime_base_id}))
@@ -244,7 +269,7 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     labels = tuple(sorted({**dict(inputs.oci_labels), **dict(r.labels)}.items()))
     final = AddProject(
         name="add-project", needs=("add-dependencies", "install-project"),
-        copy=r.copy, workdir=r.workdir, env=r.env, entrypoint=r.entrypoint, cmd=r.cmd,
+        copy=tuple(c for c in r.copy if not in_project_layer(c)), workdir=r.workdir, env=r.env, entrypoint=r.entrypoint, cmd=r.cmd,
         expose=r.expose, labels=labels, stop_signal=r.stop_signal, test=r.test,
         key=key("add-project", {
             "copy": [[c.source, c.dest] for c in r.copy], "workdir": r.workdir,

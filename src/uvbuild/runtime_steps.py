@@ -9,6 +9,7 @@ cannot leave files in what ships.
 from __future__ import annotations
 
 import json
+import posixpath
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -18,9 +19,9 @@ from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
 from .engine import ImageConfig
 from .errors import EngineError, ProjectError, StepFailed
 from .incontainer import script
-from .plan import STANDARD_PATH, VENV, AddDependencies, AddProject, PrepareRuntime
+from .plan import APP, STANDARD_PATH, VENV, AddDependencies, AddProject, PrepareRuntime
 from .sbom import SBOM_PATH, make_sbom
-from .tarball import write_tarball
+from .tarball import append_file
 
 if TYPE_CHECKING:
     from .executor import Build
@@ -113,8 +114,15 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
     base_env = info.env if info else ()
     user = (info.labels.get("io.uvbuild.user") if info else None) or ""
     ctr = build.step_container(step, deps_image)
-    build.engine.copy(ctr, PROJECT_LAYER, "/app", from_ref=project_image)
-    add_sbom(build, ctr, project_image)
+    made = build.values.get("install-project", {})
+    if isinstance(made.get("layer_tar"), str):
+        # install-project ran in this build: its layer is a tar on the host already.
+        tarball = str(made["layer_tar"])
+        append_sbom(build, tarball, made.get("installed"))
+        build.engine.add_archive(ctr, tarball, APP)
+    else:
+        build.engine.copy(ctr, PROJECT_LAYER, APP, from_ref=project_image)
+        add_sbom(build, ctr, project_image)
     for entry in step.copy:
         build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
     image_id = build.engine.commit(ctr, build.commit_options(step, **{"io.uvbuild.key": step.key}),
@@ -129,27 +137,37 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
     return image_id
 
 
+def _sbom(build: Build, installed: object) -> bytes | None:
+    if build.plan.project is None:
+        return None
+    return make_sbom(build.plan.project, build.plan.locked,
+                     installed if isinstance(installed, dict) else {},
+                     timestamp=build.plan.timestamp)
+
+
+def append_sbom(build: Build, tarball: str, installed: object) -> None:
+    """The SBOM (see add_sbom) as one more entry of the project layer's tar."""
+    document = _sbom(build, installed)
+    if document is not None:
+        append_file(Path(tarball), posixpath.relpath(SBOM_PATH, APP), document,
+                    timestamp=build.plan.timestamp)
+
+
 def add_sbom(build: Build, ctr: str, project_image: str) -> None:
     """The CycloneDX SBOM of the installed packages, at SBOM_PATH, owned by root.
 
-    The installed packages are what install-project's commands reported in this build,
-    or, when that step was cached, what its image's label recorded.
+    The installed packages are what install-project's commands reported when that step
+    ran, here what its image's label recorded (the step was cached).
     """
-    if build.plan.project is None:
+    document = _sbom(build, json.loads(
+        _labels(build, project_image).get("io.uvbuild.installed", "{}")))
+    if document is None:
         return
-    reported = build.values.get("install-project", {}).get("installed")
-    installed = reported if isinstance(reported, dict) else json.loads(
-        _labels(build, project_image).get("io.uvbuild.installed", "{}"))
-    document = make_sbom(build.plan.project, build.plan.locked, installed,
-                         timestamp=build.plan.timestamp)
     with tempfile.TemporaryDirectory(prefix="uvbuild-sbom-") as tmp:
-        root = Path(tmp)
-        relative = SBOM_PATH.lstrip("/")
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_bytes(document)
-        tarball = root / "sbom.tar"
-        write_tarball(tarball, root, [relative], timestamp=build.plan.timestamp)
-        build.engine.add_archive(ctr, str(tarball), "/")
+        tarball = Path(tmp) / "sbom.tar"
+        append_file(tarball, posixpath.relpath(SBOM_PATH, APP), document,
+                    timestamp=build.plan.timestamp)
+        build.engine.add_archive(ctr, str(tarball), APP)
 
 
 def run_tests(build: Build, step: AddProject, ctr: str, user: str) -> None:

@@ -41,3 +41,10 @@ def write_tarball(output: Path, root: Path, files: Iterable[str], *, timestamp: 
             mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
             info = _info(rel, kind=tarfile.REGTYPE, mode=mode, timestamp=timestamp, size=len(data))
             tar.addfile(info, io.BytesIO(data))
+
+
+def append_file(archive: Path, name: str, data: bytes, *, timestamp: int) -> None:
+    """Add one regular file (mode 0644, owned by 0:0) at the end of a tar (made if missing)."""
+    with tarfile.open(archive, "a", format=tarfile.PAX_FORMAT) as tar:
+        info = _info(name, kind=tarfile.REGTYPE, mode=0o644, timestamp=timestamp, size=len(data))
+        tar.addfile(info, io.BytesIO(data))

@@ -15,6 +15,7 @@ A batch is answered command by command, with batch.sh's markers, as the real one
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import shlex
@@ -340,7 +341,7 @@ class FakeEngine:
                              mounts=tuple(mounts), workdir=workdir, user=user, network=network,
                              stream=stream)
         ctr = self._container(container)
-        result = self._answer(ctr, tuple(argv))
+        result = self._answer(ctr, tuple(argv), tuple(mounts))
         if stream:
             # As with the real engine, streamed output is echoed and also kept, merged
             # into stdout, so failures can still be explained and classified.
@@ -348,9 +349,10 @@ class FakeEngine:
         after()
         return result
 
-    def _answer(self, ctr: FakeContainer, argv: tuple[str, ...]) -> Result:
+    def _answer(self, ctr: FakeContainer, argv: tuple[str, ...],
+                mounts: tuple[Mount, ...] = ()) -> Result:
         if len(argv) > 3 and argv[:3] == ("/bin/sh", "-c", BATCH):
-            return self._answer_batch(ctr, argv, argv[4:])
+            return self._answer_batch(ctr, argv, argv[4:], mounts)
         failure = self._failure(argv)
         if failure:
             return Result(argv, failure.returncode, failure.stdout, failure.stderr)
@@ -373,7 +375,7 @@ class FakeEngine:
         return None
 
     def _answer_batch(self, ctr: FakeContainer, argv: tuple[str, ...],
-                      commands: tuple[str, ...]) -> Result:
+                      commands: tuple[str, ...], mounts: tuple[Mount, ...]) -> Result:
         """Each command of a batch in turn, with batch.sh's markers; stop at a failure."""
         out: list[str] = []
         err: list[str] = []
@@ -387,16 +389,27 @@ class FakeEngine:
                 err.append(failure.stderr + f"@@uvbuild failed {index} {failure.returncode}\n")
                 return Result(argv, failure.returncode, "".join(out), "".join(err))
             if VENVDELTA in words:
-                out.append(self._venvdelta(ctr, words))
+                out.append(self._venvdelta(ctr, words, mounts))
         return Result(argv, 0, "".join(out), "".join(err))
 
     @staticmethod
-    def _venvdelta(ctr: FakeContainer, words: tuple[str, ...]) -> str:
+    def _venvdelta(ctr: FakeContainer, words: tuple[str, ...], mounts: tuple[Mount, ...]) -> str:
         if "snapshot" in words:
             python = ctr.python
             assert python is not None, "venvdelta ran in an image without Python"
             facts = {"python": python.path, "link": python.link, "version": python.version}
             return f"@@uvbuild value python {json.dumps(facts)}\n"
+        if "--tar" in words:
+            # The staged layer as a tar in the host folder mounted there: the project's
+            # module and each --copy destination (relative to /app).
+            target = words[words.index("--tar") + 1]
+            mount = next(m for m in mounts if target.startswith(m.target + "/"))
+            names = ["lib/app/__init__.py"] + [
+                words[i + 3].removeprefix("/app").lstrip("/") or "copied"
+                for i, word in enumerate(words) if word == "--copy"]
+            with tarfile.open(mount.host + target[len(mount.target):], "w") as tar:
+                for name in names:
+                    tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
         return f"@@uvbuild value installed {json.dumps({'app': '1.0'})}\n"
 
     def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,

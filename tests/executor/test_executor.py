@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from fake_engine import PY312, Call, FakeEngine, Python, commands_of
+from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, commands_of
 
 from uvbuild import cmd
-from uvbuild.builder_steps import UV_CACHE_TARGET, UV_TARGET
+from uvbuild.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
 from uvbuild.cmd import Result
 from uvbuild.engine import Buildah, Mount
 from uvbuild.errors import ProjectError, StepFailed
@@ -189,6 +189,8 @@ def test_dependencies_see_only_manifests_and_the_project_sees_its_sources(
         ("deps", "/src", ("pyproject.toml", "uv.lock")),
         ("project", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
                              "uv.lock")),
+        # The layer the project batch staged (with the runtime.copy entry into /app).
+        ("project", "/app", ("lib/app/__init__.py", "assets")),
     ]
 
 
@@ -199,7 +201,127 @@ def test_uv_sync_runs_locked_without_then_with_the_project(engine: FakeEngine, p
     syncs = [argv for argv in engine.runs() if argv[:2] == (UV_TARGET, "sync")]
     common = (UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
               "--python", "python3")
-    assert syncs == [(*common, "--no-install-workspace"), common]
+    assert syncs == [(*common, "--no-install-workspace"), (*common, "--offline")]
+
+
+PROJECT_SYNC = (UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
+                "--python", "python3")
+BACKEND_NOT_CACHED = (
+    "error: Failed to build `app @ file:///src`\n"
+    "  cause: Because hatchling was not found in the cache and you require hatchling>=1.25, "
+    "we can conclude that your requirements are unsatisfiable.\n"
+    "hint: Packages were unavailable because the network was disabled.\n")
+
+
+def project_syncs(engine: FakeEngine) -> list[tuple[str, ...]]:
+    return [argv for argv in engine.runs()
+            if argv[:2] == (UV_TARGET, "sync") and "--no-install-workspace" not in argv]
+
+
+def test_a_build_backend_missing_from_uvs_cache_is_fetched_online(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: "--offline" in argv, stderr=BACKEND_NOT_CACHED)
+
+    result = build(engine, plan_of(project), tmp_path)
+
+    assert project_syncs(engine) == [(*PROJECT_SYNC, "--offline"), PROJECT_SYNC]
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.live == {}
+
+
+def test_a_project_that_fails_to_build_online_too_reports_the_online_error(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: argv[:2] == (UV_TARGET, "sync")
+                    and "--no-install-workspace" not in argv,
+                    stderr="error: Failed to build `app @ file:///src`\n  SyntaxError\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert project_syncs(engine) == [(*PROJECT_SYNC, "--offline"), PROJECT_SYNC]
+    assert raised.value.message.startswith("uv sync of the project failed in the builder: ")
+    assert "--offline" not in raised.value.message
+    assert engine.live == {}
+
+
+def test_an_outdated_lock_is_not_tried_again_online(engine: FakeEngine, project: Path,
+                                                    tmp_path: Path) -> None:
+    sync_ran = build(engine, plan_of(project), tmp_path)  # dependencies cached
+    mark = len(engine.calls)
+    engine.fail_run(lambda argv: "--offline" in argv, returncode=2, stderr=STALE_LOCK)
+
+    with pytest.raises(ProjectError):  # a code change
+        build(engine, plan_of(project, source_digest="sha256:" + "3" * 64), tmp_path)
+
+    runs = [argv for c in calls_since(engine, mark) if c.method == "run"
+            for argv in commands_of(c.args[1])]
+    assert [argv for argv in runs if argv[:2] == (UV_TARGET, "sync")] == [
+        (*PROJECT_SYNC, "--offline")]
+    assert engine.names[IMAGE] == sync_ran.image_id
+
+
+def test_no_cache_builds_the_project_online(engine: FakeEngine, project: Path,
+                                            tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path, no_cache=True)
+
+    assert project_syncs(engine) == [PROJECT_SYNC]
+
+
+# -- the project layer and runtime.copy ---------------------------------------------------
+
+TWO_COPIES = RECIPE.replace("    - {from: /src/assets, to: /app/assets}\n",
+                            "    - {from: /src/assets, to: /app/assets}\n"
+                            "    - {from: /src/docs, to: /srv/docs}\n")
+
+
+def test_a_copy_into_app_is_staged_with_the_layer_and_one_elsewhere_copied(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    build(engine, plan_of(project, TWO_COPIES), tmp_path)
+
+    stage = next(argv for argv in engine.runs() if VENVDELTA in argv and "stage" in argv)
+    assert [stage[i:i + 4] for i, word in enumerate(stage) if word == "--copy"] == [
+        ("--copy", "0", "/src/assets", "/app/assets")]
+    final = [c for c in engine.calls if c.method in ("copy", "add_archive")
+             and c.args[2] not in ("/src", "/app/.venv")]  # not the sources, not the venv
+    assert [(c.method, *c.args[1:3]) for c in final] == [
+        ("add_archive", final[0].args[1], "/app"),  # the staged layer, as a tar
+        ("copy", "/src/docs", "/srv/docs"),
+    ]
+
+
+def test_with_the_project_step_cached_its_layer_is_copied_from_its_image(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    plan = plan_of(project, TWO_COPIES)
+    first = build(engine, plan, tmp_path)
+    del engine.names[plan.final.cache_ref]  # only the final step runs again
+    mark = len(engine.calls)
+
+    again = build(engine, plan, tmp_path)
+
+    assert ran(again) == ["add-project"]
+    project_image = plan.step("install-project").cache_ref
+    final = [c for c in calls_since(engine, mark) if c.method in ("copy", "add_archive")]
+    assert [(c.method, *c.args[1:3], c.kwargs.get("from_ref")) for c in final] == [
+        ("copy", PROJECT_LAYER, "/app", project_image),  # runtime.copy into /app is in it
+        ("copy", "/src/docs", "/srv/docs", project_image),
+    ]
+    assert again.image_id != first.image_id  # the fake makes a new ID for every commit
+
+
+def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: Path,
+                                                  tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: VENVDELTA in argv and "stage" in argv, returncode=3,
+                    stdout='@@uvbuild value copy_missing {"index": 0, "from": "/src/assets"}\n')
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.message == (
+        "runtime.copy[0]: /src/assets is not in the builder after builder.run")
+    assert raised.value.hint == "check the path, or make a builder.run command create it"
+    assert engine.commits() == ["prepare-builder", "sync-dependencies", "prepare-runtime",
+                                "add-dependencies"]
+    assert engine.live == {}
 
 
 def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
@@ -215,11 +337,15 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
         assert call.kwargs["env"]["HTTPS_PROXY"] == "http://proxy:3128"
         assert call.kwargs["env"]["PIP_NO_COLOR"] == "1"
         assert call.kwargs["env"]["SOURCE_DATE_EPOCH"] == "1700000000"
-        assert call.kwargs["mounts"] == (
+        assert call.kwargs["mounts"][:3] == (
             Mount("/opt/uv/bin/uv", UV_TARGET),
             Mount(str(tmp_path / "uv-cache"), UV_CACHE_TARGET, read_only=False),
             Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),
         )
+    # The project batch also writes the staged layer's tar to a host folder.
+    layer_out = builder_runs[1].kwargs["mounts"][3:]
+    assert [(m.target, m.read_only) for m in layer_out] == [("/run/uvbuild/out", False)]
+    assert not Path(layer_out[0].host).exists()  # removed when the build ended
     stored = [c for c in engine.calls if c.method in ("commit", "configure", "tag", "copy")]
     assert SECRET not in repr(stored)
     assert not [i for i in engine.store.values() if SECRET in repr(i)]

@@ -20,6 +20,7 @@ from uvbuild.plan import (
     AddDependencies,
     AddProject,
     InstallProject,
+    LayerCopy,
     Plan,
     PlanInputs,
     PrepareBuilder,
@@ -102,11 +103,11 @@ GOLDEN_KEYS = {
     "builder-base": "762f9c8a756e51ae4a22f093db8045ae0009ee3a376c31bf14953abb28b2f7ae",
     "prepare-builder": "40f01416858295a5eb068475664fb023c70976705420e71838af96362521aae6",
     "sync-dependencies": "dde2065c06591c89e49091c8fbb660b32b2c912f95d7dbbf8061c3f6d2cba85d",
-    "install-project": "063cf81fc7834b1d98b39aa76d2958923b00f44c3658e92672cf058ec581479d",
+    "install-project": "faa855dc8e7bede6728ef7b058468a0879f292ec91cfce6e48820d2a3eb41cd1",
     "runtime-base": "9523a316ca01efa7fc66f54b98ec6321430cee42568520335666f6a6c0fdab3e",
     "prepare-runtime": "5c346da2e7b78b51397546f5a204f8c6e090839f06f389da34b57d648ee51180",
     "add-dependencies": "997ae3463027a344efcdcdc64775ef0263bfa08f6f8608d153ba9032f848cd5d",
-    "add-project": "d0120f9df51a38d03bfda8148c29802b955f8b06026753a0ed2e69696036f1d6",
+    "add-project": "4f3738b8cbc170f238802787368cbfeae4487d76450a9c79854e3988e0956c13",
 }
 
 
@@ -198,6 +199,8 @@ def test_steps_carry_the_recipe_and_inputs() -> None:
     assert install.is_package is True
     assert install.sources == ("pyproject.toml", "src/app/__init__.py", "uv.lock")
     assert install.run == ("make assets",)
+    # The entry lands in /app: it is staged with the project layer, not copied at the end.
+    assert install.copy == (LayerCopy(index=0, source="/src/assets", dest="/app/assets"),)
 
     runtime_base = plan.step("runtime-base")
     assert isinstance(runtime_base, ResolveBase)
@@ -209,7 +212,7 @@ def test_steps_carry_the_recipe_and_inputs() -> None:
         ("libpq5",), "app", "python3")
 
     final = plan.final
-    assert final.copy == (CopyEntry(source="/src/assets", dest="/app/assets"),)
+    assert final.copy == ()
     assert final.workdir == "/app"
     assert final.env == (("LOG_LEVEL", "info"),)
     assert final.entrypoint == ("python", "-m", "app")
@@ -307,7 +310,6 @@ def test_lock_change_invalidates_the_dependency_and_project_steps() -> None:
     ("  labels: {org.opencontainers.image.title: app}",
      "  labels: {org.opencontainers.image.title: app2}"),
     ("  stop-signal: SIGINT", "  stop-signal: SIGTERM"),
-    ("    - {from: /src/assets, to: /app/assets}", "    - {from: /src/assets, to: /app/static}"),
     ("  expose: [8080]", "  expose: [8080]\n  cmd: [--port, '8080']"),
     ("  expose: [8080]", "  expose: [8080]\n  workdir: /srv"),
 ])
@@ -315,6 +317,50 @@ def test_runtime_config_changes_only_the_final_step(old: str, new: str) -> None:
     after = plan_of(recipe_of(edit(RECIPE, old, new)))
 
     assert changed(plan_of(), after) == {"add-project"}
+
+
+def test_copies_into_app_are_staged_with_the_project_layer() -> None:
+    copies = edit(RECIPE, "    - {from: /src/assets, to: /app/assets}",
+                  "    - {from: /src/a, to: /srv/a}\n"
+                  "    - {from: '/src/*.json', to: /app/static/../data/}\n"
+                  "    - {from: /src/b, to: /app}\n"
+                  "    - {from: /src/c, to: /application/c}")
+
+    plan = plan_of(recipe_of(copies))
+
+    assert plan.step("install-project").copy == (  # type: ignore[attr-defined]
+        LayerCopy(index=1, source="/src/*.json", dest="/app/data"),
+        LayerCopy(index=2, source="/src/b", dest="/app"))
+    assert plan.final.copy == (CopyEntry(source="/src/a", dest="/srv/a"),
+                               CopyEntry(source="/src/c", dest="/application/c"))
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("to: /app/assets}", "to: /app/static}", {"install-project", "add-project"}),
+    ("to: /app/assets}", "to: /srv/assets}", {"install-project", "add-project"}),
+    ("from: /src/assets", "from: /src/static", {"install-project", "add-project"}),
+])
+def test_a_copy_into_app_changes_the_project_steps(old: str, new: str,
+                                                   expected: set[str]) -> None:
+    after = plan_of(recipe_of(edit(RECIPE, old, new)))
+
+    assert changed(plan_of(), after) == expected
+
+
+def test_a_copy_elsewhere_changes_only_the_final_step() -> None:
+    before = recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/assets}"))
+    after = recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/static}"))
+
+    assert changed(plan_of(before), plan_of(after)) == {"add-project"}
+
+
+def test_the_install_key_of_a_recipe_without_copies_into_app_is_unchanged() -> None:
+    # Staging runtime.copy into the project layer added a field to install-project's key
+    # only for recipes that have such entries: the other recipes' caches still hold.
+    without = plan_of(recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/assets}")))
+
+    assert without.step("install-project").key == (
+        "063cf81fc7834b1d98b39aa76d2958923b00f44c3658e92672cf058ec581479d")
 
 
 def test_runtime_packages_or_user_change_the_runtime_chain() -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+import tarfile
 from pathlib import Path
 from types import ModuleType
 
@@ -85,3 +86,82 @@ def test_stage_holds_only_new_and_changed_files_and_rereads_only_those(
     assert stat.S_IMODE(os.lstat(root / ".venv/.lock").st_mode) & 0o022 == 0
     assert str(root / ".venv/lib/dep/__init__.py") not in read  # size and time matched
     assert "installed" in values(capsys.readouterr().out)
+
+
+@pytest.fixture
+def staged(venvdelta: ModuleType, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """ROOT (/app) after a project install, its snapshot, and where the layer goes."""
+    root, manifest, out = tmp_path / "app", tmp_path / "deps.json", tmp_path / "layer"
+    tree(root, {".venv/lib/dep/__init__.py": "x = 1\n"})
+    venvdelta.snapshot(str(root), str(manifest))
+    tree(root, {".venv/lib/app/__init__.py": "y = 2\n", "static/keep.txt": "k\n"})
+    return root, manifest, out
+
+
+def test_copies_into_app_follow_buildah_copy(
+        venvdelta: ModuleType, tmp_path: Path, staged: tuple[Path, Path, Path]) -> None:
+    root, manifest, out = staged
+    src = tmp_path / "src"
+    tree(src, {"openapi.json": "{}", "docs/index.html": "<p>", "docs/img/a.png": "png",
+               "dist/a.whl": "a", "dist/b.whl": "b"})
+    (src / "latest").symlink_to("openapi.json")
+    (src / "docs" / "link").symlink_to("index.html")
+    os.chmod(src / "openapi.json", 0o600)
+    copies = [
+        (0, str(src / "openapi.json"), "/app/openapi.json"),  # a file to a new name
+        (1, str(src / "docs"), "/app/site"),  # a folder: its contents
+        (2, str(src / "dist" / "*.whl"), "/app/wheels"),  # several: into a folder
+        (3, str(src / "latest"), "/app/static"),  # a folder of ROOT: into it, link followed
+        (4, str(src / "openapi.json"), "/app/api/"),  # trailing slash: into it
+    ]
+    venvdelta.stage(str(root), str(manifest), str(out), copies=[
+        (i, s, d.replace("/app", str(root), 1)) for i, s, d in copies])
+
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir())
+    assert files == [".venv/lib/app/__init__.py", "api/openapi.json", "openapi.json",
+                     "site/img/a.png", "site/index.html", "site/link", "static/keep.txt",
+                     "static/latest", "wheels/a.whl", "wheels/b.whl"]
+    assert stat.S_IMODE(os.lstat(out / "openapi.json").st_mode) == 0o600  # mode kept
+    assert (out / "site" / "link").is_symlink()  # inside a folder: still a link
+    assert not (out / "static" / "latest").is_symlink()  # the source itself: followed
+    assert (out / "static" / "latest").read_text() == "{}"
+
+
+def test_a_missing_copy_source_is_reported_with_its_index(
+        venvdelta: ModuleType, tmp_path: Path, staged: tuple[Path, Path, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root, manifest, out = staged
+
+    with pytest.raises(SystemExit) as exited:
+        venvdelta.stage(str(root), str(manifest), str(out),
+                        copies=[(2, str(tmp_path / "src" / "*.json"), str(root / "api"))])
+
+    assert exited.value.code == 3
+    assert values(capsys.readouterr().out)["copy_missing"] == {
+        "index": 2, "from": str(tmp_path / "src" / "*.json")}
+
+
+def test_the_layer_tar_holds_the_staged_files_owned_by_root_at_the_build_time(
+        venvdelta: ModuleType, tmp_path: Path, staged: tuple[Path, Path, Path]) -> None:
+    root, manifest, out = staged
+    (tmp_path / "host").mkdir()
+    tar_path = tmp_path / "host" / "layer.tar"
+
+    venvdelta.stage(str(root), str(manifest), str(out), tar=str(tar_path))
+
+    with tarfile.open(tar_path) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    expected = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert sorted(names) == expected and "." not in names
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {
+        (0, 0, "", "", EPOCH)}
+    assert not list((tmp_path / "host").glob("*.part"))
+
+
+def test_stage_options_parse_in_any_order(venvdelta: ModuleType) -> None:
+    assert venvdelta.stage_options(
+        ["--copy", "0", "/src/a", "/app/a", "--tar", "/out/l.tar", "--compile",
+         "--copy", "3", "/src/b c", "/app/b"]) == {
+        "compile_bytecode": True, "tar": "/out/l.tar",
+        "copies": [(0, "/src/a", "/app/a"), (3, "/src/b c", "/app/b")]}

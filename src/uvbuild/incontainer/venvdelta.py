@@ -4,10 +4,15 @@
 # dependencies and the project as separate layers.
 # Usage: python venvdelta.py snapshot ROOT MANIFEST
 #        python venvdelta.py stage ROOT MANIFEST OUT [--compile]
+#                                  [--copy INDEX FROM TO]... [--tar PATH]
 # With --compile, the .py files the project install added are compiled here (uv ran
 # without UV_COMPILE_BYTECODE, which would recompile the whole venv every time).
+# Each --copy stages a runtime.copy entry whose TO is under ROOT into OUT, as
+# `buildah copy` would copy it into the runtime. --tar also writes OUT as a tar
+# archive (entries relative to OUT, owned by 0:0) to PATH, a folder of the host's.
 # Both report facts uvbuild records, as "@@uvbuild value NAME JSON" lines on stdout:
 # snapshot the interpreter the venv uses, stage the distributions installed.
+import glob
 import hashlib
 import json
 import os
@@ -16,6 +21,7 @@ import re
 import shutil
 import stat
 import sys
+import tarfile
 
 VENV_PYTHON = "/app/.venv/bin/python"
 
@@ -154,7 +160,51 @@ def compile_new(root, before, now):
                 now[rel_path] = describe(path, scrubbed_lstat(path), before.get(rel_path))
 
 
-def stage(root, manifest, out, compile_bytecode=False):
+def stage_copy(root, out, index, source, dest):
+    """One runtime.copy entry into OUT, with `buildah copy`'s rules.
+
+    A folder's contents are copied into TO; a file becomes TO, or goes into it when TO
+    ends with / or is a folder in the runtime's ROOT (the builder's ROOT after the
+    install is exactly that) or several files match. The source itself is followed if
+    it is a symbolic link; links inside a folder stay links. A missing source is
+    reported as a value and exits 3.
+    """
+    sources = sorted(glob.glob(source)) if glob.has_magic(source) else [source]
+    sources = [s for s in sources if os.path.exists(s)]
+    if not sources:
+        value("copy_missing", {"index": index, "from": source})
+        sys.exit(3)
+    rel = os.path.relpath(os.path.normpath(dest), root)
+    target = out if rel == "." else os.path.join(out, rel)
+    into = (dest.endswith("/") or len(sources) > 1 or os.path.isdir(target)
+            or os.path.isdir(os.path.join(root, rel)))
+    for src in sources:
+        if os.path.isdir(src):
+            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+            continue
+        path = os.path.join(target, os.path.basename(src)) if into else target
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.copy2(src, path)
+
+
+def write_tar(out, path, timestamp):
+    """OUT's contents as a tar at PATH: sorted, owned by 0:0, stamped with `timestamp`."""
+    def clean(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = timestamp
+        return info
+
+    with tarfile.open(path + ".part", "w", format=tarfile.PAX_FORMAT) as tar:
+        for top, dirs, files in os.walk(out):
+            dirs.sort()
+            for name in dirs + sorted(files):
+                full = os.path.join(top, name)
+                tar.add(full, os.path.relpath(full, out), recursive=False, filter=clean)
+    os.replace(path + ".part", path)
+
+
+def stage(root, manifest, out, compile_bytecode=False, copies=(), tar=None):
     with open(manifest) as f:
         before = json.load(f)
     now = walk(root, before)
@@ -183,13 +233,34 @@ def stage(root, manifest, out, compile_bytecode=False):
         json.dump(removed, f)
     print("uvbuild: project layer holds %d new or changed files, %d removed"
           % (changed, len(removed)), file=sys.stderr)
+    for index, source, dest in copies:
+        stage_copy(root, out, index, source, dest)
+    if tar:
+        write_tar(out, tar, int(os.environ.get("SOURCE_DATE_EPOCH") or 0))
     value("installed", installed())
+
+
+def stage_options(args):
+    """--compile, --copy INDEX FROM TO (repeated) and --tar PATH, in any order."""
+    options = {"compile_bytecode": False, "copies": [], "tar": None}
+    while args:
+        flag = args.pop(0)
+        if flag == "--compile":
+            options["compile_bytecode"] = True
+        elif flag == "--copy":
+            options["copies"].append((int(args[0]), args[1], args[2]))
+            del args[:3]
+        elif flag == "--tar":
+            options["tar"] = args.pop(0)
+        else:
+            sys.exit("venvdelta.py stage: unknown option %s" % flag)
+    return options
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "snapshot":
         snapshot(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "stage":
-        stage(sys.argv[2], sys.argv[3], sys.argv[4], "--compile" in sys.argv[5:])
+        stage(sys.argv[2], sys.argv[3], sys.argv[4], **stage_options(sys.argv[5:]))
     else:
         sys.exit("usage: venvdelta.py snapshot|stage ...")
