@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import posixpath
 import shlex
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from .engine import Mount
 from .errors import ProjectError, StepFailed
 from .incontainer import script
 from .plan import (
+    APP,
     SOURCE_DIR,
     STANDARD_PATH,
     VENV,
@@ -39,6 +39,8 @@ DEPS_MANIFEST = f"{STATE}/deps.json"
 PROJECT_LAYER = f"{STATE}/layer"
 LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the project batch only
 LAYER_TAR = "layer.tar"
+FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
+FILES_TAR = "files.tar"
 
 
 def install_packages(build: Build, container: str, packages: tuple[str, ...], stage: str) -> None:
@@ -132,12 +134,23 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
     return argv
 
 
-def _add_files(build: Build, ctr: str, files: tuple[str, ...], dest: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="uvbuild-src-") as tmp:
-        tarball = Path(tmp) / "files.tar"
-        write_tarball(tarball, Path(build.plan.project_root), files,
-                      timestamp=build.plan.timestamp)
-        build.engine.add_archive(ctr, str(tarball), dest)
+def _files_in(build: Build, step: SyncDependencies, name: str, files: tuple[str, ...],
+              *dests: str) -> tuple[str, Mount]:
+    """The project `files` as a tar in a host folder, and the batch command that unpacks
+    them into `dests` in the builder (with the mount it needs): one `buildah add` fewer.
+    """
+    folder = build.scratch_dir(name)
+    write_tarball(folder / FILES_TAR, Path(build.plan.project_root), files,
+                  timestamp=build.plan.timestamp)
+    command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{FILES_TAR}",
+                           *dests])
+    return command, Mount(str(folder), FILES_IN)
+
+
+def _unpack_failure(step: SyncDependencies, result: cmd.Result) -> Exception:
+    return StepFailed(f"unpacking the project's files in the builder with {step.python} "
+                      f"failed: {cmd.describe_failure(result)}",
+                      hint="builder.python must name a Python 3 the builder base has")
 
 
 def _lock_outdated(result: cmd.Result) -> bool:
@@ -181,12 +194,14 @@ def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[st
 def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
     with build.container(parent, "deps") as ctr:
-        _add_files(build, ctr, step.manifests, SOURCE_DIR)
-        commands = [batch.shell(uv_sync_argv(step, project=False)),
+        unpack, files = _files_in(build, step, "manifests", step.manifests, SOURCE_DIR)
+        commands = [unpack, batch.shell(uv_sync_argv(step, project=False)),
                     _venvdelta("snapshot", "/app", DEPS_MANIFEST)]
-        outcome = _run_batch(build, ctr, step, commands, project=False)
+        outcome = _run_batch(build, ctr, step, commands, project=False, extra_mounts=(files,))
         if outcome.failed == 0:
-            raise _uv_failure(build, outcome.steps[0], project=False)
+            raise _unpack_failure(step, outcome.steps[0])
+        if outcome.failed == 1:
+            raise _uv_failure(build, outcome.steps[1], project=False)
         python = outcome.values.get("python")
         if outcome.failed is not None or not isinstance(python, dict):
             raise StepFailed(f"the builder's virtualenv does not run: "
@@ -204,10 +219,9 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
     ctr = build.open_container(parent, "project")
-    _add_files(build, ctr, step.sources, SOURCE_DIR)
-    if not step.is_package:
-        # Not a package: the project's files themselves are the application.
-        _add_files(build, ctr, step.sources, "/app")
+    # Not a package: the project's files themselves are the application, in /app too.
+    unpack, files = _files_in(build, sync, "sources", step.sources,
+                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, APP)))
     # The staged layer also comes out as a tar in a host folder: add-project unpacks it
     # with the SBOM in one `buildah add` instead of copying from this container.
     out = build.scratch_dir("layer")
@@ -217,12 +231,13 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
     stage_options += ["--tar", f"{LAYER_OUT}/{LAYER_TAR}"]
 
     def commands(offline: bool) -> list[str]:
-        return [batch.shell(uv_sync_argv(sync, project=True, offline=offline)), *step.run,
+        return [unpack, batch.shell(uv_sync_argv(sync, project=True, offline=offline)),
+                *step.run,
                 _venvdelta("stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *stage_options)]
 
     def run(offline: bool) -> batch.Outcome:
         return _run_batch(build, ctr, sync, commands(offline), project=True,
-                          extra_mounts=(Mount(str(out), LAYER_OUT, read_only=False),))
+                          extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
 
     # The dependencies are installed; what the project's build may still fetch is its
     # build backend (build-system.requires), which uv resolves again on every build, a
@@ -230,12 +245,14 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
     # online only when it is not (or --no-cache), and then the same batch runs again.
     offline = not build.settings.no_cache
     outcome = run(offline)
-    if outcome.failed == 0 and offline and not _lock_outdated(outcome.steps[0]):
+    if outcome.failed == 1 and offline and not _lock_outdated(outcome.steps[1]):
         outcome = run(False)
     if outcome.failed == 0:
-        raise _uv_failure(build, outcome.steps[0], project=True)
-    if outcome.failed is not None and outcome.failed <= len(step.run):
-        index = outcome.failed - 1
+        raise _unpack_failure(sync, outcome.steps[0])
+    if outcome.failed == 1:
+        raise _uv_failure(build, outcome.steps[1], project=True)
+    if outcome.failed is not None and outcome.failed <= 1 + len(step.run):
+        index = outcome.failed - 2
         raise StepFailed(f"builder.run[{index}] `{step.run[index]}` failed: "
                          f"{cmd.describe_failure(outcome.steps[-1])}")
     missing = outcome.values.get("copy_missing")

@@ -32,6 +32,7 @@ from uvbuild.incontainer import script
 MKUSER = script("mkuser.py")
 BATCH = script("batch.sh")
 VENVDELTA = script("venvdelta.py")
+UNPACK = script("unpack.py")
 RUNTIME_UID = 10001
 
 
@@ -390,7 +391,19 @@ class FakeEngine:
                 return Result(argv, failure.returncode, "".join(out), "".join(err))
             if VENVDELTA in words:
                 out.append(self._venvdelta(ctr, words, mounts))
+            if UNPACK in words:
+                self._unpack(ctr, words, mounts)
         return Result(argv, 0, "".join(out), "".join(err))
+
+    def _unpack(self, ctr: FakeContainer, words: tuple[str, ...],
+                mounts: tuple[Mount, ...]) -> None:
+        """unpack.py ARCHIVE DEST...: the archive, read from its mount, reaches each DEST."""
+        archive, dests = words[words.index(UNPACK) + 1], words[words.index(UNPACK) + 2:]
+        mount = next(m for m in mounts if archive.startswith(m.target + "/"))
+        with tarfile.open(mount.host + archive[len(mount.target):]) as tar:
+            names = tuple(tar.getnames())
+        for dest in dests:
+            self.archives.append(Archive(container=ctr.name, dest=dest, names=names))
 
     @staticmethod
     def _venvdelta(ctr: FakeContainer, words: tuple[str, ...], mounts: tuple[Mount, ...]) -> str:
