@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -276,16 +276,12 @@ class Buildah:
             args += ["--stop-signal", config.stop_signal]
         return args
 
-    def commit(self, container: str, options: CommitOptions,
-               config: ImageConfig | None = None) -> str:
+    def commit(self, container: str, options: CommitOptions) -> str:
         """Commit the container to a new, unnamed image and return its ID.
 
-        `config`, if given, is applied first, in the same `buildah config` call as the
-        commit's labels (which win over its own).
+        The options' labels, if any, are set first (one `buildah config`).
         """
-        config = config or ImageConfig()
-        labels = {**dict(config.labels), **options.labels}
-        self.configure(container, replace(config, labels=tuple(sorted(labels.items()))))
+        self.configure(container, ImageConfig(labels=tuple(sorted(options.labels.items()))))
         out = self._call("commit", "--quiet", "--timestamp", str(options.timestamp), container,
                          what="committing the image")
         return _bare_id(out.strip().splitlines()[-1])

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from . import builder_steps, cmd, runtime_steps
 from .bootstrap import build_bootstrap_base
@@ -86,7 +86,7 @@ class Build:
         self.values: dict[str, dict[str, object]] = {}  # step name → facts its commands reported
         self._sources: dict[str, str] = {}  # step name → live container with its files
         self._background: list[Future[str]] = []
-        self._early: dict[str, Future[str]] = {}  # step name → its working container
+        self._early: dict[str, Future[Any]] = {}  # step name → its working container(s)
         self._scratch: Path | None = None  # host folder for files steps hand over
         self._cached: dict[str, str] = {}
         self._live: set[str] = set()  # working containers to remove on any exit
@@ -194,20 +194,53 @@ class Build:
         if parent is None or not self.settings.parallel:
             return
 
-        def open_it() -> str:
+        def open_it() -> object:
             self.ensure(self.plan.step(parent))
-            return self.open_container(self.source(parent), step.name)
+            return self._open_for(step, self.source(parent))
 
         self._early[step.name] = self._in_thread(open_it, name=f"uvbuild-from-{step.name}")
 
-    def step_container(self, step: Step, image: str) -> str:
-        """The working container `step` builds in, from `image` (its CONTAINER_FROM need).
+    def _open_for(self, step: Step, image: str) -> object:
+        if isinstance(step, AddProject):
+            return runtime_steps.open_final(self, step, image)
+        return self.open_container(image, step.name)
+
+    def step_container(self, step: Step, image: str) -> Any:
+        """The working container `step` builds in, from `image` (its CONTAINER_FROM need):
+        a container name, or for the final step its FinalContainers, configured.
 
         Made early when the build runs in parallel (see `_open_early`); removed when the
         build ends, with the other working containers, in one call.
         """
         early = self._early.pop(step.name, None)
-        return early.result() if early is not None else self.open_container(image, step.name)
+        return early.result() if early is not None else self._open_for(step, image)
+
+    def start(self, work: Callable[[], T], *, name: str) -> Future[T]:
+        """`work` in a thread of its own (at once, in this one, when not parallel)."""
+        if self.settings.parallel:
+            return self._in_thread(work, name=name)
+        done: Future[T] = Future()
+        _into(done, work)
+        return done
+
+    def together(self, works: list[Callable[[], object]]) -> None:
+        """Run `works` at the same time (one by one when not parallel); raise the first
+        failure once all have stopped."""
+        if not self.settings.parallel:
+            for work in works:
+                work()
+            return
+        others = [self.start(work, name="uvbuild-together") for work in works[1:]]
+        first: BaseException | None = None
+        try:
+            if works:
+                works[0]()
+        except BaseException as exc:
+            first = exc
+        for other in others:
+            first = first or other.exception()  # waits for it
+        if first is not None:
+            raise first
 
     def _sweep(self) -> str:
         for name in stale_containers(self.engine):

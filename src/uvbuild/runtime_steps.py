@@ -1,9 +1,9 @@
 """The runtime stage: base + packages + user, a dependencies layer, a project layer.
 
-No command runs in the final image's working container before its commit: the
-project layer and the config are copied and set, the image committed, and only then
-does `runtime.test` run in that container, which is removed afterwards, so tests
-cannot leave files in what ships.
+No command runs in the final image's working container: it is configured early, the
+project layer and runtime.copy are put in, and it is committed. `runtime.test` runs
+meanwhile in a twin container (same base image, same files, same config), which is
+removed afterwards, so tests cannot leave files in what ships.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import posixpath
 import tempfile
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import batch, cmd
 from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
-from .engine import ImageConfig
+from .engine import CommitOptions, ImageConfig
 from .errors import EngineError, ProjectError, StepFailed
 from .incontainer import script
 from .plan import APP, STANDARD_PATH, VENV, AddDependencies, AddProject, PrepareRuntime
@@ -107,34 +109,88 @@ def final_config(step: AddProject, base_env: tuple[str, ...], labels: dict[str, 
                        stop_signal=step.stop_signal)
 
 
-def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> str:
-    """Project layer + runtime.copy + config, committed, then tested; returns the image ID."""
-    deps_image, project_image = parents["add-dependencies"], parents["install-project"]
+@dataclass(frozen=True, slots=True)
+class FinalContainers:
+    """Where the final image is made, and its twin, where `runtime.test` runs."""
+
+    image: str  # committed: becomes the final image
+    test: str | None  # the same base, files and config; None without runtime.test
+    user: str  # the runtime user (uid:gid) the tests run as
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.image,) if self.test is None else (self.image, self.test)
+
+
+def open_final(build: Build, step: AddProject, deps_image: str) -> FinalContainers:
+    """The final step's containers, configured: done early, while the project installs.
+
+    The tests get a container of their own, filled and configured exactly like the one
+    committed, so they run while the commit does and cannot leave files in it.
+    """
     info = build.engine.image(deps_image)
     base_env = info.env if info else ()
     user = (info.labels.get("io.uvbuild.user") if info else None) or ""
-    ctr = build.step_container(step, deps_image)
-    made = build.values.get("install-project", {})
-    if isinstance(made.get("layer_tar"), str):
-        # install-project ran in this build: its layer is a tar on the host already.
-        tarball = str(made["layer_tar"])
-        append_sbom(build, tarball, made.get("installed"))
-        build.engine.add_archive(ctr, tarball, APP)
-    else:
-        build.engine.copy(ctr, PROJECT_LAYER, APP, from_ref=project_image)
-        add_sbom(build, ctr, project_image)
-    for entry in step.copy:
-        build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
-    image_id = build.engine.commit(ctr, build.commit_options(step, **{"io.uvbuild.key": step.key}),
-                                   final_config(step, base_env, {}))
+    # The step's labels go with the config (and win over the recipe's), so the commit
+    # itself needs no config call.
+    config = final_config(step, base_env, {})
+    ours = build.commit_options(step, **{"io.uvbuild.key": step.key}).labels
+    config = replace(config, labels=tuple(sorted({**dict(config.labels), **ours}.items())))
+    made = []
+    for purpose in (step.name, f"{step.name}-test") if step.test else (step.name,):
+        ctr = build.open_container(deps_image, purpose)
+        build.engine.configure(ctr, config)
+        made.append(ctr)
+    return FinalContainers(image=made[0], test=made[1] if step.test else None, user=user)
+
+
+def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> str:
+    """Project layer + runtime.copy into the configured containers; the image committed
+    while the tests run in its twin; returns the image ID."""
+    deps_image, project_image = parents["add-dependencies"], parents["install-project"]
+    final = build.step_container(step, deps_image)
+    assert isinstance(final, FinalContainers)
+    fill = _filler(build, step, project_image)
+    build.together([lambda ctr=ctr: fill(ctr) for ctr in final.all])
+    options = CommitOptions(timestamp=build.plan.timestamp)  # labels: set in open_final
+    commit = build.start(lambda: build.engine.commit(final.image, options),
+                         name=f"uvbuild-commit-{step.name}")
     try:
-        # The container now holds exactly the committed image, and is removed when the
-        # build ends: nothing the tests write can reach what ships.
-        run_tests(build, step, ctr, user)
+        if final.test is not None:
+            run_tests(build, step, final.test, final.user)
     except BaseException:
-        build.discard_image(image_id)
+        _discard(build, commit)
         raise
-    return image_id
+    return commit.result()
+
+
+def _discard(build: Build, commit: Future[str]) -> None:
+    """The image of a build whose tests failed: removed once its commit is done."""
+    try:
+        image_id = commit.result()
+    except BaseException:  # the commit failed or was stopped too: nothing to remove
+        return
+    build.discard_image(image_id)
+
+
+def _filler(build: Build, step: AddProject, project_image: str) -> Callable[[str], None]:
+    """What puts the project layer, the SBOM and runtime.copy into a final container."""
+    made = build.values.get("install-project", {})
+    tarball = made.get("layer_tar")
+    if isinstance(tarball, str):
+        # install-project ran in this build: its layer is a tar on the host already.
+        append_sbom(build, tarball, made.get("installed"))
+
+    def fill(ctr: str) -> None:
+        if isinstance(tarball, str):
+            build.engine.add_archive(ctr, tarball, APP)
+        else:
+            build.engine.copy(ctr, PROJECT_LAYER, APP, from_ref=project_image)
+            add_sbom(build, ctr, project_image)
+        for entry in step.copy:
+            build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
+
+    return fill
 
 
 def _sbom(build: Build, installed: object) -> bytes | None:

@@ -123,6 +123,7 @@ class FakeEngine:
         self.store: dict[str, FakeImage] = {}  # image ID → image
         self.live: dict[str, FakeContainer] = {}  # container name → container
         self.archives: list[Archive] = []
+        self.committed_steps: list[str] = []  # the io.uvbuild.step label of each commit
         self.remote: dict[str, Python | None] = {}  # refs `pull` can fetch
         self.scratch_python: Python | None = None  # what a root unpacked from scratch holds
         self._ids = itertools.count(1)
@@ -169,7 +170,7 @@ class FakeEngine:
 
     def commits(self) -> list[str]:
         """The `io.uvbuild.step` label of every commit, in order."""
-        return [c.args[1].labels.get("io.uvbuild.step", "?") for c in self.called("commit")]
+        return list(self.committed_steps)
 
     def tags(self) -> list[str]:
         """Every name `tag` was asked to set, in order."""
@@ -459,16 +460,15 @@ class FakeEngine:
         ctr.env = tuple(f"{k}={v}" for k, v in env.items())
         ctr.labels.update(dict(config.labels))
 
-    def commit(self, container: str, options: CommitOptions,
-               config: ImageConfig | None = None) -> str:
-        after = self._record("commit", container, options, config=config)
-        if config is not None:
-            self._apply(container, config)
+    def commit(self, container: str, options: CommitOptions) -> str:
+        after = self._record("commit", container, options)
         ctr = self._container(container)
         image_id = self._new_id("image")
+        labels = {**ctr.labels, **options.labels}
         self.store[image_id] = FakeImage(
-            id=image_id, labels={**ctr.labels, **options.labels}, env=ctr.env, user=ctr.user,
+            id=image_id, labels=labels, env=ctr.env, user=ctr.user,
             layers=(*ctr.layers, (f"sha256:{image_id}", 10)), python=ctr.python)
+        self.committed_steps.append(labels.get("io.uvbuild.step", "?"))
         after()
         return image_id
 

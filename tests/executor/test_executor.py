@@ -169,7 +169,9 @@ def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Pa
 
     assert engine.live == {}
     made = [c.args[1] for c in engine.called("from_image")]
-    assert len(made) == len(set(made)) == 6  # one per step (the tests use add-project's)
+    # One per step, and the twin of add-project's where its tests run.
+    assert len(made) == len(set(made)) == 7
+    assert made[-1].endswith("-add-project-test")
     assert {name for c in engine.called("rm") for name in c.args} == set(made)
 
 
@@ -189,8 +191,10 @@ def test_dependencies_see_only_manifests_and_the_project_sees_its_sources(
         ("deps", "/src", ("pyproject.toml", "uv.lock")),
         ("project", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
                              "uv.lock")),
-        # The layer the project batch staged (with the runtime.copy entry into /app).
+        # The layer the project batch staged (with the runtime.copy entry into /app), in
+        # the final container and in its twin for the tests.
         ("project", "/app", ("lib/app/__init__.py", "assets")),
+        ("test", "/app", ("lib/app/__init__.py", "assets")),
     ]
 
 
@@ -286,7 +290,7 @@ def test_a_copy_into_app_is_staged_with_the_layer_and_one_elsewhere_copied(
     assert [(c.method, *c.args[1:3]) for c in final] == [
         ("add_archive", final[0].args[1], "/app"),  # the staged layer, as a tar
         ("copy", "/src/docs", "/srv/docs"),
-    ]
+    ] * 2  # the final container, then the tests' twin
 
 
 def test_with_the_project_step_cached_its_layer_is_copied_from_its_image(
@@ -304,7 +308,7 @@ def test_with_the_project_step_cached_its_layer_is_copied_from_its_image(
     assert [(c.method, *c.args[1:3], c.kwargs.get("from_ref")) for c in final] == [
         ("copy", PROJECT_LAYER, "/app", project_image),  # runtime.copy into /app is in it
         ("copy", "/src/docs", "/srv/docs", project_image),
-    ]
+    ] * 2  # the final container, then the tests' twin
     assert again.image_id != first.image_id  # the fake makes a new ID for every commit
 
 
@@ -472,16 +476,14 @@ def test_second_build_only_tags(engine: FakeEngine, project: Path, tmp_path: Pat
 def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project: Path,
                                                     tmp_path: Path) -> None:
     build(engine, plan_of(project), tmp_path)
-    mark = len(engine.calls)
+    mark = len(engine.committed_steps)
     changed = plan_of(project, source_digest="sha256:" + "3" * 64)
     result = build(engine, changed, tmp_path)
 
     assert ran(result) == ["install-project", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
         "sync-dependencies", "add-dependencies"]
-    new_commits = [c.args[1].labels["io.uvbuild.step"]
-                   for c in calls_since(engine, mark) if c.method == "commit"]
-    assert new_commits == ["install-project", "add-project"]
+    assert engine.committed_steps[mark:] == ["install-project", "add-project"]
     assert engine.names[IMAGE] == result.image_id
 
 
@@ -503,14 +505,15 @@ def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
 # -- failures -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 def test_a_failing_runtime_test_tags_nothing_and_removes_the_image(
-        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+        engine: FakeEngine, project: Path, tmp_path: Path, parallel: bool) -> None:
     previous = engine.add_image(IMAGE)
     engine.fail_run("app --self-test", stderr="self-test: no database\n")
     plan = plan_of(project)
 
     with pytest.raises(StepFailed) as raised:
-        build(engine, plan, tmp_path)
+        build(engine, plan, tmp_path, parallel=parallel)
 
     assert raised.value.message == (
         "runtime.test[0] `app --self-test` failed: `/bin/sh -c 'app --self-test'` failed with "
@@ -661,12 +664,44 @@ def test_a_runtime_without_the_builders_interpreter_says_so(project: Path,
 # -- steps at the same time ------------------------------------------------------------------
 
 
+def test_the_tests_run_in_a_twin_while_the_final_image_is_committed(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    committed = threading.Event()
+    twins: dict[str, Any] = {}
+
+    def name_of(ref: str) -> str:
+        return next(n for n, c in list(engine.live.items()) if ref in (n, c.id))
+
+    def hold_the_tests(call: Call) -> None:
+        if call.method == "commit" and name_of(call.args[0]).endswith("-add-project"):
+            twins["committed"] = call.args[0]
+            committed.set()
+        elif call.method == "run" and commands_of(call.args[1]) == [("app", "--self-test")]:
+            twins["tested"], twins["tested_name"] = call.args[0], name_of(call.args[0])
+            # One after the other, this would wait for ever: the commit comes first.
+            assert committed.wait(timeout=10), "the commit did not run during the tests"
+
+    engine.on_call = hold_the_tests
+    result = build(engine, plan_of(project), tmp_path, parallel=True)
+
+    assert twins["tested_name"].endswith("-add-project-test")
+    # Same base, same files, same config: the twin holds what the image holds.
+    final = engine.image(result.image_id)
+    assert final is not None
+    tested = [c for c in engine.calls if c.method in ("configure", "add_archive", "copy")
+              and c.args[0] in (twins["tested"], twins["committed"])]
+    assert [c.args[1:] for c in tested if c.args[0] == twins["tested"]] == [
+        c.args[1:] for c in tested if c.args[0] == twins["committed"]]
+    assert engine.live == {}
+
+
 def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, project: Path,
                                                        tmp_path: Path) -> None:
     prepared = threading.Event()
 
     def hold_the_sync(call: Call) -> None:
-        if call.method == "commit" and call.args[1].labels["io.uvbuild.step"] == "prepare-runtime":
+        if call.method == "commit" and call.args[1].labels.get(
+                "io.uvbuild.step") == "prepare-runtime":
             prepared.set()
         elif call.method == "run" and any("--no-install-workspace" in words
                                           for words in commands_of(call.args[1])):
