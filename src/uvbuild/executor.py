@@ -112,14 +112,15 @@ class Build:
             image_id = self.ensure(final)
             for pending in self._background:
                 pending.result()  # a step's commit that failed fails the build
+            # The image is tested: its working containers are removed and its size (for
+            # the report) read while it is named.
+            cleanup = self.start(self._remove_live, name="uvbuild-cleanup")
+            size = self.start(lambda: self.engine.image_size(image_id), name="uvbuild-size")
             # A final image made now gets its cache name with the output name: one call.
             names = (final.cache_ref,) if self._cached.get(final.cache_ref) != image_id else ()
             self.engine.tag(image_id, *names, self.plan.image)
-            # Its size (for the report) is read while the working containers are removed.
-            size: Future[int] = Future()
-            sizer = threading.Thread(target=_into, args=(size, self.engine.image_size, image_id),
-                                     name="uvbuild-size", daemon=True)
-            sizer.start()
+            cleanup.result()
+            image_size = size.result()
         except BaseException as exc:
             self._fail(exc)
             first = self._first_error
@@ -134,7 +135,6 @@ class Build:
             finally:
                 if self._scratch is not None:
                     shutil.rmtree(self._scratch, ignore_errors=True)
-        image_size = size.result()
         order = [s.name for s in self.plan.steps]
         steps = sorted(self.reporter.records, key=lambda r: order.index(str(r["step"])))
         return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,
@@ -216,11 +216,12 @@ class Build:
         return early.result() if early is not None else self._open_for(step, image)
 
     def start(self, work: Callable[[], T], *, name: str) -> Future[T]:
-        """`work` in a thread of its own (at once, in this one, when not parallel)."""
+        """`work` in a thread of its own; when not parallel, done here and now (its
+        failure raised at once)."""
         if self.settings.parallel:
             return self._in_thread(work, name=name)
         done: Future[T] = Future()
-        _into(done, work)
+        done.set_result(work())
         return done
 
     def together(self, works: list[Callable[[], object]]) -> None:
@@ -396,14 +397,17 @@ class Build:
         """Remove whatever working container is left: a deferred step's, or an interrupted one's."""
         first: BaseException | None = None
         with _signals_held():
-            if self._live:
+            with self._lock:
+                names = sorted(self._live)
+            if names:
                 for _attempt in range(2):  # one more try if the first was cut short
                     try:
-                        self.engine.rm(*sorted(self._live))
+                        self.engine.rm(*names)
                         break
                     except BaseException as exc:
                         first = first or exc
-            self._live.clear()
+            with self._lock:
+                self._live.difference_update(names)
         if first is not None:
             raise first
 
@@ -415,14 +419,6 @@ class Build:
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""
         self.engine.rmi(image_id)
-
-
-def _into(done: Future[T], work: Callable[..., T], *args: object) -> None:
-    """Run `work(*args)` and put its result (or exception) in `done`."""
-    try:
-        done.set_result(work(*args))
-    except BaseException as exc:  # handed to whoever waits for the result
-        done.set_exception(exc)
 
 
 @contextlib.contextmanager
