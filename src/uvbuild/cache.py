@@ -72,19 +72,25 @@ def stale_containers(engine: Buildah) -> list[str]:
     return stale
 
 
+def remove_stale_containers(engine: Buildah) -> int:
+    """Remove the stale working containers (one `buildah rm`); return how many."""
+    names = stale_containers(engine)
+    if names:
+        engine.rm(*names)
+    return len(names)
+
+
 def prune(*, everything: bool, engine: Buildah | None = None) -> tuple[int, int]:
     """Remove stale working containers and cache images; bases too with `everything`."""
     engine = engine or Buildah()
-    containers = stale_containers(engine)
-    for name in containers:
-        engine.rm(name)
+    containers = remove_stale_containers(engine)
     removed = 0
     for entry in list_entries(engine):
         if (_is_base(entry) or entry.step == "add-project") and not everything:
             continue  # bases are slow to remake; final images are what users run
         if engine.rmi(entry.name):
             removed += 1
-    return len(containers), removed
+    return containers, removed
 
 
 def _is_base(entry: CacheEntry) -> bool:

@@ -250,12 +250,6 @@ class Buildah:
 
     def configure(self, container: str, config: ImageConfig) -> None:
         """Apply an ImageConfig with one `buildah config` call."""
-        args = self._config_args(config)
-        if len(args) > 1:
-            self._call(*args, container, what="configuring the image")
-
-    @staticmethod
-    def _config_args(config: ImageConfig) -> list[str]:
         args = ["config"]
         if config.user is not None:
             args += ["--user", config.user]
@@ -274,7 +268,8 @@ class Buildah:
             args += ["--label", f"{key}={value}"]
         if config.stop_signal:
             args += ["--stop-signal", config.stop_signal]
-        return args
+        if len(args) > 1:
+            self._call(*args, container, what="configuring the image")
 
     def commit(self, container: str, options: CommitOptions) -> str:
         """Commit the container to a new, unnamed image and return its ID.

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from . import builder_steps, cmd, runtime_steps
 from .bootstrap import build_bootstrap_base
-from .cache import stale_containers
+from .cache import remove_stale_containers
 from .engine import CONTAINER_PREFIX, Buildah, CommitOptions, Mount
 from .plan import (
     CACHE_REPO,
@@ -243,10 +243,8 @@ class Build:
         if first is not None:
             raise first
 
-    def _sweep(self) -> str:
-        for name in stale_containers(self.engine):
-            self.engine.rm(name)
-        return ""
+    def _sweep(self) -> int:
+        return remove_stale_containers(self.engine)
 
     def scratch_dir(self, name: str) -> Path:
         """A new empty host folder, removed when the build ends."""
@@ -281,18 +279,7 @@ class Build:
 
     def _ensure_all(self, steps: list[Step]) -> None:
         """Make `steps`: the first in this thread, the others each in a thread of its own."""
-        if not self.settings.parallel:
-            for step in steps:
-                self.ensure(step)
-            return
-        others = [self._spawn(step) for step in steps[1:]]
-        if steps:
-            self.ensure(steps[0])
-        for other in others:
-            other.result()
-
-    def _spawn(self, step: Step) -> Future[str]:
-        return self._in_thread(lambda: self.ensure(step), name=f"uvbuild-{step.name}")
+        self.together([lambda step=step: self.ensure(step) for step in steps])
 
     def _in_thread(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """Run `work` in a thread of its own; its result (or exception) in a Future."""

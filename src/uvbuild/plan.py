@@ -269,8 +269,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     labels = tuple(sorted({**dict(inputs.oci_labels), **dict(r.labels)}.items()))
     final = AddProject(
         name="add-project", needs=("add-dependencies", "install-project"),
-        copy=tuple(c for c in r.copy if not in_project_layer(c)), workdir=r.workdir, env=r.env, entrypoint=r.entrypoint, cmd=r.cmd,
-        expose=r.expose, labels=labels, stop_signal=r.stop_signal, test=r.test,
+        copy=tuple(c for c in r.copy if not in_project_layer(c)), workdir=r.workdir,
+        env=r.env, entrypoint=r.entrypoint, cmd=r.cmd, expose=r.expose, labels=labels, stop_signal=r.stop_signal, test=r.test,
         key=key("add-project", {
             "copy": [[c.source, c.dest] for c in r.copy], "workdir": r.workdir,
             "env": [list(p) for p in r.env],

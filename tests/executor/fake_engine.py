@@ -447,10 +447,6 @@ class FakeEngine:
 
     def configure(self, container: str, config: ImageConfig) -> None:
         after = self._record("configure", container, config)
-        self._apply(container, config)
-        after()
-
-    def _apply(self, container: str, config: ImageConfig) -> None:
         ctr = self._container(container)
         ctr.config.append(config)
         if config.user is not None:
@@ -459,6 +455,7 @@ class FakeEngine:
         env.update(dict(config.env))
         ctr.env = tuple(f"{k}={v}" for k, v in env.items())
         ctr.labels.update(dict(config.labels))
+        after()
 
     def commit(self, container: str, options: CommitOptions) -> str:
         after = self._record("commit", container, options)
