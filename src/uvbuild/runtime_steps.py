@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import tempfile
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -174,19 +173,31 @@ def _discard(build: Build, commit: Future[str]) -> None:
 
 
 def _filler(build: Build, step: AddProject, project_image: str) -> Callable[[str], None]:
-    """What puts the project layer, the SBOM and runtime.copy into a final container."""
+    """What puts the project layer, the SBOM and runtime.copy into a final container.
+
+    The SBOM lists the installed packages: what install-project's commands reported
+    when that step ran in this build (its layer is then a tar on the host already, and
+    the SBOM joins it), else what its image's label recorded (the layer is copied from
+    that image, the SBOM added from a tar of its own). Made once for both containers.
+    """
     made = build.values.get("install-project", {})
-    tarball = made.get("layer_tar")
-    if isinstance(tarball, str):
-        # install-project ran in this build: its layer is a tar on the host already.
-        append_sbom(build, tarball, made.get("installed"))
+    layer_tar = made.get("layer_tar")
+    if isinstance(layer_tar, str):
+        installed, tarball = made.get("installed"), layer_tar
+    else:
+        installed = json.loads(_labels(build, project_image).get("io.uvbuild.installed", "{}"))
+        tarball = str(build.scratch_dir("sbom") / "sbom.tar")
+    document = _sbom(build, installed)
+    if document is not None:  # at SBOM_PATH, owned by root
+        append_file(Path(tarball), posixpath.relpath(SBOM_PATH, APP), document,
+                    timestamp=build.plan.timestamp)
+    add_tarball = isinstance(layer_tar, str) or document is not None
 
     def fill(ctr: str) -> None:
-        if isinstance(tarball, str):
-            build.engine.add_archive(ctr, tarball, APP)
-        else:
+        if not isinstance(layer_tar, str):
             build.engine.copy(ctr, PROJECT_LAYER, APP, from_ref=project_image)
-            add_sbom(build, ctr, project_image)
+        if add_tarball:
+            build.engine.add_archive(ctr, tarball, APP)
         for entry in step.copy:
             build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
 
@@ -199,31 +210,6 @@ def _sbom(build: Build, installed: object) -> bytes | None:
     return make_sbom(build.plan.project, build.plan.locked,
                      installed if isinstance(installed, dict) else {},
                      timestamp=build.plan.timestamp)
-
-
-def append_sbom(build: Build, tarball: str, installed: object) -> None:
-    """The SBOM (see add_sbom) as one more entry of the project layer's tar."""
-    document = _sbom(build, installed)
-    if document is not None:
-        append_file(Path(tarball), posixpath.relpath(SBOM_PATH, APP), document,
-                    timestamp=build.plan.timestamp)
-
-
-def add_sbom(build: Build, ctr: str, project_image: str) -> None:
-    """The CycloneDX SBOM of the installed packages, at SBOM_PATH, owned by root.
-
-    The installed packages are what install-project's commands reported when that step
-    ran, here what its image's label recorded (the step was cached).
-    """
-    document = _sbom(build, json.loads(
-        _labels(build, project_image).get("io.uvbuild.installed", "{}")))
-    if document is None:
-        return
-    with tempfile.TemporaryDirectory(prefix="uvbuild-sbom-") as tmp:
-        tarball = Path(tmp) / "sbom.tar"
-        append_file(tarball, posixpath.relpath(SBOM_PATH, APP), document,
-                    timestamp=build.plan.timestamp)
-        build.engine.add_archive(ctr, str(tarball), APP)
 
 
 def run_tests(build: Build, step: AddProject, ctr: str, user: str) -> None:
