@@ -22,9 +22,17 @@ FAILED = MARKER + "failed "
 VALUE = MARKER + "value "
 
 
-def argv(commands: Sequence[str]) -> list[str]:
-    """The argv that runs `commands` (shell text each) one after another."""
-    return ["/bin/sh", "-c", script("batch.sh"), "uvbuild-batch", *commands]
+# A gated batch first waits for one line on its stdin and runs only if it is `go`
+# (see cmd.Gate); it ends with GATE_SHUT if the gate was shut instead.
+GATE_SHUT = 97
+GATE = f'read -r uvbuild_go && [ "$uvbuild_go" = go ] || exit {GATE_SHUT}\n'
+
+
+def argv(commands: Sequence[str], *, gated: bool = False) -> list[str]:
+    """The argv that runs `commands` (shell text each) one after another; `gated`: only
+    once its gate opens (a `buildah run` with a cmd.Gate)."""
+    return ["/bin/sh", "-c", (GATE if gated else "") + script("batch.sh"), "uvbuild-batch",
+            *commands]
 
 
 def shell(argv_: Sequence[str]) -> str:

@@ -36,6 +36,7 @@ MARKER = "@@uvbuild "
 
 _debug = False
 _masked: set[str] = set()
+_START = time.monotonic()  # --debug lines say when, from here (about process start)
 
 
 def set_debug(on: bool) -> None:
@@ -48,6 +49,11 @@ def mask(value: str) -> None:
     """Never print `value` (a secret) in an echoed command line."""
     if value:
         _masked.add(value)
+
+
+def _echo(line: str) -> None:
+    """A --debug line, led by the seconds since start: "  1.23 + buildah from ..."."""
+    print(f"{time.monotonic() - _START:6.2f} {line}", file=sys.stderr, flush=True)
 
 
 def _shown(argv: Sequence[str]) -> str:
@@ -72,6 +78,76 @@ class Result:
         return self.returncode == 0
 
 
+class Gate:
+    """Holds a command at its start until `open()`: the command's stdin is a pipe that
+    stays empty until then, gets `go` and ends there (`shut()` ends it with nothing).
+
+    The command is expected to wait with `read -r word` and go on only if the word is
+    `go` (see batch.argv's `gated`). So a command can pay its start-up (a `buildah run`
+    sets up its container) while what it needs is still being made.
+    """
+
+    GO = "go"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None  # the pipe's write end, while the command runs
+        self._word: bytes | None = None  # once decided: b"go\n" or b"" (shut)
+        self._decided = threading.Event()
+
+    def open(self) -> None:
+        """Let the command go on (now, or as soon as it starts)."""
+        self._settle(f"{self.GO}\n".encode())
+
+    def shut(self) -> None:
+        """Stop the command at its gate (it ends without doing its work); no-op once open."""
+        self._settle(b"")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the gate is opened or shut; True if opened."""
+        self._decided.wait(timeout)
+        return bool(self._word)
+
+    def _settle(self, word: bytes) -> None:
+        with self._lock:
+            if self._word is not None:
+                return
+            self._word = word
+            fd, self._fd = self._fd, None
+        self._decided.set()
+        if fd is not None:
+            _send(fd, word)
+
+    def _attach(self, fd: int) -> None:
+        """The command started: `fd` writes to its stdin."""
+        with self._lock:
+            if self._word is None:
+                self._fd = fd
+                return
+            word = self._word
+        _send(fd, word)
+
+    def _detach(self) -> None:
+        """The command ended: close its stdin if nobody did; the gate stays shut."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if self._word is None:
+                self._word = b""
+        self._decided.set()
+        if fd is not None:
+            os.close(fd)
+
+
+def _send(fd: int, word: bytes) -> None:
+    try:
+        if word:
+            os.write(fd, word)  # a few bytes: a pipe takes them without blocking
+    except OSError:
+        pass  # the command ended already
+    finally:
+        os.close(fd)
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -80,6 +156,7 @@ def run(
     input_text: str | None = None,
     timeout: float | None = None,
     shielded: bool = False,
+    gate: Gate | None = None,
 ) -> Result:
     """Run `argv` (see `_run`); with --debug, also say how long it took.
 
@@ -87,14 +164,18 @@ def run(
     `interrupt_children`: for buildah's short bookkeeping commands (copy, commit, tag,
     rm...), which leave half-made containers behind when killed part-way. uvbuild
     then stops after the command, as it would have before it.
+
+    A `gate` holds the command at its start (see Gate); it cannot go with `input_text`.
     """
     started = time.monotonic()
     try:
         return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout,
-                    shielded=shielded)
+                    shielded=shielded, gate=gate)
     finally:
         if _debug:
-            print(f"  ({time.monotonic() - started:.2f}s)", file=sys.stderr, flush=True)
+            # Commands overlap: the line names the one that ended.
+            name = " ".join(argv[:2]) if argv else "?"
+            _echo(f"  {time.monotonic() - started:.2f}s {name}")
 
 
 def _run(
@@ -105,6 +186,7 @@ def _run(
     input_text: str | None,
     timeout: float | None,
     shielded: bool = False,
+    gate: Gate | None = None,
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 
@@ -113,12 +195,12 @@ def _run(
     A missing binary raises EngineError naming the package to install.
     """
     if _debug:
-        print(f"+ {_shown(argv)}", file=sys.stderr, flush=True)
+        _echo(f"+ {_shown(argv)}")
     full_env = None if env is None else {**os.environ, **env}
     try:
         if stream:
-            return _run_streaming(argv, full_env, timeout)
-        with _started(argv, full_env, capture=True, shielded=shielded) as proc:
+            return _run_streaming(argv, full_env, timeout, gate)
+        with _started(argv, full_env, capture=True, shielded=shielded, gate=gate) as proc:
             try:
                 stdout, stderr = proc.communicate(input_text, timeout=timeout)
             except (KeyboardInterrupt, Interrupted):
@@ -150,15 +232,31 @@ _children_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _started(argv: Sequence[str], env: Mapping[str, str] | None, *,
-             capture: bool, shielded: bool = False) -> Iterator[subprocess.Popen[str]]:
-    with subprocess.Popen(
+def _started(argv: Sequence[str], env: Mapping[str, str] | None, *, capture: bool,
+             shielded: bool = False, gate: Gate | None = None,
+             ) -> Iterator[subprocess.Popen[str]]:
+    stdin: int = subprocess.PIPE if capture else subprocess.DEVNULL
+    write_end = None
+    if gate is not None:
+        # Not inheritable (PEP 446): no other child holds the write end open.
+        stdin, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
             list(argv), env=env, text=True, start_new_session=shielded,
             # Captured output keeps undecodable bytes (read_file needs them back).
             errors="surrogateescape" if capture else "replace",
-            stdin=subprocess.PIPE if capture else subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if capture else subprocess.STDOUT) as proc:
+            stderr=subprocess.PIPE if capture else subprocess.STDOUT)
+    except BaseException:
+        if write_end is not None:
+            os.close(stdin)
+            os.close(write_end)
+        raise
+    with proc:
+        if gate is not None and write_end is not None:
+            os.close(stdin)
+            gate._attach(write_end)
         if not shielded:
             with _children_lock:
                 _children.add(proc)
@@ -167,6 +265,8 @@ def _started(argv: Sequence[str], env: Mapping[str, str] | None, *,
         finally:
             with _children_lock:
                 _children.discard(proc)
+            if gate is not None:
+                gate._detach()
 
 
 def _wait_out(proc: subprocess.Popen[str]) -> None:
@@ -190,10 +290,10 @@ def interrupt_children() -> None:
 
 
 def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
-                   timeout: float | None) -> Result:
+                   timeout: float | None, gate: Gate | None = None) -> Result:
     """Echo the command's output to stderr as it comes, and keep it for error messages."""
     lines: list[str] = []
-    with _started(argv, env, capture=False) as proc:
+    with _started(argv, env, capture=False, gate=gate) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if not line.startswith(MARKER):

@@ -213,10 +213,13 @@ class Buildah:
         user: str | None = None,
         network: bool = True,
         stream: bool = True,
+        gate: cmd.Gate | None = None,
     ) -> cmd.Result:
         """Run a command in a working container; return its Result (callers judge it).
 
-        `env` and `mounts` exist for this command only: buildah stores neither.
+        `env` and `mounts` exist for this command only: buildah stores neither. With a
+        `gate`, the command starts now and waits for it (see cmd.Gate): files added to
+        the container meanwhile are there when it goes on.
         """
         args = ["run", "--isolation", self.isolation]
         if self.isolation != "chroot":
@@ -232,7 +235,7 @@ class Buildah:
         if not network and self.isolation != "chroot":
             # chroot isolation always shares the host's network (buildah refuses "none").
             args += ["--network", "none"]
-        return cmd.run(self._argv(*args, container, "--", *argv), stream=stream)
+        return cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate)
 
     def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
              chown: str | None = None) -> None:

@@ -96,6 +96,9 @@ class Build:
         self._threads: list[threading.Thread] = []
         self._failed = threading.Event()
         self._first_error: BaseException | None = None
+        self._gates: list[cmd.Gate] = []  # commands held at their start: shut on failure
+        self._sizes: dict[str, int] = {}  # image ID → size, read while the tests run
+        self._names: dict[str, str] = {}  # what open_container returned → container name
 
     # -- the pipeline -----------------------------------------------------------
 
@@ -114,8 +117,11 @@ class Build:
                 pending.result()  # a step's commit that failed fails the build
             # The image is tested: its working containers are removed and its size (for
             # the report) read while it is named.
+            # (A final image made now had both done while its tests ran: finish_final.)
             cleanup = self.start(self._remove_live, name="uvbuild-cleanup")
-            size = self.start(lambda: self.engine.image_size(image_id), name="uvbuild-size")
+            known = self._sizes.get(image_id)
+            size = self.start(lambda: known if known is not None
+                              else self.engine.image_size(image_id), name="uvbuild-size")
             # A final image made now gets its cache name with the output name: one call.
             names = (final.cache_ref,) if self._cached.get(final.cache_ref) != image_id else ()
             self.engine.tag(image_id, *names, self.plan.image)
@@ -129,6 +135,7 @@ class Build:
                 raise first from None
             raise
         finally:
+            self._shut_gates()  # nothing may wait at a gate for ever
             self._join_threads()
             try:
                 self._remove_live()
@@ -243,6 +250,38 @@ class Build:
         if first is not None:
             raise first
 
+    def gate(self) -> cmd.Gate:
+        """A gate for a command started early (see cmd.Gate); shut if the build fails."""
+        gate = cmd.Gate()
+        with self._lock:
+            self._gates.append(gate)
+            failed = self._failed.is_set()
+        if failed:
+            gate.shut()
+        return gate
+
+    def _shut_gates(self) -> None:
+        with self._lock:
+            gates = list(self._gates)
+        for gate in gates:
+            gate.shut()
+
+    def finish_final(self, container: str, options: CommitOptions, *,
+                     keep: str | None = None) -> str:
+        """Commit the final image from `container`; then, while its tests may still run,
+        read its size and remove the working containers it no longer needs (all but
+        `keep`, once the steps' own commits are done), so that the build's end is only
+        the tag. Returns the image ID."""
+        image_id = self.engine.commit(container, options)
+        for pending in list(self._background):
+            pending.result()  # they read their working containers until done
+
+        def size() -> None:
+            self._sizes[image_id] = self.engine.image_size(image_id)
+
+        self.together([size, lambda: self._remove_live(keep=(keep,) if keep else ())])
+        return image_id
+
     def _sweep(self) -> int:
         return remove_stale_containers(self.engine)
 
@@ -305,6 +344,7 @@ class Build:
                 return
             self._first_error = exc
             self._failed.set()
+        self._shut_gates()
         cmd.interrupt_children()
 
     def _join_threads(self) -> None:
@@ -364,7 +404,10 @@ class Build:
         name = self.container_name(purpose)
         with self._lock:
             self._live.add(name)
-        return self.engine.from_image(image, name)
+        ref = self.engine.from_image(image, name)
+        with self._lock:
+            self._names[ref] = name
+        return ref
 
     @contextlib.contextmanager
     def container(self, image: str, purpose: str) -> Iterator[str]:
@@ -380,12 +423,13 @@ class Build:
                 with self._lock:
                     self._live.discard(name)
 
-    def _remove_live(self) -> None:
-        """Remove whatever working container is left: a deferred step's, or an interrupted one's."""
+    def _remove_live(self, keep: tuple[str, ...] = ()) -> None:
+        """Remove whatever working container is left (but `keep`): a deferred step's, or
+        an interrupted one's."""
         first: BaseException | None = None
         with _signals_held():
             with self._lock:
-                names = sorted(self._live)
+                names = sorted(self._live.difference(self._names.get(k, k) for k in keep))
             if names:
                 for _attempt in range(2):  # one more try if the first was cut short
                     try:

@@ -3,7 +3,9 @@
 No command runs in the final image's working container: it is configured early, the
 project layer and runtime.copy are put in, and it is committed. `runtime.test` runs
 meanwhile in a twin container (same base image, same files, same config), which is
-removed afterwards, so tests cannot leave files in what ships.
+removed afterwards, so tests cannot leave files in what ships. In a parallel build the
+tests' `buildah run` starts with the twin, held at a gate (cmd.Gate) until the twin
+has its files: the run's set-up is done while the project installs.
 """
 
 from __future__ import annotations
@@ -115,6 +117,9 @@ class FinalContainers:
     image: str  # committed: becomes the final image
     test: str | None  # the same base, files and config; None without runtime.test
     user: str  # the runtime user (uid:gid) the tests run as
+    # The tests' run, started early and waiting at `gate` (parallel builds only).
+    tests: Future[cmd.Result] | None = None
+    gate: cmd.Gate | None = None
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -125,7 +130,8 @@ def open_final(build: Build, step: AddProject, deps_image: str) -> FinalContaine
     """The final step's containers, configured: done early, while the project installs.
 
     The tests get a container of their own, filled and configured exactly like the one
-    committed, so they run while the commit does and cannot leave files in it.
+    committed, so they run while the commit does and cannot leave files in it. In a
+    parallel build their `buildah run` starts here and waits at a gate for the files.
     """
     info = build.engine.image(deps_image)
     base_env = info.env if info else ()
@@ -140,7 +146,13 @@ def open_final(build: Build, step: AddProject, deps_image: str) -> FinalContaine
         ctr = build.open_container(deps_image, purpose)
         build.engine.configure(ctr, config)
         made.append(ctr)
-    return FinalContainers(image=made[0], test=made[1] if step.test else None, user=user)
+    final = FinalContainers(image=made[0], test=made[1] if step.test else None, user=user)
+    if final.test is None or not build.settings.parallel:
+        return final
+    gate = build.gate()
+    tests = build.start(lambda: _run_tests(build, step, str(final.test), user, gate),
+                        name=f"uvbuild-test-{step.name}")
+    return replace(final, tests=tests, gate=gate)
 
 
 def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> str:
@@ -149,17 +161,29 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
     deps_image, project_image = parents["add-dependencies"], parents["install-project"]
     final = build.step_container(step, deps_image)
     assert isinstance(final, FinalContainers)
-    fill = _filler(build, step, project_image)
-    build.together([lambda ctr=ctr: fill(ctr) for ctr in final.all])
-    options = CommitOptions(timestamp=build.plan.timestamp)  # labels: set in open_final
-    commit = build.start(lambda: build.engine.commit(final.image, options),
-                         name=f"uvbuild-commit-{step.name}")
     try:
+        fill = _filler(build, step, project_image)
+        # The twin first (two `buildah add` at once take as long as both one by one):
+        # its tests are the longer way to the end than the commit.
         if final.test is not None:
-            run_tests(build, step, final.test, final.user)
-    except BaseException:
-        _discard(build, commit)
-        raise
+            fill(final.test)
+        if final.gate is not None:
+            final.gate.open()  # the twin is filled: the tests go on
+        fill(final.image)
+        options = CommitOptions(timestamp=build.plan.timestamp)  # labels: set in open_final
+        commit = build.start(lambda: build.finish_final(final.image, options, keep=final.test),
+                             name=f"uvbuild-commit-{step.name}")
+        try:
+            if final.test is not None:
+                ran = (final.tests.result() if final.tests is not None
+                       else _run_tests(build, step, final.test, final.user, None))
+                _judge_tests(build, step, ran)
+        except BaseException:
+            _discard(build, commit)
+            raise
+    finally:
+        if final.gate is not None:
+            final.gate.shut()  # no-op once open
     return commit.result()
 
 
@@ -212,13 +236,17 @@ def _sbom(build: Build, installed: object) -> bytes | None:
                      timestamp=build.plan.timestamp)
 
 
-def run_tests(build: Build, step: AddProject, ctr: str, user: str) -> None:
-    """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`."""
-    if not step.test:
-        return
-    outcome = batch.parse(step.test, build.engine.run(
-        ctr, batch.argv(step.test), user=user or None, workdir=step.workdir,
-        stream=build.settings.verbose))
+def _run_tests(build: Build, step: AddProject, ctr: str, user: str,
+               gate: cmd.Gate | None) -> cmd.Result:
+    """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`
+    (held at `gate` until the container has its files, if one is given)."""
+    return build.engine.run(ctr, batch.argv(step.test, gated=gate is not None),
+                            user=user or None, workdir=step.workdir,
+                            stream=build.settings.verbose, gate=gate)
+
+
+def _judge_tests(build: Build, step: AddProject, ran: cmd.Result) -> None:
+    outcome = batch.parse(step.test, ran)
     if outcome.ok:
         return
     hint = f"nothing was tagged; {build.plan.image} is as it was before"

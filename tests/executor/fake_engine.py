@@ -24,13 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from uvbuild.cmd import Result
+from uvbuild.batch import GATE, GATE_SHUT
+from uvbuild.cmd import Gate, Result
 from uvbuild.engine import CommitOptions, ImageConfig, ImageInfo, Mount
 from uvbuild.errors import EngineError
 from uvbuild.incontainer import script
 
 MKUSER = script("mkuser.py")
 BATCH = script("batch.sh")
+BATCHES = (BATCH, GATE + BATCH)  # plain, gated
 VENVDELTA = script("venvdelta.py")
 UNPACK = script("unpack.py")
 RUNTIME_UID = 10001
@@ -38,7 +40,7 @@ RUNTIME_UID = 10001
 
 def commands_of(argv: Sequence[str]) -> list[tuple[str, ...]]:
     """The commands one `run` ran: a batch's, each split into words; else argv itself."""
-    if len(argv) > 3 and tuple(argv[:3]) == ("/bin/sh", "-c", BATCH):
+    if len(argv) > 3 and tuple(argv[:2]) == ("/bin/sh", "-c") and argv[2] in BATCHES:
         return [tuple(shlex.split(command)) for command in argv[4:]]
     return [tuple(argv)]
 
@@ -338,10 +340,18 @@ class FakeEngine:
 
     def run(self, container: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
             mounts: Sequence[Mount] = (), workdir: str | None = None, user: str | None = None,
-            network: bool = True, stream: bool = True) -> Result:
+            network: bool = True, stream: bool = True, gate: Gate | None = None) -> Result:
         after = self._record("run", container, tuple(argv), env=dict(env or {}),
                              mounts=tuple(mounts), workdir=workdir, user=user, network=network,
-                             stream=stream)
+                             stream=stream, gated=gate is not None)
+        self._container(container)  # a run of a container that does not exist fails now
+        if gate is not None:
+            # As the real command: started, it waits at its gate; what the container holds
+            # when the gate opens is what it sees.
+            assert argv[2] == GATE + BATCH, "a gated run must be a gated batch"
+            if not gate.wait(timeout=60):
+                after()
+                return Result(tuple(argv), GATE_SHUT, "", "")
         ctr = self._container(container)
         result = self._answer(ctr, tuple(argv), tuple(mounts))
         if stream:
@@ -353,7 +363,7 @@ class FakeEngine:
 
     def _answer(self, ctr: FakeContainer, argv: tuple[str, ...],
                 mounts: tuple[Mount, ...] = ()) -> Result:
-        if len(argv) > 3 and argv[:3] == ("/bin/sh", "-c", BATCH):
+        if len(argv) > 3 and argv[:2] == ("/bin/sh", "-c") and argv[2] in BATCHES:
             return self._answer_batch(ctr, argv, argv[4:], mounts)
         failure = self._failure(argv)
         if failure:

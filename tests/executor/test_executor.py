@@ -192,9 +192,9 @@ def test_dependencies_see_only_manifests_and_the_project_sees_its_sources(
         ("project", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
                              "uv.lock")),
         # The layer the project batch staged (with the runtime.copy entry into /app), in
-        # the final container and in its twin for the tests.
-        ("project", "/app", ("lib/app/__init__.py", "assets")),
+        # the twin for the tests (first: they wait for it), then in the final container.
         ("test", "/app", ("lib/app/__init__.py", "assets")),
+        ("project", "/app", ("lib/app/__init__.py", "assets")),
     ]
 
 
@@ -692,6 +692,51 @@ def test_the_tests_run_in_a_twin_while_the_final_image_is_committed(
               and c.args[0] in (twins["tested"], twins["committed"])]
     assert [c.args[1:] for c in tested if c.args[0] == twins["tested"]] == [
         c.args[1:] for c in tested if c.args[0] == twins["committed"]]
+    assert engine.live == {}
+
+
+def test_the_tests_run_starts_while_the_project_installs_and_waits_for_its_files(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    started = threading.Event()
+
+    def hold_the_install(call: Call) -> None:
+        if call.method == "run" and call.kwargs.get("gated"):
+            started.set()
+        elif call.method == "run" and ("make", "assets") in commands_of(call.args[1]):
+            # The project's batch (with builder.run). Started only after the install, the
+            # tests' run would never come.
+            assert started.wait(timeout=10), "the tests' run did not start during the install"
+
+    engine.on_call = hold_the_install
+    result = build(engine, plan_of(project), tmp_path, parallel=True)
+
+    gated = [i for i, c in enumerate(engine.calls) if c.method == "run" and c.kwargs["gated"]]
+    assert len(gated) == 1
+    tests_run = engine.calls[gated[0]]
+    assert commands_of(tests_run.args[1]) == [("app", "--self-test")]
+    # Held at its gate, it saw the files added after it started (the fake answers the
+    # batch only when the gate opens, from what the container holds then).
+    twin_filled = [i for i, c in enumerate(engine.calls)
+                   if c.method == "add_archive" and c.args[0] == tests_run.args[0]]
+    assert twin_filled and twin_filled[0] > gated[0]
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.live == {}
+
+
+@pytest.mark.parametrize("where", ["builder.run", "venvdelta"])
+def test_a_failed_install_shuts_the_waiting_tests_and_says_what_failed(
+        engine: FakeEngine, project: Path, tmp_path: Path, where: str) -> None:
+    if where == "builder.run":
+        engine.fail_run("make assets", returncode=2, stderr="make: no rule\n")
+    else:
+        engine.fail_run(lambda argv: VENVDELTA in argv and "stage" in argv, returncode=1,
+                        stderr="boom\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path, parallel=True)
+
+    assert "runtime.test" not in raised.value.message
+    assert IMAGE not in engine.names
     assert engine.live == {}
 
 

@@ -34,7 +34,7 @@ PLAN_LINE = re.compile(
     re.M,
 )
 RUNNING_LINE = re.compile(r"^\s+(?P<step>[a-z][a-z-]+)\s+\.\.\.\s", re.M)
-CONTAINER_WORK = re.compile(r"^\+ buildah(?: --storage-driver \S+)? (from|run|commit|copy|add)\b",
+CONTAINER_WORK = re.compile(r"^ *[0-9.]+ \+ buildah(?: --storage-driver \S+)? (from|run|commit|copy|add)\b",
                             re.M)
 ALL_STEPS = ("builder-base", "prepare-builder", "sync-dependencies", "install-project",
              "runtime-base", "prepare-runtime", "add-dependencies", "add-project")
