@@ -17,13 +17,19 @@ from .progress import Reporter
 
 
 class DefaultBuild(click.Group):
-    """`uvbuild recipe.yaml` means `uvbuild build recipe.yaml`."""
+    """`uvbuild recipe.yaml` means `uvbuild build recipe.yaml`, and so does
+    `uvbuild --no-cache -q recipe.yaml`: build's options may come first too."""
+
+    OWN = ("--debug",)  # the group's options that take no value
+    ASKS = ("-h", "--help", "--version")  # answered by the group itself
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        first = next((a for a in args if not a.startswith("-")), None)
-        if first is not None and first not in self.commands:
-            index = args.index(first)
-            args = args[:index] + ["build"] + args[index:]
+        index = 0
+        while index < len(args) and args[index] in self.OWN:
+            index += 1
+        rest = args[index:]
+        if rest and rest[0] not in self.commands and rest[0] not in self.ASKS:
+            args = args[:index] + ["build"] + rest
         return super().parse_args(ctx, args)
 
 
