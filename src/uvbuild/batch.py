@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .cmd import MARKER, Result
+from .cmd import MARKER, Gate, Result
 from .incontainer import script
 
 STEP = MARKER + "step "
@@ -25,7 +25,7 @@ VALUE = MARKER + "value "
 # A gated batch first waits for one line on its stdin and runs only if it is `go`
 # (see cmd.Gate); it ends with GATE_SHUT if the gate was shut instead.
 GATE_SHUT = 97
-GATE = f'read -r uvbuild_go && [ "$uvbuild_go" = go ] || exit {GATE_SHUT}\n'
+GATE = f'read -r uvbuild_go && [ "$uvbuild_go" = {Gate.GO} ] || exit {GATE_SHUT}\n'
 
 
 def argv(commands: Sequence[str], *, gated: bool = False) -> list[str]:

@@ -98,7 +98,6 @@ class Build:
         self._first_error: BaseException | None = None
         self._gates: list[cmd.Gate] = []  # commands held at their start: shut on failure
         self._sizes: dict[str, int] = {}  # image ID → size, read while the tests run
-        self._names: dict[str, str] = {}  # what open_container returned → container name
 
     # -- the pipeline -----------------------------------------------------------
 
@@ -404,10 +403,8 @@ class Build:
         name = self.container_name(purpose)
         with self._lock:
             self._live.add(name)
-        ref = self.engine.from_image(image, name)
-        with self._lock:
-            self._names[ref] = name
-        return ref
+        self.engine.from_image(image, name)
+        return name  # what every later command (and _live) knows it by
 
     @contextlib.contextmanager
     def container(self, image: str, purpose: str) -> Iterator[str]:
@@ -429,7 +426,7 @@ class Build:
         first: BaseException | None = None
         with _signals_held():
             with self._lock:
-                names = sorted(self._live.difference(self._names.get(k, k) for k in keep))
+                names = sorted(self._live.difference(keep))
             if names:
                 for _attempt in range(2):  # one more try if the first was cut short
                     try:
