@@ -72,9 +72,17 @@ def oci_labels(project: Project, timestamp: int) -> tuple[tuple[str, str], ...]:
     if revision:
         labels["org.opencontainers.image.revision"] = revision
         source = _git(project.root, "config", "--get", "remote.origin.url")
-        if source and "@" not in source.split("://")[-1].split("/")[0]:  # never credentials
+        if source and shareable_source(source):
             labels["org.opencontainers.image.source"] = source
     return tuple(sorted(labels.items()))
+
+
+def shareable_source(url: str) -> bool:
+    """Whether a git remote may ship as the image's source label: a URL others can
+    reach, never credentials (user@ in it), never a path of the building machine (a
+    clone of a local checkout has one as its origin)."""
+    scheme, sep, rest = url.partition("://")
+    return bool(sep) and scheme != "file" and "@" not in rest.split("/")[0]
 
 
 def _git(root: Path, *args: str) -> str | None:
