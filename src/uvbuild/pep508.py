@@ -1,8 +1,10 @@
-"""Just enough of PEP 508 requirements and PEP 440 versions to compare pyproject.toml with uv.lock.
+"""PEP 508 requirements and PEP 440 versions, read by `packaging` (PyPA's own library),
+cut down to what comparing pyproject.toml with uv.lock needs.
 
-The `packaging` library would do this properly but is not a dependency; this reads the
-forms uv writes and the forms people write, and says so (returns None) when a string is
-beyond it, so callers can decline to judge rather than judge wrongly.
+`packaging` parses; this module decides what counts as "the same" the way uv does
+(sorted clauses, 1.0 == 1.0.0, only markers uv cannot rewrite are compared) and says
+so (returns None) when a string is not valid, so callers can decline to judge rather
+than judge wrongly.
 """
 
 from __future__ import annotations
@@ -10,22 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_REQUIREMENT = re.compile(
-    r"\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?"
-    r"\s*(?P<rest>[^;]*?)\s*(?:;(?P<marker>.*))?"
-)
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as Pep508Requirement
+from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
 _EXTRA_IN_MARKER = re.compile(r"\bextra\s*==\s*['\"]([^'\"]*)['\"]")
-_CLAUSE = re.compile(r"(~=|===|==|!=|<=|>=|<|>)(.*?)(\.\*)?")
-_PYTHON_CLAUSE = re.compile(r"(~=|===|==|!=|<=|>=|<|>)(\d+(?:\.\d+)*)(\.\*)?")
-_PEP440 = re.compile(
-    r"v?(?:(?P<epoch>\d+)!)?(?P<release>\d+(?:\.\d+)*)"
-    r"(?:[-_.]?(?P<pre>alpha|beta|preview|pre|rc|a|b|c)[-_.]?(?P<pre_n>\d+)?)?"
-    r"(?:-(?P<post_implicit>\d+)|[-_.]?(?P<post>post|rev|r)[-_.]?(?P<post_n>\d+)?)?"
-    r"(?:[-_.]?(?P<dev>dev)[-_.]?(?P<dev_n>\d+)?)?"
-    r"(?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?",
-    re.IGNORECASE,
-)
-_PRE = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}
+# Marker variables uv judges itself (extras) or against requires-python (the Python
+# version), plus the marker language's own words: not compared (see has_env_marker).
 _NOT_ENVIRONMENT = {"extra", "and", "or", "not", "in", "python_version", "python_full_version"}
 
 PythonRange = tuple[object, object, frozenset[str]]
@@ -33,7 +28,7 @@ PythonRange = tuple[object, object, frozenset[str]]
 
 def normalize_name(name: str) -> str:
     """Return the PEP 503 normalized form of a distribution, extra or group name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,7 +44,7 @@ class Requirement:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ParsedRequirement:
-    """A PEP 508 string split into its parts, as written but for spacing."""
+    """A PEP 508 string split into its parts."""
 
     name: str
     extras: tuple[str, ...]
@@ -59,12 +54,15 @@ class ParsedRequirement:
 
 def parse_requirement(text: str) -> ParsedRequirement | None:
     """Split a PEP 508 requirement string; None if it is not one."""
-    match = _REQUIREMENT.fullmatch(text)
-    if match is None:
+    try:
+        parsed = Pep508Requirement(text)
+    except InvalidRequirement:
         return None
-    extras = tuple(e.strip() for e in (match["extras"] or "").split(",") if e.strip())
     return ParsedRequirement(
-        name=match["name"], extras=extras, specifier=match["rest"], marker=match["marker"] or ""
+        name=parsed.name,
+        extras=tuple(sorted(parsed.extras)),
+        specifier=f"@ {parsed.url}" if parsed.url else str(parsed.specifier),
+        marker=str(parsed.marker) if parsed.marker else "",
     )
 
 
@@ -82,16 +80,28 @@ def requirement(
 
 
 def normalize_specifier(text: str) -> tuple[str, ...]:
-    """A version specifier as sorted clauses, versions normalized (`< 3 , >=1.0` -> `<3`, `>=1`)."""
-    clauses = set()
-    for clause in re.sub(r"\s+", "", text).strip("()").split(","):
-        match = _CLAUSE.fullmatch(clause)
-        if match and match[1] != "===":
-            version = normalize_version(match[2]) if match[3] else version_key(match[2])
-            clause = match[1] + (version or match[2]) + (match[3] or "")
-        if clause:
-            clauses.add(clause)
-    return tuple(sorted(clauses))
+    """A version specifier as sorted clauses, versions normalized (`< 3 , >=1.0` -> `<3`, `>=1`).
+
+    Equal versions compare equal (`==2.0` is `==2.0.0`), as uv judges them; a wildcard
+    keeps its release as written (`==2.0.*` is not `==2.*`). A specifier `packaging`
+    cannot read is kept as written, so it differs from any other.
+    """
+    bare = re.sub(r"\s+", "", text)
+    if bare.startswith("(") and bare.endswith(")"):
+        bare = bare[1:-1]
+    try:
+        specifiers = SpecifierSet(bare)
+    except InvalidSpecifier:
+        return (bare,) if bare else ()
+    return tuple(sorted(_clause(spec) for spec in specifiers))
+
+
+def _clause(spec: Specifier) -> str:
+    if spec.operator == "===":
+        return str(spec)
+    if spec.version.endswith(".*"):
+        return spec.operator + (normalize_version(spec.version[:-2]) or spec.version[:-2]) + ".*"
+    return spec.operator + (version_key(spec.version) or spec.version)
 
 
 def has_env_marker(marker: str) -> bool:
@@ -111,64 +121,72 @@ def extras_in_marker(marker: str) -> list[str]:
     return [normalize_name(e) for e in _EXTRA_IN_MARKER.findall(marker)]
 
 
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text.strip())
+    except InvalidVersion:
+        return None
+
+
 def normalize_version(text: str) -> str | None:
     """PEP 440 normal form, as uv writes versions; None if `text` is not a version."""
-    m = _PEP440.fullmatch(text.strip())
-    if m is None:
-        return None
-    out = f"{int(m['epoch'])}!" if m["epoch"] and int(m["epoch"]) else ""
-    out += ".".join(str(int(part)) for part in m["release"].split("."))
-    if m["pre"]:
-        out += _PRE.get(m["pre"].lower(), m["pre"].lower()) + str(int(m["pre_n"] or 0))
-    if m["post_implicit"] is not None or m["post"]:
-        out += f".post{int(m['post_implicit'] or m['post_n'] or 0)}"
-    if m["dev"]:
-        out += f".dev{int(m['dev_n'] or 0)}"
-    if m["local"]:
-        out += "+" + re.sub(r"[-_]", ".", m["local"].lower())
-    return out
+    version = _version(text)
+    return None if version is None else str(version)
 
 
 def version_key(text: str) -> str | None:
     """The normal form without trailing ".0"s: 1.0 and 1.0.0 are one version to PEP 440."""
-    match = re.fullmatch(r"((?:\d+!)?)(\d+(?:\.\d+)*)(.*)", normalize_version(text) or "")
-    if match is None:
+    version = _version(text)
+    if version is None:
         return None
-    release = match[2].split(".")
-    while len(release) > 1 and release[-1] == "0":
+    release = list(version.release)
+    while len(release) > 1 and release[-1] == 0:
         release.pop()
-    return match[1] + ".".join(release) + match[3]
+    out = f"{version.epoch}!" if version.epoch else ""
+    out += ".".join(map(str, release))
+    if version.pre is not None:
+        out += f"{version.pre[0]}{version.pre[1]}"
+    if version.post is not None:
+        out += f".post{version.post}"
+    if version.dev is not None:
+        out += f".dev{version.dev}"
+    if version.local is not None:
+        out += f"+{version.local}"
+    return out
 
 
 def python_range(specifiers: list[str]) -> PythonRange | None:
     """The intersection of requires-python specifiers as (lower, upper, other clauses).
 
     uv reorders and merges bounds (">=3.9,<4,>=3.10" is locked as ">=3.10, <4") and
-    spells "~=3.10" as ">=3.10, <4"; equal ranges give equal results. None when a clause
-    is beyond this simple reading.
+    spells "~=3.10" as ">=3.10, <4"; equal ranges give equal results. None when a
+    specifier is not valid or holds a clause this reading does not order (`===`).
     """
     lowers: list[tuple[tuple[int, ...], bool]] = []  # (version, strict)
     uppers: list[tuple[tuple[int, ...], bool]] = []  # (version, inclusive)
     others = set()
-    for clause in re.sub(r"\s+", "", ",".join(specifiers)).split(","):
-        match = _PYTHON_CLAUSE.fullmatch(clause)
-        if match is None:
-            if clause:
-                return None
-            continue
-        op, version, star = match.groups()
-        numbers = tuple(int(n) for n in version.split("."))
-        if star or op in ("==", "!=", "==="):
-            others.add(clause)
-        elif op == "~=" and len(numbers) >= 2:
-            lowers.append((_padded(numbers), False))
-            uppers.append((_padded((*numbers[:-2], numbers[-2] + 1)), False))
-        elif op in (">=", ">"):
-            lowers.append((_padded(numbers), op == ">"))
-        elif op in ("<", "<="):
-            uppers.append((_padded(numbers), op == "<="))
-        else:
+    for text in specifiers:
+        try:
+            specifier_set = SpecifierSet(re.sub(r"\s+", "", text))
+        except InvalidSpecifier:
             return None
+        for spec in specifier_set:
+            op, star = spec.operator, spec.version.endswith(".*")
+            version = _version(spec.version[:-2] if star else spec.version)
+            if op == "===" or version is None:
+                return None
+            numbers = version.release
+            if star or op in ("==", "!="):
+                others.add(str(spec))
+            elif op == "~=" and len(numbers) >= 2:
+                lowers.append((_padded(numbers), False))
+                uppers.append((_padded((*numbers[:-2], numbers[-2] + 1)), False))
+            elif op in (">=", ">"):
+                lowers.append((_padded(numbers), op == ">"))
+            elif op in ("<", "<="):
+                uppers.append((_padded(numbers), op == "<="))
+            else:
+                return None
     return (max(lowers, default=None), min(uppers, default=None), frozenset(others))
 
 
