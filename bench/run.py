@@ -3,9 +3,10 @@
     .venv/bin/python bench/run.py [--runs N] [--keep]
 
 Both tools build the same copy of recipes/fastapi, from the same bootstrapped base,
-on this machine, in the same run, in three phases: a first build (warm uv cache, no
-cached layers or steps of that tool), an unchanged rebuild and a rebuild after a
-one-line code change. The script prints the median times, their ratio against the
+on this machine, in the same run, in five phases: a first build (warm uv cache, no
+cached layers or steps of that tool), an unchanged rebuild, a rebuild after a
+one-line code change, one after a lock change (one more dependency) and one after a
+runtime-base refresh (the same Python, one more file in the runtime's base). The script prints the median times, their ratio against the
 issue's targets, the bytes of the layers each tool made new for the code change and
 the image sizes, and writes the figures to bench/results/latest.json.
 
@@ -42,6 +43,13 @@ CONTAINERFILE = REPO / "bench" / "Containerfile.uv-docs"
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 UVBUILD_IMAGE = "localhost/bench-uvbuild:latest"
+# The runtime stage's base for both tools: the recipe's runtime base plus a file that
+# the runtime-base refresh phase changes (same Python, new image ID).
+RUNTIME_BASE_IMAGE = "localhost/bench-runtime-base:latest"
+REFRESH_FILE = "/etc/bench-base-refresh"
+# The lock change adds one small pure-Python dependency per run (resolved from the
+# index with `uv add`, not timed), a different one each run.
+LOCK_PACKAGES = ("six", "idna", "iniconfig", "tomli", "pyparsing", "colorama", "wrapt")
 BUD_IMAGE = "localhost/bench-bud:latest"
 CACHE_REPO = "localhost/uvbuild-cache/"  # uvbuild's step cache (src/uvbuild/plan.py)
 BASE_REPO = "localhost/uvbuild-base/"  # uvbuild's bootstrapped bases
@@ -49,11 +57,13 @@ CA_TARGET = "/etc/ssl/certs/uvbuild-ca.crt"  # where bud's RUN commands see the 
 EDITED_MODULE = Path("src/restapipy/app.py")
 IGNORED = ".venv\n__pycache__\n# the uv binary is mounted from the context, never added\nuv\n"
 
-# phase → (label, target ratio uvbuild/bud)
+# phase → (label, target ratio uvbuild/bud): the owned-image issue's targets.
 PHASES = {
-    "first": ("first build", 1.0),
-    "unchanged": ("unchanged rebuild", 0.3),
-    "change": ("one-line code change", 0.5),
+    "first": ("first build", 0.70),
+    "unchanged": ("unchanged rebuild", 0.15),
+    "change": ("one-line code change", 0.45),
+    "lock": ("lock change", 0.80),
+    "base": ("runtime-base refresh", 0.30),
 }
 LAYER_BYTES_TARGET = 0.01  # uvbuild's new-layer bytes ≤ 1/100 of bud's
 
@@ -220,10 +230,35 @@ def _replace_key(text: str, key: str, value: str) -> str:
     raise BenchError(f"{RECIPE}: no top-level `{key}:` line to point at the bench copy")
 
 
+def _replace_runtime_from(text: str, ref: str) -> str:
+    """Point the recipe's `runtime.from` (a one-line value or an indented block) at `ref`."""
+    lines = text.splitlines(keepends=True)
+    try:
+        runtime = lines.index("runtime:\n")
+        start = next(i for i in range(runtime + 1, len(lines))
+                     if lines[i].startswith("  from:"))
+    except (ValueError, StopIteration):
+        raise BenchError(f"{RECIPE}: no `runtime:` with a `from:` line to point at the "
+                         "bench's runtime base") from None
+    end = start + 1
+    while end < len(lines) and lines[end].startswith("    "):
+        end += 1
+    lines[start:end] = [f"  from: {ref}\n"]
+    return "".join(lines)
+
+
 def bump_version(ws: Workspace, run: int) -> None:
     """The one-line code change: a new module-level constant, different each run."""
     with open(ws.project / EDITED_MODULE, "a") as module:
         module.write(f"VERSION_BUMP = {run}\n")
+
+
+def add_dependency(sh: Shell, ws: Workspace, run: int) -> str:
+    """The lock change: one more dependency in pyproject.toml and uv.lock (`uv add`)."""
+    package = LOCK_PACKAGES[(run - 1) % len(LOCK_PACKAGES)]
+    sh.run([str(ws.project / "uv"), "add", "--no-sync", package], what=f"uv add {package}",
+           cwd=ws.project)
+    return package
 
 
 # -- the bases --------------------------------------------------------------------
@@ -249,12 +284,33 @@ def import_bases(sh: Shell, uvbuild: str, ws: Workspace, store: dict[str, str]) 
     return found
 
 
-def bench_base(sh: Shell) -> str:
-    """The one bootstrapped base in the private storage (bud's BASE build-arg)."""
-    bases = sorted(n for n in image_names(sh) if n.startswith(BASE_REPO))
+def stage_base(sh: Shell, uvbuild: str, recipe: Path, step: str) -> str:
+    """The bootstrapped base of one stage (`builder-base` or `runtime-base`) in the
+    private storage, found by the key `uvbuild plan` gives that step."""
+    plan = sh.run([uvbuild, "plan", "--no-engine", str(recipe)], what="uvbuild plan")
+    keys = [fields[1] for fields in (line.split() for line in plan.splitlines())
+            if len(fields) > 1 and fields[0] == step]
+    bases = sorted(n for n in image_names(sh) if n.startswith(BASE_REPO) and keys
+                   and n.rpartition(":")[0].rpartition("-")[2].startswith(keys[0]))
     if len(bases) != 1:
-        raise BenchError(f"expected one bootstrapped base in the bench storage, found {bases}")
+        raise BenchError(f"expected one bootstrapped {step} in the bench storage, found {bases}")
     return bases[0]
+
+
+def refresh_runtime_base(sh: Shell, source: str, run: int) -> None:
+    """(Re)make RUNTIME_BASE_IMAGE: `source` plus REFRESH_FILE saying `run`: a new image
+    ID with the same Python, as a base image's security refresh gives."""
+    stamp = sh.logs.parent / "refresh"
+    stamp.write_text(f"{run}\n")
+    container = sh.run(["buildah", "from", "--pull=never", "--quiet", source],
+                       what="refresh base: from").strip().splitlines()[-1]
+    try:
+        sh.run(["buildah", "copy", "--quiet", container, str(stamp), REFRESH_FILE],
+               what="refresh base: copy")
+        sh.run(["buildah", "commit", "--quiet", "--timestamp", "315532800", container,
+                RUNTIME_BASE_IMAGE], what="refresh base: commit")
+    finally:
+        sh.run(["buildah", "rm", container], what="refresh base: rm")
 
 
 # -- the two tools ----------------------------------------------------------------
@@ -264,14 +320,16 @@ def bench_base(sh: Shell) -> str:
 class Tools:
     uvbuild: str
     ws: Workspace
-    base: str = ""
+    base: str = ""  # the builder's bootstrapped base (bud's BASE)
+    runtime_source: str = ""  # the runtime's bootstrapped base, RUNTIME_BASE_IMAGE's source
 
     def uvbuild_argv(self) -> list[str]:
         return [self.uvbuild, "build", "--json", str(self.ws.recipe)]
 
     def bud_argv(self) -> list[str]:
         argv = ["buildah", "bud", "--layers", "--isolation", "chroot",
-                "-f", str(CONTAINERFILE), "-t", BUD_IMAGE, "--build-arg", f"BASE={self.base}"]
+                "-f", str(CONTAINERFILE), "-t", BUD_IMAGE, "--build-arg", f"BASE={self.base}",
+                "--build-arg", f"RUNTIME_BASE={RUNTIME_BASE_IMAGE}"]
         bundle = os.environ.get("SSL_CERT_FILE")
         if bundle and Path(bundle).is_file():
             argv += ["--volume", f"{Path(bundle).resolve()}:{CA_TARGET}:ro",
@@ -315,7 +373,8 @@ class RunResult:
 
 
 def one_run(sh: Shell, tools: Tools, n: int) -> RunResult:
-    """First build and unchanged rebuild per tool, then the code change for both."""
+    """First build and unchanged rebuild per tool, then the code change, the lock change
+    and the runtime-base refresh for both."""
     load = loadavg()
     uv: dict[str, Measure] = {}
     bud: dict[str, Measure] = {}
@@ -331,15 +390,31 @@ def one_run(sh: Shell, tools: Tools, n: int) -> RunResult:
     uv["change"] = build_uvbuild(sh, tools, f"run{n} uvbuild change")
     bud["change"] = build_bud(sh, tools, f"run{n} bud change")
     after = {"uvbuild": image_layers(sh, UVBUILD_IMAGE), "bud": image_layers(sh, BUD_IMAGE)}
-    for tool, image in after.items():
-        if image.image_id == before[tool].image_id:
-            raise BenchError(f"{tool}: the code change produced the same image; "
-                             "the edit did not reach the build")
+    _changed(before, after, "the code change")
+
+    package = add_dependency(sh, tools.ws, n)
+    uv["lock"] = build_uvbuild(sh, tools, f"run{n} uvbuild lock change")
+    bud["lock"] = build_bud(sh, tools, f"run{n} bud lock change")
+    locked = {"uvbuild": image_layers(sh, UVBUILD_IMAGE), "bud": image_layers(sh, BUD_IMAGE)}
+    _changed(after, locked, f"adding {package}")
+
+    refresh_runtime_base(sh, tools.runtime_source, n)
+    uv["base"] = build_uvbuild(sh, tools, f"run{n} uvbuild base refresh")
+    bud["base"] = build_bud(sh, tools, f"run{n} bud base refresh")
+    refreshed = {"uvbuild": image_layers(sh, UVBUILD_IMAGE), "bud": image_layers(sh, BUD_IMAGE)}
+    _changed(locked, refreshed, "the runtime-base refresh")
     return RunResult(
         uvbuild=uv, bud=bud,
         new_bytes={tool: after[tool].new_bytes(before[tool]) for tool in after},
         sizes={tool: after[tool].size for tool in after},
         layer_counts={tool: len(after[tool].layers) for tool in after}, loadavg=load)
+
+
+def _changed(before: dict[str, Layers], after: dict[str, Layers], what: str) -> None:
+    for tool, image in after.items():
+        if image.image_id == before[tool].image_id:
+            raise BenchError(f"{tool}: {what} produced the same image; it did not reach "
+                             "the build")
 
 
 def loadavg() -> list[float]:
@@ -493,8 +568,14 @@ def prepare(sh: Shell, root: Path, uvbuild: str, uv: Path) -> Tools:
     copied = ", ".join(imported) or "none; the warm-up build bootstraps one (minutes)"
     print(f"bench: base(s) copied from the host storage: {copied}", flush=True)
     tools = Tools(uvbuild=uvbuild, ws=ws)
+    # The first warm-up bootstraps what the host storage did not have; then the runtime
+    # stage moves to a refreshable copy of its base, and uvbuild warms up on that.
+    build_uvbuild(sh, tools, "warm-up uvbuild (bases)")
+    tools.base = stage_base(sh, uvbuild, ws.recipe, "builder-base")
+    tools.runtime_source = stage_base(sh, uvbuild, ws.recipe, "runtime-base")
+    refresh_runtime_base(sh, tools.runtime_source, 0)
+    ws.recipe.write_text(_replace_runtime_from(ws.recipe.read_text(), RUNTIME_BASE_IMAGE))
     build_uvbuild(sh, tools, "warm-up uvbuild")
-    tools.base = bench_base(sh)
     build_bud(sh, tools, "warm-up bud")
     return tools
 
