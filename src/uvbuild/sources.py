@@ -21,6 +21,10 @@ from pathlib import Path
 from uvbuild.errors import ProjectError
 from uvbuild.globmatch import Glob, GlobError, compile_glob
 
+# A sparse file is copied whole (holes become zeros in the tar, the layer and the image),
+# so a file with more than this in holes is refused: a `truncate -s 1T` file would fill
+# the disk. Dense files of any size are fine: they are hashed and copied in chunks.
+MAX_HOLE_BYTES = 64 << 20
 ALWAYS_EXCLUDED = frozenset({".venv", ".git", "__pycache__"})
 CONTAINER_IGNORE_FILES = (".containerignore", ".dockerignore")  # the first that exists wins
 
@@ -241,8 +245,56 @@ def _entry_record(root: Path, rel: str) -> bytes:
 
 
 def _file_sha256(path: Path) -> bytes:
+    """The hex sha256 of a file, read in chunks (constant memory); a sparse file with
+    more than MAX_HOLE_BYTES of holes is a ProjectError."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
+        _refuse_sparse(path, stream.fileno())
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest().encode()
+
+
+def _refuse_sparse(path: Path, fd: int) -> None:
+    info = os.fstat(fd)
+    if info.st_size - info.st_blocks * 512 <= MAX_HOLE_BYTES:
+        return  # too few blocks missing to hide that many holes
+    holes = _hole_bytes(fd, info.st_size)  # few blocks: holes, or a compressing filesystem
+    if holes > MAX_HOLE_BYTES:
+        raise ProjectError(
+            f"{path} is a sparse file: {_size(info.st_size)} long, of which "
+            f"{_size(holes)} are holes; uvbuild copies files whole, so it would take "
+            f"{_size(info.st_size)} in the build's scratch folder and in the image "
+            f"(the limit is {_size(MAX_HOLE_BYTES)} of holes per file)",
+            hint="exclude it in .containerignore, or make it dense "
+                 "(cp --sparse=never) if the image needs it",
+        )
+
+
+def _hole_bytes(fd: int, size: int) -> int:
+    """How much of a file is holes (lseek's SEEK_HOLE/SEEK_DATA), counted up to just past
+    MAX_HOLE_BYTES; 0 where the filesystem cannot tell."""
+    holes = offset = 0
+    try:
+        while offset < size and holes <= MAX_HOLE_BYTES:
+            hole = os.lseek(fd, offset, os.SEEK_HOLE)
+            if hole >= size:
+                break
+            try:
+                offset = os.lseek(fd, hole, os.SEEK_DATA)
+            except OSError:  # ENXIO: the hole runs to the end
+                offset = size
+            holes += offset - hole
+    except OSError:
+        return holes
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
+    return holes
+
+
+def _size(count: int) -> str:
+    """A byte count for people: 1.0 GiB, 64 MiB, 512 B."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit}".replace(".0 ", " ")
+    return f"{count} B"
