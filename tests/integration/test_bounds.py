@@ -8,8 +8,8 @@
 Times are CPU seconds of the uvbuild process (resource usage of the waited child), so a
 busy CI machine does not make them flaky, and each is compared with an ordinary plan of
 the same project: about 0.5-0.8 s of it is Python starting and importing uvbuild. Before
-the fix these took minutes and gigabytes. Each project is a copy of recipes/flask (an unpackaged project), so the
-bases are the ones the recipe tests already made.
+the fix these took minutes and gigabytes. Each project is a copy of recipes/flask (an
+unpackaged project), so the bases are the ones the recipe tests already made.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ PATTERNS = [
     "**/*.log", "docs/**/readme.md", "**/deep/**/*.tmp", "a**b", "**.py", "x/**y/z", "a/**",
     "*_*_*.txt", "*a*b*", "a*", "*", "?", "src/*/tests/**", "**/node_modules", "a\\*b",
     "tmpfile\\[1\\].txt", "**/**/x", "a/**/**/b", "*.tar.gz", "v*/**/*.so", "a**", "***",
+    "[ab", "a[]b]", "a\\", "[a-c]*/**", "**/b/**", "b/**/", "a/*/", "*/b", "\\[ab]",
 ]
 PATHS = [
     "a.log", "x/b.log", "build", "build/a/b.txt", "src/build/c.txt", "todo.txt", "sub/todo.txt",
@@ -86,6 +87,7 @@ PATHS = [
     "y/x.py", "x/y/z", "x/ay/z", "x/q/y/z", "a_b_c.txt", "a_b.txt", "zab", "ba", "a", "aa/b",
     "src/pkg/tests/t.py", "web/node_modules/x/y.js", "a*b", "axxb", "tmpfile[1].txt",
     "q/x", "x", "a/b/b", "pkg.tar.gz", "v1/lib/m.so", "v1/m.so", "ab/x/b", "a/y/b",
+    "[ab", "a]b", "a\\", "c/x/y", "[ab]", "b/x", "x/b/y/z",
 ]
 
 

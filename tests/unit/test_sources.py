@@ -347,3 +347,10 @@ def test_small_holes_are_read_as_zeros(tmp_path: Path) -> None:
     assert _file_sha256(tmp_path / "sparse") == _file_sha256(tmp_path / "dense")
     assert _file_sha256(tmp_path / "sparse") == hashlib.sha256(
         (tmp_path / "dense").read_bytes()).hexdigest().encode()
+
+
+def test_an_unusable_ignore_pattern_is_a_project_error_with_its_line(tmp_path: Path) -> None:
+    make_tree(tmp_path, ["a.py"])
+    (tmp_path / ".containerignore").write_text("*.log\nx[z-a]\n")
+    with pytest.raises(ProjectError, match=r"\.containerignore:2: unusable ignore pattern"):
+        source_files(tmp_path)

@@ -239,6 +239,7 @@ def test_a_file_that_shrinks_while_copied_is_a_project_error(tmp_path: Path) -> 
     from uvbuild.errors import ProjectError
     from uvbuild.tarball import _Exactly
 
-    stream = _Exactly(io.BufferedReader(io.BytesIO(b"abc")), 10, tmp_path / "f")  # type: ignore[arg-type]
+    source = io.BufferedReader(io.BytesIO(b"abc"))  # type: ignore[arg-type]
+    stream = _Exactly(source, 10, tmp_path / "f")
     with pytest.raises(ProjectError, match="changed while uvbuild was copying it"):
         stream.read(16 << 10)
