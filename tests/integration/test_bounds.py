@@ -23,10 +23,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLASK = REPO_ROOT / "recipes" / "flask"
 FLASK_RECIPE = REPO_ROOT / "recipes" / "flask.yaml"
-RECIPE_ERROR = 3
+RECIPE_ERROR, PROJECT_ERROR = 3, 4
 
 
 def copy_flask(root: Path) -> Path:
@@ -99,6 +101,49 @@ def test_a_dozen_double_stars_on_a_deep_folder_plan_at_once(
 
     assert result.returncode == 0
     assert_planned_at_once(cpu, control)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [("  labels:\n", "  labels:\n    big: %s\n", "runtime.labels.big"),
+     ('  env: {PORT: "8080"}\n', '  env: {PORT: "8080", BIG: %s}\n', "runtime.env.BIG"),
+     ("  expose: [8080]\n", "  expose: [8080]\n  cmd: [%s]\n", "runtime.cmd")],
+    ids=["label", "env", "cmd"],
+)
+def test_a_value_too_long_for_argv_is_a_recipe_error(
+    tmp_path: Path, run_uvbuild: Callable[..., subprocess.CompletedProcess[str]],
+    old: str, new: str, key: str,
+) -> None:
+    """128 kB went to `buildah config` and died with `Argument list too long`."""
+    recipe = copy_flask(tmp_path)
+    text = recipe.read_text()
+    assert old in text, "recipes/flask.yaml changed: update this test"
+    recipe.write_text(text.replace(old, new % ("v" * 131_072), 1))
+    line = next(n for n, text in enumerate(recipe.read_text().splitlines(), 1) if "vvv" in text)
+
+    result = run_uvbuild(["plan", "--no-engine", recipe], check=False)
+
+    assert result.returncode == RECIPE_ERROR
+    assert result.stderr.startswith(f"uvbuild: recipe error: {recipe}:{line}: {key}: too long: ")
+    assert "the limit is 32,768 bytes per value" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_sparse_file_is_refused_with_its_sizes(
+    tmp_path: Path, run_uvbuild: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """A 1 GiB file of holes: 83 s and 1.08 GB of memory, then shipped dense."""
+    recipe = copy_flask(tmp_path)
+    with (tmp_path / "flask" / "disk.img").open("wb") as stream:
+        stream.truncate(1 << 30)
+
+    result, cpu, _ = timed(lambda: run_uvbuild(["plan", "--no-engine", recipe], check=False))
+
+    assert result.returncode == PROJECT_ERROR
+    assert result.stderr.startswith(f"uvbuild: project error: {tmp_path}/flask/disk.img is a "
+                                    "sparse file: 1 GiB long, of which 1 GiB are holes")
+    assert "exclude it in .containerignore" in result.stderr
+    assert cpu < 2.0
 
 
 # Runs the CLI in-process and records this process's own peak RSS when it exits: the
