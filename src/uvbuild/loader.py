@@ -323,6 +323,7 @@ class _Reader:
 
     def image(self, node: Node, path: str) -> str:
         ref = self.string(node, path, "a non-empty image reference")
+        self.argument(node, path, ref)
         problem = _image_problem(ref)
         if problem:
             raise self.error(node, path, f"{problem}: {ref!r}",

@@ -527,8 +527,9 @@ LONG = "v" * 40_000  # past MAX_ARGUMENT_BYTES (32 KiB) as one argument
         (f"  user: {'u' * 40_000}", "runtime.user"),
         (f"  packages: [{LONG}]", "runtime.packages[0]"),
         (f"  copy: [{{from: /{LONG}, to: /x}}]", "runtime.copy[0].from"),
+        (f"image: localhost/{LONG}", "image"),
     ],
-    ids=["label", "env", "entrypoint", "cmd", "workdir", "user", "package", "copy"],
+    ids=["label", "env", "entrypoint", "cmd", "workdir", "user", "package", "copy", "image"],
 )
 def test_a_value_too_long_for_argv_is_refused(tmp_path: Path, setting: str, key: str) -> None:
     path = write(tmp_path, MINIMAL + setting + "\n")
