@@ -9,14 +9,16 @@ are never read.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeGuard, TypeVar
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from uvbuild.errors import RecipeError
@@ -60,6 +62,16 @@ _SIGNALS |= {f"SIGRTMIN+{n}" for n in range(31)} | {f"SIGRTMAX-{n}" for n in ran
 _REGISTRY = re.compile(r"(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\d+)?|[A-Za-z0-9-]+:\d+")
 _COMPONENT = re.compile(r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*")
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# Bounds on hostile input. Aliases let a small file stand for a huge recipe (each alias
+# repeats its anchor's whole subtree wherever the recipe is used), so the recipe is
+# measured as if every alias were written out.
+MAX_EXPANDED_CHARS = 1 << 20  # characters of keys and values, aliases expanded
+MAX_EXPANDED_NODES = 100_000  # keys, values, lists and mappings, aliases expanded
+# What `buildah config` gets on its command line (labels, runtime.env, entrypoint, cmd...)
+# must stay well under Linux's limits: 128 KiB per argument (MAX_ARG_STRLEN) and about
+# 2 MiB for all arguments and the environment together (ARG_MAX).
+MAX_ARGUMENT_BYTES = 32 << 10  # one value as the argument it becomes, e.g. KEY=value
+MAX_CONFIG_BYTES = 256 << 10  # every runtime value that goes to `buildah config`
 _FROM_HINT = "e.g. `from: docker.io/library/python:3.13-slim` or `from: {bootstrap: debian}`"
 
 T = TypeVar("T")
@@ -90,7 +102,7 @@ def load_recipe_text(text: str, path: Path) -> Recipe:
     Messages name `path`, and relative paths in the recipe resolve against its folder.
     """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text, str(path))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -103,6 +115,70 @@ def load_recipe_text(text: str, path: Path) -> Recipe:
     if root is None:
         raise RecipeError(f"{path}:1: the recipe is empty", hint="start it with `version: 1`")
     return _Reader(str(path)).recipe(root, path.absolute())
+
+
+def _compose(text: str, file: str) -> Node | None:
+    """yaml.compose with the recipe's expanded size bounded (see _BoundedLoader)."""
+    loader = _BoundedLoader(text, file)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A composer that counts the recipe as if every alias were written out in full.
+
+    Composing shares one node per anchor, so aliases cost nothing here; but whatever
+    reads the recipe afterwards (the reader, the plan, cache keys) walks each alias
+    again. Each scalar adds its length and each alias the size its anchor had when
+    composed, so counting is linear in the file even for nested aliases, and the
+    first scalar or alias that crosses a bound is refused with its line.
+    """
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.chars = 0
+        self.nodes = 0
+        self.sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (chars, nodes)
+
+    def compose_node(self, parent: Node | None, index: object) -> Node:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            size = self.sizes.get(id(node))
+            if size is None:  # its anchor is still open: the alias is inside it
+                raise RecipeError(f"{self.file}:{event.start_mark.line + 1}: alias "
+                                  f"*{event.anchor} refers to a node that contains it",
+                                  hint="recipes cannot be recursive; write the value out")
+            self.count(*size, event.start_mark, f"alias *{event.anchor}")
+            return node
+        chars, nodes = self.chars, self.nodes
+        anchor = self.peek_event().anchor
+        node = super().compose_node(parent, index)
+        if isinstance(node, ScalarNode):
+            self.count(len(node.value), 1, node.start_mark, "value")
+        else:
+            self.count(0, 1, node.start_mark, "value")
+        if anchor is not None:
+            self.sizes[id(node)] = (self.chars - chars, self.nodes - nodes)
+        return node
+
+    def count(self, chars: int, nodes: int, mark: yaml.Mark, what: str) -> None:
+        self.chars += chars
+        self.nodes += nodes
+        if self.chars > MAX_EXPANDED_CHARS:
+            limit = f"{MAX_EXPANDED_CHARS:,} characters of keys and values"
+        elif self.nodes > MAX_EXPANDED_NODES:
+            limit = f"{MAX_EXPANDED_NODES:,} keys, values, lists and mappings"
+        else:
+            return
+        raise RecipeError(
+            f"{self.file}:{mark.line + 1}: the recipe is too large with its aliases "
+            f"expanded: this {what} takes it past the limit of {limit}",
+            hint="a recipe holds settings, not data: put large content in project files",
+        )
 
 
 def _join(path: str, key: str) -> str:
@@ -132,6 +208,7 @@ class _Reader:
 
     def __init__(self, file: str) -> None:
         self.file = file
+        self.config_bytes = 0  # what runtime values add to `buildah config`'s arguments
 
     def error(self, node: Node, path: str, what: str, hint: str | None = None) -> RecipeError:
         where = f"{self.file}:{node.start_mark.line + 1}"
@@ -202,6 +279,33 @@ class _Reader:
             raise self.error(node, path, f"expected {expected}, found {value!r}", hint)
         return value
 
+    def argument(self, node: Node, path: str, argument: str, *, config: bool = False) -> None:
+        """Refuse a value whose command-line argument (e.g. KEY=value) is too long for
+        buildah; `config`: count it towards the total of `buildah config`'s arguments."""
+        size = len(argument.encode("utf-8", "surrogateescape"))
+        hint = "a recipe holds settings, not data: put long content in a project file"
+        if size > MAX_ARGUMENT_BYTES:
+            raise self.error(node, path, f"too long: {size:,} bytes as a command-line argument "
+                             f"of buildah, the limit is {MAX_ARGUMENT_BYTES:,} bytes per value",
+                             hint)
+        if config:
+            self.config_bytes += size
+            if self.config_bytes > MAX_CONFIG_BYTES:
+                raise self.error(node, path, "too long: the runtime's env, labels, entrypoint, "
+                                 "cmd and other image settings come to more than "
+                                 f"{MAX_CONFIG_BYTES:,} bytes in all with this one", hint)
+
+    def on_argv(self, read: Read[T], arguments: Callable[[T], Iterable[str]],
+                config: bool = False) -> Read[T]:
+        """`read`, then each argument the value becomes checked by `argument`."""
+        def read_checked(node: Node, path: str) -> T:
+            value = read(node, path)
+            for argument in arguments(value):
+                self.argument(node, path, argument, config=config)
+            return value
+
+        return read_checked
+
     def boolean(self, node: Node, path: str) -> bool:
         if not _is(node, _BOOL):
             hint = "write true or false, without quotes" if _is(node, _STR) else None
@@ -219,6 +323,7 @@ class _Reader:
 
     def image(self, node: Node, path: str) -> str:
         ref = self.string(node, path, "a non-empty image reference")
+        self.argument(node, path, ref)
         problem = _image_problem(ref)
         if problem:
             raise self.error(node, path, f"{problem}: {ref!r}",
@@ -226,7 +331,9 @@ class _Reader:
         return ref
 
     def abs_path(self, node: Node, path: str) -> str:
-        return self.matching(node, path, _ABSOLUTE, "an absolute path (starting with /)")
+        value = self.matching(node, path, _ABSOLUTE, "an absolute path (starting with /)")
+        self.argument(node, path, value)
+        return value
 
     def env_name(self, node: Node, path: str) -> str:
         return self.matching(node, path, _ENV_NAME, "an environment variable name",
@@ -288,8 +395,12 @@ class _Reader:
                              hint="leave entrypoint out to keep the base image's")
         return argv
 
-    def values(self, node: Node, path: str, check_name: Read[str] | None = None) -> Values:
-        """A mapping of names to scalars, sorted; numbers and booleans are kept as written."""
+    def values(self, node: Node, path: str, check_name: Read[str] | None = None,
+               *, config: bool = False) -> Values:
+        """A mapping of names to scalars, sorted; numbers and booleans are kept as written.
+
+        `config`: each pair goes to `buildah config` as one NAME=value argument.
+        """
         pairs = []
         found = self.pairs(node, path, "a mapping of names to values")
         for key, (key_node, value_node) in found.items():
@@ -297,11 +408,25 @@ class _Reader:
                 check_name(key_node, _join(path, key))
             if not any(_is(value_node, tag) for tag in (_STR, _INT, _FLOAT, _BOOL)):
                 raise self.wrong_type(value_node, _join(path, key), "a string, number or boolean")
+            if config:
+                self.argument(value_node, _join(path, key), f"{key}={value_node.value}",
+                              config=True)
             pairs.append((key, value_node.value))
         return tuple(sorted(pairs))
 
     def env(self, node: Node, path: str) -> Values:
         return self.values(node, path, self.env_name)
+
+    def config_env(self, node: Node, path: str) -> Values:
+        return self.values(node, path, self.env_name, config=True)
+
+    def config_labels(self, node: Node, path: str) -> Values:
+        return self.values(node, path, config=True)
+
+    def packages(self, node: Node, path: str) -> tuple[str, ...]:
+        """Package names: each one is an argument of the package manager."""
+        return self.list_of(self.on_argv(self.string, lambda name: (name,)),
+                            "a list of strings")(node, path)
 
     def base(self, node: Node, path: str) -> Base:
         if not isinstance(node, MappingNode):
@@ -316,7 +441,9 @@ class _Reader:
         return BootstrapBase(
             distribution=distribution,
             suite=self.get(fields, path, "suite", self.string, "bookworm"),
-            packages=self.get(fields, path, "packages", self.strings, ()),
+            # mmdebstrap gets them as one argument: --include=a,b,c
+            packages=self.get(fields, path, "packages", self.on_argv(
+                self.packages, lambda names: (",".join(names),)), ()),
             snapshot=self.get(fields, path, "snapshot", self.snapshot, None),
         )
 
@@ -349,10 +476,10 @@ class _Reader:
         secrets = self.list_of(self.env_name, "a list of host variable names")
         return Builder(
             base=self.need(fields, node, path, "from", self.base, hint=_FROM_HINT),
-            packages=self.get(fields, path, "packages", self.strings, ()),
+            packages=self.get(fields, path, "packages", self.packages, ()),
             env=self.get(fields, path, "env", self.env, ()),
             secrets=self.get(fields, path, "secrets", secrets, ()),
-            python=self.get(fields, path, "python", self.python, None),
+            python=self.get(fields, path, "python", self.on_argv(self.python, _one), None),
             sync=self.get(fields, path, "sync", self.sync, SyncOptions()),
             run=self.get(fields, path, "run", self.strings, ()),
         )
@@ -360,18 +487,30 @@ class _Reader:
     def runtime(self, node: Node, path: str) -> Runtime:
         fields = self.mapping(node, path, RUNTIME_KEYS)
         copies = self.list_of(self.copy_entry, "a list of {from: ..., to: ...} mappings")
+        # Image settings, in the order `buildah config` gets them: each one is an argument.
+        config = self.on_argv
+        workdir = self.get(fields, path, "workdir", config(self.abs_path, _one, True), "/app")
+        user = self.get(fields, path, "user", config(self.user, _one, True), "app")
+        env = self.get(fields, path, "env", self.config_env, ())
+        entrypoint = self.get(fields, path, "entrypoint", config(self.entrypoint, _json, True),
+                              None)
+        cmd = self.get(fields, path, "cmd", config(self.command, _json, True), None)
+        ports = self.list_of(config(self.port, _one, True), "a list of ports")
+        expose = self.get(fields, path, "expose", ports, ())
+        labels = self.get(fields, path, "labels", self.config_labels, ())
+        stop_signal = self.get(fields, path, "stop-signal", self.signal, None)
         return Runtime(
             base=self.need(fields, node, path, "from", self.base, hint=_FROM_HINT),
-            packages=self.get(fields, path, "packages", self.strings, ()),
+            packages=self.get(fields, path, "packages", self.packages, ()),
             copy=self.get(fields, path, "copy", copies, ()),
-            user=self.get(fields, path, "user", self.user, "app"),
-            workdir=self.get(fields, path, "workdir", self.abs_path, "/app"),
-            env=self.get(fields, path, "env", self.env, ()),
-            entrypoint=self.get(fields, path, "entrypoint", self.entrypoint, None),
-            cmd=self.get(fields, path, "cmd", self.command, None),
-            expose=self.get(fields, path, "expose", self.list_of(self.port, "a list of ports"), ()),
-            labels=self.get(fields, path, "labels", self.values, ()),
-            stop_signal=self.get(fields, path, "stop-signal", self.signal, None),
+            user=user,
+            workdir=workdir,
+            env=env,
+            entrypoint=entrypoint,
+            cmd=cmd,
+            expose=expose,
+            labels=labels,
+            stop_signal=stop_signal,
             test=self.get(fields, path, "test", self.strings, ()),
         )
 
@@ -390,6 +529,15 @@ class _Reader:
             builder=self.need(fields, root, "", "builder", self.builder),
             runtime=self.need(fields, root, "", "runtime", self.runtime),
         )
+
+
+def _one(value: str) -> tuple[str]:
+    return (value,)
+
+
+def _json(argv: tuple[str, ...]) -> tuple[str]:
+    """A command as `buildah config --entrypoint/--cmd` gets it: one JSON list."""
+    return (json.dumps(list(argv)),)
 
 
 def _image_problem(ref: str) -> str | None:

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uvbuild.errors import ProjectError
+from uvbuild.globmatch import Glob, GlobError, compile_glob
 
+# A sparse file is copied whole (holes become zeros in the tar, the layer and the image),
+# so a file with more than this in holes is refused: a `truncate -s 1T` file would fill
+# the disk. Dense files of any size are fine: they are hashed and copied in chunks.
+MAX_HOLE_BYTES = 64 << 20
 ALWAYS_EXCLUDED = frozenset({".venv", ".git", "__pycache__"})
 CONTAINER_IGNORE_FILES = (".containerignore", ".dockerignore")  # the first that exists wins
 
@@ -28,7 +33,7 @@ CONTAINER_IGNORE_FILES = (".containerignore", ".dockerignore")  # the first that
 class Rule:
     """One ignore pattern, compiled."""
 
-    regex: re.Pattern[str]
+    glob: Glob
     negated: bool  # a leading "!": include what earlier patterns excluded
     dir_only: bool = False  # gitignore's trailing "/"
     base: str = ""  # gitignore: the folder holding the .gitignore, relative to root
@@ -62,14 +67,11 @@ def digest_files(root: Path, paths: Iterable[str]) -> str:
 
 def docker_excludes(rules: tuple[Rule, ...], path: str) -> bool:
     """Docker's rule: the last pattern matching the path, or a folder above it, decides."""
-    parents = path.split("/")[:-1]
     excluded = False
     for rule in rules:
         if rule.negated != excluded:
             continue  # cannot change the outcome
-        if rule.regex.fullmatch(path) or any(
-            rule.regex.fullmatch("/".join(parents[: i + 1])) for i in range(len(parents))
-        ):
+        if rule.glob.matches_or_parent(path):
             excluded = not rule.negated
     return excluded
 
@@ -86,15 +88,15 @@ def git_ignores(rules: Iterable[Rule], path: str, *, is_dir: bool) -> bool:
             relative = path[len(rule.base) + 1 :]
         else:
             relative = path
-        if rule.regex.fullmatch(relative):
+        if rule.glob.fullmatch(relative):
             ignored = not rule.negated
     return ignored
 
 
-def parse_dockerignore(text: str) -> tuple[Rule, ...]:
+def parse_dockerignore(text: str, file: str = ".containerignore") -> tuple[Rule, ...]:
     """Patterns of a .containerignore/.dockerignore, relative to the root, in file order."""
     rules = []
-    for line in text.removeprefix("\ufeff").splitlines():
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
         if line.startswith("#"):
             continue
         pattern = line.strip()
@@ -107,15 +109,15 @@ def parse_dockerignore(text: str) -> tuple[Rule, ...]:
         if len(pattern) > 1 and pattern.startswith("/"):
             pattern = pattern.lstrip("/")
         prefix = re.split(r"[*?\[\\]", pattern, maxsplit=1)[0]
-        regex = re.compile(_translate(pattern, docker=True))
-        rules.append(Rule(regex=regex, negated=negated, literal_prefix=prefix))
+        glob = _compile(pattern, f"{file}:{number}", docker=True)
+        rules.append(Rule(glob=glob, negated=negated, literal_prefix=prefix))
     return tuple(rules)
 
 
 def parse_gitignore(text: str, base: str = "") -> tuple[Rule, ...]:
     """Patterns of a .gitignore in folder `base` (relative to root, "" for the root)."""
     rules = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.rstrip("\r")
         while line.endswith(" ") and not line.endswith("\\ "):
             line = line[:-1]
@@ -129,9 +131,9 @@ def parse_gitignore(text: str, base: str = "") -> tuple[Rule, ...]:
         if not pattern:
             continue
         anchored = "/" in pattern
-        body = _translate(pattern.lstrip("/"), docker=False)
-        regex = re.compile(body if anchored else f"(?:.*/)?{body}")
-        rules.append(Rule(regex=regex, negated=negated, dir_only=dir_only, base=base))
+        where = f"{base}/.gitignore:{number}" if base else f".gitignore:{number}"
+        glob = _compile(pattern.lstrip("/"), where, docker=False, any_depth=not anchored)
+        rules.append(Rule(glob=glob, negated=negated, dir_only=dir_only, base=base))
     return tuple(rules)
 
 
@@ -196,7 +198,7 @@ def _container_ignore(root: Path) -> tuple[Rule, ...]:
     for name in CONTAINER_IGNORE_FILES:
         path = root / name
         if path.is_file():
-            return parse_dockerignore(_read_text(path))
+            return parse_dockerignore(_read_text(path), name)
     return ()
 
 
@@ -214,47 +216,12 @@ def _read_text(path: Path) -> str:
         raise ProjectError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _translate(pattern: str, *, docker: bool) -> str:
-    """A glob as a regex body: `*` and `?` stay within a folder; `**` crosses folders.
-
-    Docker treats `**` anywhere as "any folders"; git only as a whole path segment
-    (elsewhere it is `*`). Neither lets `[...]` match "/".
-    """
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**", i) and (docker or _whole_segment(pattern, i)):
-            i += 2
-            if i == len(pattern):
-                out.append(".*")
-            else:
-                out.append("(?:.*/)?")
-                i += 1 if pattern[i] == "/" else 0
-            continue
-        char = pattern[i]
-        if char == "*":
-            out.append("[^/]*")
-            i += 2 if pattern.startswith("**", i) else 1
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
-            negated = body[0] in "!^" and len(body) > 1
-            out.append("(?!/)[" + ("^" + body[1:] if negated else body) + "]")
-            i = end + 1
-        elif char == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(char))
-            i += 1
-    return "".join(out)
-
-
-def _whole_segment(pattern: str, i: int) -> bool:
-    before = i == 0 or pattern[i - 1] == "/"
-    after = i + 2 == len(pattern) or pattern[i + 2] == "/"
-    return before and after
+def _compile(pattern: str, where: str, *, docker: bool, any_depth: bool = False) -> Glob:
+    try:
+        return compile_glob(pattern, docker=docker, any_depth=any_depth)
+    except GlobError as exc:
+        raise ProjectError(f"{where}: unusable ignore pattern: {exc}",
+                           hint="fix or remove the line") from None
 
 
 def _entry_record(root: Path, rel: str) -> bytes:
@@ -278,8 +245,56 @@ def _entry_record(root: Path, rel: str) -> bytes:
 
 
 def _file_sha256(path: Path) -> bytes:
+    """The hex sha256 of a file, read in chunks (constant memory); a sparse file with
+    more than MAX_HOLE_BYTES of holes is a ProjectError."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
+        _refuse_sparse(path, stream.fileno())
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest().encode()
+
+
+def _refuse_sparse(path: Path, fd: int) -> None:
+    info = os.fstat(fd)
+    if info.st_size - info.st_blocks * 512 <= MAX_HOLE_BYTES:
+        return  # too few blocks missing to hide that many holes
+    holes = _hole_bytes(fd, info.st_size)  # few blocks: holes, or a compressing filesystem
+    if holes > MAX_HOLE_BYTES:
+        raise ProjectError(
+            f"{path} is a sparse file: {_size(info.st_size)} long, of which "
+            f"{_size(holes)} are holes; uvbuild copies files whole, so it would take "
+            f"{_size(info.st_size)} in the build's scratch folder and in the image "
+            f"(the limit is {_size(MAX_HOLE_BYTES)} of holes per file)",
+            hint="exclude it in .containerignore, or make it dense "
+                 "(cp --sparse=never) if the image needs it",
+        )
+
+
+def _hole_bytes(fd: int, size: int) -> int:
+    """How much of a file is holes (lseek's SEEK_HOLE/SEEK_DATA), counted up to just past
+    MAX_HOLE_BYTES; 0 where the filesystem cannot tell."""
+    holes = offset = 0
+    try:
+        while offset < size and holes <= MAX_HOLE_BYTES:
+            hole = os.lseek(fd, offset, os.SEEK_HOLE)
+            if hole >= size:
+                break
+            try:
+                offset = os.lseek(fd, hole, os.SEEK_DATA)
+            except OSError:  # ENXIO: the hole runs to the end
+                offset = size
+            holes += offset - hole
+    except OSError:
+        return holes
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
+    return holes
+
+
+def _size(count: int) -> str:
+    """A byte count for people: 1.0 GiB, 64 MiB, 512 B."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit}".replace(".0 ", " ")
+    return f"{count} B"

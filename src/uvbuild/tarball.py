@@ -2,6 +2,8 @@
 
 Host owners, times and umask never reach a container: entries are sorted, owned by
 0:0, stamped with the build timestamp, and only the executable bit of a mode is kept.
+Files are copied in chunks, never read whole, so memory stays flat for any file size
+(sources.py has already refused sparse files with large holes).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from .errors import ProjectError
+
 
 def _info(name: str, *, kind: bytes, mode: int, timestamp: int, size: int = 0) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
@@ -20,6 +24,24 @@ def _info(name: str, *, kind: bytes, mode: int, timestamp: int, size: int = 0) -
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info
+
+
+class _Exactly(io.RawIOBase):
+    """A file read in chunks by tarfile, which must yield the `size` bytes its header
+    announced: a file that shrinks meanwhile is a ProjectError, not a torn archive."""
+
+    def __init__(self, stream: io.BufferedReader, size: int, path: Path) -> None:
+        super().__init__()
+        self.stream, self.left, self.path = stream, size, path
+
+    def read(self, count: int = -1) -> bytes:
+        wanted = self.left if count < 0 else min(count, self.left)
+        data = self.stream.read(wanted)
+        self.left -= len(data)
+        if len(data) < wanted:
+            raise ProjectError(f"{self.path} changed while uvbuild was copying it",
+                               hint="build again when nothing writes to the project")
+        return data
 
 
 def write_tarball(output: Path, root: Path, files: Iterable[str], *, timestamp: int) -> None:
@@ -37,10 +59,11 @@ def write_tarball(output: Path, root: Path, files: Iterable[str], *, timestamp: 
                 info.linkname = os.readlink(full)
                 tar.addfile(info)
                 continue
-            data = full.read_bytes()
             mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
-            info = _info(rel, kind=tarfile.REGTYPE, mode=mode, timestamp=timestamp, size=len(data))
-            tar.addfile(info, io.BytesIO(data))
+            with full.open("rb") as stream:
+                size = os.fstat(stream.fileno()).st_size
+                info = _info(rel, kind=tarfile.REGTYPE, mode=mode, timestamp=timestamp, size=size)
+                tar.addfile(info, _Exactly(stream, size, full))
 
 
 def append_file(archive: Path, name: str, data: bytes, *, timestamp: int) -> None:

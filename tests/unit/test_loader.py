@@ -465,3 +465,105 @@ def test_version_is_checked_before_unknown_keys(tmp_path: Path) -> None:
     path = write(tmp_path, "version: 2\nfuture-key: true\n")
     with pytest.raises(RecipeError, match="unsupported recipe version 2"):
         load_recipe(path)
+
+
+# --------------------------------------------------------------------------- input bounds
+
+
+def alias_recipe(size: int, aliases: int) -> str:
+    """One `size`-character value under builder.env and `aliases` aliases of it."""
+    lines = ["version: 1", "builder:", "  from: python:3.13-slim", "  env:",
+             f"    BIG: &big {'x' * size}"]
+    lines += [f"    V{n}: *big" for n in range(aliases)]
+    return "\n".join([*lines, "runtime:", "  from: python:3.13-slim"]) + "\n"
+
+
+def test_aliases_are_counted_as_expanded(tmp_path: Path) -> None:
+    from uvbuild.loader import MAX_EXPANDED_CHARS
+
+    text = alias_recipe(200_000, 3000)  # 1.2 GB of memory before the bound
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write(tmp_path, text))
+    # The sixth alias is the first past 1 MiB: 6 x 200,000 + the keys.
+    line = text.splitlines().index("    V4: *big") + 1
+    message = str(caught.value)
+    assert f"uvbuild.yaml:{line}: the recipe is too large with its aliases expanded" in message
+    assert f"alias *big takes it past the limit of {MAX_EXPANDED_CHARS:,} characters" in message
+    assert caught.value.exit_code == 3
+    # A few aliases of a small value are what anchors are for.
+    assert len(load_recipe(write(tmp_path, alias_recipe(100, 50))).builder.env) == 51
+
+
+def test_nested_aliases_are_counted_without_expanding_them(tmp_path: Path) -> None:
+    """A billion laughs: each level ten aliases of the one before, in a list."""
+    levels = ["  - &l0 [a, a, a, a, a, a, a, a, a, a]"]
+    levels += [f"  - &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 9)]
+    text = MINIMAL.replace("  from: python:3.13-slim\nruntime",
+                           "  from: python:3.13-slim\n  packages:\n" + "\n".join(levels)
+                           + "\nruntime", 1)
+    expected = r"uvbuild.yaml:9: .* alias \*l3 takes it past the limit of 100,000 keys"
+    with pytest.raises(RecipeError, match=expected):
+        load_recipe(write(tmp_path, text))
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL + "image: &loop [*loop]\n"
+    with pytest.raises(RecipeError, match=r"uvbuild.yaml:6: alias \*loop refers to a node that "
+                                          r"contains it"):
+        load_recipe(write(tmp_path, text))
+
+
+LONG = "v" * 40_000  # past MAX_ARGUMENT_BYTES (32 KiB) as one argument
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        (f"  labels: {{big: {LONG}}}", "runtime.labels.big"),
+        (f"  env: {{BIG: {LONG}}}", "runtime.env.BIG"),
+        (f"  entrypoint: [python, {LONG}]", "runtime.entrypoint"),
+        (f"  cmd: {LONG}", "runtime.cmd"),
+        (f"  workdir: /{LONG}", "runtime.workdir"),
+        (f"  user: {'u' * 40_000}", "runtime.user"),
+        (f"  packages: [{LONG}]", "runtime.packages[0]"),
+        (f"  copy: [{{from: /{LONG}, to: /x}}]", "runtime.copy[0].from"),
+        (f"image: localhost/{LONG}", "image"),
+    ],
+    ids=["label", "env", "entrypoint", "cmd", "workdir", "user", "package", "copy", "image"],
+)
+def test_a_value_too_long_for_argv_is_refused(tmp_path: Path, setting: str, key: str) -> None:
+    path = write(tmp_path, MINIMAL + setting + "\n")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    message = str(caught.value)
+    assert f"uvbuild.yaml:6: {key}: too long: " in message
+    assert "the limit is 32,768 bytes per value" in message
+    assert caught.value.exit_code == 3
+
+
+def test_bootstrap_packages_are_one_argument_together(tmp_path: Path) -> None:
+    names = ", ".join(f"package-number-{n:05d}" for n in range(2000))  # 20-odd bytes each
+    text = MINIMAL.replace("runtime:\n  from: python:3.13-slim",
+                           f"runtime:\n  from:\n    bootstrap: debian\n    packages: [{names}]")
+    with pytest.raises(RecipeError, match=r"uvbuild.yaml:7: runtime.from.packages: too long: "):
+        load_recipe(write(tmp_path, text))
+
+
+def test_image_settings_are_bounded_in_total(tmp_path: Path) -> None:
+    from uvbuild.loader import MAX_CONFIG_BYTES
+
+    labels = [f"    l{n}: {'v' * 30_000}" for n in range(10)]  # each fits, together they do not
+    text = MINIMAL + "  labels:\n" + "\n".join(labels) + "\n"
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write(tmp_path, text))
+    assert f"uvbuild.yaml:15: runtime.labels.l8: too long: " in str(caught.value)
+    assert f"more than {MAX_CONFIG_BYTES:,} bytes in all" in str(caught.value)
+    fits = MINIMAL + "  labels:\n" + "\n".join(labels[:8]) + "\n"
+    assert len(load_recipe(write(tmp_path, fits)).runtime.labels) == 8
+
+
+def test_builder_env_may_hold_a_long_value(tmp_path: Path) -> None:
+    """builder.env reaches commands through a file, not argv: only the total bounds it."""
+    text = MINIMAL.replace("  from: python:3.13-slim\nruntime",
+                           f"  from: python:3.13-slim\n  env: {{CERT: {LONG * 5}}}\nruntime", 1)
+    assert load_recipe(write(tmp_path, text)).builder.env[0][1] == LONG * 5

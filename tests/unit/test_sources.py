@@ -299,3 +299,58 @@ def test_digest_ignores_the_order_paths_come_in(tmp_path: Path) -> None:
 def test_digest_of_a_missing_file_is_a_project_error(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match=r"cannot read .*/gone.txt"):
         digest_files(tmp_path, ["gone.txt"])
+
+
+def test_digest_reads_files_in_chunks(tmp_path: Path) -> None:
+    import hashlib
+    import tracemalloc
+
+    from uvbuild.sources import _file_sha256
+
+    data = os.urandom(24 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    tracemalloc.start()
+    try:
+        found = _file_sha256(tmp_path / "big.bin")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert found == hashlib.sha256(data).hexdigest().encode()
+    assert peak < 4 << 20
+
+
+def test_a_file_with_large_holes_is_refused_with_its_sizes(tmp_path: Path) -> None:
+    from uvbuild.sources import MAX_HOLE_BYTES
+
+    make_tree(tmp_path, ["a.py"])
+    with (tmp_path / "disk.img").open("wb") as stream:
+        stream.write(b"header")
+        stream.truncate(MAX_HOLE_BYTES + (16 << 20))  # a hole: no blocks on disk
+    if os.stat(tmp_path / "disk.img").st_blocks * 512 > 1 << 20:
+        pytest.fail("this filesystem does not keep holes: the test cannot run here")
+    with pytest.raises(ProjectError, match=r"disk.img is a sparse file: 80 MiB long, of which "
+                                           r"80 MiB are holes.*limit is 64 MiB") as caught:
+        digest(tmp_path)
+    assert ".containerignore" in (caught.value.hint or "")
+    (tmp_path / ".containerignore").write_text("*.img\n")
+    digest(tmp_path)  # excluded: never read
+
+
+def test_small_holes_are_read_as_zeros(tmp_path: Path) -> None:
+    with (tmp_path / "sparse").open("wb") as stream:
+        stream.write(b"x")
+        stream.truncate(8 << 20)
+    (tmp_path / "dense").write_bytes(b"x" + bytes((8 << 20) - 1))
+    import hashlib
+
+    from uvbuild.sources import _file_sha256
+    assert _file_sha256(tmp_path / "sparse") == _file_sha256(tmp_path / "dense")
+    assert _file_sha256(tmp_path / "sparse") == hashlib.sha256(
+        (tmp_path / "dense").read_bytes()).hexdigest().encode()
+
+
+def test_an_unusable_ignore_pattern_is_a_project_error_with_its_line(tmp_path: Path) -> None:
+    make_tree(tmp_path, ["a.py"])
+    (tmp_path / ".containerignore").write_text("*.log\nx[z-a]\n")
+    with pytest.raises(ProjectError, match=r"\.containerignore:2: unusable ignore pattern"):
+        source_files(tmp_path)

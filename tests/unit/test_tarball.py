@@ -170,3 +170,76 @@ def test_top_level_files_need_no_directories(tmp_path: Path) -> None:
     write_tarball(out, root, ("pyproject.toml",), timestamp=TIMESTAMP)
 
     assert [m.name for m in members(out)] == ["pyproject.toml"]
+
+
+def old_write_tarball(output: Path, root: Path, files: tuple[str, ...], *, timestamp: int) -> None:
+    """write_tarball as it was when it read each file whole: the bytes must not change
+    (they feed layer digests, so image IDs would)."""
+    import io
+    import stat
+    from pathlib import PurePosixPath
+
+    def info_for(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.mtime, info.size = kind, mode, timestamp, size
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    paths = sorted(set(files))
+    dirs = sorted({str(p) for f in paths for p in PurePosixPath(f).parents if str(p) != "."})
+    with tarfile.open(output, "w", format=tarfile.PAX_FORMAT) as tar:
+        for d in dirs:
+            tar.addfile(info_for(d, tarfile.DIRTYPE, 0o755))
+        for rel in paths:
+            full = root / rel
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                info = info_for(rel, tarfile.SYMTYPE, 0o777)
+                info.linkname = os.readlink(full)
+                tar.addfile(info)
+                continue
+            data = full.read_bytes()
+            mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
+            tar.addfile(info_for(rel, tarfile.REGTYPE, mode, len(data)), io.BytesIO(data))
+
+
+def test_streaming_gives_the_same_bytes_as_reading_whole(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "project")
+    (root / "data.bin").write_bytes(os.urandom(3 << 20) + b"tail")  # several copy chunks
+    (root / "empty").write_bytes(b"")
+    files = (*FILES, "data.bin", "empty")
+    before = tmp_path / "before.tar"
+    old_write_tarball(before, root, files, timestamp=TIMESTAMP)
+    assert tar_bytes(tmp_path, root, files) == before.read_bytes()
+
+
+def test_a_large_file_is_copied_in_chunks(tmp_path: Path) -> None:
+    import tracemalloc
+
+    root = tmp_path / "project"
+    root.mkdir()
+    with (root / "big.bin").open("wb") as stream:
+        for _ in range(32):
+            stream.write(os.urandom(1 << 20))
+    tracemalloc.start()
+    try:
+        write_tarball(tmp_path / "out.tar", root, ("big.bin",), timestamp=TIMESTAMP)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # the old code held the whole 32 MiB
+    [member] = members(tmp_path / "out.tar")
+    assert member.size == 32 << 20
+
+
+def test_a_file_that_shrinks_while_copied_is_a_project_error(tmp_path: Path) -> None:
+    import io
+
+    from uvbuild.errors import ProjectError
+    from uvbuild.tarball import _Exactly
+
+    source = io.BufferedReader(io.BytesIO(b"abc"))  # type: ignore[arg-type]
+    stream = _Exactly(source, 10, tmp_path / "f")
+    with pytest.raises(ProjectError, match="changed while uvbuild was copying it"):
+        stream.read(16 << 10)
