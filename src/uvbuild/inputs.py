@@ -13,6 +13,7 @@ from pathlib import Path
 from . import cmd
 from .engine import Buildah
 from .errors import RecipeError, UvbuildError
+from .imageref import tag_from_version
 from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
@@ -43,8 +44,9 @@ def uv_binary() -> str:
 
 
 def default_image_name(project: Project) -> str:
-    """localhost/<project name>:<project version> (or :latest without a version)."""
-    return f"localhost/{project.normalized_name}:{project.version or 'latest'}"
+    """localhost/<project name>:<project version> (or :latest without a version); a
+    version a tag cannot hold (1.0+local) is made one (1.0_local)."""
+    return f"localhost/{project.normalized_name}:{tag_from_version(project.version or 'latest')}"
 
 
 def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -> str:

@@ -20,6 +20,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from uvbuild.errors import RecipeError
+from uvbuild.imageref import EXAMPLE, reference_problem
 from uvbuild.recipe import (
     Base,
     BootstrapBase,
@@ -55,11 +56,6 @@ _COMMAND_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _SIGNAL = re.compile(r"[A-Za-z0-9+-]+")
 _SIGNALS = {name for name in signal.Signals.__members__ if name.startswith("SIG")}
 _SIGNALS |= {f"SIGRTMIN+{n}" for n in range(31)} | {f"SIGRTMAX-{n}" for n in range(31)}
-# An output name as `buildah tag` takes it: [host[:port]/]component[/component...][:tag].
-# As in Docker, a first component is a registry only with a dot or a port, or as localhost.
-_REGISTRY = re.compile(r"(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\d+)?|[A-Za-z0-9-]+:\d+")
-_COMPONENT = re.compile(r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*")
-_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _FROM_HINT = "e.g. `from: docker.io/library/python:3.13-slim` or `from: {bootstrap: debian}`"
 
 T = TypeVar("T")
@@ -219,10 +215,9 @@ class _Reader:
 
     def image(self, node: Node, path: str) -> str:
         ref = self.string(node, path, "a non-empty image reference")
-        problem = _image_problem(ref)
+        problem = reference_problem(ref)
         if problem:
-            raise self.error(node, path, f"{problem}: {ref!r}",
-                             hint="write [registry[:port]/]name[:tag], e.g. localhost/myapp:1.0")
+            raise self.error(node, path, f"{problem}: {ref!r}", hint=EXAMPLE)
         return ref
 
     def abs_path(self, node: Node, path: str) -> str:
@@ -391,22 +386,3 @@ class _Reader:
             runtime=self.need(fields, root, "", "runtime", self.runtime),
         )
 
-
-def _image_problem(ref: str) -> str | None:
-    """What is wrong with an output image name, or None."""
-    if any(char.isspace() for char in ref):
-        return "an image reference cannot contain spaces"
-    if "@" in ref:
-        return "an output image cannot be named by digest"
-    first, slash, rest = ref.partition("/")
-    if not (slash and _REGISTRY.fullmatch(first)):
-        rest = ref
-    name, colon, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    if colon and not _IMAGE_TAG.fullmatch(tag):
-        return f"invalid tag {tag!r} in image reference"
-    for component in name.split("/"):
-        if component != component.lower():
-            return "uppercase letters are not allowed in image names"
-        if not _COMPONENT.fullmatch(component):
-            return f"invalid name component {component!r} in image reference"
-    return None

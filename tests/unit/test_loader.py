@@ -442,7 +442,8 @@ def test_broken_recipe(tmp_path: Path, text: str, expected: str) -> None:
         ("version: 1\nbuilder:\n  from: x\n  python: 3.11\n", 'quote it: "3.11"'),
         (
             "version: 1\nimage: localhost/App\n",
-            "write [registry[:port]/]name[:tag], e.g. localhost/myapp:1.0",
+            "write [registry[:port]/]name[:tag] (lower-case name; a tag of at most 128 "
+            "letters, digits, '_', '.', '-'), e.g. localhost/myapp:1.0",
         ),
         (
             "version: 1\nbuilder:\n  from: x\n  runn: []\n",
