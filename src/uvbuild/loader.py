@@ -227,6 +227,16 @@ class _Reader:
         return self.matching(node, path, _ENV_NAME, "an environment variable name",
                              hint="use letters, digits and _, not starting with a digit")
 
+    def label_key(self, node: Node, path: str) -> str:
+        # `buildah config --label KEY=VALUE` splits at the first `=`: a key holding one
+        # would be silently rewritten; blanks and control characters make no usable key.
+        key = self.string(node, path, "a label name")
+        if "=" in key or any(char.isspace() or not char.isprintable() for char in key):
+            raise self.error(node, path, f"a label name cannot contain '=', spaces or control "
+                             f"characters: {key!r}",
+                             hint="use a reverse-DNS name, e.g. org.example.team")
+        return key
+
     def python(self, node: Node, path: str) -> str:
         expected = "an absolute path or a command name"
         value = self.string(node, path, f"a non-empty string: {expected}")
@@ -365,7 +375,8 @@ class _Reader:
             entrypoint=self.get(fields, path, "entrypoint", self.entrypoint, None),
             cmd=self.get(fields, path, "cmd", self.command, None),
             expose=self.get(fields, path, "expose", self.list_of(self.port, "a list of ports"), ()),
-            labels=self.get(fields, path, "labels", self.values, ()),
+            labels=self.get(fields, path, "labels",
+                            lambda node, at: self.values(node, at, self.label_key), ()),
             stop_signal=self.get(fields, path, "stop-signal", self.signal, None),
             test=self.get(fields, path, "test", self.strings, ()),
         )
