@@ -31,7 +31,7 @@ from uvbuild.plan import (
     bootstrap_ref,
     make_plan,
 )
-from uvbuild.recipe import BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
+from uvbuild.recipe import BootstrapBase, ImageBase, Recipe, SyncOptions
 
 RECIPE_PATH = Path("/projects/app/uvbuild.yaml")
 
