@@ -330,6 +330,8 @@ def describe_failure(result: Result) -> str:
 
 
 _GOROUTINE = re.compile(r"goroutine \d+ \[.*\]:$")
+# What `buildah run` adds when its command fails: the exit code, said already.
+_BUILDAH_STATUS = re.compile(r"subprocess exited with status \d+|Error: exit status \d+")
 
 
 def shown_output(text: str) -> list[str]:
@@ -339,7 +341,7 @@ def shown_output(text: str) -> list[str]:
     dumped = 0
     in_dump = False
     for line in text.strip().splitlines():
-        if line.startswith(MARKER):
+        if line.startswith(MARKER) or _BUILDAH_STATUS.fullmatch(line):
             continue
         if _GOROUTINE.match(line):
             in_dump = True

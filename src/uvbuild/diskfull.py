@@ -86,7 +86,8 @@ def as_disk_full(exc: BaseException, places: Sequence[Place]) -> DiskFull | None
         return None
     if isinstance(exc, OSError):
         # A write of uvbuild's own, on the host: where, when the error says.
-        detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        detail = (f"writing {exc.filename} on the host: {exc.strerror}" if exc.filename
+                  else f"a write of uvbuild's on the host: {exc.strerror or exc}")
         target = str(exc.filename or "")
         if target and not any(_under(target, p.path) for p in places):
             places = [Place("folder", os.path.dirname(os.path.abspath(target))), *places]

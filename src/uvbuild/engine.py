@@ -367,8 +367,9 @@ def push_hint(output: str, dest: str) -> str:
 
 def _check_space(result: cmd.Result, what: str) -> None:
     """Raise an EngineError that tells of a full disk if the failed `result` says so."""
+    # Not the whole command line: the lines that tell of the full disk say enough.
     full = failed_for_space(result.stdout + "\n" + result.stderr,
-                            f"{what}: {cmd.describe_failure(result)}")
+                            f"{what} failed with exit code {result.returncode}:")
     if full is not None:
         raise full
 

@@ -113,3 +113,9 @@ def test_a_failed_push_gets_a_hint_by_cause(case: str) -> None:
     hint = push_hint(output, "docker://127.0.0.1:5000/team/app:1")
     assert expected in hint
     assert hint.startswith("the image is built and tagged locally as 127.0.0.1:5000/team/app:1")
+
+
+def test_buildahs_own_exit_status_lines_are_left_out() -> None:
+    err = "said-on-stderr\nsubprocess exited with status 3\nError: exit status 3\n"
+    text = describe_failure(Result(("sh",), 3, "said-on-stdout\n", err))
+    assert text.endswith("--- stderr:\n    said-on-stderr")
