@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import local_image_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FASTAPI = REPO_ROOT / "recipes" / "fastapi"
@@ -292,36 +293,70 @@ def test_a_bad_tag_is_refused_before_any_work(tmp_path: Path, uvbuild_cli) -> No
 
 
 @contextlib.contextmanager
-def small_filesystem(path: Path, *, free_kb: int) -> Iterator[Path]:
-    """A tmpfs at `path` with only about `free_kb` KiB left."""
+def small_filesystem(path: Path, *, size_mb: int = 2, fill: Path | None = None,
+                     ) -> Iterator[Callable[[int], None]]:
+    """A tmpfs at `path`; yields `leave(kb)`, which fills it (a file at `fill`) until only
+    about `kb` KiB are free."""
     path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
+                   check=True)
+
+    def leave(kb: int) -> None:
+        stats = os.statvfs(path)
+        with open(fill or path / "filler", "wb") as handle:
+            handle.write(b"\0" * max(0, stats.f_bavail * stats.f_frsize - kb * 1024))
+
     try:
-        filler = path / "filler"
-        with open(filler, "wb") as handle:
-            handle.write(b"\0" * (2048 - free_kb) * 1024)
-        yield path
+        yield leave
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def small_image_store(ws: Workspace, small: Path, uvbuild_popen) -> dict[str, str]:
+    """A fresh image store on `small` holding only the recipe's bootstrapped bases
+    (copied from the test store, made there first if need be); its storage.conf as env."""
+    from uvbuild.pipeline import plan_recipe
+
+    _, plan = plan_recipe(ws.recipe, tag=None, engine=None, pull=False)
+    bases = sorted({plan.step(n).cache_ref for n in ("builder-base", "runtime-base")})
+    if any(local_image_id(ref) is None for ref in bases):
+        made = uvbuild_popen([ws.recipe, "--tag", f"localhost/uvbuild-itest/bases:{os.getpid()}"],
+                             cwd=ws.root)
+        assert made.returncode == 0, f"the bases could not be made\n{made}"
+    graph, run = small / "graph", ws.root / "run"
+    conf = ws.root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graph}"\n'
+                    f'runroot = "{run}"\n')
+    for ref in bases:
+        subprocess.run(["buildah", "push", "--quiet", ref,
+                        f"containers-storage:[overlay@{graph}+{run}]{ref}"], check=True)
+    return {"CONTAINERS_STORAGE_CONF": str(conf)}
 
 
 @pytest.mark.parametrize("variable, place", [
     ("TMPDIR", "scratch space ($TMPDIR)"),  # uvbuild's own write on the host
     ("XDG_CACHE_HOME", "uv cache"),  # uv sync, in the builder, writing to its cache
+    ("CONTAINERS_STORAGE_CONF", "image store"),  # uv sync writing the venv, in the store
 ])
 def test_a_full_disk_names_the_folder_and_cache_prune(tmp_path: Path, uvbuild_popen,
                                                       image_id_of, variable: str,
                                                       place: str) -> None:
     ws = copy_fastapi(tmp_path)
     tag = f"localhost/uvbuild-itest/disk-full:{os.getpid()}"
-    with small_filesystem(tmp_path / "small", free_kb=8) as small:
+    small = tmp_path / "small"
+    store = variable == "CONTAINERS_STORAGE_CONF"
+    with small_filesystem(small, size_mb=400 if store else 2, fill=small / "filler") as leave:
+        env = small_image_store(ws, small, uvbuild_popen) if store else {variable: str(small)}
+        leave(4096 if store else 8)
         # --no-cache: the dependencies are synced again (their uv cache is empty here).
-        run = uvbuild_popen([ws.recipe, "--tag", tag, "--no-cache"], cwd=tmp_path,
-                            env={variable: str(small)})
+        run = uvbuild_popen([ws.recipe, "--tag", tag, "--no-cache"], cwd=tmp_path, env=env)
+        left = subprocess.run(["buildah", "containers", "--quiet"], capture_output=True,
+                              text=True, env={**os.environ, **env}, check=True).stdout
     case = Case(f"disk-full-{variable}", ENGINE_ERROR, lambda ws: [])
-    assert_failed_cleanly(run, case, ["no space left on device", f"{place} {small}",
-                                      "uvbuild cache prune"])
+    where = f"{place} {small / 'graph'}" if store else f"{place} {small}"
+    assert_failed_cleanly(run, case, ["no space left on device", where, "uvbuild cache prune"])
     assert "goroutine" not in run.stderr
+    assert left.strip() == "", f"working containers left in the small store: {left}"
     assert image_id_of(tag) is None
 
 
