@@ -231,7 +231,8 @@ def _filler(build: Build, step: AddProject, project_image: str) -> Callable[[str
                 build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
             except EngineError as exc:
                 # Said as install-project says it of entries into /app (venvdelta.py).
-                if _NOT_FOUND.search(exc.message):
+                if _NOT_FOUND.search(exc.message) and (entry.source in exc.message
+                                                       or "glob" in exc.message):
                     raise copy_missing(entry.index, entry.source) from exc
                 raise
 
