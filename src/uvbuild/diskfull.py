@@ -25,9 +25,10 @@ from .errors import EngineError, UvbuildError
 # What uv (os error 28), Python (Errno 28), Go (buildah), apt and coreutils print.
 _NO_SPACE = re.compile(r"no space left on device|errno 28\b|os error 28\b|ENOSPC"
                        r"|disk quota exceeded|enough free space", re.IGNORECASE)
-# A filesystem with less than this free (or 2 % of its size) counts as full: the write
-# that failed was larger than what is left.
+# A filesystem with less than this free (or 1 % of its size, up to _SURELY_ROOM) counts
+# as full: the write that failed was larger than what is left.
 _NEARLY_FULL = 64 * 1024 * 1024
+_SURELY_ROOM = 1024 * 1024 * 1024
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,7 +56,7 @@ class Place:
             return None
         free = stats.f_bavail * stats.f_frsize
         size = stats.f_blocks * stats.f_frsize
-        return free, free < max(_NEARLY_FULL, size // 50) if size else False
+        return free, free < min(max(_NEARLY_FULL, size // 100), _SURELY_ROOM)
 
 
 def says_disk_full(text: str) -> bool:
@@ -95,7 +96,8 @@ def as_disk_full(exc: BaseException, places: Sequence[Place]) -> DiskFull | None
     else:
         detail = str(exc.message) if isinstance(exc, UvbuildError) else str(exc)
     measured = [(place, place.free()) for place in places]
-    full = [(place, free) for place, free in measured if free is not None and free[1]]
+    full = sorted(((place, free) for place, free in measured if free is not None and free[1]),
+                  key=lambda item: item[1][0])  # the fullest first
     named = full or measured
     lines = [f"{place.what} {place.path}" + (f" ({_mb(free[0])} free)" if free else "")
              for place, free in named]
