@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import cmd
 from .engine import Buildah, CommitOptions, ImageConfig
+from .diskfull import failed_for_space
 from .errors import EngineError
 from .plan import STANDARD_PATH
 from .recipe import BootstrapBase
@@ -56,6 +57,10 @@ def build_bootstrap_base(engine: Buildah, base: BootstrapBase, ref: str, *,
         # mmdebstrap makes file times and package state reproducible from SOURCE_DATE_EPOCH.
         result = cmd.run(argv, env={"SOURCE_DATE_EPOCH": str(timestamp)})
         if not result.ok:
+            full = failed_for_space(result.stdout + result.stderr, f"bootstrapping debian "
+                                    f"{base.suite} failed with exit code {result.returncode}:")
+            if full is not None:  # mmdebstrap's tarball filled $TMPDIR: not a package problem
+                raise full
             raise EngineError(
                 f"bootstrapping debian {base.suite} failed: {cmd.describe_failure(result)}",
                 hint="check the suite and package names (apt-cache policy NAME), and that "

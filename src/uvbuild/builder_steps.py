@@ -257,9 +257,7 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
                          f"{cmd.describe_failure(outcome.steps[-1])}")
     missing = outcome.values.get("copy_missing")
     if isinstance(missing, dict):
-        raise StepFailed(f"runtime.copy[{missing['index']}]: {missing['from']} is not in the "
-                         f"builder after builder.run",
-                         hint="check the path, or make a builder.run command create it")
+        raise copy_missing(int(missing["index"]), str(missing["from"]))
     installed = outcome.values.get("installed")
     tarball = out / LAYER_TAR
     if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
@@ -269,6 +267,13 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
     options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
                                                                         sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
+
+
+def copy_missing(index: int, source: str) -> StepFailed:
+    """The error for a runtime.copy source the builder does not have, wherever it goes."""
+    return StepFailed(f"runtime.copy[{index}]: {source} is not in the builder after "
+                      f"builder.run", hint="check the path, or make a builder.run command "
+                      "create it")
 
 
 def read_python_label(labels: dict[str, str]) -> dict[str, str]:

@@ -46,9 +46,20 @@ def cli(ctx: click.Context, debug: bool) -> None:
     cmd.set_debug(debug)
 
 
+def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """-t is checked before any work: a bad name would otherwise fail at tag time."""
+    from .imageref import EXAMPLE, reference_problem
+
+    problem = None if value is None else reference_problem(value)
+    if problem:
+        raise click.BadParameter(f"{problem}: {value!r} ({EXAMPLE})")
+    return value
+
+
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
-@click.option("-t", "--tag", help="Image name to tag; wins over the recipe's `image`.")
+@click.option("-t", "--tag", callback=_checked_tag,
+              help="Image name to tag; wins over the recipe's `image`.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if its result is cached.")
 @click.option("--push", is_flag=True, help="Push the tagged image to its registry.")
 @click.option("--tls-verify/--no-tls-verify", default=None, help="Passed to buildah push.")
@@ -78,7 +89,7 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
 
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
-@click.option("-t", "--tag", help="Image name to plan for.")
+@click.option("-t", "--tag", callback=_checked_tag, help="Image name to plan for.")
 @click.option("--no-engine", is_flag=True, help="Do not ask buildah anything (cache unknown).")
 def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     """Print the planned steps, their cache keys and whether each is cached."""

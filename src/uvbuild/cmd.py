@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -308,7 +309,9 @@ def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
 
 
 def describe_failure(result: Result) -> str:
-    """A one-paragraph account of a failed command for an error message."""
+    """A one-paragraph account of a failed command for an error message: why it ended,
+    and the tail of what it printed, on stdout and on stderr (a command that explains
+    itself on stdout is not hidden by a warning on stderr)."""
     why = f"exit code {result.returncode}"
     if result.returncode < 0:
         why = f"killed by signal {-result.returncode}"
@@ -316,11 +319,46 @@ def describe_failure(result: Result) -> str:
         why += " (a program was not found: is it installed in that image?)"
     elif result.returncode == 126:
         why += " (a program could not be executed: permissions or architecture?)"
-    tail = (result.stderr or result.stdout).strip().splitlines()[-15:]
     text = f"`{_shown(result.argv)}` failed with {why}"
-    if tail:
-        text += ":\n    " + "\n    ".join(tail)
+    out, err = shown_output(result.stdout), shown_output(result.stderr)
+    if out and err:
+        text += (":\n    --- stdout:\n    " + "\n    ".join(out[-10:])
+                 + "\n    --- stderr:\n    " + "\n    ".join(err[-15:]))
+    elif out or err:
+        text += ":\n    " + "\n    ".join((out or err)[-15:])
     return text
+
+
+_GOROUTINE = re.compile(r"goroutine \d+ \[.*\]:$")
+# What `buildah run` adds when its command fails: the exit code, said already.
+_BUILDAH_STATUS = re.compile(r"subprocess exited with status \d+|Error: exit status \d+")
+
+
+def shown_output(text: str) -> list[str]:
+    """A command's output as lines to show: bookkeeping lines and Go stack dumps (buildah
+    panics on some I/O errors, e.g. a full disk) left out; the panic line itself stays."""
+    shown: list[str] = []
+    dumped = 0
+    in_dump = False
+    for line in text.strip().splitlines():
+        if line.startswith(MARKER) or _BUILDAH_STATUS.fullmatch(line):
+            continue
+        if _GOROUTINE.match(line):
+            in_dump = True
+        elif in_dump and not line.strip():
+            continue  # a blank line between goroutines: another may follow
+        elif in_dump and (line.startswith(("\t", "created by ", "exit status"))
+                          or line.endswith(")") or "+0x" in line):
+            pass
+        else:
+            in_dump = False
+        if in_dump:
+            dumped += 1
+            continue
+        shown.append(line)
+    if dumped:
+        shown.append(f"[a Go stack trace of {dumped} lines left out]")
+    return shown
 
 
 def which(tool: str) -> str | None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import cmd
+from .diskfull import failed_for_space
 from .errors import EngineError
 
 # Working containers are named so a leftover (e.g. after SIGKILL) is recognisable:
@@ -100,8 +102,17 @@ class Buildah:
     def _call(self, *args: str, what: str) -> str:
         result = self._quick(*args)
         if not result.ok:
+            _check_space(result, what)
             raise EngineError(f"{what}: {cmd.describe_failure(result)}")
         return result.stdout
+
+    def graphroot(self) -> str | None:
+        """The image store's folder (buildah's graphroot), or None if buildah cannot say."""
+        try:
+            result = self._quick("info")
+            return str(json.loads(result.stdout)["store"]["GraphRoot"]) if result.ok else None
+        except (EngineError, ValueError, KeyError, TypeError):
+            return None  # no buildah, or an answer of another shape: the store goes unnamed
 
     # -- images -------------------------------------------------------------------
 
@@ -177,7 +188,11 @@ class Buildah:
             args += ["--creds", creds]
         if authfile:
             args += ["--authfile", authfile]
-        self._call(*args, image, dest, what=f"pushing to {dest}")
+        result = self._quick(*args, image, dest)
+        if not result.ok:
+            _check_space(result, f"pushing to {dest}")
+            raise EngineError(f"pushing to {dest} failed: {cmd.describe_failure(result)}",
+                              hint=push_hint(result.stdout + result.stderr, dest))
 
     # -- working containers -------------------------------------------------------
 
@@ -235,7 +250,11 @@ class Buildah:
         if not network and self.isolation != "chroot":
             # chroot isolation always shares the host's network (buildah refuses "none").
             args += ["--network", "none"]
-        return cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate)
+        result = cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate)
+        if not result.ok:
+            # Whatever the command was, a full disk is what to tell (not its step's hint).
+            _check_space(result, f"running a command in {container}")
+        return result
 
     def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
              chown: str | None = None) -> None:
@@ -310,6 +329,49 @@ class Buildah:
     def unshare_ok(self) -> bool:
         """Whether `buildah unshare` works (rootless readiness)."""
         return cmd.run(self._argv("unshare", "true")).ok
+
+
+# What buildah (containers/image) says, by cause of a failed push.
+_AUTH = re.compile(r"\b40[13]\b|unauthorized|authentication required|access.* denied"
+                   r"|forbidden|requested access to the resource is denied", re.IGNORECASE)
+_TLS = re.compile(r"HTTP response to HTTPS client|x509:|certificate|tls:|first record does "
+                  r"not look like a TLS handshake", re.IGNORECASE)
+_UNREACHABLE = re.compile(r"connection refused|no such host|dial tcp|i/o timeout"
+                          r"|network is unreachable|no route to host|connection reset"
+                          r"|server misbehaving|temporary failure in name resolution",
+                          re.IGNORECASE)
+
+
+def push_hint(output: str, dest: str) -> str:
+    """What to do about a failed push, by its cause; the image is tagged locally anyway."""
+    transport, _, name = dest.partition(":")
+    name = name.removeprefix("//")
+    kept = f"the image is built and tagged locally as {name}: only the push failed"
+    if transport != "docker":
+        return f"{kept}; check that the folder of the archive exists and is writable"
+    registry = name.split("/", 1)[0] if "/" in name else "docker.io"
+    if _AUTH.search(output):
+        why = (f"the registry refused the credentials: `podman login {registry}` (or "
+               "`buildah login`), or pass --creds USER:PASSWORD or --authfile FILE")
+    elif _TLS.search(output):
+        why = (f"TLS with {registry} failed: for a registry that speaks plain HTTP, pass "
+               f"--no-tls-verify; for a private CA, put its certificate in "
+               f"/etc/containers/certs.d/{registry}/ca.crt")
+    elif _UNREACHABLE.search(output):
+        why = (f"{registry} cannot be reached: check the registry address (host and port "
+               "in the image name) and that the registry is running")
+    else:
+        why = "check the image name's registry, your access to it, and the message above"
+    return f"{kept}; {why}"
+
+
+def _check_space(result: cmd.Result, what: str) -> None:
+    """Raise an EngineError that tells of a full disk if the failed `result` says so."""
+    # Not the whole command line: the lines that tell of the full disk say enough.
+    full = failed_for_space(result.stdout + "\n" + result.stderr,
+                            f"{what} failed with exit code {result.returncode}:")
+    if full is not None:
+        raise full
 
 
 def _bare_id(image_id: str) -> str:

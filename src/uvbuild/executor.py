@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from . import builder_steps, cmd, runtime_steps
+from . import builder_steps, cmd, diskfull, runtime_steps
 from .bootstrap import build_bootstrap_base
 from .cache import remove_stale_containers
 from .engine import CONTAINER_PREFIX, Buildah, CommitOptions, Mount
@@ -129,9 +129,13 @@ class Build:
         except BaseException as exc:
             self._fail(exc)
             first = self._first_error
+            # A full disk is told as such, measured now, before the cleanup frees space.
             if first is not None and first is not exc:
                 # Another thread failed first, and interrupted this one: say why.
-                raise first from None
+                raise diskfull.translated(first, self._places) from None
+            full = diskfull.translated(exc, self._places)
+            if full is not exc:
+                raise full from exc
             raise
         finally:
             self._shut_gates()  # nothing may wait at a gate for ever
@@ -280,6 +284,10 @@ class Build:
 
         self.together([size, lambda: self._remove_live(keep=(keep,) if keep else ())])
         return image_id
+
+    def _places(self) -> list[diskfull.Place]:
+        """Where this build writes (for a full disk's message)."""
+        return diskfull.build_places(self.engine.graphroot(), self.settings.uv_cache)
 
     def _sweep(self) -> int:
         return remove_stale_containers(self.engine)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import cmd
 from .engine import Buildah
-from .errors import RecipeError, UvbuildError
+from .errors import ProjectError, RecipeError, UvbuildError
+from .imageref import tag_from_version
 from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
@@ -43,8 +44,9 @@ def uv_binary() -> str:
 
 
 def default_image_name(project: Project) -> str:
-    """localhost/<project name>:<project version> (or :latest without a version)."""
-    return f"localhost/{project.normalized_name}:{project.version or 'latest'}"
+    """localhost/<project name>:<project version> (or :latest without a version); a
+    version a tag cannot hold (1.0+local) is made one (1.0_local)."""
+    return f"localhost/{project.normalized_name}:{tag_from_version(project.version or 'latest')}"
 
 
 def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -> str:
@@ -93,12 +95,25 @@ def _git(root: Path, *args: str) -> str | None:
     return result.stdout.strip() or None if result.ok else None
 
 
+def unreadable(exc: OSError, root: Path) -> ProjectError:
+    """A project file or folder that cannot be read, as a project error naming it."""
+    where = exc.filename or root
+    return ProjectError(f"{where} cannot be read: {exc.strerror or exc}",
+                        hint=f"every file of the project ({root}) must be readable by uvbuild; "
+                        "list what should not be built in .containerignore")
+
+
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
            pull: bool = True) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan."""
     project = read_project(recipe.project)
     timestamp = build_timestamp()
-    files = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
+    try:
+        files = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
+        manifest_digest = digest_files(project.root, project.manifest_files)
+        source_digest = digest_files(project.root, files)
+    except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
+        raise unreadable(exc, project.root) from None
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
@@ -106,9 +121,9 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull),
         project_root=str(project.root),
         manifest_files=project.manifest_files,
-        manifest_digest=digest_files(project.root, project.manifest_files),
+        manifest_digest=manifest_digest,
         source_files=files,
-        source_digest=digest_files(project.root, files),
+        source_digest=source_digest,
         is_package=project.is_package,
         is_workspace=bool(project.workspace_members),
         timestamp=timestamp,

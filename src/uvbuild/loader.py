@@ -22,6 +22,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from uvbuild.errors import RecipeError
+from uvbuild.imageref import EXAMPLE, reference_problem
 from uvbuild.recipe import (
     Base,
     BootstrapBase,
@@ -57,11 +58,6 @@ _COMMAND_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _SIGNAL = re.compile(r"[A-Za-z0-9+-]+")
 _SIGNALS = {name for name in signal.Signals.__members__ if name.startswith("SIG")}
 _SIGNALS |= {f"SIGRTMIN+{n}" for n in range(31)} | {f"SIGRTMAX-{n}" for n in range(31)}
-# An output name as `buildah tag` takes it: [host[:port]/]component[/component...][:tag].
-# As in Docker, a first component is a registry only with a dot or a port, or as localhost.
-_REGISTRY = re.compile(r"(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\d+)?|[A-Za-z0-9-]+:\d+")
-_COMPONENT = re.compile(r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*")
-_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # Bounds on hostile input. Aliases let a small file stand for a huge recipe (each alias
 # repeats its anchor's whole subtree wherever the recipe is used), so the recipe is
 # measured as if every alias were written out.
@@ -324,10 +320,9 @@ class _Reader:
     def image(self, node: Node, path: str) -> str:
         ref = self.string(node, path, "a non-empty image reference")
         self.argument(node, path, ref)
-        problem = _image_problem(ref)
+        problem = reference_problem(ref)
         if problem:
-            raise self.error(node, path, f"{problem}: {ref!r}",
-                             hint="write [registry[:port]/]name[:tag], e.g. localhost/myapp:1.0")
+            raise self.error(node, path, f"{problem}: {ref!r}", hint=EXAMPLE)
         return ref
 
     def abs_path(self, node: Node, path: str) -> str:
@@ -338,6 +333,16 @@ class _Reader:
     def env_name(self, node: Node, path: str) -> str:
         return self.matching(node, path, _ENV_NAME, "an environment variable name",
                              hint="use letters, digits and _, not starting with a digit")
+
+    def label_key(self, node: Node, path: str) -> str:
+        # `buildah config --label KEY=VALUE` splits at the first `=`: a key holding one
+        # would be silently rewritten; blanks and control characters make no usable key.
+        key = self.string(node, path, "a label name")
+        if "=" in key or any(char.isspace() or not char.isprintable() for char in key):
+            raise self.error(node, path, f"a label name cannot contain '=', spaces or control "
+                             f"characters: {key!r}",
+                             hint="use a reverse-DNS name, e.g. org.example.team")
+        return key
 
     def python(self, node: Node, path: str) -> str:
         expected = "an absolute path or a command name"
@@ -421,7 +426,7 @@ class _Reader:
         return self.values(node, path, self.env_name, config=True)
 
     def config_labels(self, node: Node, path: str) -> Values:
-        return self.values(node, path, config=True)
+        return self.values(node, path, self.label_key, config=True)
 
     def packages(self, node: Node, path: str) -> tuple[str, ...]:
         """Package names: each one is an argument of the package manager."""
@@ -538,23 +543,3 @@ def _one(value: str) -> tuple[str]:
 def _json(argv: tuple[str, ...]) -> tuple[str]:
     """A command as `buildah config --entrypoint/--cmd` gets it: one JSON list."""
     return (json.dumps(list(argv)),)
-
-
-def _image_problem(ref: str) -> str | None:
-    """What is wrong with an output image name, or None."""
-    if any(char.isspace() for char in ref):
-        return "an image reference cannot contain spaces"
-    if "@" in ref:
-        return "an output image cannot be named by digest"
-    first, slash, rest = ref.partition("/")
-    if not (slash and _REGISTRY.fullmatch(first)):
-        rest = ref
-    name, colon, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    if colon and not _IMAGE_TAG.fullmatch(tag):
-        return f"invalid tag {tag!r} in image reference"
-    for component in name.split("/"):
-        if component != component.lower():
-            return "uppercase letters are not allowed in image names"
-        if not _COMPONENT.fullmatch(component):
-            return f"invalid name component {component!r} in image reference"
-    return None

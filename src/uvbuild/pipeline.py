@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .diskfull import Place, build_places, reported
 from .engine import Buildah
 from .errors import EngineError, RecipeError
 from .executor import Build, BuildResult, BuildSettings
@@ -98,6 +99,12 @@ def build_lock(image: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _places() -> list[Place]:
+    """Where a build writes, for the message of a full disk met outside Build.run."""
+    return build_places(Buildah().graphroot(), cache_home() / "uv")
+
+
+@reported(_places)
 def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
           no_cache: bool = False, verbose: bool = False) -> BuildResult:
     """Build the recipe at `path` into a tagged image; push or export it if asked."""

@@ -119,11 +119,12 @@ class SyncDependencies(Step):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LayerCopy:
-    """A `runtime.copy` entry that lands in /app: staged into the project layer."""
+    """A `runtime.copy` entry with its place in the list: one that lands in /app is staged
+    into the project layer (install-project), the others are copied by add-project."""
 
     index: int  # its place in runtime.copy, for messages
     source: str  # builder path (may be a glob, as buildah copy allows)
-    dest: str  # runtime path under /app
+    dest: str  # runtime path
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -159,7 +160,7 @@ class AddDependencies(Step):
 class AddProject(Step):
     """The final image: project layer, runtime.copy, config. Tested before it is tagged."""
 
-    copy: tuple[CopyEntry, ...]  # the runtime.copy entries outside /app (see LayerCopy)
+    copy: tuple[LayerCopy, ...]  # the runtime.copy entries outside /app, with their index
     workdir: str
     env: tuple[tuple[str, str], ...]
     entrypoint: tuple[str, ...] | None
@@ -269,7 +270,9 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     labels = tuple(sorted({**dict(inputs.oci_labels), **dict(r.labels)}.items()))
     final = AddProject(
         name="add-project", needs=("add-dependencies", "install-project"),
-        copy=tuple(c for c in r.copy if not in_project_layer(c)), workdir=r.workdir,
+        copy=tuple(LayerCopy(index=i, source=c.source, dest=c.dest)
+                   for i, c in enumerate(r.copy) if not in_project_layer(c)),
+        workdir=r.workdir,
         env=r.env, entrypoint=r.entrypoint, cmd=r.cmd, expose=r.expose, labels=labels, stop_signal=r.stop_signal, test=r.test,
         key=key("add-project", {
             "copy": [[c.source, c.dest] for c in r.copy], "workdir": r.workdir,

@@ -23,6 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from uvbuild.errors import ProjectError
 from uvbuild.pep508 import normalize_name
+from uvbuild.tomlshape import check as check_shape
 
 Table = dict[str, Any]
 
@@ -70,9 +71,14 @@ def read_project(folder: Path) -> Project:
     from uvbuild.lockcheck import check_lock  # here, not at the top: lockcheck imports us
 
     root = folder.resolve()
-    if not root.is_dir():
+    try:
+        found = root.is_dir()
+    except OSError as exc:  # e.g. a parent folder uvbuild may not enter
+        raise ProjectError(f"project folder {root} cannot be read: {exc.strerror}") from None
+    if not found:
         raise ProjectError(
-            f"project folder {root} not found",
+            f"project folder {root} not found"
+            + (" (it is a file)" if root.exists() else ""),
             hint="`project:` in the recipe is relative to the recipe file's folder",
         )
     pyproject = root / "pyproject.toml"
@@ -81,6 +87,8 @@ def read_project(folder: Path) -> Project:
     workspace = _workspace(root, doc)
     members = tuple(member for member, _ in workspace)
     lock_path = root / "uv.lock"
+    if lock_path.exists() and not lock_path.is_file():
+        raise ProjectError(f"{lock_path} is not a file", hint=f"run `uv lock` in {root}")
     if not lock_path.is_file():
         raise ProjectError(
             f"{lock_path} not found", hint=f"run `uv lock` in {root} and commit uv.lock"
@@ -123,7 +131,9 @@ def load_toml(path: Path) -> Table:
         data = path.read_bytes()
         parsed = _parsed.get(data)
         if parsed is None:
-            parsed = _parsed[data] = tomllib.loads(data.decode("utf-8"))
+            parsed = tomllib.loads(data.decode("utf-8"))
+            check_shape(parsed, path)  # every key uvbuild reads has the type it expects
+            _parsed[data] = parsed
         return copy.deepcopy(parsed)
     except FileNotFoundError:
         raise ProjectError(

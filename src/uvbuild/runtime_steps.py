@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import batch, cmd
-from .builder_steps import PROJECT_LAYER, install_packages, read_python_label
+from .builder_steps import PROJECT_LAYER, copy_missing, install_packages, read_python_label
 from .engine import CommitOptions, ImageConfig
 from .errors import EngineError, ProjectError, StepFailed
 from .incontainer import script
@@ -28,6 +29,9 @@ from .tarball import append_file
 
 if TYPE_CHECKING:
     from .executor import Build
+
+# How `buildah copy --from` tells of a source that is not there.
+_NOT_FOUND = re.compile(r"no such file or directory|no items matching glob", re.IGNORECASE)
 
 
 def _labels(build: Build, image: str) -> dict[str, str]:
@@ -223,7 +227,14 @@ def _filler(build: Build, step: AddProject, project_image: str) -> Callable[[str
         if add_tarball:
             build.engine.add_archive(ctr, tarball, APP)
         for entry in step.copy:
-            build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
+            try:
+                build.engine.copy(ctr, entry.source, entry.dest, from_ref=project_image)
+            except EngineError as exc:
+                # Said as install-project says it of entries into /app (venvdelta.py).
+                if _NOT_FOUND.search(exc.message) and (entry.source in exc.message
+                                                       or "glob" in exc.message):
+                    raise copy_missing(entry.index, entry.source) from exc
+                raise
 
     return fill
 

@@ -134,6 +134,7 @@ class FakeEngine:
         # to see two steps at work at once hold one of them here).
         self.on_call: Callable[[Call], None] | None = None
         self._interrupt: _Interrupt | None = None
+        self.graph_root: str | None = "/var/lib/containers/storage"  # what `graphroot` says
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -233,6 +234,9 @@ class FakeEngine:
         found = self._resolve(ref)
         after()
         return self._info(found) if found else None
+
+    def graphroot(self) -> str | None:
+        return self.graph_root
 
     def image_size(self, ref: str) -> int:
         after = self._record("image_size", ref)

@@ -9,15 +9,20 @@ traceback, the run left no working container, and its tag was not made.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import local_image_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FASTAPI = REPO_ROOT / "recipes" / "fastapi"
@@ -151,6 +156,54 @@ def python_mismatch(ws: Workspace) -> list[str]:
     return ["3.11", "3.13"]
 
 
+def label_key_with_equals(ws: Workspace) -> list[str]:
+    ws.edit_recipe("  labels:\n", "  labels:\n    team=web: yes\n")
+    return [f"{ws.recipe}:{ws.line_of('    team=web:')}:", "runtime.labels.team=web", "'='"]
+
+
+def bad_image_in_recipe(ws: Workspace) -> list[str]:
+    ws.edit_recipe("image: localhost/restapipy:0.1\n", "image: localhost/Bad Name:1\n")
+    return [f"{ws.recipe}:{ws.line_of('image: ')}:", "image", "spaces"]
+
+
+def pyproject_wrong_type(ws: Workspace) -> list[str]:
+    pyproject = ws.project / "pyproject.toml"
+    pyproject.write_text("tool = 5\n" + pyproject.read_text())
+    return [f"{pyproject}: tool: expected a table, found int 5"]
+
+
+def uv_lock_wrong_type(ws: Workspace) -> list[str]:
+    lock = ws.project / "uv.lock"
+    text = lock.read_text()
+    assert text.startswith("version = 1\n"), "recipes/fastapi/uv.lock changed: update this test"
+    lock.write_text('version = "1"\n' + text.removeprefix("version = 1\n"))
+    return [f"{lock}: version: expected an integer", "uv lock"]
+
+
+def project_is_a_dangling_symlink(ws: Workspace) -> list[str]:
+    shutil.rmtree(ws.project)
+    ws.project.symlink_to(ws.root / "gone")
+    return [f"project folder {ws.root / 'gone'} not found"]
+
+
+def builder_run_prints_to_both_streams(ws: Workspace) -> list[str]:
+    ws.edit_recipe(
+        "    - restapipy-openapi openapi.json\n",
+        "    - restapipy-openapi openapi.json\n"
+        "    - echo said-on-stdout; echo said-on-stderr >&2; exit 3\n",
+    )
+    return ["builder.run[1]", "exit code 3", "--- stdout:", "said-on-stdout", "--- stderr:",
+            "said-on-stderr"]
+
+
+def copy_source_missing_outside_app(ws: Workspace) -> list[str]:
+    ws.edit_recipe("    - {from: /src/openapi.json, to: /app/openapi.json}\n",
+                   "    - {from: /src/openapi.json, to: /app/openapi.json}\n"
+                   "    - {from: /src/no-such.json, to: /srv/no-such.json}\n")
+    return ["runtime.copy[1]: /src/no-such.json is not in the builder after builder.run",
+            "make a builder.run command create it"]
+
+
 CASES = [
     Case("unknown-key", RECIPE_ERROR, unknown_key),
     Case("wrong-type", RECIPE_ERROR, wrong_type),
@@ -163,6 +216,13 @@ CASES = [
     Case("failing-runtime-test", STEP_FAILED, failing_runtime_test),
     Case("buildah-not-on-path", ENGINE_ERROR, buildah_not_on_path),
     Case("python-mismatch", PROJECT_ERROR, python_mismatch),
+    Case("label-key-with-equals", RECIPE_ERROR, label_key_with_equals),
+    Case("bad-image-in-recipe", RECIPE_ERROR, bad_image_in_recipe),
+    Case("pyproject-wrong-type", PROJECT_ERROR, pyproject_wrong_type),
+    Case("uv-lock-wrong-type", PROJECT_ERROR, uv_lock_wrong_type),
+    Case("project-dangling-symlink", PROJECT_ERROR, project_is_a_dangling_symlink),
+    Case("builder-run-both-streams", STEP_FAILED, builder_run_prints_to_both_streams),
+    Case("copy-missing-outside-app", STEP_FAILED, copy_source_missing_outside_app),
 ]
 
 
@@ -209,3 +269,119 @@ def test_failed_rebuild_keeps_the_previous_image(tmp_path: Path, uvbuild_popen, 
     finally:
         # Only the name goes: the image stays as uvbuild's cached final step.
         subprocess.run(["buildah", "rmi", tag], capture_output=True, check=False)
+
+
+def test_a_bad_tag_is_refused_before_any_work(tmp_path: Path, uvbuild_cli) -> None:
+    ws = copy_fastapi(tmp_path)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    run = subprocess.run([*uvbuild_cli, ws.recipe, "-t", "localhost/Bad Name:1"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "TMPDIR": str(tmp_path)}, check=False)
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert run.returncode == 2, f"expected a usage error\n{run.stderr}"
+    assert "Traceback" not in run.stderr
+    assert "'localhost/Bad Name:1'" in run.stderr and "cannot contain spaces" in run.stderr
+    print(f"refused in {seconds:.2f}s, {cpu:.2f}s of CPU")
+    # CPU time, not wall time: on a busy CI runner the start of Python alone can take a
+    # second of wall time; what matters is that no build work was done.
+    assert cpu < 1.0, f"the tag was refused only after {cpu:.1f}s of CPU\n{run.stderr}"
+    assert seconds < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fastapi", "recipe.yaml"]
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, *, size_mb: int = 2, fill: Path | None = None,
+                     ) -> Iterator[Callable[[int], None]]:
+    """A tmpfs at `path`; yields `leave(kb)`, which fills it (a file at `fill`) until only
+    about `kb` KiB are free."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
+                   check=True)
+
+    def leave(kb: int) -> None:
+        stats = os.statvfs(path)
+        with open(fill or path / "filler", "wb") as handle:
+            handle.write(b"\0" * max(0, stats.f_bavail * stats.f_frsize - kb * 1024))
+
+    try:
+        yield leave
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def small_image_store(ws: Workspace, small: Path, uvbuild_popen) -> dict[str, str]:
+    """A fresh image store on `small` holding only the recipe's bootstrapped bases
+    (copied from the test store, made there first if need be); its storage.conf as env."""
+    from uvbuild.pipeline import plan_recipe
+
+    _, plan = plan_recipe(ws.recipe, tag=None, engine=None, pull=False)
+    bases = sorted({plan.step(n).cache_ref for n in ("builder-base", "runtime-base")})
+    if any(local_image_id(ref) is None for ref in bases):
+        made = uvbuild_popen([ws.recipe, "--tag", f"localhost/uvbuild-itest/bases:{os.getpid()}"],
+                             cwd=ws.root)
+        assert made.returncode == 0, f"the bases could not be made\n{made}"
+    graph, run = small / "graph", ws.root / "run"
+    conf = ws.root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graph}"\n'
+                    f'runroot = "{run}"\n')
+    for ref in bases:
+        subprocess.run(["buildah", "push", "--quiet", ref,
+                        f"containers-storage:[overlay@{graph}+{run}]{ref}"], check=True)
+    return {"CONTAINERS_STORAGE_CONF": str(conf)}
+
+
+@pytest.mark.parametrize("variable, place", [
+    ("TMPDIR", "scratch space ($TMPDIR)"),  # uvbuild's own write on the host
+    ("XDG_CACHE_HOME", "uv cache"),  # uv sync, in the builder, writing to its cache
+    ("CONTAINERS_STORAGE_CONF", "image store"),  # uv sync writing the venv, in the store
+])
+def test_a_full_disk_names_the_folder_and_cache_prune(tmp_path: Path, uvbuild_popen,
+                                                      image_id_of, variable: str,
+                                                      place: str) -> None:
+    ws = copy_fastapi(tmp_path)
+    tag = f"localhost/uvbuild-itest/disk-full:{os.getpid()}"
+    small = tmp_path / "small"
+    store = variable == "CONTAINERS_STORAGE_CONF"
+    with small_filesystem(small, size_mb=400 if store else 2, fill=small / "filler") as leave:
+        env = small_image_store(ws, small, uvbuild_popen) if store else {variable: str(small)}
+        leave(4096 if store else 8)
+        # --no-cache: the dependencies are synced again (their uv cache is empty here).
+        run = uvbuild_popen([ws.recipe, "--tag", tag, "--no-cache"], cwd=tmp_path, env=env)
+        left = subprocess.run(["buildah", "containers", "--quiet"], capture_output=True,
+                              text=True, env={**os.environ, **env}, check=True).stdout
+    case = Case(f"disk-full-{variable}", ENGINE_ERROR, lambda ws: [])
+    where = f"{place} {small / 'graph'}" if store else f"{place} {small}"
+    assert_failed_cleanly(run, case, ["no space left on device", where, "uvbuild cache prune"])
+    assert "goroutine" not in run.stderr
+    assert left.strip() == "", f"working containers left in the small store: {left}"
+    assert image_id_of(tag) is None
+
+
+@pytest.mark.parametrize("where, hint", [
+    ("registry", "pass --no-tls-verify"),  # plain HTTP, pushed to as if it spoke TLS
+    ("closed-port", "check the registry address"),
+])
+def test_a_failed_push_says_why_and_keeps_the_image(tmp_path: Path, uvbuild_popen, image_id_of,
+                                                    registry: str, where: str,
+                                                    hint: str) -> None:
+    ws = copy_fastapi(tmp_path)
+    address = registry if where == "registry" else f"127.0.0.1:{closed_port()}"
+    tag = f"{address}/uvbuild-itest/push-hint:{os.getpid()}"
+    try:
+        run = uvbuild_popen([ws.recipe, "--tag", tag, "--push"], cwd=tmp_path)
+        case = Case(f"push-{where}", ENGINE_ERROR, lambda ws: [])
+        assert_failed_cleanly(run, case, [f"pushing to docker://{tag} failed", hint,
+                                          f"the image is built and tagged locally as {tag}"])
+        assert image_id_of(tag) is not None, "the image should stay tagged after a failed push"
+    finally:
+        subprocess.run(["buildah", "rmi", tag], capture_output=True, check=False)
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

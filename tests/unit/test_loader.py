@@ -374,6 +374,25 @@ BROKEN = {
         "version: 1\nimage: localhost:5000/app:-dev\n",
         "{file}:2: image: invalid tag '-dev' in image reference: 'localhost:5000/app:-dev'",
     ),
+    "label key with =": (
+        MINIMAL + "  labels: {a=b: c}\n",
+        "{file}:6: runtime.labels.a=b: a label name cannot contain '=', spaces or control "
+        "characters: 'a=b'",
+    ),
+    "label key with a space": (
+        MINIMAL + "  labels: {'a b': c}\n",
+        "{file}:6: runtime.labels.a b: a label name cannot contain '=', spaces or control "
+        "characters: 'a b'",
+    ),
+    "label key with a tab": (
+        MINIMAL + "  labels: {\"a\\tb\": c}\n",
+        "{file}:6: runtime.labels.a\tb: a label name cannot contain '=', spaces or control "
+        "characters: 'a\\tb'",
+    ),
+    "empty label key": (
+        MINIMAL + "  labels: {'': c}\n",
+        "{file}:6: runtime.labels: expected a string key, found the string ''",
+    ),
     "relative workdir": (
         MINIMAL + "  workdir: app\n",
         "{file}:6: runtime.workdir: expected an absolute path (starting with /), found 'app'",
@@ -442,7 +461,8 @@ def test_broken_recipe(tmp_path: Path, text: str, expected: str) -> None:
         ("version: 1\nbuilder:\n  from: x\n  python: 3.11\n", 'quote it: "3.11"'),
         (
             "version: 1\nimage: localhost/App\n",
-            "write [registry[:port]/]name[:tag], e.g. localhost/myapp:1.0",
+            "write [registry[:port]/]name[:tag] (lower-case name; a tag of at most 128 "
+            "letters, digits, '_', '.', '-'), e.g. localhost/myapp:1.0",
         ),
         (
             "version: 1\nbuilder:\n  from: x\n  runn: []\n",

@@ -31,7 +31,7 @@ from uvbuild.plan import (
     bootstrap_ref,
     make_plan,
 )
-from uvbuild.recipe import BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
+from uvbuild.recipe import BootstrapBase, ImageBase, Recipe, SyncOptions
 
 RECIPE_PATH = Path("/projects/app/uvbuild.yaml")
 
@@ -331,8 +331,8 @@ def test_copies_into_app_are_staged_with_the_project_layer() -> None:
     assert plan.step("install-project").copy == (  # type: ignore[attr-defined]
         LayerCopy(index=1, source="/src/*.json", dest="/app/data"),
         LayerCopy(index=2, source="/src/b", dest="/app"))
-    assert plan.final.copy == (CopyEntry(source="/src/a", dest="/srv/a"),
-                               CopyEntry(source="/src/c", dest="/application/c"))
+    assert plan.final.copy == (LayerCopy(index=0, source="/src/a", dest="/srv/a"),
+                               LayerCopy(index=3, source="/src/c", dest="/application/c"))
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [

@@ -1,0 +1,116 @@
+"""Failures told by their cause: a full disk (whatever step meets it), a failing command's
+stdout and stderr, a runtime.copy source the builder lacks wherever it goes."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from fake_engine import FakeEngine
+from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa: F401
+
+from uvbuild import builder_steps
+from uvbuild.builder_steps import UV_TARGET
+from uvbuild.diskfull import DiskFull
+from uvbuild.errors import EngineError, StepFailed
+
+UV_FULL = ("Downloading fastapi (93.4KiB)\n"
+           "error: Failed to install: fastapi-0.115.0-py3-none-any.whl\n"
+           "  Caused by: failed to write to file `/app/.venv/lib/python3.13/x.py`: No space "
+           "left on device (os error 28)\n")
+
+
+def test_a_failing_command_shows_its_stdout_and_its_stderr(engine: FakeEngine, project: Path,
+                                                          tmp_path: Path) -> None:
+    engine.fail_run("make assets", returncode=2, stdout="compiled 3 of 4 assets\nlogo.svg: bad\n",
+                    stderr="warning: make is old\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.message == (
+        "builder.run[0] `make assets` failed: `/bin/sh -c 'make assets'` failed with exit "
+        "code 2:\n    --- stdout:\n    compiled 3 of 4 assets\n    logo.svg: bad\n"
+        "    --- stderr:\n    warning: make is old")
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_a_full_disk_in_uv_sync_is_told_as_such(engine: FakeEngine, project: Path,
+                                                tmp_path: Path, verbose: bool) -> None:
+    engine.fail_run(lambda argv: argv[:2] == (UV_TARGET, "sync"), returncode=2, stderr=UV_FULL)
+
+    with pytest.raises(DiskFull) as raised:
+        build(engine, plan_of(project), tmp_path, verbose=verbose)
+
+    error = raised.value
+    assert error.exit_code == 5 and error.kind == "engine error"
+    assert error.message.startswith("no space left on device: ")
+    assert "image store /var/lib/containers/storage" in error.message
+    assert "No space left on device (os error 28)" in error.message
+    assert "uvbuild cache prune" in str(error.hint)
+    assert "build-essential" not in str(error)  # not uv sync's own hint
+    assert engine.live == {} and IMAGE not in engine.names
+
+
+def test_a_full_disk_in_a_buildah_commit(engine: FakeEngine, project: Path,
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def commit(container: str, options: object) -> str:
+        raise EngineError("committing the image: `buildah commit` failed with exit code 125:\n"
+                          "    Error: writing blob: storing blob to file \"/var/tmp/x\": write "
+                          "/var/tmp/x: no space left on device")
+
+    monkeypatch.setattr(engine, "commit", commit)
+    with pytest.raises(DiskFull) as raised:
+        build(engine, plan_of(project), tmp_path)
+    assert "committing the image" in raised.value.message
+    assert engine.live == {}
+
+
+def test_a_full_scratch_space_on_the_host(engine: FakeEngine, project: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)  # gettempdir() reads TMPDIR again
+
+    def write_tarball(output: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(output))
+
+    monkeypatch.setattr(builder_steps, "write_tarball", write_tarball)
+    with pytest.raises(DiskFull) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    message = raised.value.message
+    print(message)
+    assert f"scratch space ($TMPDIR) {scratch}" in message
+    assert "files.tar" in message
+    assert "point TMPDIR at a folder with room" in str(raised.value.hint)
+    assert list(scratch.iterdir()) == []  # the scratch folder went all the same
+
+
+def test_a_runtime_copy_source_missing_outside_app(engine: FakeEngine, project: Path,
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = RECIPE.replace("    - {from: /src/assets, to: /app/assets}\n",
+                            "    - {from: /src/assets, to: /app/assets}\n"
+                            "    - {from: /src/nope, to: /srv/nope}\n")
+    real_copy = engine.copy
+
+    def copy(container: str, source: str, dest: str, **kwargs: object) -> None:
+        if source == "/src/nope":
+            raise EngineError(
+                f"copying {source} to {dest}: `buildah copy` failed with exit code 125:\n"
+                f"    Error: checking on sources under \"/var/lib/x/merged\": copier: stat: "
+                f"\"/src/nope\": no such file or directory")
+        real_copy(container, source, dest, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "copy", copy)
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project, recipe), tmp_path)
+
+    assert raised.value.message == ("runtime.copy[1]: /src/nope is not in the builder after "
+                                    "builder.run")
+    assert raised.value.hint == "check the path, or make a builder.run command create it"
+    assert engine.live == {}
