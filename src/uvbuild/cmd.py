@@ -2,7 +2,9 @@
 
 Every other module reaches the host through `run()`, so a missing binary names the
 package that provides it, a signal-killed child is never taken for success, and
-`--debug` shows each command line (with secret values masked) in one place.
+`--debug` shows each command line in one place. Secret values are masked in everything
+uvbuild prints, this echo included, by redact.py; none is ever put on a command line
+(builder environments travel in files: see batch.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
+from . import redact
 from .errors import EngineError, Interrupted
 
 # Which Debian/Ubuntu package provides each tool we may call.
@@ -35,7 +38,6 @@ PACKAGE_OF = {
 MARKER = "@@uvbuild "
 
 _debug = False
-_masked: set[str] = set()
 _START = time.monotonic()  # --debug lines say when, from here (about process start)
 
 
@@ -46,9 +48,8 @@ def set_debug(on: bool) -> None:
 
 
 def mask(value: str) -> None:
-    """Never print `value` (a secret) in an echoed command line."""
-    if value:
-        _masked.add(value)
+    """Never print `value` (a secret): see redact.py, which masks all output."""
+    redact.add(value)
 
 
 def _echo(line: str) -> None:
@@ -59,9 +60,8 @@ def _echo(line: str) -> None:
 def _shown(argv: Sequence[str]) -> str:
     # Inline scripts are long: name them by size instead of printing them whole.
     line = shlex.join(a if len(a) <= 160 else f"<script of {len(a)} chars>" for a in argv)
-    for secret in _masked:
-        line = line.replace(secret, "****")
-    return line
+    # Printed output is redacted anyway (cli.main); this also covers messages kept as data.
+    return redact.redact(line)
 
 
 @dataclass(frozen=True, slots=True)

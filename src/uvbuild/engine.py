@@ -174,6 +174,7 @@ class Buildah:
             args.append(f"--tls-verify={'true' if tls_verify else 'false'}")
         if creds:
             cmd.mask(creds)
+            cmd.mask(creds.partition(":")[2])  # the password alone
             args += ["--creds", creds]
         if authfile:
             args += ["--authfile", authfile]
@@ -207,7 +208,6 @@ class Buildah:
         container: str,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
         mounts: Sequence[Mount] = (),
         workdir: str | None = None,
         user: str | None = None,
@@ -217,7 +217,10 @@ class Buildah:
     ) -> cmd.Result:
         """Run a command in a working container; return its Result (callers judge it).
 
-        `env` and `mounts` exist for this command only: buildah stores neither. With a
+        `mounts` exist for this command only: buildah stores none. There is no `env`: a
+        value on buildah's command line is readable by every local user, stays in the run
+        bundle after a kill, and over 128 kB fails the exec; environments travel in job
+        files (batch.write_job, Build.job). With a
         `gate`, the command starts now and waits for it (see cmd.Gate): files added to
         the container meanwhile are there when it goes on.
         """
@@ -226,8 +229,6 @@ class Buildah:
             args += ["--runtime", os.environ.get("UVBUILD_OCI_RUNTIME", "runc")]
         for m in mounts:
             args += ["-v", m.spec()]
-        for key, value in (env or {}).items():
-            args += ["-e", f"{key}={value}"]
         if workdir:
             args += ["--workingdir", workdir]
         if user:

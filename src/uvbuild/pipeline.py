@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import redact
 from .engine import Buildah
 from .errors import EngineError, RecipeError
 from .executor import Build, BuildResult, BuildSettings
@@ -61,6 +62,8 @@ def host_secrets(recipe: Recipe) -> dict[str, str]:
     if missing:
         raise RecipeError(f"{recipe.path}: builder.secrets: {', '.join(missing)} not set in the "
                           "environment", hint="export the variable before running uvbuild")
+    for name in recipe.builder.secrets:
+        redact.add(env[name])  # from now on, printed nowhere
     return {name: env[name] for name in recipe.builder.secrets}
 
 

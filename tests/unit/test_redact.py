@@ -1,0 +1,69 @@
+"""redact: every registered secret value is masked in everything uvbuild prints."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from uvbuild import redact
+from uvbuild.redact import RedactingWriter
+
+SECRET = "S3NT1NEL-tok'en\"\\x"
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    redact.reset()
+    yield
+    redact.reset()
+
+
+def test_a_registered_value_is_masked_in_any_spelling() -> None:
+    redact.add(SECRET)
+    assert redact.redact(f"token={SECRET}.") == "token=***."
+    # As JSON and a Python repr would print it (--json, error messages).
+    assert SECRET not in redact.redact(json.dumps({"v": SECRET}))
+    assert redact.redact(json.dumps({"v": SECRET})) == '{"v": "***"}'
+    assert redact.redact(repr(SECRET)) in ("'***'", '"***"')
+
+
+def test_a_secret_that_holds_another_is_masked_whole() -> None:
+    redact.add("abc")
+    redact.add("xxabcxx")
+    assert redact.redact("[xxabcxx] [abc]") == "[***] [***]"
+
+
+def test_the_credentials_of_a_proxy_url_are_masked_and_the_host_is_kept() -> None:
+    redact.add_url("http://user:p%40ss@proxy.example:3128")
+    text = "HTTPS_PROXY=http://user:p%40ss@proxy.example:3128 password p@ss"
+    assert redact.redact(text) == "HTTPS_PROXY=http://***@proxy.example:3128 password ***"
+    redact.add_url("http://proxy.example:3128")  # no credentials: nothing to mask
+    assert redact.redact("proxy.example") == "proxy.example"
+
+
+def test_each_line_of_a_multi_line_secret_is_masked() -> None:
+    redact.add("-----KEY-----\nAAAABBBB\n-----END-----")
+    assert "AAAABBBB" not in redact.redact("line: AAAABBBB\n")
+
+
+def test_the_writer_masks_values_split_across_writes() -> None:
+    redact.add(SECRET)
+    out = io.StringIO()
+    writer = RedactingWriter(out)
+    writer.write("a " + SECRET[:5])
+    writer.flush()  # a partial line goes out, but not what may start a secret
+    writer.write(SECRET[5:] + " b\nrest")
+    writer.finish()
+    assert out.getvalue() == "a *** b\nrest"
+
+
+def test_the_writer_passes_whole_lines_at_once() -> None:
+    out = io.StringIO()
+    writer = RedactingWriter(out)
+    writer.write("one\ntw")
+    assert out.getvalue() == "one\n"
+    writer.flush()
+    assert out.getvalue() == "one\ntw"
