@@ -42,9 +42,16 @@ GATE = f'read -r uvbuild_go && [ "$uvbuild_go" = {Gate.GO} ] || exit {GATE_SHUT}
 
 JOB = "/run/uvbuild/job"  # where a job's folder is mounted in the container
 RUN = f"{JOB}/run.sh"
-ENV = f"{JOB}/env"
 ENV_MISSING = 125  # run.sh could not read the environment file (as buildah's own errors)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The kernel copies each `NAME=value` of a process's environment whole, and refuses an
+# exec (E2BIG) if one is longer than this (MAX_ARG_STRLEN, with its final NUL).
+VARIABLE_LIMIT = 128 * 1024
+
+
+def too_long(name: str, value: str) -> bool:
+    """Whether `NAME=value` is over what a process can be given (see VARIABLE_LIMIT)."""
+    return len(f"{name}={value}".encode("utf-8", "surrogateescape")) + 1 > VARIABLE_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +64,11 @@ class Job:
 
 
 def write_job(folder: Path, commands: Sequence[str], *, env: Mapping[str, str] | None = None,
-              gated: bool = False) -> Job:
+              gated: bool = False, at: str = JOB) -> Job:
     """Write `commands` (shell text each, run one after another) into `folder`, an empty
     host folder for this one run; with `env`, first export it; `gated`: only once its
-    gate opens (a `buildah run` with a cmd.Gate).
+    gate opens (a `buildah run` with a cmd.Gate). `at`: where the runner sees `folder`
+    (the mount's target).
 
     A job with `env` is private (0700 folder, 0600 files: the builder runs as root); one
     without is readable by all (runtime.test runs as the runtime user).
@@ -70,12 +78,14 @@ def write_job(folder: Path, commands: Sequence[str], *, env: Mapping[str, str] |
     head = GATE if gated else ""
     if private:
         _write(folder / "env", render_env(env or {}), private=True)
-        head += f". {ENV} || exit {ENV_MISSING}\n"
+        head += f". {shlex.quote(at + '/env')} || exit {ENV_MISSING}\n"
     for index, command in enumerate(commands):
         _write(folder / f"{index}.sh", command + "\n", private=private)
-    _write(folder / "run.sh", f"{head}job={JOB}\nn={len(commands)}\n{script('batch.sh')}",
+    _write(folder / "run.sh",
+           f"{head}job={shlex.quote(at)}\nn={len(commands)}\n{script('batch.sh')}",
            private=private)
-    return Job(argv=("/bin/sh", RUN), mount=Mount(str(folder), JOB), commands=tuple(commands))
+    return Job(argv=("/bin/sh", f"{at}/run.sh"), mount=Mount(str(folder), at),
+               commands=tuple(commands))
 
 
 def render_env(env: Mapping[str, str]) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import redact
+from . import batch, redact
 from .engine import Buildah
 from .errors import EngineError, RecipeError
 from .executor import Build, BuildResult, BuildSettings
@@ -53,6 +53,17 @@ def plan_recipe(path: Path, *, tag: str | None, engine: Buildah | None,
     recipe = load_recipe(path)
     _, inputs = gather(recipe, engine, tag=tag, pull=pull)
     return recipe, make_plan(recipe, inputs)
+
+
+def check_builder_env(recipe: Recipe) -> None:
+    """Refuse, before any work, a builder.env value no process could be given."""
+    for name, value in recipe.builder.env:
+        if batch.too_long(name, value):
+            raise RecipeError(
+                f"{recipe.path}: builder.env.{name}: its value is {len(value)} characters; "
+                f"a variable reaches a command only up to {batch.VARIABLE_LIMIT // 1024} kB "
+                "(the kernel's limit per variable)",
+                hint="put large data in a file of the project and read it from there")
 
 
 def host_secrets(recipe: Recipe) -> dict[str, str]:
@@ -108,6 +119,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     engine = Buildah()
     check_rootless_ready()
     secrets = host_secrets(recipe)
+    check_builder_env(recipe)
     _, inputs = gather(recipe, engine, tag=tag)
     plan = make_plan(recipe, inputs)
     net_env, net_mounts = network_settings(host_environ())

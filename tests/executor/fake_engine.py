@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvbuild.batch import ENV, GATE, GATE_SHUT, JOB, RUN
+from uvbuild.batch import GATE, GATE_SHUT, JOB, RUN
 from uvbuild.cmd import Gate, Result
 from uvbuild.engine import CommitOptions, ImageConfig, ImageInfo, Mount
 from uvbuild.errors import EngineError
@@ -60,7 +60,7 @@ def read_job(argv: Sequence[str], mounts: Sequence[Mount]) -> JobSeen | None:
     commands = tuple((folder / f"{i}.sh").read_text().removesuffix("\n") for i in range(count))
     env = None
     if (folder / "env").exists():
-        assert f". {ENV} " in run_sh, "an environment file run.sh does not read"
+        assert f". {JOB}/env " in run_sh, "an environment file run.sh does not read"
         words = shlex.split((folder / "env").read_text())
         env = dict(w.split("=", 1) for w in words if w != "export")
     modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}

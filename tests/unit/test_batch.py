@@ -111,3 +111,9 @@ def test_a_failure_before_any_command_is_the_engine_s() -> None:
 
     assert outcome.engine_failed
     assert outcome.steps == ()
+
+
+def test_a_variable_fits_up_to_the_kernels_limit_per_variable() -> None:
+    fits = "x" * (batch.VARIABLE_LIMIT - len("BIG=") - 1)
+    assert not batch.too_long("BIG", fits)
+    assert batch.too_long("BIG", fits + "x")
