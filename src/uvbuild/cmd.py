@@ -157,8 +157,11 @@ def run(
     timeout: float | None = None,
     shielded: bool = False,
     gate: Gate | None = None,
+    drop_env: Sequence[str] = (),
 ) -> Result:
     """Run `argv` (see `_run`); with --debug, also say how long it took.
+
+    `drop_env` names variables the command must not inherit from uvbuild's environment.
 
     A `shielded` command runs in a session of its own, out of reach of Ctrl-C and of
     `interrupt_children`: for buildah's short bookkeeping commands (copy, commit, tag,
@@ -170,7 +173,7 @@ def run(
     started = time.monotonic()
     try:
         return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout,
-                    shielded=shielded, gate=gate)
+                    shielded=shielded, gate=gate, drop_env=drop_env)
     finally:
         if _debug:
             # Commands overlap: the line names the one that ended.
@@ -187,6 +190,7 @@ def _run(
     timeout: float | None,
     shielded: bool = False,
     gate: Gate | None = None,
+    drop_env: Sequence[str] = (),
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 
@@ -196,7 +200,11 @@ def _run(
     """
     if _debug:
         _echo(f"+ {_shown(argv)}")
-    full_env = None if env is None else {**os.environ, **env}
+    full_env: dict[str, str] | None = None
+    if env is not None or drop_env:
+        full_env = {**os.environ, **(env or {})}
+        for name in drop_env:
+            full_env.pop(name, None)
     try:
         if stream:
             return _run_streaming(argv, full_env, timeout, gate)

@@ -19,6 +19,9 @@ from .errors import EngineError
 # Working containers are named so a leftover (e.g. after SIGKILL) is recognisable:
 # uvbuild-<pid>-<step>; `uvbuild cache prune` removes those whose pid is gone.
 CONTAINER_PREFIX = "uvbuild-"
+# What buildah passes on to every `buildah run` when its environment has them.
+PROXY_ENV = tuple(name for base in ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
+                                    "all_proxy") for name in (base, base.upper()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +239,11 @@ class Buildah:
         if not network and self.isolation != "chroot":
             # chroot isolation always shares the host's network (buildah refuses "none").
             args += ["--network", "none"]
-        return cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate)
+        # buildah copies the proxy variables of its own environment into the command's
+        # (containers.conf's http_proxy, on by default): into its run bundle, and into
+        # commands that must not get them. Builder commands get them from a job's file.
+        return cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate,
+                       drop_env=PROXY_ENV)
 
     def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
              chown: str | None = None) -> None:
