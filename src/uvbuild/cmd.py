@@ -10,6 +10,7 @@ uvbuild prints, this echo included, by redact.py; none is ever put on a command 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import signal
@@ -226,6 +227,17 @@ def _run(
         raise EngineError(
             f"`{tool}` was not found on PATH",
             hint=f"install it: sudo apt-get install {package}  (or run `uvbuild doctor`)",
+        ) from exc
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        # Values that may be long travel in files (batch.py); this is the last guard.
+        longest = max(len(a.encode("utf-8", "surrogateescape")) for a in argv)
+        raise EngineError(
+            f"`{os.path.basename(argv[0])}` could not be started: its command line is too "
+            f"long for the system (longest argument: {longest} bytes; at most "
+            f"{128 * 1024} bytes each)",
+            hint="shorten the recipe value that is that long (a label or env value)",
         ) from exc
     if proc.returncode < 0 and -proc.returncode in (2, 15):
         # The child was killed by SIGINT/SIGTERM: the user is interrupting us too.

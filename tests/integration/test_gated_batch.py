@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from uvbuild import batch, cmd
+from uvbuild.errors import EngineError
 
 
 def _job(folder: Path, commands: list[str], **options: Any) -> list[str]:
@@ -94,3 +95,11 @@ def test_a_command_of_200_kb_runs_off_the_command_line(tmp_path: Path) -> None:
     outcome = batch.parse(["", ""], result)
     assert outcome.steps[0].stdout.strip() == str(len(big) + 1)
     assert outcome.failed == 1 and result.returncode == 3
+
+
+def test_an_argument_over_the_systems_limit_is_a_clear_error() -> None:
+    with pytest.raises(EngineError) as raised:
+        cmd.run(["/bin/true", "x" * 200_000])
+
+    assert "command line is too long" in raised.value.message
+    assert "200000 bytes" in raised.value.message
