@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +69,18 @@ def test_the_writer_passes_whole_lines_at_once() -> None:
     assert out.getvalue() == "one\n"
     writer.flush()
     assert out.getvalue() == "one\ntw"
+
+
+def test_the_cli_masks_proxy_credentials_in_what_it_prints(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    from uvbuild.cli import main
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://itest:pr0xyPW@127.0.0.1:9")
+    with pytest.raises(SystemExit) as raised:
+        main(["build", f"{tmp_path}/missing-pr0xyPW.yaml"])  # the message names the path
+
+    err = capsys.readouterr().err
+    assert raised.value.code == 3
+    assert "missing-***.yaml" in err and "pr0xyPW" not in err
+    assert not isinstance(sys.stderr, RedactingWriter)  # put back after
