@@ -7,8 +7,11 @@ swap in a fake engine with the same surface.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -172,16 +175,24 @@ class Buildah:
 
     def push(self, image: str, dest: str, *, tls_verify: bool | None, creds: str | None,
              authfile: str | None) -> None:
+        """Push `image` to `dest`. A password in `creds` reaches buildah in an auth file
+        (0600, in a private folder, removed after), never on its command line."""
         args = ["push", "--quiet"]
         if tls_verify is not None:
             args.append(f"--tls-verify={'true' if tls_verify else 'false'}")
-        if creds:
-            cmd.mask(creds)
-            cmd.mask(creds.partition(":")[2])  # the password alone
-            args += ["--creds", creds]
-        if authfile:
-            args += ["--authfile", authfile]
-        self._call(*args, image, dest, what=f"pushing to {dest}")
+        with contextlib.ExitStack() as stack:
+            if creds and ":" in creds:
+                cmd.mask(creds)
+                cmd.mask(creds.partition(":")[2])  # the password alone
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                    prefix="uvbuild-auth-")))
+                authfile = write_authfile(folder / "auth.json", registry_of(dest), creds,
+                                          base=authfile)
+            elif creds:
+                args += ["--creds", creds]  # a user name alone: buildah asks the password
+            if authfile:
+                args += ["--authfile", authfile]
+            self._call(*args, image, dest, what=f"pushing to {dest}")
 
     # -- working containers -------------------------------------------------------
 
@@ -318,6 +329,33 @@ class Buildah:
     def unshare_ok(self) -> bool:
         """Whether `buildah unshare` works (rootless readiness)."""
         return cmd.run(self._argv("unshare", "true")).ok
+
+
+def registry_of(dest: str) -> str:
+    """The registry a `docker://NAME` destination is on (docker.io for short names)."""
+    name = dest.removeprefix("docker://")
+    first, slash, _ = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def write_authfile(path: Path, registry: str, creds: str, *, base: str | None) -> str:
+    """A containers auth file at `path` (0600) with `creds` (USER:PASSWORD) for
+    `registry`, on top of the entries of the auth file `base`, if one is given."""
+    data: dict[str, object] = {}
+    if base:
+        try:
+            data = json.loads(Path(base).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"--authfile {base}: cannot read it as an auth file: {exc}",
+                              hint="give a containers auth.json, or --creds alone") from exc
+    auths = dict(data.get("auths") or {})  # type: ignore[call-overload]
+    auths[registry] = {"auth": base64.b64encode(creds.encode()).decode()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "w", encoding="utf-8") as handle:
+        json.dump({**data, "auths": auths}, handle)
+    return str(path)
 
 
 def _bare_id(image_id: str) -> str:

@@ -84,3 +84,20 @@ def test_the_cli_masks_proxy_credentials_in_what_it_prints(
     assert raised.value.code == 3
     assert "missing-***.yaml" in err and "pr0xyPW" not in err
     assert not isinstance(sys.stderr, RedactingWriter)  # put back after
+
+
+def test_push_credentials_go_in_a_private_auth_file_on_top_of_the_users(tmp_path: Path) -> None:
+    import base64
+
+    from uvbuild.engine import registry_of, write_authfile
+
+    assert registry_of("docker://localhost:5000/app:1") == "localhost:5000"
+    assert registry_of("docker://ghcr.io/me/app:1") == "ghcr.io"
+    assert registry_of("docker://me/app:1") == "docker.io"
+    base = tmp_path / "mine.json"
+    base.write_text(json.dumps({"auths": {"other.io": {"auth": "eA=="}}}))
+    path = write_authfile(tmp_path / "auth.json", "ghcr.io", "me:S3NT1NEL", base=str(base))
+    data = json.loads(Path(path).read_text())
+    assert data["auths"]["other.io"] == {"auth": "eA=="}
+    assert base64.b64decode(data["auths"]["ghcr.io"]["auth"]) == b"me:S3NT1NEL"
+    assert Path(path).stat().st_mode & 0o777 == 0o600
