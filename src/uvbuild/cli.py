@@ -53,7 +53,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-cache", is_flag=True, help="Run every step even if its result is cached.")
 @click.option("--push", is_flag=True, help="Push the tagged image to its registry.")
 @click.option("--tls-verify/--no-tls-verify", default=None, help="Passed to buildah push.")
-@click.option("--creds", help="USER[:PASSWORD] for the registry (passed to buildah push).")
+@click.option("--creds", envvar="UVBUILD_CREDS",
+              help="USER[:PASSWORD] for the registry (or $UVBUILD_CREDS: off the command line).")
 @click.option("--authfile", help="Registry auth file (default: the containers auth file).")
 @click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
               help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
