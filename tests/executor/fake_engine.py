@@ -9,7 +9,9 @@ name in use, `rmi` refuses an image a container uses or a name points at.
 Commands "run" in a container are answered by a few rules that know uvbuild's
 in-container scripts (batch.sh, venvdelta.py, mkuser.py); anything else succeeds with
 no output unless a test asks for a failure (`fail_run`) or an interrupt (`interrupt`).
-A batch is answered command by command, with batch.sh's markers, as the real one.
+A batch (a job folder, see batch.write_job) is read when its run starts, as the real
+one reads it (the folder is gone after the run), and answered command by command, with
+batch.sh's markers; the call records the job (`job`) and its environment (`env`).
 """
 
 from __future__ import annotations

@@ -353,7 +353,7 @@ def test_secrets_proxies_and_trust_never_ship(mod: Module, tmp_path: Path) -> No
         assert (root / "app" / "openapi.json").is_file(), "builder.run's output did not ship"
 
 
-# --------------------------------------------------------------------------- nothing secret printed or on argv
+# ------------------------------------------------------- nothing secret printed or on argv
 # (issue 10, items 1, 2 and 5) A tiny unpackaged project with no dependencies: no network,
 # a few seconds a build once the bases are there (the same bases as the fastapi copies).
 
