@@ -120,6 +120,12 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     check_rootless_ready()
     secrets = host_secrets(recipe)
     check_builder_env(recipe)
+    for _, value in recipe.builder.env:
+        # An index URL with user:password@ in builder.env belongs in builder.secrets, but
+        # its password is printed nowhere either way.
+        for word in value.split():
+            if "://" in word:
+                redact.add_url(word)
     _, inputs = gather(recipe, engine, tag=tag)
     plan = make_plan(recipe, inputs)
     net_env, net_mounts = network_settings(host_environ())
