@@ -5,16 +5,28 @@ than some of the commands uvbuild runs. A batch runs its commands in order throu
 `incontainer/batch.sh`, stops at the first failure, and comes back as one Result per
 command that ran, so an error names the failing command and shows only its output.
 Commands report values (e.g. the venv's Python) with `@@uvbuild value NAME JSON` lines.
+
+A batch reaches its container as a job: a host folder mounted at JOB, with one file per
+command, `run.sh` (the loop) and, for builder commands, `env`, the environment as
+shell text. `buildah run` gets only `/bin/sh /run/uvbuild/job/run.sh`: no value is on
+any command line, where every local user could read it (/proc/PID/cmdline) and where
+the kernel refuses arguments over 128 kB. `env` holds secrets (builder.secrets,
+proxy credentials): a job with one is private, 0600 in a 0700 folder, removed as soon
+as the run ends.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 from .cmd import MARKER, Gate, Result
+from .engine import Mount
 from .incontainer import script
 
 STEP = MARKER + "step "
@@ -28,11 +40,72 @@ GATE_SHUT = 97
 GATE = f'read -r uvbuild_go && [ "$uvbuild_go" = {Gate.GO} ] || exit {GATE_SHUT}\n'
 
 
-def argv(commands: Sequence[str], *, gated: bool = False) -> list[str]:
-    """The argv that runs `commands` (shell text each) one after another; `gated`: only
-    once its gate opens (a `buildah run` with a cmd.Gate)."""
-    return ["/bin/sh", "-c", (GATE if gated else "") + script("batch.sh"), "uvbuild-batch",
-            *commands]
+JOB = "/run/uvbuild/job"  # where a job's folder is mounted in the container
+RUN = f"{JOB}/run.sh"
+ENV_MISSING = 125  # run.sh could not read the environment file (as buildah's own errors)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The kernel copies each `NAME=value` of a process's environment whole, and refuses an
+# exec (E2BIG) if one is longer than this (MAX_ARG_STRLEN, with its final NUL).
+VARIABLE_LIMIT = 128 * 1024
+
+
+def too_long(name: str, value: str) -> bool:
+    """Whether `NAME=value` is over what a process can be given (see VARIABLE_LIMIT)."""
+    return len(f"{name}={value}".encode("utf-8", "surrogateescape")) + 1 > VARIABLE_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A batch written to a host folder: the short argv and the mount that run it."""
+
+    argv: tuple[str, ...]
+    mount: Mount
+    commands: tuple[str, ...]
+
+
+def write_job(folder: Path, commands: Sequence[str], *, env: Mapping[str, str] | None = None,
+              gated: bool = False, at: str = JOB) -> Job:
+    """Write `commands` (shell text each, run one after another) into `folder`, an empty
+    host folder for this one run; with `env`, first export it; `gated`: only once its
+    gate opens (a `buildah run` with a cmd.Gate). `at`: where the runner sees `folder`
+    (the mount's target).
+
+    A job with `env` is private (0700 folder, 0600 files: the builder runs as root); one
+    without is readable by all (runtime.test runs as the runtime user).
+    """
+    private = env is not None
+    folder.chmod(0o700 if private else 0o755)
+    head = GATE if gated else ""
+    if private:
+        _write(folder / "env", render_env(env or {}), private=True)
+        head += f". {shlex.quote(at + '/env')} || exit {ENV_MISSING}\n"
+    for index, command in enumerate(commands):
+        _write(folder / f"{index}.sh", command + "\n", private=private)
+    _write(folder / "run.sh",
+           f"{head}job={shlex.quote(at)}\nn={len(commands)}\n{script('batch.sh')}",
+           private=private)
+    return Job(argv=("/bin/sh", f"{at}/run.sh"), mount=Mount(str(folder), at),
+               commands=tuple(commands))
+
+
+def render_env(env: Mapping[str, str]) -> str:
+    """`env` as shell text that exports it, each value quoted to reach the command
+    byte for byte (quotes, newlines, `$`, backslashes and all)."""
+    lines = []
+    for name, value in env.items():
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"not a variable name: {name!r}")  # the loader refuses these
+        lines.append(f"export {name}={shlex.quote(value)}\n")
+    return "".join(lines)
+
+
+def _write(path: Path, text: str, *, private: bool) -> None:
+    # Created with its final mode: a private file is never readable by others, not even
+    # for a moment. Host values that are not UTF-8 go through unchanged.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with open(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600 if private else 0o644)  # whatever the umask
 
 
 def shell(argv_: Sequence[str]) -> str:

@@ -2,11 +2,13 @@
 
 The builder is never shipped: the runtime takes only `/app` (as two layers) and the
 `runtime.copy` entries from its images. uv, its cache, the CA bundle, proxies and
-secrets reach builder commands as per-command mounts and variables only.
+secrets reach builder commands as per-command mounts only: the environment (uv's
+settings, builder.env, builder.secrets, proxies) in a job's private file (batch.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import shlex
@@ -45,10 +47,18 @@ FILES_TAR = "files.tar"
 
 def install_packages(build: Build, container: str, packages: tuple[str, ...], stage: str) -> None:
     """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
-    result = build.engine.run(
-        container, ["/bin/sh", "-c", script("packages.sh"), "packages", *packages],
-        env=dict(build.settings.network_env), mounts=build.settings.network_mounts,
-        stream=build.settings.verbose)
+    # The package names as packages.sh's arguments, and the proxies in the job's private
+    # environment: nothing on buildah's command line.
+    commands = [f"set -- {shlex.join(packages)}\n{script('packages.sh')}"]
+    with build.job(commands, env=dict(build.settings.network_env)) as job:
+        run = build.engine.run(container, job.argv,
+                               mounts=(*build.settings.network_mounts, job.mount),
+                               stream=build.settings.verbose)
+    outcome = batch.parse(commands, run)
+    result = run
+    if outcome.failed is not None:
+        # Named as it would be typed, not by the script's text.
+        result = dataclasses.replace(outcome.steps[-1], argv=("packages.sh", *packages))
     if result.returncode == 100:
         raise StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
                          hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
@@ -62,17 +72,18 @@ def install_packages(build: Build, container: str, packages: tuple[str, ...], st
 
 
 def _remove_mount_points(build: Build, container: str) -> None:
-    """Remove the targets `buildah run -v` made for the network mounts, and their folders.
+    """Remove the targets `buildah run -v` made for the mounts of install_packages, and
+    their folders.
 
-    buildah leaves an empty file at each mount target (/run/uvbuild/ca-certificates.crt);
-    committed into the runtime, it would ship a trace of the host's build settings. (The
-    builder is never shipped, and its later steps mount the same targets again.)
+    buildah leaves an empty file or folder at each mount target (the job's folder
+    /run/uvbuild/job, the CA bundle /run/uvbuild/ca-certificates.crt); committed into
+    the runtime, it would ship a trace of the host's build settings. (The builder is
+    never shipped, and its later steps mount the same targets again.)
     """
     targets = [m.target for m in build.settings.network_mounts]
-    if not targets:
-        return
-    folders = sorted({posixpath.dirname(t) for t in targets}, key=len, reverse=True)
-    script_text = f"rm -f -- {shlex.join(targets)}; " + "".join(
+    folders = sorted({posixpath.dirname(t) for t in [*targets, batch.JOB]} | {batch.JOB},
+                     key=len, reverse=True)
+    script_text = (f"rm -f -- {shlex.join(targets)}; " if targets else "") + "".join(
         f"rmdir {shlex.quote(d)} 2>/dev/null; " for d in folders) + "true"
     build.engine.run(container, ["/bin/sh", "-c", script_text], network=False, stream=False)
 
@@ -182,9 +193,10 @@ def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[st
     builder.env, builder.secrets) and the mounts (uv, its cache, the CA bundle).
     """
     env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
-    outcome = batch.parse(commands, build.engine.run(
-        ctr, batch.argv(commands), env=env, mounts=_mounts(build) + extra_mounts,
-        workdir=SOURCE_DIR, stream=build.settings.verbose))
+    with build.job(commands, env=env) as job:
+        run = build.engine.run(ctr, job.argv, mounts=(*_mounts(build), *extra_mounts, job.mount),
+                               workdir=SOURCE_DIR, stream=build.settings.verbose)
+    outcome = batch.parse(commands, run)
     if outcome.engine_failed:
         raise StepFailed(f"running the builder commands failed: "
                          f"{cmd.describe_failure(outcome.run)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -11,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import __version__, cmd
+from . import __version__, cmd, redact
 from .errors import Interrupted, UvbuildError
 from .progress import Reporter
 
@@ -63,7 +64,8 @@ def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--no-cache", is_flag=True, help="Run every step even if its result is cached.")
 @click.option("--push", is_flag=True, help="Push the tagged image to its registry.")
 @click.option("--tls-verify/--no-tls-verify", default=None, help="Passed to buildah push.")
-@click.option("--creds", help="USER[:PASSWORD] for the registry (passed to buildah push).")
+@click.option("--creds", envvar="UVBUILD_CREDS",
+              help="USER[:PASSWORD] for the registry (or $UVBUILD_CREDS: off the command line).")
 @click.option("--authfile", help="Registry auth file (default: the containers auth file).")
 @click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
               help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
@@ -79,6 +81,9 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
     from .pipeline import Outputs
     from .pipeline import build as run_build
 
+    if creds:
+        redact.add(creds)
+        redact.add(creds.partition(":")[2])
     reporter = Reporter("json" if as_json else "quiet" if quiet else "human")
     result = run_build(recipe, tag=tag, reporter=reporter, no_cache=no_cache, verbose=verbose,
                        outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
@@ -171,7 +176,34 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point: run the CLI; map errors to one message and a distinct exit code."""
+    """Entry point: run the CLI; map errors to one message and a distinct exit code.
+
+    Everything printed meanwhile, by uvbuild or by the commands it streams, passes
+    through redact.py, which masks every known secret value.
+    """
+    from .netenv import PROXY_VARIABLES
+
+    for name in PROXY_VARIABLES:
+        for variant in (name, name.lower()):
+            redact.add_url(os.environ.get(variant, ""))
+    out, err = sys.stdout, sys.stderr
+    writers = redact.RedactingWriter(out), redact.RedactingWriter(err)
+    sys.stdout, sys.stderr = writers
+    try:
+        return _main(argv)
+    except SystemExit:
+        for writer in writers:
+            writer.finish()
+        sys.stdout, sys.stderr = out, err
+        raise
+    except BaseException:
+        # Not one of ours: Python prints its traceback after this, through the writers.
+        for writer in writers:
+            writer.finish()
+        raise
+
+
+def _main(argv: list[str] | None) -> Any:
     signal.signal(signal.SIGTERM, _on_sigterm)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args

@@ -2,12 +2,15 @@
 
 Every other module reaches the host through `run()`, so a missing binary names the
 package that provides it, a signal-killed child is never taken for success, and
-`--debug` shows each command line (with secret values masked) in one place.
+`--debug` shows each command line in one place. Secret values are masked in everything
+uvbuild prints, this echo included, by redact.py; none is ever put on a command line
+(builder environments travel in files: see batch.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shlex
@@ -19,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
+from . import redact
 from .errors import EngineError, Interrupted
 
 # Which Debian/Ubuntu package provides each tool we may call.
@@ -36,7 +40,6 @@ PACKAGE_OF = {
 MARKER = "@@uvbuild "
 
 _debug = False
-_masked: set[str] = set()
 _START = time.monotonic()  # --debug lines say when, from here (about process start)
 
 
@@ -47,9 +50,8 @@ def set_debug(on: bool) -> None:
 
 
 def mask(value: str) -> None:
-    """Never print `value` (a secret) in an echoed command line."""
-    if value:
-        _masked.add(value)
+    """Never print `value` (a secret): see redact.py, which masks all output."""
+    redact.add(value)
 
 
 def _echo(line: str) -> None:
@@ -60,9 +62,8 @@ def _echo(line: str) -> None:
 def _shown(argv: Sequence[str]) -> str:
     # Inline scripts are long: name them by size instead of printing them whole.
     line = shlex.join(a if len(a) <= 160 else f"<script of {len(a)} chars>" for a in argv)
-    for secret in _masked:
-        line = line.replace(secret, "****")
-    return line
+    # Printed output is redacted anyway (cli.main); this also covers messages kept as data.
+    return redact.redact(line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +159,11 @@ def run(
     timeout: float | None = None,
     shielded: bool = False,
     gate: Gate | None = None,
+    drop_env: Sequence[str] = (),
 ) -> Result:
     """Run `argv` (see `_run`); with --debug, also say how long it took.
+
+    `drop_env` names variables the command must not inherit from uvbuild's environment.
 
     A `shielded` command runs in a session of its own, out of reach of Ctrl-C and of
     `interrupt_children`: for buildah's short bookkeeping commands (copy, commit, tag,
@@ -171,7 +175,7 @@ def run(
     started = time.monotonic()
     try:
         return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout,
-                    shielded=shielded, gate=gate)
+                    shielded=shielded, gate=gate, drop_env=drop_env)
     finally:
         if _debug:
             # Commands overlap: the line names the one that ended.
@@ -188,6 +192,7 @@ def _run(
     timeout: float | None,
     shielded: bool = False,
     gate: Gate | None = None,
+    drop_env: Sequence[str] = (),
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 
@@ -197,7 +202,11 @@ def _run(
     """
     if _debug:
         _echo(f"+ {_shown(argv)}")
-    full_env = None if env is None else {**os.environ, **env}
+    full_env: dict[str, str] | None = None
+    if env is not None or drop_env:
+        full_env = {**os.environ, **(env or {})}
+        for name in drop_env:
+            full_env.pop(name, None)
     try:
         if stream:
             return _run_streaming(argv, full_env, timeout, gate)
@@ -219,6 +228,17 @@ def _run(
         raise EngineError(
             f"`{tool}` was not found on PATH",
             hint=f"install it: sudo apt-get install {package}  (or run `uvbuild doctor`)",
+        ) from exc
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        # Values that may be long travel in files (batch.py); this is the last guard.
+        longest = max(len(a.encode("utf-8", "surrogateescape")) for a in argv)
+        raise EngineError(
+            f"`{os.path.basename(argv[0])}` could not be started: its command line is too "
+            f"long for the system (longest argument: {longest} bytes; at most "
+            f"{128 * 1024} bytes each)",
+            hint="shorten the recipe value that is that long (a label or env value)",
         ) from exc
     if proc.returncode < 0 and -proc.returncode in (2, 15):
         # The child was killed by SIGINT/SIGTERM: the user is interrupting us too.

@@ -7,9 +7,12 @@ swap in a fake engine with the same surface.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -21,6 +24,9 @@ from .errors import EngineError
 # Working containers are named so a leftover (e.g. after SIGKILL) is recognisable:
 # uvbuild-<pid>-<step>; `uvbuild cache prune` removes those whose pid is gone.
 CONTAINER_PREFIX = "uvbuild-"
+# What buildah passes on to every `buildah run` when its environment has them.
+PROXY_ENV = tuple(name for base in ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
+                                    "all_proxy") for name in (base, base.upper()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,19 +186,28 @@ class Buildah:
 
     def push(self, image: str, dest: str, *, tls_verify: bool | None, creds: str | None,
              authfile: str | None) -> None:
+        """Push `image` to `dest`. A password in `creds` reaches buildah in an auth file
+        (0600, in a private folder, removed after), never on its command line."""
         args = ["push", "--quiet"]
         if tls_verify is not None:
             args.append(f"--tls-verify={'true' if tls_verify else 'false'}")
-        if creds:
-            cmd.mask(creds)
-            args += ["--creds", creds]
-        if authfile:
-            args += ["--authfile", authfile]
-        result = self._quick(*args, image, dest)
-        if not result.ok:
-            _check_space(result, f"pushing to {dest}")
-            raise EngineError(f"pushing to {dest} failed: {cmd.describe_failure(result)}",
-                              hint=push_hint(result.stdout + result.stderr, dest))
+        with contextlib.ExitStack() as stack:
+            if creds and ":" in creds:
+                cmd.mask(creds)
+                cmd.mask(creds.partition(":")[2])  # the password alone
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                    prefix="uvbuild-auth-")))
+                authfile = write_authfile(folder / "auth.json", registry_of(dest), creds,
+                                          base=authfile)
+            elif creds:
+                args += ["--creds", creds]  # a user name alone: buildah asks the password
+            if authfile:
+                args += ["--authfile", authfile]
+            result = self._quick(*args, image, dest)
+            if not result.ok:
+                _check_space(result, f"pushing to {dest}")
+                raise EngineError(f"pushing to {dest} failed: {cmd.describe_failure(result)}",
+                                  hint=push_hint(result.stdout + result.stderr, dest))
 
     # -- working containers -------------------------------------------------------
 
@@ -222,7 +237,6 @@ class Buildah:
         container: str,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
         mounts: Sequence[Mount] = (),
         workdir: str | None = None,
         user: str | None = None,
@@ -232,7 +246,10 @@ class Buildah:
     ) -> cmd.Result:
         """Run a command in a working container; return its Result (callers judge it).
 
-        `env` and `mounts` exist for this command only: buildah stores neither. With a
+        `mounts` exist for this command only: buildah stores none. There is no `env`: a
+        value on buildah's command line is readable by every local user, stays in the run
+        bundle after a kill, and over 128 kB fails the exec; environments travel in job
+        files (batch.write_job, Build.job). With a
         `gate`, the command starts now and waits for it (see cmd.Gate): files added to
         the container meanwhile are there when it goes on.
         """
@@ -241,8 +258,6 @@ class Buildah:
             args += ["--runtime", os.environ.get("UVBUILD_OCI_RUNTIME", "runc")]
         for m in mounts:
             args += ["-v", m.spec()]
-        for key, value in (env or {}).items():
-            args += ["-e", f"{key}={value}"]
         if workdir:
             args += ["--workingdir", workdir]
         if user:
@@ -250,7 +265,11 @@ class Buildah:
         if not network and self.isolation != "chroot":
             # chroot isolation always shares the host's network (buildah refuses "none").
             args += ["--network", "none"]
-        result = cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate)
+        # buildah copies the proxy variables of its own environment into the command's
+        # (containers.conf's http_proxy, on by default): into its run bundle, and into
+        # commands that must not get them. Builder commands get them from a job's file.
+        result = cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate,
+                         drop_env=PROXY_ENV)
         if not result.ok:
             # Whatever the command was, a full disk is what to tell (not its step's hint).
             _check_space(result, f"running a command in {container}")
@@ -372,6 +391,33 @@ def _check_space(result: cmd.Result, what: str) -> None:
                             f"{what} failed with exit code {result.returncode}:")
     if full is not None:
         raise full
+
+
+def registry_of(dest: str) -> str:
+    """The registry a `docker://NAME` destination is on (docker.io for short names)."""
+    name = dest.removeprefix("docker://")
+    first, slash, _ = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def write_authfile(path: Path, registry: str, creds: str, *, base: str | None) -> str:
+    """A containers auth file at `path` (0600) with `creds` (USER:PASSWORD) for
+    `registry`, on top of the entries of the auth file `base`, if one is given."""
+    data: dict[str, object] = {}
+    if base:
+        try:
+            data = json.loads(Path(base).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"--authfile {base}: cannot read it as an auth file: {exc}",
+                              hint="give a containers auth.json, or --creds alone") from exc
+    auths = dict(data.get("auths") or {})  # type: ignore[call-overload]
+    auths[registry] = {"auth": base64.b64encode(creds.encode()).decode()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "w", encoding="utf-8") as handle:
+        json.dump({**data, "auths": auths}, handle)
+    return str(path)
 
 
 def _bare_id(image_id: str) -> str:

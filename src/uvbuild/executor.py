@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from . import builder_steps, cmd, diskfull, runtime_steps
+from . import batch, builder_steps, cmd, diskfull, runtime_steps
 from .bootstrap import build_bootstrap_base
 from .cache import remove_stale_containers
 from .engine import CONTAINER_PREFIX, Buildah, CommitOptions, Mount
@@ -91,6 +91,7 @@ class Build:
         self._cached: dict[str, str] = {}
         self._live: set[str] = set()  # working containers to remove on any exit
         self._serial = itertools.count(1)
+        self._jobs = itertools.count(1)
         self._lock = threading.Lock()
         self._results: dict[str, Future[str]] = {}  # step name → its image ID, once made
         self._threads: list[threading.Thread] = []
@@ -301,6 +302,18 @@ class Build:
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir()
         return path
+
+    @contextlib.contextmanager
+    def job(self, commands: list[str] | tuple[str, ...], *, env: Mapping[str, str] | None = None,
+            gated: bool = False) -> Iterator[batch.Job]:
+        """A batch's files for one `buildah run` (see batch.write_job), removed when the
+        run is over: an environment file holds secrets. It lives in the scratch folder,
+        so a build killed meanwhile leaves it where the next one's sweep looks."""
+        folder = self.scratch_dir(f"job-{next(self._jobs)}")
+        try:
+            yield batch.write_job(folder, commands, env=env, gated=gated)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def source(self, name: str) -> str:
         """What a later step reads step `name`'s files from: its image, by name, or the

@@ -2,8 +2,9 @@
 
 Corporate networks and TLS-inspecting proxies need the host's CA bundle and proxy
 variables inside the builder for uv (and apt) to reach their indexes. They are
-passed as `buildah run -e/-v` for each command, so no layer, config or history
-ever holds them.
+passed for each command only (the CA bundle as a mount, the variables in the private
+environment file of batch.py, never on a command line), so no layer, config or
+history ever holds them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from . import redact
 from .engine import Mount
 
 CA_TARGET = "/run/uvbuild/ca-certificates.crt"
@@ -30,6 +32,7 @@ def network_settings(environ: Mapping[str, str]) -> tuple[dict[str, str], tuple[
         for variant in (name, name.lower()):
             if environ.get(variant):
                 env[variant] = environ[variant]
+                redact.add_url(environ[variant])  # user:pass@ is printed nowhere
     return env, tuple(mounts)
 
 

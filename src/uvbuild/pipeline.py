@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import batch, redact
 from .diskfull import Place, build_places, reported
 from .engine import Buildah
 from .errors import EngineError, RecipeError
@@ -55,6 +56,17 @@ def plan_recipe(path: Path, *, tag: str | None, engine: Buildah | None,
     return recipe, make_plan(recipe, inputs)
 
 
+def check_builder_env(recipe: Recipe) -> None:
+    """Refuse, before any work, a builder.env value no process could be given."""
+    for name, value in recipe.builder.env:
+        if batch.too_long(name, value):
+            raise RecipeError(
+                f"{recipe.path}: builder.env.{name}: its value is {len(value)} characters; "
+                f"a variable reaches a command only up to {batch.VARIABLE_LIMIT // 1024} kB "
+                "(the kernel's limit per variable)",
+                hint="put large data in a file of the project and read it from there")
+
+
 def host_secrets(recipe: Recipe) -> dict[str, str]:
     """builder.secrets values from the host environment; a missing one is an error."""
     env = host_environ()
@@ -62,6 +74,8 @@ def host_secrets(recipe: Recipe) -> dict[str, str]:
     if missing:
         raise RecipeError(f"{recipe.path}: builder.secrets: {', '.join(missing)} not set in the "
                           "environment", hint="export the variable before running uvbuild")
+    for name in recipe.builder.secrets:
+        redact.add(env[name])  # from now on, printed nowhere
     return {name: env[name] for name in recipe.builder.secrets}
 
 
@@ -112,6 +126,13 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     engine = Buildah()
     check_rootless_ready()
     secrets = host_secrets(recipe)
+    check_builder_env(recipe)
+    for _, value in recipe.builder.env:
+        # An index URL with user:password@ in builder.env belongs in builder.secrets, but
+        # its password is printed nowhere either way.
+        for word in value.split():
+            if "://" in word:
+                redact.add_url(word)
     _, inputs = gather(recipe, engine, tag=tag)
     plan = make_plan(recipe, inputs)
     net_env, net_mounts = network_settings(host_environ())

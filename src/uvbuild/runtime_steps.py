@@ -251,9 +251,11 @@ def _run_tests(build: Build, step: AddProject, ctr: str, user: str,
                gate: cmd.Gate | None) -> cmd.Result:
     """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`
     (held at `gate` until the container has its files, if one is given)."""
-    return build.engine.run(ctr, batch.argv(step.test, gated=gate is not None),
-                            user=user or None, workdir=step.workdir,
-                            stream=build.settings.verbose, gate=gate)
+    # No environment: the job is readable by the runtime user, and holds no secret.
+    with build.job(step.test, gated=gate is not None) as job:
+        return build.engine.run(ctr, job.argv, mounts=(job.mount,), user=user or None,
+                                workdir=step.workdir, stream=build.settings.verbose,
+                                gate=gate)
 
 
 def _judge_tests(build: Build, step: AddProject, ran: cmd.Result) -> None:

@@ -9,7 +9,9 @@ name in use, `rmi` refuses an image a container uses or a name points at.
 Commands "run" in a container are answered by a few rules that know uvbuild's
 in-container scripts (batch.sh, venvdelta.py, mkuser.py); anything else succeeds with
 no output unless a test asks for a failure (`fail_run`) or an interrupt (`interrupt`).
-A batch is answered command by command, with batch.sh's markers, as the real one.
+A batch (a job folder, see batch.write_job) is read when its run starts, as the real
+one reads it (the folder is gone after the run), and answered command by command, with
+batch.sh's markers; the call records the job (`job`) and its environment (`env`).
 """
 
 from __future__ import annotations
@@ -18,31 +20,71 @@ import hashlib
 import io
 import itertools
 import json
+import re
 import shlex
 import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from uvbuild.batch import GATE, GATE_SHUT
+from uvbuild.batch import GATE, GATE_SHUT, JOB, RUN
 from uvbuild.cmd import Gate, Result
 from uvbuild.engine import CommitOptions, ImageConfig, ImageInfo, Mount
 from uvbuild.errors import EngineError
 from uvbuild.incontainer import script
 
 MKUSER = script("mkuser.py")
-BATCH = script("batch.sh")
-BATCHES = (BATCH, GATE + BATCH)  # plain, gated
 VENVDELTA = script("venvdelta.py")
 UNPACK = script("unpack.py")
+PACKAGES = script("packages.sh")
 RUNTIME_UID = 10001
 
 
-def commands_of(argv: Sequence[str]) -> list[tuple[str, ...]]:
+@dataclass(frozen=True, slots=True)
+class JobSeen:
+    """What a batch job's folder held when its run started (it is gone after the run)."""
+
+    commands: tuple[str, ...]
+    env: dict[str, str] | None  # None: the job has no environment file
+    gated: bool
+    modes: dict[str, int]  # file name → permission bits, "." for the folder
+
+
+def read_job(argv: Sequence[str], mounts: Sequence[Mount]) -> JobSeen | None:
+    """The job a `run` was asked to run (see batch.write_job), or None if not a batch."""
+    mount = next((m for m in mounts if m.target == JOB), None)
+    if tuple(argv) != ("/bin/sh", RUN) or mount is None:
+        return None
+    folder = Path(mount.host)
+    run_sh = (folder / "run.sh").read_text()
+    count = int(re.search(r"^n=(\d+)$", run_sh, re.M).group(1))  # type: ignore[union-attr]
+    commands = tuple((folder / f"{i}.sh").read_text().removesuffix("\n") for i in range(count))
+    env = None
+    if (folder / "env").exists():
+        assert f". {JOB}/env " in run_sh, "an environment file run.sh does not read"
+        words = shlex.split((folder / "env").read_text())
+        env = dict(w.split("=", 1) for w in words if w != "export")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    modes["."] = folder.stat().st_mode & 0o777
+    return JobSeen(commands=commands, env=env, gated=run_sh.startswith(GATE), modes=modes)
+
+
+def words_of(command: str) -> tuple[str, ...]:
+    """A batch's command split into words; packages.sh (given its packages with `set --`)
+    as `/bin/sh -c SCRIPT packages PKG...`."""
+    first, _, rest = command.partition("\n")
+    if rest == PACKAGES and first.startswith("set -- "):
+        return ("/bin/sh", "-c", PACKAGES, "packages", *shlex.split(first)[2:])
+    return tuple(shlex.split(command))
+
+
+def commands_of(call: Call) -> list[tuple[str, ...]]:
     """The commands one `run` ran: a batch's, each split into words; else argv itself."""
-    if len(argv) > 3 and tuple(argv[:2]) == ("/bin/sh", "-c") and argv[2] in BATCHES:
-        return [tuple(shlex.split(command)) for command in argv[4:]]
-    return [tuple(argv)]
+    job = call.kwargs.get("job")
+    if job is not None:
+        return [words_of(command) for command in job.commands]
+    return [tuple(call.args[1])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +223,7 @@ class FakeEngine:
 
     def runs(self) -> list[tuple[str, ...]]:
         """The argv of every command run, in order; a batch gives each of its commands."""
-        return [command for c in self.called("run") for command in commands_of(c.args[1])]
+        return [command for c in self.called("run") for command in commands_of(c)]
 
     def images_labelled(self, key: str, value: str) -> list[str]:
         return [i.id for i in list(self.store.values()) if i.labels.get(key) == value]
@@ -342,22 +384,28 @@ class FakeEngine:
         after()
         return listed
 
-    def run(self, container: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            mounts: Sequence[Mount] = (), workdir: str | None = None, user: str | None = None,
-            network: bool = True, stream: bool = True, gate: Gate | None = None) -> Result:
-        after = self._record("run", container, tuple(argv), env=dict(env or {}),
+    def run(self, container: str, argv: Sequence[str], *, mounts: Sequence[Mount] = (),
+            workdir: str | None = None, user: str | None = None, network: bool = True,
+            stream: bool = True, gate: Gate | None = None) -> Result:
+        job = read_job(argv, mounts)
+        # `env`: what the command's environment file exported (a batch's), else nothing.
+        after = self._record("run", container, tuple(argv),
+                             env=dict(job.env or {}) if job else {}, job=job,
                              mounts=tuple(mounts), workdir=workdir, user=user, network=network,
                              stream=stream, gated=gate is not None)
         self._container(container)  # a run of a container that does not exist fails now
         if gate is not None:
             # As the real command: started, it waits at its gate; what the container holds
             # when the gate opens is what it sees.
-            assert argv[2] == GATE + BATCH, "a gated run must be a gated batch"
+            assert job is not None and job.gated, "a gated run must be a gated batch"
             if not gate.wait(timeout=60):
                 after()
                 return Result(tuple(argv), GATE_SHUT, "", "")
         ctr = self._container(container)
-        result = self._answer(ctr, tuple(argv), tuple(mounts))
+        if job is not None:
+            result = self._answer_batch(ctr, tuple(argv), job.commands, tuple(mounts))
+        else:
+            result = self._answer(ctr, tuple(argv), tuple(mounts))
         if stream:
             # As with the real engine, streamed output is echoed and also kept, merged
             # into stdout, so failures can still be explained and classified.
@@ -367,8 +415,6 @@ class FakeEngine:
 
     def _answer(self, ctr: FakeContainer, argv: tuple[str, ...],
                 mounts: tuple[Mount, ...] = ()) -> Result:
-        if len(argv) > 3 and argv[:2] == ("/bin/sh", "-c") and argv[2] in BATCHES:
-            return self._answer_batch(ctr, argv, argv[4:], mounts)
         failure = self._failure(argv)
         if failure:
             return Result(argv, failure.returncode, failure.stdout, failure.stderr)
@@ -398,7 +444,7 @@ class FakeEngine:
         for index, command in enumerate(commands):
             out.append(f"@@uvbuild step {index}\n")
             err.append(f"@@uvbuild step {index}\n")
-            words = tuple(shlex.split(command))
+            words = words_of(command)
             failure = self._failure(("/bin/sh", "-c", command), words)
             if failure:
                 out.append(failure.stdout)

@@ -258,7 +258,7 @@ def test_an_outdated_lock_is_not_tried_again_online(engine: FakeEngine, project:
         build(engine, plan_of(project, source_digest="sha256:" + "3" * 64), tmp_path)
 
     runs = [argv for c in calls_since(engine, mark) if c.method == "run"
-            for argv in commands_of(c.args[1])]
+            for argv in commands_of(c)]
     assert [argv for argv in runs if argv[:2] == (UV_TARGET, "sync")] == [
         (*PROJECT_SYNC, "--offline")]
     assert engine.names[IMAGE] == sync_ran.image_id
@@ -333,10 +333,10 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     build(engine, plan_of(project), tmp_path)
 
     builder_runs = [c for c in engine.called("run")
-                    if any(words[0] == UV_TARGET for words in commands_of(c.args[1]))]
+                    if any(words[0] == UV_TARGET for words in commands_of(c))]
     # unpack the project files, uv sync, (make assets), venvdelta
-    assert [len(commands_of(c.args[1])) for c in builder_runs] == [3, 4]
-    assert ("make", "assets") in commands_of(builder_runs[1].args[1])
+    assert [len(commands_of(c)) for c in builder_runs] == [3, 4]
+    assert ("make", "assets") in commands_of(builder_runs[1])
     for call in builder_runs:
         assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
         assert call.kwargs["env"]["HTTPS_PROXY"] == "http://proxy:3128"
@@ -349,17 +349,28 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
         )
     # Both batches read the project's files from a host folder; the project batch also
     # writes the staged layer's tar to one. Both are removed when the build ends.
+    # The commands and their environment come in a job folder (the last mount): private,
+    # as it holds the secret.
     scratch = [[(m.target, m.read_only) for m in c.kwargs["mounts"][3:]] for c in builder_runs]
-    assert scratch == [[("/run/uvbuild/in", True)],
-                       [("/run/uvbuild/in", True), ("/run/uvbuild/out", False)]]
+    assert scratch == [[("/run/uvbuild/in", True), ("/run/uvbuild/job", True)],
+                       [("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
+                        ("/run/uvbuild/job", True)]]
     assert not [m for c in builder_runs for m in c.kwargs["mounts"][3:]
                 if Path(m.host).exists()]
+    for call in builder_runs:
+        assert call.args[1] == ("/bin/sh", "/run/uvbuild/job/run.sh")
+        assert set(call.kwargs["job"].modes.values()) == {0o600, 0o700}
+    # Nothing secret on any command line uvbuild gave buildah, nor in what it stored.
+    for call in engine.called("run"):
+        assert SECRET not in repr(call.args) and "proxy:3128" not in repr(call.args)
     stored = [c for c in engine.calls if c.method in ("commit", "configure", "tag", "copy")]
     assert SECRET not in repr(stored)
     assert not [i for i in engine.store.values() if SECRET in repr(i)]
     test_run = engine.called("run")[-1]
-    assert commands_of(test_run.args[1]) == [("app", "--self-test")]
-    assert "UV_INDEX_PASSWORD" not in (test_run.kwargs["env"] or {})
+    assert commands_of(test_run) == [("app", "--self-test")]
+    # The tests run as the runtime user: their job is readable, and has no environment.
+    assert test_run.kwargs["job"].env is None
+    assert set(test_run.kwargs["job"].modes.values()) == {0o644, 0o755}
 
 
 def test_the_test_runs_as_the_runtime_user_in_the_workdir(engine: FakeEngine, project: Path,
@@ -607,7 +618,7 @@ def test_a_failing_package_install_names_the_stage_and_packages(
 
     assert raised.value.message.startswith("runtime.packages: installing libpq5 failed: `")
     assert raised.value.message.endswith(
-        "packages libpq5` failed with exit code 1:\n    E: Unable to locate package libpq5")
+        "`packages.sh libpq5` failed with exit code 1:\n    E: Unable to locate package libpq5")
     assert raised.value.hint == "check the package names for this base's distribution"
     assert engine.live == {}
 
@@ -618,7 +629,7 @@ def test_verbose_streams_user_commands_but_reads_probes(engine: FakeEngine, proj
 
     streamed = {words[0] if words[0] != "/bin/sh" else words[-1]
                 for c in engine.called("run") if c.kwargs["stream"]
-                for words in commands_of(c.args[1])}
+                for words in commands_of(c)}
     # venvdelta and the unpacking of the project's files run in the builder's batches
     assert streamed == {UV_TARGET, "build-essential", "libpq5", "make", "app",
                         "/app/.venv/bin/python", "python3"}
@@ -676,7 +687,7 @@ def test_the_tests_run_in_a_twin_while_the_final_image_is_committed(
         if call.method == "commit" and name_of(call.args[0]).endswith("-add-project"):
             twins["committed"] = call.args[0]
             committed.set()
-        elif call.method == "run" and commands_of(call.args[1]) == [("app", "--self-test")]:
+        elif call.method == "run" and commands_of(call) == [("app", "--self-test")]:
             twins["tested"], twins["tested_name"] = call.args[0], name_of(call.args[0])
             # One after the other, this would wait for ever: the commit comes first.
             assert committed.wait(timeout=10), "the commit did not run during the tests"
@@ -702,7 +713,7 @@ def test_the_tests_run_starts_while_the_project_installs_and_waits_for_its_files
     def hold_the_install(call: Call) -> None:
         if call.method == "run" and call.kwargs.get("gated"):
             started.set()
-        elif call.method == "run" and ("make", "assets") in commands_of(call.args[1]):
+        elif call.method == "run" and ("make", "assets") in commands_of(call):
             # The project's batch (with builder.run). Started only after the install, the
             # tests' run would never come.
             assert started.wait(timeout=10), "the tests' run did not start during the install"
@@ -713,7 +724,7 @@ def test_the_tests_run_starts_while_the_project_installs_and_waits_for_its_files
     gated = [i for i, c in enumerate(engine.calls) if c.method == "run" and c.kwargs["gated"]]
     assert len(gated) == 1
     tests_run = engine.calls[gated[0]]
-    assert commands_of(tests_run.args[1]) == [("app", "--self-test")]
+    assert commands_of(tests_run) == [("app", "--self-test")]
     # Held at its gate, it saw the files added after it started (the fake answers the
     # batch only when the gate opens, from what the container holds then).
     twin_filled = [i for i, c in enumerate(engine.calls)
@@ -749,7 +760,7 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
                 "io.uvbuild.step") == "prepare-runtime":
             prepared.set()
         elif call.method == "run" and any("--no-install-workspace" in words
-                                          for words in commands_of(call.args[1])):
+                                          for words in commands_of(call)):
             # One step at a time, this would wait for ever: prepare-runtime comes after.
             assert prepared.wait(timeout=10), "prepare-runtime did not run during the sync"
 
@@ -789,7 +800,7 @@ def test_a_failure_in_one_chain_is_the_error_and_stops_the_other(
         # The fake answers at once: without this, the builder chain could be done
         # before the runtime chain fails. Here the sync is still running when it does.
         if call.method == "run" and any("--no-install-workspace" in words
-                                        for words in commands_of(call.args[1])):
+                                        for words in commands_of(call)):
             assert running._failed.wait(timeout=10), "the runtime chain never failed"
 
     engine.on_call = sync_until_the_runtime_failed
@@ -827,7 +838,7 @@ def test_ctrl_c_during_a_builder_command_leaves_no_container(engine: FakeEngine,
     with pytest.raises(KeyboardInterrupt):
         build(engine, plan_of(project), tmp_path)
 
-    assert commands_of(engine.called("run")[-1].args[1])[1][:2] == (UV_TARGET, "sync")
+    assert commands_of(engine.called("run")[-1])[1][:2] == (UV_TARGET, "sync")
     assert engine.live == {}
     assert "sync-dependencies" not in engine.commits()
     assert IMAGE not in engine.names

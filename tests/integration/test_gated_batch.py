@@ -1,15 +1,25 @@
-"""A gated batch (batch.argv(gated=True) run with a cmd.Gate) on a real shell: it starts,
-waits, and sees what was made meanwhile; shut, it runs nothing."""
+"""A batch job (batch.write_job) on the host's real shell: gated (run with a cmd.Gate), it
+starts, waits, and sees what was made meanwhile; shut, it runs nothing. Its environment
+file gives each command its values byte for byte, and no command or value is on any
+command line, whatever its size."""
 
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from uvbuild import batch, cmd
+from uvbuild.errors import EngineError
+
+
+def _job(folder: Path, commands: list[str], **options: Any) -> list[str]:
+    """The argv that runs a job written in `folder` (here seen where it is)."""
+    folder.mkdir(exist_ok=True)
+    return list(batch.write_job(folder, commands, at=str(folder), **options).argv)
 
 
 def _start(argv: list[str], gate: cmd.Gate, *, stream: bool = False) -> tuple[
@@ -26,8 +36,8 @@ def test_the_batch_waits_for_the_gate_and_sees_what_was_made_meanwhile(
         tmp_path: Path, stream: bool) -> None:
     made = tmp_path / "layer"
     gate = cmd.Gate()
-    thread, ran = _start(batch.argv([f"cat {made}", "cat; echo stdin-ended"], gated=True),
-                         gate, stream=stream)
+    thread, ran = _start(_job(tmp_path / "job", [f"cat {made}", "cat; echo stdin-ended"],
+                              gated=True), gate, stream=stream)
     time.sleep(0.3)
     assert thread.is_alive(), "the batch did not wait at its gate"
     made.write_text("files\n")
@@ -45,9 +55,51 @@ def test_the_batch_waits_for_the_gate_and_sees_what_was_made_meanwhile(
 def test_a_shut_gate_ends_the_batch_before_its_first_command(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     gate = cmd.Gate()
-    thread, ran = _start(batch.argv([f"touch {marker}"], gated=True), gate)
+    thread, ran = _start(_job(tmp_path / "job", [f"touch {marker}"], gated=True), gate)
     gate.shut()
     thread.join(timeout=10)
 
     assert ran["result"].returncode == batch.GATE_SHUT
     assert not marker.exists()
+
+
+NASTY = {
+    "QUOTES": "it's \"quoted\"",
+    "NEWLINES": "one\ntwo\n\nlast\n",
+    "DOLLARS": "$HOME ${PATH} $(id) `id` $1",
+    "BACKSLASHES": "a\\b\\\\c\\n\\",
+    "EMPTY": "",
+    "UNICODE": "h\u00e9llo \u2603",
+    "BIG": "x" * (batch.VARIABLE_LIMIT - len("BIG=") - 1),  # the most a variable can be
+}
+
+
+def test_the_environment_file_reaches_each_command_byte_for_byte(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # Each command writes each variable as it sees it (printf %s: no interpretation).
+    commands = [" ; ".join(f'printf %s "${name}" > {out}/{i}-{name}' for name in NASTY)
+                for i in range(2)]
+    result = cmd.run(_job(tmp_path / "job", commands, env=NASTY))
+
+    assert result.ok, result
+    for i in range(2):
+        for name, value in NASTY.items():
+            assert (out / f"{i}-{name}").read_text() == value, name
+
+
+def test_a_command_of_200_kb_runs_off_the_command_line(tmp_path: Path) -> None:
+    big = "x" * 200_000
+    result = cmd.run(_job(tmp_path / "job", [f"echo {big} | wc -c", "exit 3"], env={}))
+
+    outcome = batch.parse(["", ""], result)
+    assert outcome.steps[0].stdout.strip() == str(len(big) + 1)
+    assert outcome.failed == 1 and result.returncode == 3
+
+
+def test_an_argument_over_the_systems_limit_is_a_clear_error() -> None:
+    with pytest.raises(EngineError) as raised:
+        cmd.run(["/bin/true", "x" * 200_000])
+
+    assert "command line is too long" in raised.value.message
+    assert "200000 bytes" in raised.value.message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -63,11 +64,17 @@ def check_runs(podman: Callable[..., subprocess.CompletedProcess[str]], image: s
 
 def test_push_then_pull_into_empty_store(registry, uvbuild_popen, empty_store) -> None:
     ref = f"{registry}/restapipy:test"
-    run = uvbuild_popen([FASTAPI_RECIPE, "--tag", ref, "--push", "--no-tls-verify"], cwd=REPO_ROOT)
+    # The registry asks for no login: the credentials go to buildah (in an auth file, not
+    # on its command line) and are never printed.
+    password = f"pa55-{secrets.token_hex(6)}"
+    run = uvbuild_popen(["--debug", FASTAPI_RECIPE, "--tag", ref, "--push", "--no-tls-verify",
+                         "--creds", f"itest:{password}"], cwd=REPO_ROOT)
     # The registry's port changes every session: drop the name from local storage.
     subprocess.run(["buildah", "rmi", ref], capture_output=True, check=False)
     assert run.returncode == 0, f"uvbuild --push failed\n{run}"
     assert run.leftover_containers() == []
+    assert password not in run.stdout + run.stderr
+    assert re.search(r"\+ buildah push .*--authfile \S+/auth.json", run.stderr), run.stderr
 
     empty_store("pull", "--quiet", "--tls-verify=false", ref)
     names = [

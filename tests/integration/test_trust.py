@@ -353,6 +353,165 @@ def test_secrets_proxies_and_trust_never_ship(mod: Module, tmp_path: Path) -> No
         assert (root / "app" / "openapi.json").is_file(), "builder.run's output did not ship"
 
 
+# ------------------------------------------------------- nothing secret printed or on argv
+# (issue 10, items 1, 2 and 5) A tiny unpackaged project with no dependencies: no network,
+# a few seconds a build once the bases are there (the same bases as the fastapi copies).
+
+LEAK_PASSWORD = f"pr0xyPASS-{secrets.token_hex(6)}"
+# A proxy that would fail every request; NO_PROXY=* keeps uv off it (nothing is fetched).
+LEAK_PROXY = f"http://itest:{LEAK_PASSWORD}@127.0.0.1:9"
+LEAK_ENV = {"UVBUILD_SENTINEL_SECRET": SECRET_VALUE, "HTTPS_PROXY": LEAK_PROXY, "NO_PROXY": "*"}
+TINY_PYPROJECT = """\
+[project]
+name = "tiny"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = []
+
+[tool.uv]
+package = false
+"""
+BOOKWORM = {"bootstrap": "debian", "suite": "bookworm", "packages": ["python3"]}
+
+
+@pytest.fixture(scope="module")
+def tiny(mod: Module) -> Path:
+    """A project of one file, locked: the folder that holds it (as `proj`)."""
+    root = mod.root / "tiny"
+    (root / "proj").mkdir(parents=True)
+    (root / "proj" / "pyproject.toml").write_text(TINY_PYPROJECT)
+    (root / "proj" / "main.py").write_text('print("tiny ok")\n')
+    subprocess.run([str(UV), "lock", "--offline", "--directory", str(root / "proj")],
+                   check=True, capture_output=True, timeout=120)
+    return root
+
+
+def tiny_recipe(root: Path, name: str, *, run: list[str], test: list[str] | None = None,
+                env: dict[str, str] | None = None) -> Path:
+    builder: dict[str, object] = {"from": BOOKWORM, "python": "/usr/bin/python3",
+                                  "secrets": ["UVBUILD_SENTINEL_SECRET"], "run": run}
+    if env:
+        builder["env"] = env
+    recipe = {"version": 1, "project": "proj", "image": tag_for(f"tiny-{name}"),
+              "builder": builder, "runtime": {"from": BOOKWORM, "test": test or ["true"]}}
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def _leaks(text: str) -> list[str]:
+    return [label for label, value in (("secret", SECRET_VALUE), ("proxy password",
+                                                                   LEAK_PASSWORD))
+            if value in text]
+
+
+@pytest.mark.parametrize("flags", [[], ["-v"], ["--debug"], ["--json"]],
+                         ids=["plain", "verbose", "debug", "json"])
+def test_a_failing_builder_command_that_prints_secrets_shows_them_masked(
+        mod: Module, tiny: Path, uvbuild_cli: list[str], flags: list[str]) -> None:
+    # (The pause lets buildah relay the output before the command ends: on a loaded
+    # machine, buildah 1.28 with chroot isolation was seen to drop the tail of it.)
+    recipe = tiny_recipe(tiny, "leak", run=[
+        'echo "secret=$UVBUILD_SENTINEL_SECRET proxy=$HTTPS_PROXY"',
+        'echo "again $UVBUILD_SENTINEL_SECRET $HTTPS_PROXY" >&2; sleep 1; exit 7'])
+    debug = ["--debug"] if "--debug" in flags else []
+    proc = subprocess.run([*uvbuild_cli, *debug, recipe, *[f for f in flags if f != "--debug"]],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **LEAK_ENV})
+    output = proc.stdout + proc.stderr
+    print(output)
+
+    assert proc.returncode == 6, output  # the step failed, as it should
+    assert "builder.run[1]" in output
+    assert _leaks(output) == []
+    # What the command printed is shown (the error, or -v's stream), masked.
+    assert "again ***" in output
+    if "-v" in flags:
+        assert "secret=***" in output  # stdout too, as it streamed
+    assert "Traceback" not in output or debug
+
+
+def _files_holding(needles: list[str], folder: Path) -> dict[str, list[str]]:
+    """The files under `folder` that hold one of the needles."""
+    found: dict[str, list[str]] = {}
+    for path in folder.rglob("*"):
+        data = _read(path) if path.is_file() and not path.is_symlink() else b""
+        for needle in needles:
+            if needle.encode() in data:
+                found.setdefault(needle, []).append(str(path))
+    return found
+
+
+def test_no_secret_in_any_command_line_or_file_and_no_size_limit_on_commands(
+        mod: Module, tiny: Path, uvbuild_cli: list[str], tmp_path: Path) -> None:
+    big = "x" * 200_000  # over the kernel's 128 kB per argument
+    tag = tag_for("tiny-argv")
+    mod.tags.append(tag)
+    recipe = tiny_recipe(tiny, "argv", run=["sleep 8", f": {big} {RUN_ID}; echo big-run-ok"],
+                         test=[f": {big}", "python3 /app/main.py"])
+    scratch = tmp_path / "tmp"  # the build's TMPDIR: buildah's run bundles are there too
+    scratch.mkdir()
+    build = LiveBuild([*uvbuild_cli, str(recipe), "-v", "--tag", tag],
+                      env={**os.environ, **LEAK_ENV, "TMPDIR": str(scratch)})
+    needles = [SECRET_VALUE, LEAK_PASSWORD]
+    found: dict[str, list[str]] = {}
+    in_bundles: dict[str, list[str]] = {}
+    saw_sleep = False
+    while build.proc.poll() is None:
+        for path in Path("/proc").glob("[0-9]*/cmdline"):
+            data = _read(path)
+            found.update({n: [*found.get(n, ()), f"{path}: {data[:300]!r}"]
+                          for n in needles if n.encode() in data})
+            if data == b"sleep\x008\x00" and not saw_sleep:
+                saw_sleep = True
+                # While the builder command runs: its run bundle holds no value either.
+                for bundle in scratch.glob("buildah*"):
+                    in_bundles.update(_files_holding(needles, bundle))
+        time.sleep(0.05)
+    rc = build.finish()
+    print(build)
+
+    assert rc == 0, str(build)
+    assert saw_sleep, "never saw the builder command run: nothing was checked"
+    assert found == {}, f"secret values in process command lines: {found}"
+    assert in_bundles == {}, f"secret values in buildah's run bundle: {in_bundles}"
+    assert "big-run-ok" in build.stderr and "tiny ok" in build.stderr
+    # The build's scratch folders (with the job files) are gone: no secret is left.
+    assert list(scratch.glob("uvbuild-*")) == []
+    assert _files_holding(needles, scratch) == {}
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.parametrize("key", ["builder.env", "runtime.env"])
+def test_a_value_too_long_for_a_command_line_is_one_clear_message(
+        mod: Module, tiny: Path, uvbuild_cli: list[str], key: str) -> None:
+    big = {"BIG": "v" * 150_000}
+    recipe = tiny_recipe(tiny, f"big-{key}", run=["true"],
+                         env=big if key == "builder.env" else None)
+    if key == "runtime.env":
+        data = yaml.safe_load(recipe.read_text())
+        data["runtime"]["env"] = big
+        recipe.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = subprocess.run([*uvbuild_cli, str(recipe)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **LEAK_ENV})
+
+    assert "Traceback" not in proc.stderr, proc.stderr
+    message = [line for line in proc.stderr.splitlines() if line.startswith("uvbuild:")]
+    assert len(message) == 1, proc.stderr
+    if key == "builder.env":
+        # Refused before any work (by the loader's size limits, or before the build).
+        assert proc.returncode == 3 and "BIG" in message[0], proc.stderr
+    else:
+        # buildah config gets it on its command line: refused by the loader's size
+        # limits, or else by the system, as a clear engine error.
+        assert proc.returncode in (3, 5), proc.stderr
+
 # --------------------------------------------------------------------------- /app and SBOM
 
 

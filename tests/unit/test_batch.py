@@ -1,21 +1,70 @@
-"""batch.parse: one `buildah run` of several commands, judged command by command."""
+"""batch: one `buildah run` of several commands, written as a job, judged command by command."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from uvbuild import batch
 from uvbuild.cmd import Result
+from uvbuild.engine import Mount
+from uvbuild.incontainer import script
 
 COMMANDS = ["uv sync --locked", "make assets", "venvdelta stage"]
 
 
 def run_of(returncode: int, stdout: str, stderr: str) -> Result:
-    return Result(tuple(batch.argv(COMMANDS)), returncode, stdout, stderr)
+    return Result(("/bin/sh", batch.RUN), returncode, stdout, stderr)
 
 
-def test_a_batch_runs_each_command_through_batch_sh() -> None:
-    argv = batch.argv(COMMANDS)
-    assert argv[:2] == ["/bin/sh", "-c"]
-    assert argv[3:] == ["uvbuild-batch", *COMMANDS]
+def test_a_job_holds_each_command_in_a_file_and_runs_them_through_batch_sh(
+        tmp_path: Path) -> None:
+    job = batch.write_job(tmp_path, COMMANDS)
+    assert job.argv == ("/bin/sh", "/run/uvbuild/job/run.sh")
+    assert job.mount == Mount(str(tmp_path), "/run/uvbuild/job", read_only=True)
+    assert [(tmp_path / f"{i}.sh").read_text() for i in range(3)] == [c + "\n" for c in COMMANDS]
+    run_sh = (tmp_path / "run.sh").read_text()
+    assert run_sh == f"job=/run/uvbuild/job\nn=3\n{script('batch.sh')}"
+    assert not (tmp_path / "env").exists()
+    # runtime.test runs as the runtime user: a job without environment is readable by all.
+    assert _modes(tmp_path) == {".": 0o755, "0.sh": 0o644, "1.sh": 0o644, "2.sh": 0o644,
+                                "run.sh": 0o644}
+
+
+def test_a_job_with_an_environment_is_private_and_reads_it_first(tmp_path: Path) -> None:
+    job = batch.write_job(tmp_path, ["make"], env={"TOKEN": "S3NT1NEL"}, gated=True)
+    assert "S3NT1NEL" not in repr(job.argv)
+    assert (tmp_path / "env").read_text() == "export TOKEN=S3NT1NEL\n"
+    run_sh = (tmp_path / "run.sh").read_text()
+    assert run_sh.startswith(batch.GATE + ". /run/uvbuild/job/env || exit 125\n")
+    assert _modes(tmp_path) == {".": 0o700, "0.sh": 0o600, "env": 0o600, "run.sh": 0o600}
+
+
+def test_a_command_of_any_size_stays_off_the_command_line(tmp_path: Path) -> None:
+    command = "echo " + "x" * 300_000
+    job = batch.write_job(tmp_path, [command], env={"BIG": "y" * 200_000})
+    assert sum(map(len, job.argv)) < 100
+    assert (tmp_path / "0.sh").read_text() == command + "\n"
+
+
+def test_environment_values_are_quoted_for_the_shell() -> None:
+    text = batch.render_env({"A": "it's", "B": "two\nlines", "C": "$HOME `id` \\ \"q\"",
+                             "D": ""})
+    assert text == ("export A='it'\"'\"'s'\n"
+                    "export B='two\nlines'\n"
+                    "export C='$HOME `id` \\ \"q\"'\n"
+                    "export D=''\n")
+
+
+def test_a_name_that_is_not_a_variable_name_is_refused() -> None:
+    with pytest.raises(ValueError):
+        batch.render_env({"A=B; rm -rf /": "x"})
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    return {".": folder.stat().st_mode & 0o777, **modes}
 
 
 def test_shell_quotes_an_argv_as_one_command() -> None:
@@ -62,3 +111,9 @@ def test_a_failure_before_any_command_is_the_engine_s() -> None:
 
     assert outcome.engine_failed
     assert outcome.steps == ()
+
+
+def test_a_variable_fits_up_to_the_kernels_limit_per_variable() -> None:
+    fits = "x" * (batch.VARIABLE_LIMIT - len("BIG=") - 1)
+    assert not batch.too_long("BIG", fits)
+    assert batch.too_long("BIG", fits + "x")
