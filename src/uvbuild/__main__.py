@@ -1,0 +1,37 @@
+"""The entry point (`uvbuild` and `python -m uvbuild`): quiet about Ctrl-C while starting.
+
+Importing the CLI (click, PyYAML, the build modules) takes a noticeable moment on a
+busy CI runner; a SIGINT or SIGTERM then would end in a Python traceback. Until the
+CLI's own handlers are in place, a signal ends uvbuild at once with exit 130: nothing
+has been made yet, so there is nothing to remove.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+
+def _starting(signum: int, frame: FrameType | None) -> None:
+    os.write(2, b"uvbuild: interrupted while starting; nothing was made\n")
+    os._exit(130)
+
+
+def main() -> Any:
+    """Run the CLI (uvbuild.cli.main) with start-up signals handled."""
+    # A signal the caller ignores (e.g. SIGINT for a background job) stays ignored.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, _starting)
+    from uvbuild.cli import main as cli_main
+
+    # Ctrl-C is KeyboardInterrupt again from here; cli.main installs its SIGTERM handler.
+    signal.signal(signal.SIGINT, previous[signal.SIGINT])
+    return cli_main()
+
+
+if __name__ == "__main__":
+    main()
