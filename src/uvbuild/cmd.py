@@ -157,6 +157,7 @@ def run(
     timeout: float | None = None,
     shielded: bool = False,
     gate: Gate | None = None,
+    die_with_parent: bool = False,
 ) -> Result:
     """Run `argv` (see `_run`); with --debug, also say how long it took.
 
@@ -166,11 +167,15 @@ def run(
     then stops after the command, as it would have before it.
 
     A `gate` holds the command at its start (see Gate); it cannot go with `input_text`.
+
+    `die_with_parent`: the command gets SIGKILL when the thread that started it dies, a
+    `kill -9` of uvbuild included (PR_SET_PDEATHSIG, set by util-linux's setpriv), so a
+    long command (mmdebstrap) does not go on for minutes after uvbuild is gone.
     """
     started = time.monotonic()
     try:
         return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout,
-                    shielded=shielded, gate=gate)
+                    shielded=shielded, gate=gate, die_with_parent=die_with_parent)
     finally:
         if _debug:
             # Commands overlap: the line names the one that ended.
@@ -187,6 +192,7 @@ def _run(
     timeout: float | None,
     shielded: bool = False,
     gate: Gate | None = None,
+    die_with_parent: bool = False,
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 
@@ -200,7 +206,8 @@ def _run(
     try:
         if stream:
             return _run_streaming(argv, full_env, timeout, gate)
-        with _started(argv, full_env, capture=True, shielded=shielded, gate=gate) as proc:
+        with _started(argv, full_env, capture=True, shielded=shielded, gate=gate,
+                      die_with_parent=die_with_parent) as proc:
             try:
                 stdout, stderr = proc.communicate(input_text, timeout=timeout)
             except (KeyboardInterrupt, Interrupted):
@@ -234,8 +241,13 @@ _children_lock = threading.Lock()
 @contextlib.contextmanager
 def _started(argv: Sequence[str], env: Mapping[str, str] | None, *, capture: bool,
              shielded: bool = False, gate: Gate | None = None,
-             ) -> Iterator[subprocess.Popen[str]]:
+             die_with_parent: bool = False) -> Iterator[subprocess.Popen[str]]:
     stdin: int = subprocess.PIPE if capture else subprocess.DEVNULL
+    if die_with_parent and which("setpriv") and which(argv[0]):
+        # setpriv sets the signal, then execs the command (same pid): what Popen's
+        # preexec_fn would do, without its risk of a deadlock in a threaded parent.
+        # (A missing command is run as it is, to fail with the message that names it.)
+        argv = ["setpriv", "--pdeathsig", "KILL", *argv]
     write_end = None
     if gate is not None:
         # Not inheritable (PEP 446): no other child holds the write end open.

@@ -17,7 +17,8 @@ from . import cmd
 from .errors import EngineError
 
 # Working containers are named so a leftover (e.g. after SIGKILL) is recognisable:
-# uvbuild-<pid>-<step>; `uvbuild cache prune` removes those whose pid is gone.
+# uvbuild-<run id>-<n>-<purpose>; a sweep removes those whose run's lock is free
+# (see liveness.py).
 CONTAINER_PREFIX = "uvbuild-"
 
 
@@ -146,6 +147,17 @@ class Buildah:
         """`buildah images --json` as data."""
         out = self._call("images", "--json", "--no-trunc", what="listing images")
         return list(json.loads(out or "null") or [])
+
+    def dangling_images(self, label: str) -> list[str]:
+        """IDs of the unnamed images that carry the label `label` (any value)."""
+        out = self._call("images", "--json", "--no-trunc", "--filter", "dangling=true",
+                         "--filter", f"label={label}", what="listing unnamed images")
+        return [_bare_id(str(entry["id"])) for entry in json.loads(out or "null") or ()]
+
+    def run_root(self) -> Path:
+        """The image store's run root: shared by every process that uses the store."""
+        out = self._call("info", what="reading buildah's storage settings")
+        return Path(json.loads(out)["store"]["RunRoot"])
 
     def pull(self, ref: str) -> str:
         """Pull `ref` (a registry name or an archive transport) and return its image ID."""

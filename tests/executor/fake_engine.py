@@ -20,8 +20,10 @@ import itertools
 import json
 import shlex
 import tarfile
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from uvbuild.batch import GATE, GATE_SHUT
@@ -134,6 +136,7 @@ class FakeEngine:
         # to see two steps at work at once hold one of them here).
         self.on_call: Callable[[Call], None] | None = None
         self._interrupt: _Interrupt | None = None
+        self.run_root_dir: Path | None = None  # see run_root
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -253,6 +256,20 @@ class FakeEngine:
             for i in list(self.store.values())]
         after()
         return listed
+
+    def dangling_images(self, label: str) -> list[str]:
+        after = self._record("dangling_images", label)
+        named = set(self.names.values())
+        found = [i.id for i in list(self.store.values()) if i.id not in named
+                 and label in i.labels]
+        after()
+        return found
+
+    def run_root(self) -> Path:
+        """A private folder per fake store, as the store's runroot (locks go there)."""
+        if self.run_root_dir is None:
+            self.run_root_dir = Path(tempfile.mkdtemp(prefix="fake-runroot-"))
+        return self.run_root_dir
 
     def pull(self, ref: str) -> str:
         after = self._record("pull", ref)

@@ -19,6 +19,7 @@ from uvbuild.cmd import Result
 from uvbuild.engine import Buildah, Mount
 from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.executor import Build, BuildResult, BuildSettings
+from uvbuild.liveness import OWNER_VAR
 from uvbuild.loader import load_recipe_text
 from uvbuild.plan import CACHE_REPO, Plan, PlanInputs, make_plan
 from uvbuild.progress import Reporter
@@ -444,7 +445,10 @@ def test_a_missing_bootstrap_base_is_made_and_named(
     result = build(engine, plan, tmp_path)
 
     assert len(mmdebstrap) == 1
-    assert mmdebstrap[0][1] == {"SOURCE_DATE_EPOCH": "1700000000"}
+    assert mmdebstrap[0][1]["SOURCE_DATE_EPOCH"] == "1700000000"
+    # Its processes carry the folder it writes in, which is gone once the build ends.
+    folder = Path(mmdebstrap[0][1][OWNER_VAR])
+    assert Path(mmdebstrap[0][0][-2]).parent == folder and not folder.exists()
     scratch = [c.args[0] for c in engine.called("from_scratch")]
     assert len(scratch) == 1 and scratch[0].endswith("-bootstrap")
     assert [(a.container, a.names) for a in engine.archives if a.dest == "/"] == [
