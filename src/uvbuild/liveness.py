@@ -376,11 +376,14 @@ def kill_marked(dead: Callable[[str], bool]) -> int:
 
 
 def _marked_processes() -> list[tuple[int, str]]:
-    """(pid, owner) of every live process whose environment has OWNER_VAR."""
+    """(pid, owner) of every live process whose environment has OWNER_VAR, among those
+    that see the same files as this one (same mount namespace): a mark is a folder path,
+    which means another folder, or none, in a container with its own /tmp."""
     prefix = f"{OWNER_VAR}=".encode()
     marked = []
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        mounts = os.readlink("/proc/self/ns/mnt")
     except OSError:
         return []
     me = os.getpid()
@@ -390,10 +393,10 @@ def _marked_processes() -> list[tuple[int, str]]:
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
                 environ = handle.read()
+            if prefix not in environ or os.readlink(f"/proc/{pid}/ns/mnt") != mounts:
+                continue
         except OSError:
             continue  # gone, a zombie, or another user's
-        if prefix not in environ:
-            continue
         for entry in environ.split(b"\0"):
             if entry.startswith(prefix):
                 marked.append((pid, entry[len(prefix):].decode(errors="replace")))
