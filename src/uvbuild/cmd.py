@@ -205,7 +205,7 @@ def _run(
     full_env = None if env is None else {**os.environ, **env}
     try:
         if stream:
-            return _run_streaming(argv, full_env, timeout, gate)
+            return _run_streaming(argv, full_env, timeout, gate, die_with_parent)
         with _started(argv, full_env, capture=True, shielded=shielded, gate=gate,
                       die_with_parent=die_with_parent) as proc:
             try:
@@ -302,10 +302,12 @@ def interrupt_children() -> None:
 
 
 def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
-                   timeout: float | None, gate: Gate | None = None) -> Result:
+                   timeout: float | None, gate: Gate | None = None,
+                   die_with_parent: bool = False) -> Result:
     """Echo the command's output to stderr as it comes, and keep it for error messages."""
     lines: list[str] = []
-    with _started(argv, env, capture=False, gate=gate) as proc:
+    with _started(argv, env, capture=False, gate=gate,
+                  die_with_parent=die_with_parent) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if not line.startswith(MARKER):

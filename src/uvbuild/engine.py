@@ -247,7 +247,10 @@ class Buildah:
         if not network and self.isolation != "chroot":
             # chroot isolation always shares the host's network (buildah refuses "none").
             args += ["--network", "none"]
-        return cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate)
+        # die_with_parent: a kill -9 of uvbuild stops the command too (buildah's own
+        # chroot helpers die with buildah), instead of leaving it running for minutes.
+        return cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate,
+                       die_with_parent=True)
 
     def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
              chown: str | None = None) -> None:
