@@ -156,8 +156,15 @@ def inspect_command(image: str, as_json: bool) -> None:
 
     from .engine import Buildah
     from .inspect_image import image_facts, render
+    from .liveness import Claim, Places
 
-    facts = image_facts(Buildah(), image)
+    engine = Buildah()
+    # A run of its own: its container is known as live by its lock (see liveness.py).
+    claim = Claim(Places.of(engine.run_root()), shared_store=False)
+    try:
+        facts = image_facts(engine, image, container=claim.container_name("inspect"))
+    finally:
+        claim.close()
     click.echo(json.dumps(facts, indent=2) if as_json else render(facts))
 
 

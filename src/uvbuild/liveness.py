@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
-from .errors import StepFailed
+from .errors import EngineError, StepFailed
 
 OWNER_VAR = "UVBUILD_OWNER"  # marks the processes a run starts that may outlive it
 LOCK = ".lock"  # the lock file in each host folder a run makes
@@ -157,17 +157,25 @@ class Claim:
     """
 
     def __init__(self, places: Places, *, shared_store: bool = True) -> None:
-        places.prepare()
         self.places = places
         self.id = new_run_id()
         self._serial = itertools.count(1)
         self._folder_serial = itertools.count(1)
         self._guard = threading.Lock()
         self._folders: dict[Path, int] = {}  # folder → descriptor holding its .lock
-        self._fds = [_lock_in_place(places.run_lock(self.id))]
-        if shared_store:
-            # Waits while `cache prune` removes cache images, never longer.
-            self._fds.append(_open_locked(places.home / "store.lock", fcntl.LOCK_SH))
+        self._fds: list[int] = []
+        try:
+            places.prepare()
+            self._fds.append(_lock_in_place(places.run_lock(self.id)))
+            if shared_store:
+                # Waits while `cache prune` removes cache images, never longer.
+                self._fds.append(_open_locked(places.home / "store.lock", fcntl.LOCK_SH))
+        except OSError as exc:
+            self.close()
+            raise EngineError(
+                f"cannot keep uvbuild's run locks in {places.home}: {exc.strerror}",
+                hint="that folder is in the image store's runroot (`buildah info`): it must "
+                "be writable by the user who builds") from exc
 
     def container_name(self, purpose: str) -> str:
         """A readable, unique working-container name: uvbuild-<id>-<n>-<purpose>."""
@@ -178,8 +186,12 @@ class Claim:
         run until `release(folder)` or `close()` removes it."""
         n = next(self._folder_serial)
         name = f"uvbuild-{kind}-{self.id}" + (f"-{n}" if kind != "build" else "")
-        made = Path(tempfile.mkdtemp(prefix=f"{_NEW}uvbuild-", dir=self.places.tmp))
-        fd = _open_locked(made / LOCK, fcntl.LOCK_EX)
+        try:
+            made = Path(tempfile.mkdtemp(prefix=f"{_NEW}uvbuild-", dir=self.places.tmp))
+            fd = _open_locked(made / LOCK, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise EngineError(f"cannot make a folder in {self.places.tmp}: {exc.strerror}",
+                              hint="set TMPDIR to a writable folder with free space") from exc
         final = self.places.tmp / name
         os.rename(made, final)  # appears whole and locked
         with self._guard:
