@@ -306,7 +306,12 @@ def test_prune_in_a_loop_during_builds_fails_none_from_any_pid_namespace(
     try:
         first = builds[0]
         assert first.wait_for(r"^\s+install-project\s+\.\.\."), str(first)
-        mine = [c for c in place.containers() if c.startswith(f"uvbuild-{first.pid}-")]
+        # install-project's container lives until the build ends (builder.run sleeps).
+        named = re.compile(rf"uvbuild-{first.pid}-[a-z]{{8}}-\d+-project")
+        deadline = time.monotonic() + 120
+        while not (mine := [c for c in place.containers() if named.fullmatch(c)]):
+            assert time.monotonic() < deadline and first.proc.poll() is None, str(first)
+            time.sleep(0.1)
         other_ns = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc",
                                    *place.uvbuild, "cache", "prune"], env=place.env,
                                   capture_output=True, text=True, timeout=120, check=False)
