@@ -30,6 +30,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES = REPO_ROOT / "recipes"
 RUN_ID = secrets.token_hex(3)
+# What the killed build's builder command runs: a sleep no other process on this host runs.
+SLEEP = f"60.{secrets.randbelow(10**6):06d}"
 
 
 @dataclass
@@ -71,8 +73,9 @@ class Place:
                                                  f"label={label}") or "null") or ()]
 
     def processes(self) -> list[str]:
-        """Live processes whose command line or environment names this $TMPDIR: what a
-        build started (mmdebstrap and its children, buildah run) and left running."""
+        """Live processes whose command line or environment names this $TMPDIR, and the
+        builder command `sleep SLEEP`: what a build started (mmdebstrap and its children,
+        buildah run and the command it runs) and might leave running."""
         return [f"{pid}: {line[:200]}" for pid, line in self.commands()]
 
     def commands(self) -> list[tuple[int, str]]:
@@ -88,7 +91,9 @@ class Place:
                 environ = (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if state != "Z" and (needle in cmdline or b"UVBUILD_OWNER=" + needle in environ):
+            ours = (needle in cmdline or b"UVBUILD_OWNER=" + needle in environ
+                    or cmdline == f"sleep\0{SLEEP}\0".encode())
+            if state != "Z" and ours:
                 found.append((int(entry.name),
                               cmdline.replace(b"\0", b" ").decode(errors="replace")))
         return found
@@ -258,12 +263,12 @@ def test_a_cold_build_runs_mmdebstrap_once_for_builder_and_runtime(cold: Live) -
 def test_kill_during_builder_commands_then_rebuild_leaves_nothing(
         place: Place, cold: Live) -> None:
     """Item 7: kill -9 while builder.run sleeps; a killed commit's image is faked."""
-    sleepy = make_recipe(place.root, "sleepy", run=["sleep 60"])
+    sleepy = make_recipe(place.root, "sleepy", run=[f"sleep {SLEEP}"])
     build = place.start(str(sleepy))
     try:
         assert build.wait_for(r"^\s+install-project\s+\.\.\."), f"never installed\n{build}"
-        deadline = time.monotonic() + 120
-        while not any(p.endswith("sleep 60") or "sleep 60" in p for p in place.processes()):
+        deadline = time.monotonic() + 300
+        while not any(p.endswith(f"sleep {SLEEP} ") for p in place.processes()):
             assert time.monotonic() < deadline and build.proc.poll() is None, str(build)
             time.sleep(0.2)
     finally:
