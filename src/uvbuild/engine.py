@@ -85,6 +85,10 @@ class Buildah:
         # hybrid-cgroup hosts where the default OCI runtime (crun) fails.
         self.isolation = isolation or os.environ.get("BUILDAH_ISOLATION") or "chroot"
         self.storage_driver = storage_driver or os.environ.get("UVBUILD_STORAGE_DRIVER")
+        # Set by the build (liveness.Claim.owner_env): goes into every command's
+        # environment, so a command left running by a killed uvbuild (buildah run
+        # dies with it, the command's own children do not) is found and stopped.
+        self.owner_env: dict[str, str] = {}
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -238,7 +242,7 @@ class Buildah:
             args += ["--runtime", os.environ.get("UVBUILD_OCI_RUNTIME", "runc")]
         for m in mounts:
             args += ["-v", m.spec()]
-        for key, value in (env or {}).items():
+        for key, value in {**self.owner_env, **(env or {})}.items():
             args += ["-e", f"{key}={value}"]
         if workdir:
             args += ["--workingdir", workdir]

@@ -108,6 +108,9 @@ class Build:
         if self.claim is None:
             self.claim = Claim(Places.of(self.engine.run_root()))
         try:
+            # Made now: the mark that builder commands carry names it (Buildah.owner_env).
+            self._scratch = self._claim.folder("build")
+            self.engine.owner_env = self._claim.owner_env(self._scratch)
             # What builds that were killed (SIGKILL, power loss) left is removed while
             # the cache is listed.
             sweep = self._in_thread(self._sweep, name="uvbuild-sweep")
@@ -298,8 +301,7 @@ class Build:
         """A new empty host folder, removed when the build ends (or, after a kill, by the
         next sweep: it lives in this run's locked scratch folder)."""
         with self._lock:
-            if self._scratch is None:
-                self._scratch = self._claim.folder("build")
+            assert self._scratch is not None, "run() makes it first"
             path = self._scratch / name
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir()

@@ -14,9 +14,9 @@ What a run makes is named with its id:
 - host folders `$TMPDIR/uvbuild-build-<id>` (scratch) and `uvbuild-bootstrap-<id>-<n>`, each
   holding a `.lock` the run also keeps locked: a $TMPDIR may be shared by builds of other
   stores, which this store's runroot knows nothing of, so a folder is judged by its own lock;
-- processes that could outlive it (mmdebstrap and its children) carry
-  `UVBUILD_OWNER=<folder path>` in their environment, and are killed once that folder's
-  lock is free.
+- processes that could outlive it (mmdebstrap and its children, builder commands) carry
+  `UVBUILD_OWNER=<folder path>` in their environment, and are killed with that folder
+  once its lock is free.
 
 `sweep` removes all of it for every dead run, with the dangling (unnamed) images that carry
 uvbuild's labels when no other run is alive to tag them.
@@ -291,7 +291,10 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
     if dead_containers:
         store.rm(*dead_containers)
     folders = _dead_folders(places.tmp)
-    killed = kill_marked(lambda owner: not is_held(Path(owner) / LOCK))
+    # Only marks naming a dead folder seen here: a mark that names no folder here may be
+    # a process of another mount namespace (a container with its own /tmp).
+    dead = {str(folder) for folder in folders}
+    killed = kill_marked(lambda owner: owner in dead) if dead else 0
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     removed_images = 0
@@ -388,14 +391,13 @@ def kill_marked(dead: Callable[[str], bool]) -> int:
 
 
 def _marked_processes() -> list[tuple[int, str]]:
-    """(pid, owner) of every live process whose environment has OWNER_VAR, among those
-    that see the same files as this one (same mount namespace): a mark is a folder path,
-    which means another folder, or none, in a container with its own /tmp."""
+    """(pid, owner) of every live process (visible here) whose environment has OWNER_VAR:
+    mmdebstrap's children, and builder commands (`buildah run -e`, see Buildah.owner_env),
+    which run in a mount namespace of their own."""
     prefix = f"{OWNER_VAR}=".encode()
     marked = []
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-        mounts = os.readlink("/proc/self/ns/mnt")
     except OSError:
         return []
     me = os.getpid()
@@ -405,10 +407,10 @@ def _marked_processes() -> list[tuple[int, str]]:
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
                 environ = handle.read()
-            if prefix not in environ or os.readlink(f"/proc/{pid}/ns/mnt") != mounts:
-                continue
         except OSError:
             continue  # gone, a zombie, or another user's
+        if prefix not in environ:
+            continue
         for entry in environ.split(b"\0"):
             if entry.startswith(prefix):
                 marked.append((pid, entry[len(prefix):].decode(errors="replace")))
