@@ -137,6 +137,7 @@ class FakeEngine:
         self.on_call: Callable[[Call], None] | None = None
         self._interrupt: _Interrupt | None = None
         self.run_root_dir: Path | None = None  # see run_root
+        self.owner_env: dict[str, str] = {}  # set by the build, as on Buildah
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 

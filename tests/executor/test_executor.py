@@ -952,3 +952,11 @@ def test_prune_keeps_cache_images_while_a_build_runs(
     running.close()
     pruned = prune(everything=False, engine=cast(Buildah, engine))
     assert pruned.images > 0 and pruned.running == 0
+
+
+def test_builder_commands_are_marked_with_the_builds_scratch_folder(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+    folder = Path(engine.owner_env[OWNER_VAR])  # what Buildah.run passes as `-e`
+    assert liveness.FOLDER_NAME.fullmatch(folder.name) and folder.name.startswith("uvbuild-build-")
+    assert not folder.exists()  # removed with the build

@@ -210,3 +210,24 @@ def test_is_held_never_creates_a_lock_file(tmp_path: Path) -> None:
     assert liveness.is_held(held)
     os.close(fd)
     assert not liveness.is_held(held)
+
+
+def test_builder_commands_carry_the_mark_and_die_with_uvbuild(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvbuild import cmd
+    from uvbuild.engine import Buildah
+
+    seen: list[tuple[list[str], dict[str, object]]] = []
+
+    def run(argv: list[str], **options: object) -> cmd.Result:
+        seen.append((list(argv), options))
+        return cmd.Result(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(cmd, "run", run)
+    engine = Buildah(isolation="chroot")
+    engine.owner_env = {liveness.OWNER_VAR: "/tmp/uvbuild-build-1-abcdefgh"}
+    engine.run("ctr", ["true"], env={"A": "1"})
+    argv, options = seen[0]
+    assert argv[argv.index("ctr") - 4:argv.index("ctr")] == [
+        "-e", "UVBUILD_OWNER=/tmp/uvbuild-build-1-abcdefgh", "-e", "A=1"]
+    assert options["die_with_parent"] is True
