@@ -5,8 +5,8 @@ pids; one base definition is bootstrapped once.
 Every build here runs in a fresh image store made for this module (its own graphroot and
 runroot, through CONTAINERS_STORAGE_CONF) and with a private $TMPDIR, so what is counted
 as left behind is this module's only, and other builds on the host are never touched.
-The store's one bootstrap (about 40 s) is shared by all tests: the first test kills a
-build a few seconds into its mmdebstrap, the second makes the base for good.
+The store's one bootstrap (about 40 s) is shared by all tests: the first test kills two
+builds a few seconds into the store's first mmdebstrap, the second makes the base for good.
 """
 
 from __future__ import annotations
@@ -222,23 +222,30 @@ def mmdebstrap_tarballs(place: Place) -> set[str]:
 
 
 def test_kill_during_bootstrap_then_prune_leaves_nothing(place: Place) -> None:
-    """Item 7 (and 11): kill -9 a few seconds into the store's first mmdebstrap."""
-    build = place.start("--debug", str(make_recipe(place.root, "killed-bootstrap")))
+    """Items 7 and 11: two builds of one base definition start in the empty store (the
+    second waits for the first's mmdebstrap); both are killed -9 a few seconds in."""
+    first = place.start("--debug", str(make_recipe(place.root, "killed-bootstrap")))
+    second: Live | None = None
     try:
-        assert build.wait_for(r"\+ mmdebstrap "), f"no bootstrap started\n{build}"
+        assert first.wait_for(r"\+ mmdebstrap "), f"no bootstrap started\n{first}"
+        second = place.start("--debug", str(make_recipe(place.root, "killed-waiting")))
+        assert second.wait_for(r"^\s+(builder|runtime)-base\s+\.\.\."), str(second)
         time.sleep(4)
         running = mmdebstrap_tarballs(place)
         processes = place.processes()
         folders = place.folders()
-        assert build.proc.poll() is None, f"the build ended early\n{build}"
+        assert first.proc.poll() is None, f"the build ended early\n{first}"
     finally:
-        build.kill()
+        first.kill()
+        if second is not None:
+            second.kill()
     print(f"before the kill: {len(processes)} process(es), writing {running}; "
-          f"folders {folders}\n{build}")
-    # Builder and runtime share the definition: one mmdebstrap, one tarball.
+          f"folders {folders}\n{first}\n{second}")
+    # Builder and runtime share the definition, and so do the two builds: one mmdebstrap.
     assert len(running) == 1, processes
-    assert len(re.findall(r"\+ mmdebstrap ", build.stderr)) == 1, build.stderr
-    assert any(f.startswith(f"uvbuild-bootstrap-{build.pid}-") for f in folders), folders
+    assert len(re.findall(r"\+ mmdebstrap ", first.stderr)) == 1, first.stderr
+    assert second is not None and not re.search(r"\+ mmdebstrap ", second.stderr), second
+    assert any(f.startswith(f"uvbuild-bootstrap-{first.pid}-") for f in folders), folders
 
     pruned = place.run("cache", "prune")
     assert pruned.returncode == 0
