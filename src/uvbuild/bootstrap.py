@@ -7,8 +7,8 @@ built once and reused until the definition (suite, packages, snapshot) changes.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+from typing import Mapping
 
 from . import cmd
 from .engine import Buildah, CommitOptions, ImageConfig
@@ -47,33 +47,40 @@ def mmdebstrap_argv(base: BootstrapBase, output: str, *, rootful: bool) -> list[
 
 
 def build_bootstrap_base(engine: Buildah, base: BootstrapBase, ref: str, *,
-                         timestamp: int, container_name: str) -> str:
-    """Make the base image `ref` with mmdebstrap; return its image ID."""
+                         timestamp: int, container_name: str, folder: Path,
+                         mark: Mapping[str, str]) -> str:
+    """Make the base image `ref` with mmdebstrap; return its image ID.
+
+    The root tarball is written in `folder` (a host folder the caller owns and removes);
+    `mark` goes into mmdebstrap's environment, which its children inherit, so they can
+    be found and stopped if uvbuild is killed (see liveness.py).
+    """
     if base.distribution != "debian":
         raise EngineError(f"cannot bootstrap {base.distribution!r}: only debian is supported")
-    with tempfile.TemporaryDirectory(prefix="uvbuild-bootstrap-") as tmp:
-        tarball = str(Path(tmp) / "root.tar")
-        argv = mmdebstrap_argv(base, tarball, rootful=os.geteuid() == 0)
-        # mmdebstrap makes file times and package state reproducible from SOURCE_DATE_EPOCH.
-        result = cmd.run(argv, env={"SOURCE_DATE_EPOCH": str(timestamp)})
-        if not result.ok:
-            full = failed_for_space(result.stdout + result.stderr, f"bootstrapping debian "
-                                    f"{base.suite} failed with exit code {result.returncode}:")
-            if full is not None:  # mmdebstrap's tarball filled $TMPDIR: not a package problem
-                raise full
-            raise EngineError(
-                f"bootstrapping debian {base.suite} failed: {cmd.describe_failure(result)}",
-                hint="check the suite and package names (apt-cache policy NAME), and that "
-                "the Debian mirror is reachable",
-            )
-        container = engine.from_scratch(container_name)
-        try:
-            engine.add_archive(container, tarball, "/")
-            engine.configure(container, ImageConfig(env=(("PATH", STANDARD_PATH),),
-                                                    cmd=("/bin/bash",)))
-            image = engine.commit(container, CommitOptions(
-                timestamp=timestamp, labels={"io.uvbuild.bootstrap": f"debian/{base.suite}"}))
-        finally:
-            engine.rm(container)
+    tarball = str(folder / "root.tar")
+    argv = mmdebstrap_argv(base, tarball, rootful=os.geteuid() == 0)
+    # mmdebstrap makes file times and package state reproducible from SOURCE_DATE_EPOCH.
+    # It dies with uvbuild (die_with_parent); the children it leaves are swept by mark.
+    result = cmd.run(argv, env={"SOURCE_DATE_EPOCH": str(timestamp), **mark},
+                     die_with_parent=True)
+    if not result.ok:
+        full = failed_for_space(result.stdout + result.stderr, f"bootstrapping debian "
+                                f"{base.suite} failed with exit code {result.returncode}:")
+        if full is not None:  # mmdebstrap's tarball filled $TMPDIR: not a package problem
+            raise full
+        raise EngineError(
+            f"bootstrapping debian {base.suite} failed: {cmd.describe_failure(result)}",
+            hint="check the suite and package names (apt-cache policy NAME), and that "
+            "the Debian mirror is reachable",
+        )
+    container = engine.from_scratch(container_name)
+    try:
+        engine.add_archive(container, tarball, "/")
+        engine.configure(container, ImageConfig(env=(("PATH", STANDARD_PATH),),
+                                                cmd=("/bin/bash",)))
+        image = engine.commit(container, CommitOptions(
+            timestamp=timestamp, labels={"io.uvbuild.bootstrap": f"debian/{base.suite}"}))
+    finally:
+        engine.rm(container)
     engine.tag(image, ref)
     return image

@@ -1,17 +1,19 @@
 """The step cache: images in local storage named localhost/uvbuild-cache/<step>:<key>.
 
 `buildah images` shows them and they survive restarts; `uvbuild cache ls` lists them
-and `uvbuild cache prune` removes them together with leftover working containers
-(named uvbuild-<pid>-...) whose process is gone, e.g. after a SIGKILL.
+and `uvbuild cache prune` removes them, together with what killed builds left (working
+containers named uvbuild-<run id>-..., host folders, orphaned processes, unnamed images),
+judged by the runs' locks (see liveness.py), never by a pid.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
-from .engine import CONTAINER_PREFIX, Buildah
+from . import liveness
+from .engine import Buildah
+from .liveness import Places
 from .plan import BASE_REPO, CACHE_REPO
 
 _KEY = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
@@ -49,48 +51,35 @@ def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
     return sorted(entries, key=lambda e: (e.step, e.key))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What `prune` removed, and how many running builds kept it from the cache images."""
+
+    swept: liveness.Swept
+    images: int
+    running: int = 0  # > 0: the cache images were left alone for these builds
 
 
-def stale_containers(engine: Buildah) -> list[str]:
-    """Working containers uvbuild made whose build process no longer runs."""
-    stale = []
-    for container in engine.containers():
-        name = container["name"]
-        if not name.startswith(CONTAINER_PREFIX):
-            continue
-        pid = name[len(CONTAINER_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or not _pid_alive(int(pid)):
-            stale.append(name)
-    return stale
+def prune(*, everything: bool, engine: Buildah | None = None) -> Pruned:
+    """Remove what killed builds left (working containers, host folders, their processes,
+    unnamed uvbuild images) and the cache images; bases too with `everything`.
 
-
-def remove_stale_containers(engine: Buildah) -> int:
-    """Remove the stale working containers (one `buildah rm`); return how many."""
-    names = stale_containers(engine)
-    if names:
-        engine.rm(*names)
-    return len(names)
-
-
-def prune(*, everything: bool, engine: Buildah | None = None) -> tuple[int, int]:
-    """Remove stale working containers and cache images; bases too with `everything`."""
+    Cache images go only while no build runs in this store (builds hold the store lock
+    shared, this takes it exclusively): a running build may be about to read one.
+    """
     engine = engine or Buildah()
-    containers = remove_stale_containers(engine)
-    removed = 0
-    for entry in list_entries(engine):
-        if (_is_base(entry) or entry.step == "add-project") and not everything:
-            continue  # bases are slow to remake; final images are what users run
-        if engine.rmi(entry.name):
-            removed += 1
-    return containers, removed
+    places = Places.of(engine.run_root())
+    with liveness.store_exclusive(places) as alone:
+        swept = liveness.sweep(engine, places)
+        if not alone:
+            return Pruned(swept=swept, images=0, running=max(1, liveness.live_runs(places)))
+        removed = 0
+        for entry in list_entries(engine):
+            if (_is_base(entry) or entry.step == "add-project") and not everything:
+                continue  # bases are slow to remake; final images are what users run
+            if engine.rmi(entry.name):
+                removed += 1
+    return Pruned(swept=swept, images=removed)
 
 
 def _is_base(entry: CacheEntry) -> bool:

@@ -137,11 +137,17 @@ def cache_ls() -> None:
 @click.option("--all", "everything", is_flag=True,
               help="Also remove bootstrapped bases and cached final images.")
 def cache_prune(everything: bool) -> None:
-    """Remove leftover working containers and cached step images."""
+    """Remove what killed builds left, and cached step images (not under a running build)."""
     from .cache import prune
 
-    containers, images = prune(everything=everything)
-    click.echo(f"removed {containers} leftover working container(s), {images} cache image(s)")
+    pruned = prune(everything=everything)
+    swept = pruned.swept
+    click.echo(f"removed {swept.containers} leftover working container(s), "
+               f"{swept.folders} leftover folder(s), {swept.processes} orphaned process(es), "
+               f"{swept.images} unnamed image(s), {pruned.images} cache image(s)")
+    if pruned.running:
+        click.echo(f"kept the cache images: {pruned.running} build(s) running in this store "
+                   "may need them; prune again when they have ended", err=True)
 
 
 @cli.command()
@@ -166,8 +172,15 @@ def inspect_command(image: str, as_json: bool) -> None:
 
     from .engine import Buildah
     from .inspect_image import image_facts, render
+    from .liveness import Claim, Places
 
-    facts = image_facts(Buildah(), image)
+    engine = Buildah()
+    # A run of its own: its container is known as live by its lock (see liveness.py).
+    claim = Claim(Places.of(engine.run_root()), shared_store=False)
+    try:
+        facts = image_facts(engine, image, container=claim.container_name("inspect"))
+    finally:
+        claim.close()
     click.echo(json.dumps(facts, indent=2) if as_json else render(facts))
 
 

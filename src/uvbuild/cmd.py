@@ -160,6 +160,7 @@ def run(
     shielded: bool = False,
     gate: Gate | None = None,
     drop_env: Sequence[str] = (),
+    die_with_parent: bool = False,
 ) -> Result:
     """Run `argv` (see `_run`); with --debug, also say how long it took.
 
@@ -171,11 +172,16 @@ def run(
     then stops after the command, as it would have before it.
 
     A `gate` holds the command at its start (see Gate); it cannot go with `input_text`.
+
+    `die_with_parent`: the command gets SIGKILL when the thread that started it dies, a
+    `kill -9` of uvbuild included (PR_SET_PDEATHSIG, set by util-linux's setpriv), so a
+    long command (mmdebstrap) does not go on for minutes after uvbuild is gone.
     """
     started = time.monotonic()
     try:
         return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout,
-                    shielded=shielded, gate=gate, drop_env=drop_env)
+                    shielded=shielded, gate=gate, drop_env=drop_env,
+                    die_with_parent=die_with_parent)
     finally:
         if _debug:
             # Commands overlap: the line names the one that ended.
@@ -193,6 +199,7 @@ def _run(
     shielded: bool = False,
     gate: Gate | None = None,
     drop_env: Sequence[str] = (),
+    die_with_parent: bool = False,
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 
@@ -209,8 +216,9 @@ def _run(
             full_env.pop(name, None)
     try:
         if stream:
-            return _run_streaming(argv, full_env, timeout, gate)
-        with _started(argv, full_env, capture=True, shielded=shielded, gate=gate) as proc:
+            return _run_streaming(argv, full_env, timeout, gate, die_with_parent)
+        with _started(argv, full_env, capture=True, shielded=shielded, gate=gate,
+                      die_with_parent=die_with_parent) as proc:
             try:
                 stdout, stderr = proc.communicate(input_text, timeout=timeout)
             except (KeyboardInterrupt, Interrupted):
@@ -255,8 +263,13 @@ _children_lock = threading.Lock()
 @contextlib.contextmanager
 def _started(argv: Sequence[str], env: Mapping[str, str] | None, *, capture: bool,
              shielded: bool = False, gate: Gate | None = None,
-             ) -> Iterator[subprocess.Popen[str]]:
+             die_with_parent: bool = False) -> Iterator[subprocess.Popen[str]]:
     stdin: int = subprocess.PIPE if capture else subprocess.DEVNULL
+    if die_with_parent and which("setpriv") and which(argv[0]):
+        # setpriv sets the signal, then execs the command (same pid): what Popen's
+        # preexec_fn would do, without its risk of a deadlock in a threaded parent.
+        # (A missing command is run as it is, to fail with the message that names it.)
+        argv = ["setpriv", "--pdeathsig", "KILL", *argv]
     write_end = None
     if gate is not None:
         # Not inheritable (PEP 446): no other child holds the write end open.
@@ -311,10 +324,12 @@ def interrupt_children() -> None:
 
 
 def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
-                   timeout: float | None, gate: Gate | None = None) -> Result:
+                   timeout: float | None, gate: Gate | None = None,
+                   die_with_parent: bool = False) -> Result:
     """Echo the command's output to stderr as it comes, and keep it for error messages."""
     lines: list[str] = []
-    with _started(argv, env, capture=False, gate=gate) as proc:
+    with _started(argv, env, capture=False, gate=gate,
+                  die_with_parent=die_with_parent) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if not line.startswith(MARKER):

@@ -521,6 +521,25 @@ def check_mmdebstrap(probe: Probe) -> Check:
                  f"mmdebstrap {_version(result.stdout)} (for `bootstrap:` bases; {mode})")
 
 
+def check_leftovers(probe: Probe) -> Check | None:
+    """What a killed build leaves is found by locks, not pids (see liveness.py): say where
+    they live; without setpriv, long commands outlive a killed build until the next sweep."""
+    info = _buildah_info(probe)
+    if info is None:
+        return None  # the storage check says why
+    store = info.get("store")
+    run_root = store.get("RunRoot") if isinstance(store, dict) else None
+    where = f"{run_root}/uvbuild" if run_root else "the store's runroot"
+    if probe.which("setpriv") is None:
+        return Check("leftovers", "warn",
+                     "leftovers: setpriv not found: mmdebstrap and builder commands of a "
+                     "killed build run on until the next build or `uvbuild cache prune`",
+                     "sudo apt-get install util-linux")
+    return Check("leftovers", "ok",
+                 f"leftovers: running builds hold locks in {where}; what a killed one left "
+                 "is removed by the next build or `uvbuild cache prune`")
+
+
 def check_uv(probe: Probe) -> Check:
     """The uv binary of the `uv` package (handed to builders) exists and runs."""
     path = probe.uv_binary()
@@ -571,7 +590,7 @@ def check_proxies(probe: Probe) -> Check:
 CHECKS: tuple[Callable[[Probe], Check | None], ...] = (
     check_buildah, check_storage, check_isolation, check_podman, check_podman_runtime,
     check_rootless_mode, check_subids, check_uidmap, check_runtime_dir, check_userns,
-    check_mmdebstrap, check_uv, check_ca_bundle, check_proxies,
+    check_mmdebstrap, check_leftovers, check_uv, check_ca_bundle, check_proxies,
 )
 
 

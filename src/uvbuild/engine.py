@@ -22,7 +22,8 @@ from .diskfull import failed_for_space
 from .errors import EngineError
 
 # Working containers are named so a leftover (e.g. after SIGKILL) is recognisable:
-# uvbuild-<pid>-<step>; `uvbuild cache prune` removes those whose pid is gone.
+# uvbuild-<run id>-<n>-<purpose>; a sweep removes those whose run's lock is free
+# (see liveness.py).
 CONTAINER_PREFIX = "uvbuild-"
 # What buildah passes on to every `buildah run` when its environment has them.
 PROXY_ENV = tuple(name for base in ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy",
@@ -92,6 +93,10 @@ class Buildah:
         # hybrid-cgroup hosts where the default OCI runtime (crun) fails.
         self.isolation = isolation or os.environ.get("BUILDAH_ISOLATION") or "chroot"
         self.storage_driver = storage_driver or os.environ.get("UVBUILD_STORAGE_DRIVER")
+        # Set by the build (liveness.Claim.owner_env): goes into every command's
+        # environment, so a command left running by a killed uvbuild (buildah run
+        # dies with it, the command's own children do not) is found and stopped.
+        self.owner_env: dict[str, str] = {}
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -163,6 +168,17 @@ class Buildah:
         """`buildah images --json` as data."""
         out = self._call("images", "--json", "--no-trunc", what="listing images")
         return list(json.loads(out or "null") or [])
+
+    def dangling_images(self, label: str) -> list[str]:
+        """IDs of the unnamed images that carry the label `label` (any value)."""
+        out = self._call("images", "--json", "--no-trunc", "--filter", "dangling=true",
+                         "--filter", f"label={label}", what="listing unnamed images")
+        return [_bare_id(str(entry["id"])) for entry in json.loads(out or "null") or ()]
+
+    def run_root(self) -> Path:
+        """The image store's run root: shared by every process that uses the store."""
+        out = self._call("info", what="reading buildah's storage settings")
+        return Path(json.loads(out)["store"]["RunRoot"])
 
     def pull(self, ref: str) -> str:
         """Pull `ref` (a registry name or an archive transport) and return its image ID."""
@@ -258,6 +274,10 @@ class Buildah:
             args += ["--runtime", os.environ.get("UVBUILD_OCI_RUNTIME", "runc")]
         for m in mounts:
             args += ["-v", m.spec()]
+        # The run's mark (not a secret): children that outlive a killed buildah run are
+        # found by it and stopped by the next sweep (liveness.py).
+        for key, value in self.owner_env.items():
+            args += ["-e", f"{key}={value}"]
         if workdir:
             args += ["--workingdir", workdir]
         if user:
@@ -268,8 +288,10 @@ class Buildah:
         # buildah copies the proxy variables of its own environment into the command's
         # (containers.conf's http_proxy, on by default): into its run bundle, and into
         # commands that must not get them. Builder commands get them from a job's file.
+        # die_with_parent: a kill -9 of uvbuild stops the command too (buildah's own
+        # chroot helpers die with buildah), instead of leaving it running for minutes.
         result = cmd.run(self._argv(*args, container, "--", *argv), stream=stream, gate=gate,
-                         drop_env=PROXY_ENV)
+                         drop_env=PROXY_ENV, die_with_parent=True)
         if not result.ok:
             # Whatever the command was, a full disk is what to tell (not its step's hint).
             _check_space(result, f"running a command in {container}")

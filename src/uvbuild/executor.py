@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -25,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from . import batch, builder_steps, cmd, diskfull, runtime_steps
+from . import batch, builder_steps, cmd, diskfull, liveness, runtime_steps
 from .bootstrap import build_bootstrap_base
-from .cache import remove_stale_containers
-from .engine import CONTAINER_PREFIX, Buildah, CommitOptions, Mount
+from .engine import Buildah, CommitOptions, Mount
+from .liveness import Claim, Places
 from .plan import (
     CACHE_REPO,
     AddDependencies,
@@ -81,8 +79,13 @@ class Build:
     """One run of the executor: holds the working containers it must remove."""
 
     def __init__(self, engine: Buildah, plan: Plan, settings: BuildSettings,
-                 reporter: Reporter) -> None:
+                 reporter: Reporter, claim: Claim | None = None) -> None:
         self.engine, self.plan, self.settings, self.reporter = engine, plan, settings, reporter
+        # This run's id and locks (see liveness.py): the caller's, or made (and released)
+        # by run() when there is none.
+        self.claim = claim
+        self._own_claim = claim is None
+        self._bases: dict[str, Future[str]] = {}  # base ref → its image ID: made once
         self.values: dict[str, dict[str, object]] = {}  # step name → facts its commands reported
         self._sources: dict[str, str] = {}  # step name → live container with its files
         self._background: list[Future[str]] = []
@@ -90,7 +93,6 @@ class Build:
         self._scratch: Path | None = None  # host folder for files steps hand over
         self._cached: dict[str, str] = {}
         self._live: set[str] = set()  # working containers to remove on any exit
-        self._serial = itertools.count(1)
         self._jobs = itertools.count(1)
         self._lock = threading.Lock()
         self._results: dict[str, Future[str]] = {}  # step name → its image ID, once made
@@ -105,9 +107,14 @@ class Build:
     def run(self) -> BuildResult:
         """Build the final image (or find it), test it, tag it."""
         started = time.monotonic()
+        if self.claim is None:
+            self.claim = Claim(Places.of(self.engine.run_root()))
         try:
-            # Containers left by a build that was killed (SIGKILL, power loss) are
-            # removed while the cache is listed.
+            # Made now: the mark that builder commands carry names it (Buildah.owner_env).
+            self._scratch = self._claim.folder("build")
+            self.engine.owner_env = self._claim.owner_env(self._scratch)
+            # What builds that were killed (SIGKILL, power loss) left is removed while
+            # the cache is listed.
             sweep = self._in_thread(self._sweep, name="uvbuild-sweep")
             self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
             sweep.result()
@@ -145,7 +152,9 @@ class Build:
                 self._remove_live()
             finally:
                 if self._scratch is not None:
-                    shutil.rmtree(self._scratch, ignore_errors=True)
+                    self._claim.release(self._scratch)
+                if self._own_claim:
+                    self._claim.close()
         order = [s.name for s in self.plan.steps]
         steps = sorted(self.reporter.records, key=lambda r: order.index(str(r["step"])))
         return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,
@@ -290,14 +299,19 @@ class Build:
         """Where this build writes (for a full disk's message)."""
         return diskfull.build_places(self.engine.graphroot(), self.settings.uv_cache)
 
-    def _sweep(self) -> int:
-        return remove_stale_containers(self.engine)
+    @property
+    def _claim(self) -> Claim:
+        assert self.claim is not None, "run() makes the claim first"
+        return self.claim
+
+    def _sweep(self) -> liveness.Swept:
+        return liveness.sweep(self.engine, self._claim.places, me=self._claim.id)
 
     def scratch_dir(self, name: str) -> Path:
-        """A new empty host folder, removed when the build ends."""
+        """A new empty host folder, removed when the build ends (or, after a kill, by the
+        next sweep: it lives in this run's locked scratch folder)."""
         with self._lock:
-            if self._scratch is None:
-                self._scratch = Path(tempfile.mkdtemp(prefix="uvbuild-build-"))
+            assert self._scratch is not None, "run() makes it first"
             path = self._scratch / name
             shutil.rmtree(path, ignore_errors=True)
             path.mkdir()
@@ -398,26 +412,55 @@ class Build:
         raise TypeError(f"unknown step {step!r}")
 
     def _resolve_base(self, step: ResolveBase) -> str:
-        if isinstance(step.base, BootstrapBase):
+        """The base's image ID; builder and runtime with the same base share one making
+        (one mmdebstrap, one pull)."""
+        ref = step.cache_ref if isinstance(step.base, BootstrapBase) else step.base.ref
+        with self._lock:
+            made = self._bases.get(ref)
+            mine = made is None
+            if made is None:
+                made = self._bases[ref] = Future()
+        if not mine:
+            return made.result()
+        try:
+            image_id = self._find_or_make_base(step)
+        except BaseException as exc:
+            made.set_exception(exc)
+            raise
+        made.set_result(image_id)
+        return image_id
+
+    def _find_or_make_base(self, step: ResolveBase) -> str:
+        if not isinstance(step.base, BootstrapBase):
+            info = self.engine.image(step.base.ref)
+            return info.id if info else self.engine.pull(step.base.ref)
+        info = self.engine.image(step.cache_ref)
+        if info:
+            return info.id
+        # One build at a time bootstraps a base in a store: one that waited finds it made.
+        with self._claim.base_lock(step.cache_ref, give_up=self._failed):
             info = self.engine.image(step.cache_ref)
             if info:
                 return info.id
+            folder = self._claim.folder("bootstrap")
             # build_bootstrap_base removes its scratch container, but a Ctrl-C just after
             # `buildah from` or during its `buildah rm` would leave it: track it as live.
             name = self.container_name("bootstrap")
             self._live.add(name)
-            image_id = build_bootstrap_base(self.engine, step.base, step.cache_ref,
-                                            timestamp=self.plan.timestamp, container_name=name)
+            try:
+                image_id = build_bootstrap_base(
+                    self.engine, step.base, step.cache_ref, timestamp=self.plan.timestamp,
+                    container_name=name, folder=folder, mark=self._claim.owner_env(folder))
+            finally:
+                self._claim.release(folder)
             self._live.discard(name)
             return image_id
-        info = self.engine.image(step.base.ref)
-        return info.id if info else self.engine.pull(step.base.ref)
 
     # -- working containers -------------------------------------------------------
 
     def container_name(self, purpose: str) -> str:
-        """A recognisable, unique working-container name: uvbuild-<pid>-<n>-<purpose>."""
-        return f"{CONTAINER_PREFIX}{os.getpid()}-{next(self._serial)}-{purpose}"
+        """A recognisable, unique working-container name: uvbuild-<run id>-<n>-<purpose>."""
+        return self._claim.container_name(purpose)
 
     def open_container(self, image: str, purpose: str) -> str:
         """A working container from `image`, removed when the build ends, however it ends."""

@@ -30,13 +30,16 @@ class ImageSource(Protocol):
     def read_file(self, image: str, path: str, *, name: str) -> bytes | None: ...
 
 
-def image_facts(engine: ImageSource, ref: str) -> dict[str, Any]:
-    """Everything `uvbuild inspect` shows of `ref`, as JSON-ready data."""
+def image_facts(engine: ImageSource, ref: str, *, container: str | None = None,
+                ) -> dict[str, Any]:
+    """Everything `uvbuild inspect` shows of `ref`, as JSON-ready data. `container` names
+    the working container the SBOM is read through (a run's, see liveness.Claim)."""
     info = engine.image(ref)
     if info is None:
         raise EngineError(f"no image {ref!r} in local storage",
                           hint="build it first or check `buildah images`")
-    sbom = engine.read_file(info.id, SBOM_PATH, name=f"uvbuild-{os.getpid()}-inspect")
+    sbom = engine.read_file(info.id, SBOM_PATH,
+                            name=container or f"uvbuild-{os.getpid()}-inspect")
     return {
         "id": info.id,
         "names": list(info.names),

@@ -23,6 +23,7 @@ from .engine import Buildah
 from .errors import EngineError, RecipeError
 from .executor import Build, BuildResult, BuildSettings
 from .inputs import gather, uv_binary
+from .liveness import Claim, Places
 from .loader import load_recipe
 from .netenv import host_environ, network_settings
 from .plan import Plan, make_plan
@@ -140,19 +141,25 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
                              network_env=net_env, network_mounts=net_mounts, secrets=secrets,
                              no_cache=no_cache, verbose=verbose)
     reporter.note(f"building {plan.image} from {path}")
-    with build_lock(plan.image):
-        result = Build(engine, plan, settings, reporter).run()
-    deliver(engine, result, outputs)
+    # This run's id and locks (liveness.py): its containers and folders are known as its
+    # own, and swept by the next build or `cache prune` if it is killed.
+    claim = Claim(Places.of(engine.run_root()))
+    try:
+        with build_lock(plan.image):
+            result = Build(engine, plan, settings, reporter, claim).run()
+        deliver(engine, result, outputs, claim)
+    finally:
+        claim.close()
     return result
 
 
-def deliver(engine: Buildah, result: BuildResult, outputs: Outputs) -> None:
+def deliver(engine: Buildah, result: BuildResult, outputs: Outputs, claim: Claim) -> None:
     """Write the SBOM, push the image and write archives, as asked."""
     if outputs.sbom:
         from .sbom import SBOM_PATH
 
         document = engine.read_file(result.image_id, SBOM_PATH,
-                                    name=f"uvbuild-{os.getpid()}-sbom")
+                                    name=claim.container_name("sbom"))
         if document is None:
             raise EngineError(f"{result.image} has no SBOM at {SBOM_PATH}")
         outputs.sbom.write_bytes(document)

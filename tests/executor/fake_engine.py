@@ -23,6 +23,7 @@ import json
 import re
 import shlex
 import tarfile
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,8 @@ class FakeEngine:
         self.on_call: Callable[[Call], None] | None = None
         self._interrupt: _Interrupt | None = None
         self.graph_root: str | None = "/var/lib/containers/storage"  # what `graphroot` says
+        self.run_root_dir: Path | None = None  # see run_root
+        self.owner_env: dict[str, str] = {}  # set by the build, as on Buildah
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -299,6 +302,20 @@ class FakeEngine:
             for i in list(self.store.values())]
         after()
         return listed
+
+    def dangling_images(self, label: str) -> list[str]:
+        after = self._record("dangling_images", label)
+        named = set(self.names.values())
+        found = [i.id for i in list(self.store.values()) if i.id not in named
+                 and label in i.labels]
+        after()
+        return found
+
+    def run_root(self) -> Path:
+        """A private folder per fake store, as the store's runroot (locks go there)."""
+        if self.run_root_dir is None:
+            self.run_root_dir = Path(tempfile.mkdtemp(prefix="fake-runroot-"))
+        return self.run_root_dir
 
     def pull(self, ref: str) -> str:
         after = self._record("pull", ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import shutil
 import tarfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,9 @@ from uvbuild.cmd import Result
 from uvbuild.engine import Buildah, Mount
 from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.executor import Build, BuildResult, BuildSettings
+from uvbuild import liveness
+from uvbuild.cache import prune
+from uvbuild.liveness import OWNER_VAR, Claim, Places
 from uvbuild.loader import load_recipe_text
 from uvbuild.plan import CACHE_REPO, Plan, PlanInputs, make_plan
 from uvbuild.progress import Reporter
@@ -455,7 +459,10 @@ def test_a_missing_bootstrap_base_is_made_and_named(
     result = build(engine, plan, tmp_path)
 
     assert len(mmdebstrap) == 1
-    assert mmdebstrap[0][1] == {"SOURCE_DATE_EPOCH": "1700000000"}
+    assert mmdebstrap[0][1]["SOURCE_DATE_EPOCH"] == "1700000000"
+    # Its processes carry the folder it writes in, which is gone once the build ends.
+    folder = Path(mmdebstrap[0][1][OWNER_VAR])
+    assert Path(mmdebstrap[0][0][-2]).parent == folder and not folder.exists()
     scratch = [c.args[0] for c in engine.called("from_scratch")]
     assert len(scratch) == 1 and scratch[0].endswith("-bootstrap")
     assert [(a.container, a.names) for a in engine.archives if a.dest == "/"] == [
@@ -890,3 +897,77 @@ def test_ctrl_c_while_bootstrapping_leaves_no_container(
         tmp_path: Path, after: bool) -> None:
     interrupt_everywhere(bootstrap_engine, plan_of(project, BOOTSTRAP_RECIPE), tmp_path,
                          after=after)
+
+
+# -- liveness: leftovers of killed builds, prune, one bootstrap per base ----------------------
+
+
+BOTH_BOOTSTRAP_RECIPE = RECIPE.replace(f"from: {BASE}", "from: {bootstrap: debian}")
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+def test_builder_and_runtime_with_one_base_definition_bootstrap_it_once(
+        mmdebstrap: list[tuple[tuple[str, ...], dict[str, str]]], project: Path,
+        tmp_path: Path, parallel: bool) -> None:
+    engine = bootstrap_engine()
+    plan = plan_of(project, BOTH_BOOTSTRAP_RECIPE)
+    assert plan.step("builder-base").cache_ref == plan.step("runtime-base").cache_ref
+    build(engine, plan, tmp_path, parallel=parallel)
+
+    assert len(mmdebstrap) == 1
+    assert len(engine.called("from_scratch")) == 1
+
+
+def test_a_build_removes_what_a_killed_build_left_and_not_what_a_live_one_uses(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    places = Places.of(engine.run_root())
+    live = Claim(places)  # another build, running now
+    live_container = live.container_name("project")
+    engine.from_image(BASE, live_container)
+    killed = "uvbuild-4242-zzzzzzzz"  # its lock file was left, unlocked, by SIGKILL
+    places.run_lock(killed).write_text("")
+    engine.from_image(BASE, f"{killed}-3-project")
+    left_folder = places.tmp / f"uvbuild-build-{killed.removeprefix('uvbuild-')}"
+    left_folder.mkdir()
+    try:
+        build(engine, plan_of(project), tmp_path)
+        assert list(engine.live) == [live_container]
+        assert not left_folder.exists() and not places.run_lock(killed).exists()
+        # Its own: gone with it.
+        assert liveness.live_runs(places) == 1
+    finally:
+        live.close()
+        shutil.rmtree(left_folder, ignore_errors=True)
+
+
+def test_a_build_removes_unnamed_uvbuild_images_only_when_no_other_build_runs(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    leftover = engine.add_image(None, labels={"io.uvbuild.step": "add-project"})
+    other = Claim(Places.of(engine.run_root()))
+    build(engine, plan_of(project), tmp_path)
+    assert leftover in engine.store  # the other build may be about to tag it
+    other.close()
+    build(engine, plan_of(project), tmp_path)
+    assert leftover not in engine.store
+
+
+def test_prune_keeps_cache_images_while_a_build_runs(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+    cached = engine.images_named(CACHE_REPO + "/")
+    assert cached
+    running = Claim(Places.of(engine.run_root()))
+    pruned = prune(everything=False, engine=cast(Buildah, engine))
+    assert (pruned.images, pruned.running) == (0, 1)
+    assert engine.images_named(CACHE_REPO + "/") == cached
+    running.close()
+    pruned = prune(everything=False, engine=cast(Buildah, engine))
+    assert pruned.images > 0 and pruned.running == 0
+
+
+def test_builder_commands_are_marked_with_the_builds_scratch_folder(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    build(engine, plan_of(project), tmp_path)
+    folder = Path(engine.owner_env[OWNER_VAR])  # what Buildah.run passes as `-e`
+    assert liveness.FOLDER_NAME.fullmatch(folder.name) and folder.name.startswith("uvbuild-build-")
+    assert not folder.exists()  # removed with the build

@@ -639,7 +639,7 @@ def local_image_id(ref: str) -> str | None:
 class UvbuildRun:
     """One finished ``uvbuild`` process: its pid, exit code and output.
 
-    The pid names its working containers (``uvbuild-<pid>-<n>-<purpose>``), so
+    Its working containers start with its pid (``uvbuild-<pid>-<letters>-<n>-<purpose>``), so
     ``leftover_containers()`` finds what this run (and no other) left behind.
     """
 

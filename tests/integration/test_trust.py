@@ -640,7 +640,9 @@ def test_sigkill_leftovers_are_removed_by_the_next_build(mod: Module, fresh: Bui
     left = containers_of(build.pid)
     print(f"left by the killed build {build.pid}: {left}")
     assert left, "kill -9 during sync-dependencies left no working container named after it"
-    assert all(re.fullmatch(rf"uvbuild-{build.pid}-\d+-[a-z-]+", n) for n in left), left
+    # uvbuild-<run id>-<n>-<purpose>, the run id being <pid>-<8 letters>.
+    named = rf"uvbuild-{build.pid}-[a-z]{{8}}-\d+-[a-z-]+"
+    assert all(re.fullmatch(named, n) for n in left), left
 
     after = LiveBuild([*mod.uvbuild, str(fresh.recipe), "--tag", tag])
     rc = after.finish()

@@ -15,7 +15,8 @@ from uvbuild.doctor import Check, FileInfo, mask_credentials, render, report, ru
 from uvbuild.errors import EngineError
 
 BUILDAH_INFO = json.dumps({"store": {"GraphDriverName": "overlay",
-                                     "GraphRoot": "/var/lib/containers/storage"}})
+                                     "GraphRoot": "/var/lib/containers/storage",
+                                     "RunRoot": "/run/containers/storage"}})
 RUNC_CONF = """\
 [containers]
 default_ulimits = []
@@ -92,6 +93,7 @@ def healthy_root() -> FakeProbe:
     probe.command("/venv/bin/uv", "--version", stdout="uv 0.13.9 (x86_64-unknown-linux-gnu)\n")
     probe.texts["/root/.config/uvbuild/containers.conf"] = RUNC_CONF
     probe.texts["/etc/ssl/certs/ca-certificates.crt"] = PEM * 3
+    probe.tools["setpriv"] = "/usr/bin/setpriv"
     return probe
 
 
@@ -133,11 +135,13 @@ def test_healthy_root_host() -> None:
         ("ok   rootless: not checked, running as root (run `uvbuild doctor` as the user who "
         "builds to check rootless builds)"),
         "ok   mmdebstrap 1.3.5 (for `bootstrap:` bases; --mode=root)",
+        ("ok   leftovers: running builds hold locks in /run/containers/storage/uvbuild; "
+         "what a killed one left is removed by the next build or `uvbuild cache prune`"),
         "ok   uv 0.13.9 (/venv/bin/uv)",
         ("ok   network: SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt (3 certificates; "
         "mounted read-only into builder commands)"),
         "ok   proxy: none set",
-        "10 checks: 10 ok, 0 warnings, 0 problems",
+        "11 checks: 11 ok, 0 warnings, 0 problems",
     ]
 
 
@@ -651,3 +655,17 @@ def test_proxies_are_shown_with_credentials_masked() -> None:
 ])
 def test_mask_credentials(url: str, shown: str) -> None:
     assert mask_credentials(url) == shown
+
+
+def test_leftovers_says_where_the_run_locks_are() -> None:
+    assert lines(healthy_root(), "leftovers") == [
+        "ok   leftovers: running builds hold locks in /run/containers/storage/uvbuild; "
+        "what a killed one left is removed by the next build or `uvbuild cache prune`"]
+
+
+def test_leftovers_warns_without_setpriv() -> None:
+    probe = healthy_root()
+    probe.remove("setpriv")
+    found = [c for c in run_checks(probe) if c.name == "leftovers"]
+    assert [(c.status, c.fix) for c in found] == [("warn", "sudo apt-get install util-linux")]
+    assert "run on until the next build" in found[0].detail

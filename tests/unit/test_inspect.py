@@ -57,6 +57,7 @@ class FakeEngine:
         self.images = images
         self.files = files
         self.reads: list[tuple[str, str, str]] = []
+        self.root = Path("/nonexistent")
 
     def image(self, ref: str) -> ImageInfo | None:
         return self.images.get(ref)
@@ -65,10 +66,15 @@ class FakeEngine:
         self.reads.append((image, path, name))
         return self.files.get((image, path))
 
+    def run_root(self) -> Path:  # where `uvbuild inspect` keeps its run lock
+        return self.root
+
 
 @pytest.fixture
-def fake() -> FakeEngine:
-    return FakeEngine({"my-app": INFO, IMAGE_ID: INFO}, {(IMAGE_ID, SBOM_PATH): sbom_bytes()})
+def fake(tmp_path: Path) -> FakeEngine:
+    engine = FakeEngine({"my-app": INFO, IMAGE_ID: INFO}, {(IMAGE_ID, SBOM_PATH): sbom_bytes()})
+    engine.root = tmp_path / "runroot"
+    return engine
 
 
 def test_describe_image(fake: FakeEngine) -> None:

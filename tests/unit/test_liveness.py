@@ -1,0 +1,235 @@
+"""Liveness by locks (liveness.py): what a sweep removes and what it must leave alone.
+
+A second `Claim` in this process stands for another live uvbuild: flock locks taken
+through different open files conflict even within one process, as between processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from uvbuild import liveness
+from uvbuild.errors import StepFailed
+from uvbuild.liveness import LOCK, Claim, Places
+
+
+class Store:
+    """Containers and images, as the sweep sees a store."""
+
+    def __init__(self, containers: list[str], dangling: dict[str, str] | None = None) -> None:
+        self.names = list(containers)
+        self.dangling = dict(dangling or {})  # image ID → its uvbuild label
+        self.removed_images: list[str] = []
+
+    def containers(self) -> list[dict[str, str]]:
+        return [{"id": f"id-{n}", "name": n} for n in self.names]
+
+    def rm(self, *containers: str) -> None:
+        self.names = [n for n in self.names if n not in containers]
+
+    def rmi(self, image: str) -> bool:
+        self.removed_images.append(image)
+        return self.dangling.pop(image, None) is not None
+
+    def dangling_images(self, label: str) -> list[str]:
+        return [i for i, key in self.dangling.items() if key == label]
+
+
+@pytest.fixture
+def places(tmp_path: Path) -> Places:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return Places.of(tmp_path / "runroot", tmp)
+
+
+def dead_run_id() -> str:
+    """An id whose run never locked anything: as a killed run's, once its lock is free."""
+    return liveness.new_run_id().split("-")[0] + "-zzzzzzzz"
+
+
+def test_a_claim_is_held_while_open_and_leaves_no_trace(places: Places) -> None:
+    claim = Claim(places)
+    lock = places.run_lock(claim.id)
+    folder = claim.folder("build")
+    assert liveness.is_held(lock) and liveness.is_held(folder / LOCK)
+    assert folder.name == f"uvbuild-build-{claim.id}" and folder.parent == places.tmp
+    assert liveness.CONTAINER_NAME.match(claim.container_name("sync-dependencies"))
+    assert claim.id.startswith(f"{os.getpid()}-")
+    claim.close()
+    assert not lock.exists() and not folder.exists()
+    assert liveness.live_runs(places) == 0
+
+
+def test_the_sweep_removes_a_dead_runs_containers_and_keeps_a_live_ones(
+        places: Places) -> None:
+    live = Claim(places)
+    dead = dead_run_id()
+    mine, theirs = live.container_name("project"), f"uvbuild-{dead}-3-project"
+    store = Store([mine, theirs, "someone-else", f"uvbuild-{os.getpid()}-2-legacy"])
+    swept = liveness.sweep(store, places)
+    # A legacy (pid-named) container is judged by its pid: this process lives.
+    assert store.names == [mine, "someone-else", f"uvbuild-{os.getpid()}-2-legacy"]
+    assert swept.containers == 1
+    live.close()
+
+
+def test_a_killed_runs_lock_file_is_free_and_removed(places: Places) -> None:
+    places.prepare()
+    dead = dead_run_id()
+    places.run_lock(dead).write_text("")  # what a SIGKILL leaves: the file, no lock
+    store = Store([f"uvbuild-{dead}-1-builder"])
+    liveness.sweep(store, places)
+    assert store.names == [] and not places.run_lock(dead).exists()
+
+
+def test_the_sweep_removes_dead_folders_and_leaves_live_and_other_stores_ones(
+        places: Places, tmp_path: Path) -> None:
+    mine = Claim(places).folder("build")
+    # A build of another store, sharing $TMPDIR: its runroot is elsewhere, its folder's
+    # own lock says it lives.
+    other_store = Claim(Places.of(tmp_path / "other-runroot", places.tmp))
+    theirs = other_store.folder("bootstrap")
+    dead = places.tmp / f"uvbuild-bootstrap-{dead_run_id()}-1"
+    dead.mkdir()
+    (dead / LOCK).write_text("")
+    (dead / "root.tar").write_bytes(b"x" * 1000)
+    lockless = places.tmp / f"uvbuild-build-{dead_run_id()}"  # cut short while removed
+    lockless.mkdir()
+    unrelated = places.tmp / "uvbuild-build-abc123"  # not a name this uvbuild gives
+    unrelated.mkdir()
+
+    swept = liveness.sweep(Store([]), places)
+
+    assert mine.exists() and theirs.exists() and unrelated.exists()
+    assert not dead.exists() and not lockless.exists()
+    assert swept.folders == 2
+    other_store.close()
+    assert not theirs.exists()
+
+
+def test_a_folder_being_set_up_is_left_alone_for_a_while(places: Places) -> None:
+    fresh = places.tmp / ".new-uvbuild-x1"
+    fresh.mkdir()
+    stale = places.tmp / ".new-uvbuild-x2"
+    stale.mkdir()
+    old = time.time() - liveness.SETUP_GRACE - 5
+    os.utime(stale, (old, old))
+    liveness.sweep(Store([]), places)
+    assert fresh.exists() and not stale.exists()
+
+
+def test_dangling_uvbuild_images_go_only_when_no_other_run_lives(places: Places) -> None:
+    store = Store([], dangling={"img-step": "io.uvbuild.step",
+                                "img-base": "io.uvbuild.bootstrap", "img-other": "x"})
+    me = Claim(places)
+    other = Claim(places)
+    liveness.sweep(store, places, me=me.id)
+    assert store.removed_images == []  # `other` may be about to tag them
+    other.close()
+    swept = liveness.sweep(store, places, me=me.id)
+    assert sorted(store.removed_images) == ["img-base", "img-step"]
+    assert swept.images == 2 and list(store.dangling) == ["img-other"]
+    me.close()
+
+
+def test_prune_gets_the_store_only_when_no_build_holds_it(places: Places) -> None:
+    with liveness.store_exclusive(places) as alone:
+        assert alone
+    build = Claim(places)
+    with liveness.store_exclusive(places) as alone:
+        assert not alone
+    build.close()
+
+
+def test_a_build_waits_while_prune_holds_the_store(places: Places) -> None:
+    started = threading.Event()
+    claims: list[Claim] = []
+
+    def start_build() -> None:
+        started.set()
+        claims.append(Claim(places))
+
+    with liveness.store_exclusive(places) as alone:
+        assert alone
+        thread = threading.Thread(target=start_build)
+        thread.start()
+        started.wait()
+        time.sleep(0.2)
+        assert claims == []  # still waiting for the shared lock
+    thread.join(5)
+    assert len(claims) == 1
+    claims[0].close()
+
+
+def test_one_run_at_a_time_makes_a_base(places: Places) -> None:
+    first, second = Claim(places), Claim(places)
+    never = threading.Event()
+    order: list[str] = []
+
+    def other() -> None:
+        with second.base_lock("localhost/uvbuild-base/debian-bookworm-1", give_up=never):
+            order.append("second")
+
+    with first.base_lock("localhost/uvbuild-base/debian-bookworm-1", give_up=never):
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.4)
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "second"]
+    first.close()
+    second.close()
+
+
+def test_waiting_for_a_base_stops_when_the_build_fails(places: Places) -> None:
+    holder = places.home / "bases"
+    places.prepare()
+    first = Claim(places)
+    failed = threading.Event()
+    with first.base_lock("ref", give_up=threading.Event()):
+        failed.set()
+        with pytest.raises(StepFailed, match="another step failed"):
+            with Claim(places).base_lock("ref", give_up=failed):
+                pass
+    assert holder.is_dir()
+    first.close()
+
+
+def test_is_held_never_creates_a_lock_file(tmp_path: Path) -> None:
+    assert not liveness.is_held(tmp_path / "gone.lock")
+    assert not (tmp_path / "gone.lock").exists()
+    held = tmp_path / "held.lock"
+    fd = os.open(held, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    assert liveness.is_held(held)
+    os.close(fd)
+    assert not liveness.is_held(held)
+
+
+def test_builder_commands_carry_the_mark_and_die_with_uvbuild(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvbuild import cmd
+    from uvbuild.engine import Buildah
+
+    seen: list[tuple[list[str], dict[str, object]]] = []
+
+    def run(argv: list[str], **options: object) -> cmd.Result:
+        seen.append((list(argv), options))
+        return cmd.Result(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(cmd, "run", run)
+    engine = Buildah(isolation="chroot")
+    engine.owner_env = {liveness.OWNER_VAR: "/tmp/uvbuild-build-1-abcdefgh"}
+    engine.run("ctr", ["true"])
+    argv, options = seen[0]
+    # The mark is the only variable on the command line: builder environments travel
+    # in a job's file (secrets never reach argv).
+    assert [a for i, a in enumerate(argv) if i and argv[i - 1] == "-e"] == [
+        "UVBUILD_OWNER=/tmp/uvbuild-build-1-abcdefgh"]
+    assert options["die_with_parent"] is True
