@@ -120,6 +120,8 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
     """`uv sync` as RECIPE.md describes it: locked, non-editable, no dev group."""
     argv = [UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
             "--python", step.python]
+    if step.package:
+        argv += ["--package", step.package]
     if offline:
         argv.append("--offline")
     for group in step.sync.groups:
@@ -129,8 +131,9 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
     for extra in step.sync.extras:
         argv += ["--extra", extra]
     if not project:
-        # Dependencies only: the project and workspace members come in the next layer.
-        argv.append("--no-install-workspace")
+        # Dependencies only: the project, workspace members and path dependencies come
+        # in the next layer (so editing one of them keeps this layer).
+        argv += ["--no-install-workspace", "--no-install-local"]
     return argv
 
 
@@ -140,7 +143,8 @@ def _files_in(build: Build, step: SyncDependencies, name: str, files: tuple[str,
     them into `dests` in the builder (with the mount it needs): one `buildah add` fewer.
     """
     folder = build.scratch_dir(name)
-    write_tarball(folder / FILES_TAR, Path(build.plan.project_root), files,
+    write_tarball(folder / FILES_TAR, Path(build.plan.context_root or build.plan.project_root),
+                  files,
                   timestamp=build.plan.timestamp)
     command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{FILES_TAR}",
                            *dests])
@@ -184,7 +188,7 @@ def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[st
     env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
     outcome = batch.parse(commands, build.engine.run(
         ctr, batch.argv(commands), env=env, mounts=_mounts(build) + extra_mounts,
-        workdir=SOURCE_DIR, stream=build.settings.verbose))
+        workdir=step.project_dir, stream=build.settings.verbose))
     if outcome.engine_failed:
         raise StepFailed(f"running the builder commands failed: "
                          f"{cmd.describe_failure(outcome.run)}")
@@ -219,9 +223,11 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
     ctr = build.open_container(parent, "project")
-    # Not a package: the project's files themselves are the application, in /app too.
+    # Not a package: the project's files themselves are the application, in /app too
+    # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
+    app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(build, sync, "sources", step.sources,
-                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, APP)))
+                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
     # The staged layer also comes out as a tar in a host folder: add-project unpacks it
     # with the SBOM in one `buildah add` instead of copying from this container.
     out = build.scratch_dir("layer")

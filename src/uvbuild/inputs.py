@@ -6,6 +6,7 @@ Reads files and asks the engine read-only questions; never makes a container.
 from __future__ import annotations
 
 import os
+import posixpath
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from . import cmd
 from .engine import Buildah
 from .errors import RecipeError, UvbuildError
-from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
+from .plan import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
 from .sources import digest_files, source_files
@@ -93,22 +94,40 @@ def _git(root: Path, *args: str) -> str | None:
     return result.stdout.strip() or None if result.ok else None
 
 
+def recipe_files(recipe: Recipe, project: Project) -> frozenset[str]:
+    """The recipe file, as a path of the build context, if it lies inside it: it is the
+    build's description, never part of what the image ships (nor of a step's key)."""
+    try:
+        rel = recipe.path.resolve().relative_to(project.context_root)
+    except ValueError:
+        return frozenset()
+    return frozenset({rel.as_posix()})
+
+
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
            pull: bool = True) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan."""
     project = read_project(recipe.project)
     timestamp = build_timestamp()
-    files = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
+    context = project.context_root
+    shipped = project.shipped_files
+    if shipped is None:
+        shipped = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
+    files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
         builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull),
         runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull),
         project_root=str(project.root),
+        context_root=str(context),
+        project_dir=posixpath.join(SOURCE_DIR, project.in_context(project.lock_root)).rstrip("/"),
+        app_subdir=project.in_context(project.root),
+        package=project.package,
         manifest_files=project.manifest_files,
-        manifest_digest=digest_files(project.root, project.manifest_files),
+        manifest_digest=digest_files(context, project.manifest_files),
         source_files=files,
-        source_digest=digest_files(project.root, files),
+        source_digest=digest_files(context, files),
         is_package=project.is_package,
         is_workspace=bool(project.workspace_members),
         timestamp=timestamp,
