@@ -119,7 +119,7 @@ def _mounts(build: Build) -> tuple[Mount, ...]:
 def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False) -> list[str]:
     """`uv sync` as RECIPE.md describes it: locked, non-editable, no dev group."""
     argv = [UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
-            "--python", step.python]
+            "--python", step.uv_python or step.python]
     if step.package:
         argv += ["--package", step.package]
     if offline:
@@ -167,6 +167,13 @@ def _uv_failure(build: Build, result: cmd.Result, *, project: bool) -> Exception
         return ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
                             f"{cmd.describe_failure(result)}",
                             hint="run `uv lock` in the project and commit uv.lock")
+    if "No interpreter found" in result.stderr + result.stdout:
+        sync = build.plan.step("sync-dependencies")
+        wanted = getattr(sync, "uv_python", None) or getattr(sync, "python", "?")
+        return ProjectError(f"the builder base has no Python for {wanted}, which the project "
+                            f"asks for: {cmd.describe_failure(result)}",
+                            hint="use a builder base with that Python on its PATH, or change "
+                            "the project's .python-version or requires-python")
     what = "the project" if project else "the dependencies"
     return StepFailed(f"uv sync of {what} failed in the builder: {cmd.describe_failure(result)}",
                       hint="a package that builds from source may need builder.packages "

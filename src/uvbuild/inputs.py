@@ -15,6 +15,7 @@ from . import cmd
 from .engine import Buildah
 from .errors import RecipeError, UvbuildError
 from .plan import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key
+from .pythons import check_python
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
 from .sources import digest_files, source_files
@@ -108,6 +109,7 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
            pull: bool = True) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan."""
     project = read_project(recipe.project)
+    uv_python = check_python(recipe, project)  # before any base is pulled or made
     timestamp = build_timestamp()
     context = project.context_root
     shipped = project.shipped_files
@@ -124,6 +126,7 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         project_dir=posixpath.join(SOURCE_DIR, project.in_context(project.lock_root)).rstrip("/"),
         app_subdir=project.in_context(project.root),
         package=project.package,
+        uv_python=uv_python,
         manifest_files=project.manifest_files,
         manifest_digest=digest_files(context, project.manifest_files),
         source_files=files,

@@ -45,6 +45,7 @@ class PlanInputs:
     project_dir: str = SOURCE_DIR  # where uv runs in the builder: the uv.lock's folder
     app_subdir: str = ""  # the project's folder in the context ("": the context itself)
     package: str | None = None  # `uv sync --package`: a member of a larger workspace
+    uv_python: str | None = None  # `uv sync --python`: the project's request (pythons.py)
     manifest_files: tuple[str, ...]  # pyproject.toml, uv.lock, member manifests (relative)
     manifest_digest: str
     source_files: tuple[str, ...]  # every source file the project step reads (relative)
@@ -120,6 +121,7 @@ class SyncDependencies(Step):
     workspace: bool
     project_dir: str = SOURCE_DIR  # the folder of uv.lock in the builder
     package: str | None = None  # `uv sync --package NAME`
+    uv_python: str | None = None  # what uv is asked for, when not `python` itself
 
     def describe(self) -> str:
         return f"uv sync dependencies into {VENV} ({', '.join(self.manifests)})"
@@ -245,10 +247,12 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         name="sync-dependencies", needs=("prepare-builder",), python=python, sync=b.sync,
         env=b.env, secrets=b.secrets, manifests=inputs.manifest_files,
         workspace=inputs.is_workspace, project_dir=inputs.project_dir, package=inputs.package,
+        uv_python=inputs.uv_python,
         key=key("sync-dependencies", {
             # Absent when default: the keys of plain projects hold.
             **({"project_dir": inputs.project_dir} if inputs.project_dir != SOURCE_DIR else {}),
             **({"package": inputs.package} if inputs.package else {}),
+            **({"uv_python": inputs.uv_python} if inputs.uv_python else {}),
             "python": python, "groups": list(b.sync.groups), "extras": list(b.sync.extras),
             "all_extras": b.sync.all_extras, "compile": b.sync.compile_bytecode,
             "env": [list(p) for p in b.env], "secret_names": list(b.secrets),

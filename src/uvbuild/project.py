@@ -299,7 +299,7 @@ _parsed: dict[bytes, Table] = {}
 
 def uv_lock_packages(project: Project) -> tuple[LockedPackage, ...]:
     """Every `[[package]]` of the project's uv.lock, in the lock's order."""
-    lock = load_toml(project.root / "uv.lock")
+    lock = load_toml(project.lock_root / "uv.lock")
     return tuple(_locked_package(entry) for entry in lock.get("package", []))
 
 

@@ -1,0 +1,91 @@
+"""Projects laid out the way teams lay them out (issue 13).
+
+The monorepo and virtual-workspace recipes are built (and verified) once per session
+by test_recipes.py's `recipe_build`; the tests here reuse those builds. Copies go to
+temp folders, so nothing in the repository is touched; images are tagged
+localhost/itest-repos-<random>-<purpose>:1 and untagged at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RECIPES = REPO_ROOT / "recipes"
+RUN_ID = secrets.token_hex(4)
+MAX_NEW_LAYERS = 200_000  # bytes, uncompressed, that editing a path dependency may add
+
+
+def layers(ref: str) -> tuple[tuple[str, int], ...]:
+    """(digest, size) of the image's layers, base first."""
+    proc = subprocess.run(["buildah", "inspect", "--type", "image", ref],
+                          capture_output=True, text=True, check=True)
+    manifest = json.loads(json.loads(proc.stdout)["Manifest"])
+    return tuple((layer["digest"], int(layer["size"])) for layer in manifest["layers"])
+
+
+@pytest.fixture(scope="module")
+def tags() -> Iterator[list[str]]:
+    """Tags this module made; untagged (only those) at the end."""
+    made: list[str] = []
+    yield made
+    for tag in made:
+        subprocess.run(["buildah", "rmi", tag], capture_output=True, check=False)
+
+
+def copy_recipe(name: str, root: Path, image: str) -> Path:
+    """recipes/<name>/ and its recipe under `root`, the recipe naming `image`."""
+    shutil.copytree(RECIPES / name, root / name,
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc"))
+    recipe = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
+    recipe["image"] = image
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def test_editing_a_path_dependency_rebuilds_only_the_project_layer(
+        recipe_build, run_uvbuild, tmp_path: Path, tags: list[str]) -> None:
+    before = recipe_build("monorepo")
+    assert before.run.returncode == 0, f"building recipes/monorepo.yaml failed\n{before.run}"
+    tag = f"localhost/itest-repos-{RUN_ID}-common:1"
+    tags.append(tag)
+    recipe = copy_recipe("monorepo", tmp_path, tag)
+    common = tmp_path / "monorepo/libs/common/src/common/__init__.py"
+    common.write_text(common.read_text().replace('GREETING = "Hello"', 'GREETING = "Howdy"'))
+
+    proc = run_uvbuild([recipe])
+    ran = {line.split()[0] for line in proc.stderr.splitlines() if line.endswith("...") or
+           " ... " in line}
+    assert ran == {"install-project", "add-project"}, proc.stderr
+    out = subprocess.run(["podman", "run", "--rm", tag, "Bob"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "Howdy, Bob! (from common)"
+
+    old, new = layers(before.image), layers(tag)
+    assert len(old) == len(new) == 4, (old, new)
+    assert new[:3] == old[:3], "base, user and dependency layers must be the same"
+    added = sum(size for digest, size in new if digest not in dict(old))
+    print(f"editing libs/common added {added} bytes of layers")
+    assert 0 < added < MAX_NEW_LAYERS, f"new layers hold {added} bytes"
+
+
+def test_path_dependency_in_a_system_folder_fails_before_any_container(
+        run_uvbuild, tmp_path: Path) -> None:
+    recipe = copy_recipe("monorepo", tmp_path, "localhost/itest-repos-never:1")
+    api = tmp_path / "monorepo/services/api"
+    for name in ("pyproject.toml", "uv.lock"):
+        path = api / name
+        path.write_text(path.read_text().replace("../../libs/common", "/etc"))
+    proc = run_uvbuild([recipe], check=False, timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert "path dependency 'common' is /etc, a system folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
