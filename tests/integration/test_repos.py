@@ -12,6 +12,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,26 @@ def test_path_dependency_in_a_system_folder_fails_before_any_container(
     assert proc.returncode == 4, proc.stderr
     assert "path dependency 'common' is /etc, a system folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("ask", ["python-version", "requires-python"])
+def test_a_python_the_bookworm_base_lacks_is_a_project_error_at_once(
+        run_uvbuild, tmp_path: Path, ask: str) -> None:
+    recipe = copy_recipe("workspace", tmp_path, "localhost/itest-repos-never:1")
+    project = tmp_path / "workspace"
+    if ask == "python-version":
+        (project / ".python-version").write_text("3.13\n")
+        wanted = "3.13"
+    else:
+        for name in ("pyproject.toml", "uv.lock"):
+            path = project / name
+            path.write_text(path.read_text().replace(
+                'requires-python = ">=3.11"', 'requires-python = ">=3.12"', 1))
+        wanted = ">=3.12"
+    started = time.monotonic()
+    proc = run_uvbuild([recipe], check=False, timeout=60)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 4, proc.stderr
+    assert f"asks for Python {wanted}" in proc.stderr and "has Python 3.11" in proc.stderr, \
+        proc.stderr
+    assert seconds < 5, f"the error came after {seconds:.1f}s"
