@@ -16,9 +16,13 @@ from .errors import Interrupted, UvbuildError
 from .progress import Reporter
 
 
+DEFAULT_RECIPE = Path("uvbuild.yaml")
+
+
 class DefaultBuild(click.Group):
     """`uvbuild recipe.yaml` means `uvbuild build recipe.yaml`, and so does
-    `uvbuild --no-cache -q recipe.yaml`: build's options may come first too."""
+    `uvbuild --no-cache -q recipe.yaml`: build's options may come first too. A bare
+    `uvbuild` (or `uvbuild -q`) builds ./uvbuild.yaml."""
 
     OWN = ("--debug",)  # the group's options that take no value
     ASKS = ("-h", "--help", "--version")  # answered by the group itself
@@ -28,7 +32,7 @@ class DefaultBuild(click.Group):
         while index < len(args) and args[index] in self.OWN:
             index += 1
         rest = args[index:]
-        if rest and rest[0] not in self.commands and rest[0] not in self.ASKS:
+        if not rest or rest[0] not in self.commands and rest[0] not in self.ASKS:
             args = args[:index] + ["build"] + rest
         return super().parse_args(ctx, args)
 
@@ -47,7 +51,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("recipe", type=click.Path(path_type=Path))
+@click.argument("recipe", type=click.Path(path_type=Path), required=False,
+                default=DEFAULT_RECIPE)
 @click.option("-t", "--tag", help="Image name to tag; wins over the recipe's `image`.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if its result is cached.")
 @click.option("--push", is_flag=True, help="Push the tagged image to its registry.")
@@ -64,7 +69,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify: bool | None,
           creds: str | None, authfile: str | None, outputs: tuple[str, ...],
           sbom_file: Path | None, quiet: bool, as_json: bool, verbose: bool) -> None:
-    """Build RECIPE into a tested, tagged image."""
+    """Build RECIPE (default: ./uvbuild.yaml) into a tested, tagged image."""
     from .pipeline import Outputs
     from .pipeline import build as run_build
 
@@ -77,7 +82,8 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
 
 
 @cli.command()
-@click.argument("recipe", type=click.Path(path_type=Path))
+@click.argument("recipe", type=click.Path(path_type=Path), required=False,
+                default=DEFAULT_RECIPE)
 @click.option("-t", "--tag", help="Image name to plan for.")
 @click.option("--no-engine", is_flag=True, help="Do not ask buildah anything (cache unknown).")
 def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:

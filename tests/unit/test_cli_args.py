@@ -36,8 +36,18 @@ def test_a_recipe_without_a_command_is_built(args: list[str], expected: list[str
 
 @pytest.mark.parametrize("args", [
     ["build", "r.yaml"], ["plan", "r.yaml"], ["cache", "ls"], ["--debug", "doctor"],
-    ["--help"], ["--version"], ["-h"], [],
+    ["--help"], ["--version"], ["-h"],
 ])
 def test_commands_and_the_groups_own_questions_are_left_alone(
         args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert routed(args, monkeypatch) == args
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], ["build"]), (["-q"], ["build", "-q"]), (["--debug"], ["--debug", "build"]),
+])
+def test_no_recipe_builds_uvbuild_yaml(args: list[str], expected: list[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert routed(args, monkeypatch) == expected
+    assert cli_module.build.params[0].default == cli_module.DEFAULT_RECIPE == \
+        cli_module.Path("uvbuild.yaml")
