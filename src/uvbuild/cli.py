@@ -147,6 +147,17 @@ def doctor(as_json: bool) -> None:
         raise EngineError(f"doctor found {problems(checks)} problem(s)")
 
 
+@cli.command("init")
+@click.argument("folder", type=click.Path(path_type=Path), required=False, default=Path("."))
+@click.option("--force", is_flag=True, help="Overwrite an existing uvbuild.yaml.")
+def init_command(folder: Path, force: bool) -> None:
+    """Write FOLDER/uvbuild.yaml (default: ./uvbuild.yaml) for the uv project there."""
+    from .init_recipe import init
+
+    path = init(folder, force=force)
+    click.echo(f"wrote {path}; build it with: uvbuild {path}")
+
+
 @cli.command("inspect")
 @click.argument("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the same facts as one JSON document.")

@@ -113,3 +113,25 @@ def test_a_python_the_bookworm_base_lacks_is_a_project_error_at_once(
     assert f"asks for Python {wanted}" in proc.stderr and "has Python 3.11" in proc.stderr, \
         proc.stderr
     assert seconds < 5, f"the error came after {seconds:.1f}s"
+
+
+# Samples whose verify script checks only what a recipe from `uvbuild init` can know
+# (fastapi's checks its builder.run output and labels; workspace's its default cmd).
+INIT_SAMPLES = {"flask": "flask", "monorepo": "monorepo/services/api"}
+
+
+@pytest.mark.parametrize("name", sorted(INIT_SAMPLES))
+def test_init_writes_a_recipe_that_builds_and_passes_verify(
+        run_uvbuild, tmp_path: Path, tags: list[str], name: str) -> None:
+    shutil.copytree(RECIPES / name, tmp_path / name,
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc"))
+    folder = tmp_path / INIT_SAMPLES[name]
+    run_uvbuild(["init", folder])
+    refused = run_uvbuild(["init", folder], check=False)
+    assert refused.returncode == 4 and "already exists" in refused.stderr
+    tag = f"localhost/itest-repos-{RUN_ID}-init-{name}:1"
+    tags.append(tag)
+    run_uvbuild(["--tag", tag], cwd=folder)  # no recipe named: ./uvbuild.yaml
+    proc = subprocess.run([str(RECIPES / name / "verify"), tag], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
