@@ -56,8 +56,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("-t", "--tag", help="Image name to tag; wins over the recipe's `image`.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if its result is cached.")
 @click.option("--push", is_flag=True, help="Push the tagged image to its registry.")
-@click.option("--tls-verify/--no-tls-verify", default=None, help="Passed to buildah push.")
-@click.option("--creds", help="USER[:PASSWORD] for the registry (passed to buildah push).")
+@click.option("--tls-verify/--no-tls-verify", default=None,
+              help="Verify registries' TLS (base pulls and push); --no-tls-verify for a "
+              "plain-HTTP or self-signed registry.")
+@click.option("--creds", help="USER[:PASSWORD] for the registry (base pulls and push).")
 @click.option("--authfile", help="Registry auth file (default: the containers auth file).")
 @click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
               help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
@@ -78,7 +80,7 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
                        outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
                                        creds=creds, authfile=authfile, sbom=sbom_file))
     reporter.done(image=result.image, image_id=result.image_id, size=result.size,
-                  seconds=result.seconds)
+                  seconds=result.seconds, pushed=result.pushed)
 
 
 @cli.command()

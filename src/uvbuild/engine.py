@@ -147,14 +147,16 @@ class Buildah:
         out = self._call("images", "--json", "--no-trunc", what="listing images")
         return list(json.loads(out or "null") or [])
 
-    def pull(self, ref: str) -> str:
+    def pull(self, ref: str, access: RegistryAccess | None = None) -> str:
         """Pull `ref` (a registry name or an archive transport) and return its image ID."""
-        result = cmd.run(self._argv("pull", "--quiet", ref))
+        result = cmd.run(self._argv("pull", "--quiet", *(access or RegistryAccess()).args(),
+                                    ref))
         if not result.ok:
             raise EngineError(
                 f"base image {ref!r} is not in local storage and could not be pulled: "
                 f"{cmd.describe_failure(result)}",
-                hint="check the name, load it locally (`buildah pull oci-archive:FILE`), "
+                hint=registry_hint(result.stderr + result.stdout) or
+                "check the name, load it locally (`buildah pull oci-archive:FILE`), "
                 "or use the recipe's `from: {bootstrap: debian}` form",
             )
         return _bare_id(result.stdout.strip().splitlines()[-1])
@@ -168,8 +170,12 @@ class Buildah:
         return self._quick("rmi", image).ok
 
     def push(self, image: str, dest: str, *, tls_verify: bool | None, creds: str | None,
-             authfile: str | None) -> None:
+             authfile: str | None, digestfile: str | None = None) -> None:
+        """Push `image` to `dest`; with `digestfile`, buildah writes the pushed
+        manifest's digest there."""
         args = ["push", "--quiet"]
+        if digestfile:
+            args += ["--digestfile", digestfile]
         if tls_verify is not None:
             args.append(f"--tls-verify={'true' if tls_verify else 'false'}")
         if creds:
@@ -310,6 +316,42 @@ class Buildah:
     def unshare_ok(self) -> bool:
         """Whether `buildah unshare` works (rootless readiness)."""
         return cmd.run(self._argv("unshare", "true")).ok
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RegistryAccess:
+    """How every registry call (base pulls, push) reaches a registry. Unset: buildah's
+    defaults (TLS verified; the containers auth file; registries.conf)."""
+
+    tls_verify: bool | None = None
+    creds: str | None = None  # USER[:PASSWORD], never printed
+    authfile: str | None = None
+
+    def args(self) -> list[str]:
+        args = []
+        if self.tls_verify is not None:
+            args.append(f"--tls-verify={'true' if self.tls_verify else 'false'}")
+        if self.creds:
+            cmd.mask(self.creds)
+            args += ["--creds", self.creds]
+        if self.authfile:
+            args += ["--authfile", self.authfile]
+        return args
+
+
+def registry_hint(output: str) -> str | None:
+    """What to do about a registry's refusal, from buildah's words; None if not one."""
+    text = output.lower()
+    if "unauthorized" in text or " 401" in text or "authentication required" in text:
+        return ("the registry wants credentials: pass --creds USER:PASSWORD or --authfile "
+                "FILE, or log in first (`podman login REGISTRY`)")
+    if "http response to https client" in text:
+        return ("the registry speaks plain HTTP: pass --no-tls-verify, or mark it "
+                "`insecure = true` in registries.conf")
+    if "x509" in text or "certificate" in text or "tls:" in text:
+        return ("the registry's TLS certificate is not trusted: add its CA to the system's "
+                "trust store (or SSL_CERT_FILE), or pass --no-tls-verify for a test registry")
+    return None
 
 
 def _bare_id(image_id: str) -> str:

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import cmd
-from .engine import Buildah
+from .engine import Buildah, RegistryAccess
 from .errors import RecipeError, UvbuildError
 from .plan import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key
 from .pythons import check_python
@@ -49,7 +49,8 @@ def default_image_name(project: Project) -> str:
     return f"localhost/{project.normalized_name}:{project.version or 'latest'}"
 
 
-def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -> str:
+def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool,
+            access: RegistryAccess | None = None) -> str:
     """What identifies a base's content: the image ID, or the bootstrap definition's key."""
     if isinstance(base, BootstrapBase):
         return "bootstrap:" + bootstrap_key(base, timestamp)
@@ -59,7 +60,7 @@ def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -
     if info:
         return info.id
     if pull:
-        return engine.pull(base.ref)
+        return engine.pull(base.ref, access)
     return "ref:" + base.ref
 
 
@@ -106,7 +107,8 @@ def recipe_files(recipe: Recipe, project: Project) -> frozenset[str]:
 
 
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
-           pull: bool = True) -> tuple[Project, PlanInputs]:
+           pull: bool = True, access: RegistryAccess | None = None
+           ) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan."""
     project = read_project(recipe.project)
     uv_python = check_python(recipe, project)  # before any base is pulled or made
@@ -119,8 +121,10 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
-        builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull),
-        runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull),
+        builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull,
+                                access=access),
+        runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull,
+                                access=access),
         project_root=str(project.root),
         context_root=str(context),
         project_dir=posixpath.join(SOURCE_DIR, project.in_context(project.lock_root)).rstrip("/"),

@@ -13,11 +13,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .engine import Buildah
+from .engine import Buildah, RegistryAccess
 from .errors import EngineError, RecipeError
 from .executor import Build, BuildResult, BuildSettings
 from .inputs import gather, uv_binary
@@ -38,6 +39,12 @@ class Outputs:
     creds: str | None = None
     authfile: str | None = None
     sbom: Path | None = None  # write the image's SBOM here too
+
+    @property
+    def access(self) -> RegistryAccess:
+        """The registry settings, for base pulls as for the push."""
+        return RegistryAccess(tls_verify=self.tls_verify, creds=self.creds,
+                              authfile=self.authfile)
 
 
 def cache_home() -> Path:
@@ -105,7 +112,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     engine = Buildah()
     check_rootless_ready()
     secrets = host_secrets(recipe)
-    _, inputs = gather(recipe, engine, tag=tag)
+    _, inputs = gather(recipe, engine, tag=tag, access=outputs.access)
     plan = make_plan(recipe, inputs)
     net_env, net_mounts = network_settings(host_environ())
     settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
@@ -114,12 +121,13 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     reporter.note(f"building {plan.image} from {path}")
     with build_lock(plan.image):
         result = Build(engine, plan, settings, reporter).run()
-    deliver(engine, result, outputs)
+    result.pushed = deliver(engine, result, outputs)
     return result
 
 
-def deliver(engine: Buildah, result: BuildResult, outputs: Outputs) -> None:
-    """Write the SBOM, push the image and write archives, as asked."""
+def deliver(engine: Buildah, result: BuildResult, outputs: Outputs) -> dict[str, str] | None:
+    """Write the SBOM, push the image and write archives, as asked; return what was
+    pushed ({"reference", "digest"}), if anything."""
     if outputs.sbom:
         from .sbom import SBOM_PATH
 
@@ -137,6 +145,11 @@ def deliver(engine: Buildah, result: BuildResult, outputs: Outputs) -> None:
         if ":" not in target:
             dest += f":{result.image}"
         engine.push(result.image_id, dest, tls_verify=None, creds=None, authfile=None)
-    if outputs.push:
+    if not outputs.push:
+        return None
+    with tempfile.TemporaryDirectory(prefix="uvbuild-push-") as folder:
+        digestfile = os.path.join(folder, "digest")
         engine.push(result.image_id, f"docker://{result.image}", tls_verify=outputs.tls_verify,
-                    creds=outputs.creds, authfile=outputs.authfile)
+                    creds=outputs.creds, authfile=outputs.authfile, digestfile=digestfile)
+        digest = Path(digestfile).read_text().strip() if os.path.exists(digestfile) else ""
+    return {"reference": result.image, "digest": digest}

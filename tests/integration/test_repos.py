@@ -135,3 +135,44 @@ def test_init_writes_a_recipe_that_builds_and_passes_verify(
     proc = subprocess.run([str(RECIPES / name / "verify"), tag], capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+
+
+def test_a_base_from_a_plain_http_registry_and_the_push_back(
+        recipe_build, run_uvbuild, registry: str, tmp_path: Path, tags: list[str]) -> None:
+    # The bootstrapped base the vworkspace recipe was built on goes to the registry
+    # (under a name local storage does not have: uvbuild must pull it).
+    built_once = recipe_build("vworkspace")
+    assert built_once.run.returncode == 0, f"building recipes/vworkspace.yaml failed\n{built_once.run}"
+    base = f"{registry}/base/python:3.11-{RUN_ID}"
+    local = json.loads(subprocess.run(["buildah", "inspect", "--type", "image", built_once.image],
+                                      capture_output=True, text=True, check=True).stdout)
+    base_id = local["FromImageID"]
+    bases = [line.split()[0] for line in subprocess.run(
+        ["buildah", "images", "--noheading", "--format", "{{.Name}}:{{.Tag}} {{.ID}}"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+        if "uvbuild-base/debian-bookworm" in line]
+    assert bases, "no bootstrapped bookworm base in local storage"
+    subprocess.run(["buildah", "push", "--quiet", "--tls-verify=false", bases[0],
+                    f"docker://{base}"], capture_output=True, check=True)
+    tags.append(base)
+    assert base_id
+
+    recipe = copy_recipe("vworkspace", tmp_path, f"{registry}/itest/hello:{RUN_ID}")
+    doc = yaml.safe_load(recipe.read_text())
+    for stage in ("builder", "runtime"):
+        doc[stage]["from"] = base
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    refused = run_uvbuild([recipe], check=False, timeout=120)
+    assert refused.returncode == 5, refused.stderr
+    assert "--no-tls-verify" in refused.stderr, refused.stderr
+
+    tags.append(f"{registry}/itest/hello:{RUN_ID}")
+    proc = run_uvbuild([recipe, "--no-tls-verify", "--push", "--json"], timeout=600)
+    document = json.loads(proc.stdout)
+    assert document["pushed"]["reference"] == f"{registry}/itest/hello:{RUN_ID}"
+    assert document["pushed"]["digest"].startswith("sha256:")
+    inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                              f"docker://{registry}/itest/hello:{RUN_ID}"],
+                             capture_output=True, text=True, check=True)
+    assert json.loads(inspect.stdout)["Digest"] == document["pushed"]["digest"]

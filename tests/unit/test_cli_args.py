@@ -51,3 +51,41 @@ def test_no_recipe_builds_uvbuild_yaml(args: list[str], expected: list[str],
     assert routed(args, monkeypatch) == expected
     assert cli_module.build.params[0].default == cli_module.DEFAULT_RECIPE == \
         cli_module.Path("uvbuild.yaml")
+
+
+def test_registry_access_reaches_buildah_as_flags() -> None:
+    from uvbuild.engine import RegistryAccess
+
+    assert RegistryAccess().args() == []
+    assert RegistryAccess(tls_verify=False, creds="u:p", authfile="/a.json").args() == [
+        "--tls-verify=false", "--creds", "u:p", "--authfile", "/a.json"]
+
+
+@pytest.mark.parametrize("said, expected", [
+    ("http: server gave HTTP response to HTTPS client", "--no-tls-verify"),
+    ("reading manifest: unauthorized: authentication required", "--creds"),
+    ("x509: certificate signed by unknown authority", "trust store"),
+    ("manifest unknown", None),
+])
+def test_registry_refusals_get_hints(said: str, expected: str | None) -> None:
+    from uvbuild.engine import registry_hint
+
+    hint = registry_hint(said)
+    assert (hint is None) if expected is None else (expected in str(hint))
+
+
+def test_push_result_in_json_and_human_output() -> None:
+    import io
+    import json
+
+    from uvbuild.progress import Reporter
+
+    pushed = {"reference": "reg:5000/a:1", "digest": "sha256:abc"}
+    out = io.StringIO()
+    Reporter("json").done(image="reg:5000/a:1", image_id="f" * 64, size=1, seconds=1.0,
+                          out=out, pushed=pushed)
+    assert json.loads(out.getvalue())["pushed"] == pushed
+    err, out = io.StringIO(), io.StringIO()
+    Reporter("human", stream=err).done(image="reg:5000/a:1", image_id="f" * 64, size=1,
+                                       seconds=1.0, out=out, pushed=pushed)
+    assert "pushed reg:5000/a:1@sha256:abc" in err.getvalue()
