@@ -17,6 +17,7 @@ from . import batch, cmd
 from .engine import Mount
 from .errors import ProjectError, StepFailed
 from .incontainer import script
+from .pythons import check_made_venv
 from .plan import (
     APP,
     SOURCE_DIR,
@@ -217,6 +218,8 @@ def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
         if outcome.failed is not None or not isinstance(python, dict):
             raise StepFailed(f"the builder's virtualenv does not run: "
                              f"{cmd.describe_failure(outcome.steps[-1])}")
+        check_made_venv(step.python_request, str(python.get("version", "")),
+                        f"the builder's {python.get('python', step.python)}")
         return build.engine.commit(ctr, build.commit_options(step, **{
             "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
 

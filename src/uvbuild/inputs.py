@@ -15,7 +15,7 @@ from . import cmd
 from .engine import Buildah, RegistryAccess
 from .errors import RecipeError, UvbuildError
 from .plan import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key
-from .pythons import check_python
+from .pythons import check_python, python_request
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
 from .sources import digest_files, source_files
@@ -131,6 +131,7 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         app_subdir=project.in_context(project.root),
         package=project.package,
         uv_python=uv_python,
+        python_request=python_request(project),
         manifest_files=project.manifest_files,
         manifest_digest=digest_files(context, project.manifest_files),
         source_files=files,

@@ -17,6 +17,7 @@ from typing import Any
 
 from .cachekey import step_key
 from .project import LockedPackage, Project
+from .pythons import PythonRequest
 from .recipe import Base, BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
 
 Frozen = dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,6 +47,7 @@ class PlanInputs:
     app_subdir: str = ""  # the project's folder in the context ("": the context itself)
     package: str | None = None  # `uv sync --package`: a member of a larger workspace
     uv_python: str | None = None  # `uv sync --python`: the project's request (pythons.py)
+    python_request: PythonRequest | None = None
     manifest_files: tuple[str, ...]  # pyproject.toml, uv.lock, member manifests (relative)
     manifest_digest: str
     source_files: tuple[str, ...]  # every source file the project step reads (relative)
@@ -122,6 +124,9 @@ class SyncDependencies(Step):
     project_dir: str = SOURCE_DIR  # the folder of uv.lock in the builder
     package: str | None = None  # `uv sync --package NAME`
     uv_python: str | None = None  # what uv is asked for, when not `python` itself
+    # The project's request, checked against the venv once made (not in the key: the
+    # files it comes from are in the manifests).
+    python_request: PythonRequest | None = None
 
     def describe(self) -> str:
         return f"uv sync dependencies into {VENV} ({', '.join(self.manifests)})"
@@ -247,7 +252,7 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         name="sync-dependencies", needs=("prepare-builder",), python=python, sync=b.sync,
         env=b.env, secrets=b.secrets, manifests=inputs.manifest_files,
         workspace=inputs.is_workspace, project_dir=inputs.project_dir, package=inputs.package,
-        uv_python=inputs.uv_python,
+        uv_python=inputs.uv_python, python_request=inputs.python_request,
         key=key("sync-dependencies", {
             # Absent when default: the keys of plain projects hold.
             **({"project_dir": inputs.project_dir} if inputs.project_dir != SOURCE_DIR else {}),

@@ -66,6 +66,8 @@ def named_version(python: str) -> str | None:
 
 def satisfies(request: PythonRequest, version: str) -> bool | None:
     """Whether Python `version` (X.Y, any patch) meets the request; None if unreadable."""
+    if not re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", version):
+        return None
     have = tuple(int(n) for n in version.split("."))[:2]
     if request.pinned:
         match = _PINNED.fullmatch(request.text)
@@ -94,6 +96,20 @@ def _holds(match: re.Match[str], have: tuple[int, ...]) -> bool:
     return {"==": have == padded, "===": have == padded, "!=": have != padded,
             ">=": have >= padded, ">": have > padded, "<=": have <= padded,
             "<": have < padded}[op]
+
+
+def check_made_venv(request: PythonRequest | None, version: str, where: str) -> None:
+    """After the dependency sync: the venv's Python (X.Y) must meet the request too.
+
+    The check for bases whose Python is known only inside a container (an image base
+    with a `builder.python` whose name does not tell its version).
+    """
+    if request is not None and satisfies(request, version) is False:
+        raise ProjectError(
+            f"the project asks for Python {request.text} ({request.source}), but {where} "
+            f"is Python {version}",
+            hint="set builder.python to an interpreter that meets the request, use another "
+            "base, or change the project's request")
 
 
 def check_python(recipe: Recipe, project: Project) -> str | None:

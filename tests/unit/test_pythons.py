@@ -87,3 +87,14 @@ def test_builder_python_that_disagrees_with_the_pin_is_refused(tmp_path: Path) -
 def test_an_image_base_leaves_the_request_to_uv(tmp_path: Path) -> None:
     assert check_python(recipe(image="docker.io/library/python:3.11"),
                         project(tmp_path, pin="3.13")) == "3.13"
+
+
+def test_the_made_venv_is_checked_when_the_base_told_nothing() -> None:
+    from uvbuild.pythons import check_made_venv
+
+    pin = PythonRequest(text="3.12", source="/p/.python-version", pinned=True)
+    check_made_venv(pin, "3.12", "the builder's /usr/local/bin/python3")
+    check_made_venv(None, "3.11", "x")
+    check_made_venv(pin, "", "x")  # unknown: nothing to say
+    with pytest.raises(ProjectError, match=r"asks for Python 3\.12 .* is Python 3\.11"):
+        check_made_venv(pin, "3.11", "the builder's /usr/local/bin/python3")
