@@ -61,7 +61,9 @@ def test_editing_a_path_dependency_rebuilds_only_the_project_layer(
     tags.append(tag)
     recipe = copy_recipe("monorepo", tmp_path, tag)
     common = tmp_path / "monorepo/libs/common/src/common/__init__.py"
-    common.write_text(common.read_text().replace('GREETING = "Hello"', 'GREETING = "Howdy"'))
+    # Unique to this run: an earlier run's image of the same edit would be cached.
+    common.write_text(common.read_text().replace('GREETING = "Hello"',
+                                                 f'GREETING = "Howdy {RUN_ID}"'))
 
     proc = run_uvbuild([recipe])
     ran = {line.split()[0] for line in proc.stderr.splitlines() if line.endswith("...") or
@@ -69,7 +71,7 @@ def test_editing_a_path_dependency_rebuilds_only_the_project_layer(
     assert ran == {"install-project", "add-project"}, proc.stderr
     out = subprocess.run(["podman", "run", "--rm", tag, "Bob"], capture_output=True,
                          text=True, check=True).stdout.strip()
-    assert out == "Howdy, Bob! (from common)"
+    assert out == f"Howdy {RUN_ID}, Bob! (from common)"
 
     old, new = layers(before.image), layers(tag)
     assert len(old) == len(new) == 4, (old, new)
