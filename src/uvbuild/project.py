@@ -186,8 +186,11 @@ def _check_path_dependency(root: Path, dep: LocalPackage) -> None:
             f"{root}: path dependency {dep.name!r} at {dep.path} not found",
             hint="uv.lock names it; check out the folder, or fix tool.uv.sources and run "
             "`uv lock`")
+    # A checkout may itself live in such a folder (/var/lib/jenkins/...): only a
+    # dependency in a system folder the project is not in is refused.
     if dep.path == Path(dep.path.anchor) or any(
-            _under(dep.path, Path(system)) for system in SYSTEM_FOLDERS):
+            _under(dep.path, Path(system)) and not _under(root, Path(system))
+            for system in SYSTEM_FOLDERS):
         raise ProjectError(
             f"{root}: path dependency {dep.name!r} is {dep.path}, a system folder of this "
             "host; uvbuild will not copy it into the build",
