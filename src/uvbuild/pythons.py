@@ -116,15 +116,25 @@ def check_python(recipe: Recipe, project: Project) -> str | None:
     """Raise ProjectError if the builder cannot give the Python the project asks for
     (as far as the recipe tells before any container); return the request to hand to
     `uv sync --python` when `builder.python` is not set, else None."""
-    request = python_request(project)
-    if request is None:
-        return None
     configured = recipe.builder.python
     have = (named_version(configured) if configured else None) or suite_python(
         recipe.builder.base)
     where = f"builder.python {configured}" if configured else "the builder base"
     if isinstance(recipe.builder.base, BootstrapBase):
         where += f" (Debian {recipe.builder.base.suite})"
+    runtime = suite_python(recipe.runtime.base)
+    if have is not None and runtime is not None and have != runtime:
+        # The venv's interpreter is the builder's: found missing in the runtime only
+        # after both bases are made, unless the suites tell it now.
+        suite = recipe.runtime.base.suite if isinstance(recipe.runtime.base,
+                                                        BootstrapBase) else "?"
+        raise ProjectError(
+            f"the venv is made with Python {have} ({where}), but the runtime base "
+            f"(Debian {suite}) has Python {runtime}: the image's venv would not run",
+            hint="use the same Debian suite (the same Python) for builder and runtime")
+    request = python_request(project)
+    if request is None:
+        return None
     if have is not None and satisfies(request, have) is False:
         raise ProjectError(
             f"{project.name} asks for Python {request.text} ({request.source}), but "

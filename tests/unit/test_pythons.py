@@ -98,3 +98,13 @@ def test_the_made_venv_is_checked_when_the_base_told_nothing() -> None:
     check_made_venv(pin, "", "x")  # unknown: nothing to say
     with pytest.raises(ProjectError, match=r"asks for Python 3\.12 .* is Python 3\.11"):
         check_made_venv(pin, "3.11", "the builder's /usr/local/bin/python3")
+
+
+def test_builder_and_runtime_suites_with_different_pythons_are_refused_at_once(
+        tmp_path: Path) -> None:
+    mixed = recipe()
+    mixed = Recipe(path=mixed.path, version=1, project=mixed.project, image=None,
+                   builder=mixed.builder,
+                   runtime=Runtime(base=BootstrapBase(suite="trixie", packages=("python3",))))
+    with pytest.raises(ProjectError, match=r"Python 3\.11 .* has Python 3\.13"):
+        check_python(mixed, project(tmp_path, requires=None))
