@@ -70,8 +70,7 @@ class Project:
 
     def in_context(self, folder: Path) -> str:
         """`folder` relative to the build context, posix ("" for the context itself)."""
-        rel = Path(os.path.relpath(folder, self.context_root)).as_posix()
-        return "" if rel == "." else rel
+        return _relative(self.context_root, folder)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -142,17 +141,15 @@ def read_project(folder: Path) -> Project:
             f"{root}: the project and its path dependencies have no common folder but "
             f"{context}: {', '.join(str(p.path) for p in path_deps)}",
             hint="keep path dependencies in the same repository as the project")
-    base = Project(root=root, name=name, normalized_name=normalize_name(name),
-                   version=version, is_package=is_package(own_doc),
-                   scripts=(), requires_python=None, workspace_members=(),
-                   manifest_files=(), workspace_root=lock_root, context=context)
-    prefix = base.in_context(lock_root)
-    manifests = [_join(prefix, f) for f in _manifest_files(lock_root, members)]
-    manifests += [_join(base.in_context(p.path), "pyproject.toml") for p in path_deps
+    def rel(path: Path) -> str:
+        return _relative(context, path)
+
+    manifests = [_join(rel(lock_root), f) for f in _manifest_files(lock_root, members)]
+    manifests += [_join(rel(p.path), "pyproject.toml") for p in path_deps
                   if p.path.is_dir() and (p.path / "pyproject.toml").is_file()]
-    manifests += [base.in_context(p.path) for p in path_deps if p.path.is_file()]
-    shipped = _shipped_files(base, members, [p for p in path_deps if p.name in needed],
-                             needed)
+    manifests += [rel(p.path) for p in path_deps if p.path.is_file()]
+    shipped = _shipped_files(root, lock_root, context, members,
+                             [p for p in path_deps if p.name in needed], needed)
     return Project(
         root=root,
         name=name,
@@ -167,7 +164,7 @@ def read_project(folder: Path) -> Project:
         workspace_root=None if lock_root == root else lock_root,
         context=None if context == root else context,
         package=name if lock_root != root else None,
-        path_dependencies=tuple(base.in_context(p.path) for p in path_deps),
+        path_dependencies=tuple(rel(p.path) for p in path_deps),
         shipped_files=None if context == root == lock_root and not path_deps
         else tuple(sorted(set(shipped) | set(manifests))),
     )
@@ -204,6 +201,12 @@ def _check_path_dependency(root: Path, dep: LocalPackage) -> None:
 
 def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def _relative(context: Path, path: Path) -> str:
+    """`path` relative to `context`, posix ("" for the context itself)."""
+    rel = Path(os.path.relpath(path, context)).as_posix()
+    return "" if rel == "." else rel
 
 
 def _join(prefix: str, rel: str) -> str:
@@ -265,31 +268,25 @@ def needed_packages(lock: Table, start: str) -> frozenset[str]:
     return frozenset(seen)
 
 
-def _shipped_files(project: Project, members: tuple[WorkspaceMember, ...],
-                   path_deps: list[LocalPackage], needed: frozenset[str]) -> list[str]:
+def _shipped_files(root: Path, lock_root: Path, context: Path,
+                   members: tuple[WorkspaceMember, ...], path_deps: list[LocalPackage],
+                   needed: frozenset[str]) -> list[str]:
     """The files the project step copies into the builder, relative to the context: the
     workspace's (without the members the project does not need) and the needed path
     dependencies'."""
     from uvbuild.sources import source_files  # sources imports errors only; no cycle
 
-    lock_root = project.lock_root
     left_out = [m.path + "/" for m in members if normalize_name(m.name) not in needed]
-    if lock_root != project.root:  # a member: the root's own files only if it is needed
-        root_doc = load_toml(lock_root / "pyproject.toml")
-        root_name = root_doc.get("project", {}).get("name")
+    files = list(source_files(lock_root))
+    if lock_root != root:  # a member: the root's own files only if it is needed
+        root_name = load_toml(lock_root / "pyproject.toml").get("project", {}).get("name")
         if not isinstance(root_name, str) or normalize_name(root_name) not in needed:
-            kept = [m.path + "/" for m in members if normalize_name(m.name) in needed]
-            left_out = []
-            files = [f for f in source_files(lock_root)
-                     if any(f.startswith(k) for k in kept)]
-        else:
-            files = list(source_files(lock_root))
-    else:
-        files = list(source_files(lock_root))
-    prefix = project.in_context(lock_root)
-    shipped = [_join(prefix, f) for f in files if not any(f.startswith(o) for o in left_out)]
+            kept = tuple(m.path + "/" for m in members if normalize_name(m.name) in needed)
+            files = [f for f in files if f.startswith(kept)]
+    prefix = _relative(context, lock_root)
+    shipped = [_join(prefix, f) for f in files if not f.startswith(tuple(left_out))]
     for dep in path_deps:
-        where = project.in_context(dep.path)
+        where = _relative(context, dep.path)
         if dep.path.is_dir():
             shipped += [_join(where, f) for f in source_files(dep.path)]
         else:
