@@ -19,6 +19,7 @@ from . import batch, cmd
 from .engine import Mount
 from .errors import ProjectError, StepFailed
 from .incontainer import script
+from .pythons import check_made_venv
 from .plan import (
     APP,
     SOURCE_DIR,
@@ -130,7 +131,9 @@ def _mounts(build: Build) -> tuple[Mount, ...]:
 def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False) -> list[str]:
     """`uv sync` as RECIPE.md describes it: locked, non-editable, no dev group."""
     argv = [UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
-            "--python", step.python]
+            "--python", step.uv_python or step.python]
+    if step.package:
+        argv += ["--package", step.package]
     if offline:
         argv.append("--offline")
     for group in step.sync.groups:
@@ -140,8 +143,9 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
     for extra in step.sync.extras:
         argv += ["--extra", extra]
     if not project:
-        # Dependencies only: the project and workspace members come in the next layer.
-        argv.append("--no-install-workspace")
+        # Dependencies only: the project, workspace members and path dependencies come
+        # in the next layer (so editing one of them keeps this layer).
+        argv += ["--no-install-workspace", "--no-install-local"]
     return argv
 
 
@@ -151,7 +155,8 @@ def _files_in(build: Build, step: SyncDependencies, name: str, files: tuple[str,
     them into `dests` in the builder (with the mount it needs): one `buildah add` fewer.
     """
     folder = build.scratch_dir(name)
-    write_tarball(folder / FILES_TAR, Path(build.plan.project_root), files,
+    write_tarball(folder / FILES_TAR, Path(build.plan.context_root or build.plan.project_root),
+                  files,
                   timestamp=build.plan.timestamp)
     command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{FILES_TAR}",
                            *dests])
@@ -174,6 +179,13 @@ def _uv_failure(build: Build, result: cmd.Result, *, project: bool) -> Exception
         return ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
                             f"{cmd.describe_failure(result)}",
                             hint="run `uv lock` in the project and commit uv.lock")
+    if "No interpreter found" in result.stderr + result.stdout:
+        sync = build.plan.step("sync-dependencies")
+        wanted = getattr(sync, "uv_python", None) or getattr(sync, "python", "?")
+        return ProjectError(f"the builder base has no Python for {wanted}, which the project "
+                            f"asks for: {cmd.describe_failure(result)}",
+                            hint="use a builder base with that Python on its PATH, or change "
+                            "the project's .python-version or requires-python")
     what = "the project" if project else "the dependencies"
     return StepFailed(f"uv sync of {what} failed in the builder: {cmd.describe_failure(result)}",
                       hint="a package that builds from source may need builder.packages "
@@ -195,7 +207,7 @@ def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[st
     env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
     with build.job(commands, env=env) as job:
         run = build.engine.run(ctr, job.argv, mounts=(*_mounts(build), *extra_mounts, job.mount),
-                               workdir=SOURCE_DIR, stream=build.settings.verbose)
+                               workdir=step.project_dir, stream=build.settings.verbose)
     outcome = batch.parse(commands, run)
     if outcome.engine_failed:
         raise StepFailed(f"running the builder commands failed: "
@@ -218,6 +230,8 @@ def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
         if outcome.failed is not None or not isinstance(python, dict):
             raise StepFailed(f"the builder's virtualenv does not run: "
                              f"{cmd.describe_failure(outcome.steps[-1])}")
+        check_made_venv(step.python_request, str(python.get("version", "")),
+                        f"the builder's {python.get('python', step.python)}")
         return build.engine.commit(ctr, build.commit_options(step, **{
             "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
 
@@ -231,9 +245,11 @@ def install_project(build: Build, step: InstallProject, parent: str) -> str:
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
     ctr = build.open_container(parent, "project")
-    # Not a package: the project's files themselves are the application, in /app too.
+    # Not a package: the project's files themselves are the application, in /app too
+    # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
+    app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(build, sync, "sources", step.sources,
-                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, APP)))
+                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
     # The staged layer also comes out as a tar in a host folder: add-project unpacks it
     # with the SBOM in one `buildah add` instead of copying from this container.
     out = build.scratch_dir("layer")

@@ -17,9 +17,13 @@ from .errors import Interrupted, UvbuildError
 from .progress import Reporter
 
 
+DEFAULT_RECIPE = Path("uvbuild.yaml")
+
+
 class DefaultBuild(click.Group):
     """`uvbuild recipe.yaml` means `uvbuild build recipe.yaml`, and so does
-    `uvbuild --no-cache -q recipe.yaml`: build's options may come first too."""
+    `uvbuild --no-cache -q recipe.yaml`: build's options may come first too. A bare
+    `uvbuild` (or `uvbuild -q`) builds ./uvbuild.yaml."""
 
     OWN = ("--debug",)  # the group's options that take no value
     ASKS = ("-h", "--help", "--version")  # answered by the group itself
@@ -29,7 +33,7 @@ class DefaultBuild(click.Group):
         while index < len(args) and args[index] in self.OWN:
             index += 1
         rest = args[index:]
-        if rest and rest[0] not in self.commands and rest[0] not in self.ASKS:
+        if not rest or rest[0] not in self.commands and rest[0] not in self.ASKS:
             args = args[:index] + ["build"] + rest
         return super().parse_args(ctx, args)
 
@@ -58,14 +62,18 @@ def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @cli.command()
-@click.argument("recipe", type=click.Path(path_type=Path))
+@click.argument("recipe", type=click.Path(path_type=Path), required=False,
+                default=DEFAULT_RECIPE)
 @click.option("-t", "--tag", callback=_checked_tag,
               help="Image name to tag; wins over the recipe's `image`.")
 @click.option("--no-cache", is_flag=True, help="Run every step even if its result is cached.")
 @click.option("--push", is_flag=True, help="Push the tagged image to its registry.")
-@click.option("--tls-verify/--no-tls-verify", default=None, help="Passed to buildah push.")
+@click.option("--tls-verify/--no-tls-verify", default=None,
+              help="Verify registries' TLS (base pulls and push); --no-tls-verify for a "
+              "plain-HTTP or self-signed registry.")
 @click.option("--creds", envvar="UVBUILD_CREDS",
-              help="USER[:PASSWORD] for the registry (or $UVBUILD_CREDS: off the command line).")
+              help="USER[:PASSWORD] for the registry, base pulls and push (or $UVBUILD_CREDS: "
+              "off the command line).")
 @click.option("--authfile", help="Registry auth file (default: the containers auth file).")
 @click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
               help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
@@ -77,7 +85,7 @@ def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) 
 def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify: bool | None,
           creds: str | None, authfile: str | None, outputs: tuple[str, ...],
           sbom_file: Path | None, quiet: bool, as_json: bool, verbose: bool) -> None:
-    """Build RECIPE into a tested, tagged image."""
+    """Build RECIPE (default: ./uvbuild.yaml) into a tested, tagged image."""
     from .pipeline import Outputs
     from .pipeline import build as run_build
 
@@ -89,11 +97,12 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
                        outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
                                        creds=creds, authfile=authfile, sbom=sbom_file))
     reporter.done(image=result.image, image_id=result.image_id, size=result.size,
-                  seconds=result.seconds)
+                  seconds=result.seconds, pushed=result.pushed)
 
 
 @cli.command()
-@click.argument("recipe", type=click.Path(path_type=Path))
+@click.argument("recipe", type=click.Path(path_type=Path), required=False,
+                default=DEFAULT_RECIPE)
 @click.option("-t", "--tag", callback=_checked_tag, help="Image name to plan for.")
 @click.option("--no-engine", is_flag=True, help="Do not ask buildah anything (cache unknown).")
 def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
@@ -161,6 +170,17 @@ def doctor(as_json: bool) -> None:
     click.echo(report(checks, as_json=as_json))
     if problems(checks):
         raise EngineError(f"doctor found {problems(checks)} problem(s)")
+
+
+@cli.command("init")
+@click.argument("folder", type=click.Path(path_type=Path), required=False, default=Path("."))
+@click.option("--force", is_flag=True, help="Overwrite an existing uvbuild.yaml.")
+def init_command(folder: Path, force: bool) -> None:
+    """Write FOLDER/uvbuild.yaml (default: ./uvbuild.yaml) for the uv project there."""
+    from .init_recipe import init
+
+    path = init(folder, force=force)
+    click.echo(f"wrote {path}; build it with: uvbuild {path}")
 
 
 @cli.command("inspect")

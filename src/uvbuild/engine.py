@@ -15,7 +15,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from . import cmd
 from .diskfull import failed_for_space
@@ -180,14 +180,16 @@ class Buildah:
         out = self._call("info", what="reading buildah's storage settings")
         return Path(json.loads(out)["store"]["RunRoot"])
 
-    def pull(self, ref: str) -> str:
+    def pull(self, ref: str, access: RegistryAccess | None = None) -> str:
         """Pull `ref` (a registry name or an archive transport) and return its image ID."""
-        result = cmd.run(self._argv("pull", "--quiet", ref))
+        with (access or RegistryAccess()).args(registry_of(ref)) as extra:
+            result = cmd.run(self._argv("pull", "--quiet", *extra, ref))
         if not result.ok:
             raise EngineError(
                 f"base image {ref!r} is not in local storage and could not be pulled: "
                 f"{cmd.describe_failure(result)}",
-                hint="check the name, load it locally (`buildah pull oci-archive:FILE`), "
+                hint=registry_hint(result.stderr + result.stdout) or
+                "check the name, load it locally (`buildah pull oci-archive:FILE`), "
                 "or use the recipe's `from: {bootstrap: debian}` form",
             )
         return _bare_id(result.stdout.strip().splitlines()[-1])
@@ -201,29 +203,21 @@ class Buildah:
         return self._quick("rmi", image).ok
 
     def push(self, image: str, dest: str, *, tls_verify: bool | None, creds: str | None,
-             authfile: str | None) -> None:
-        """Push `image` to `dest`. A password in `creds` reaches buildah in an auth file
-        (0600, in a private folder, removed after), never on its command line."""
+             authfile: str | None, digestfile: str | None = None,
+             private: Path | None = None) -> None:
+        """Push `image` to `dest`; with `digestfile`, buildah writes the pushed manifest's
+        digest there. Credentials as RegistryAccess passes them: never on argv (an auth
+        file in `private`, a run's folder that a sweep removes after a kill)."""
         args = ["push", "--quiet"]
-        if tls_verify is not None:
-            args.append(f"--tls-verify={'true' if tls_verify else 'false'}")
-        with contextlib.ExitStack() as stack:
-            if creds and ":" in creds:
-                cmd.mask(creds)
-                cmd.mask(creds.partition(":")[2])  # the password alone
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                    prefix="uvbuild-auth-")))
-                authfile = write_authfile(folder / "auth.json", registry_of(dest), creds,
-                                          base=authfile)
-            elif creds:
-                args += ["--creds", creds]  # a user name alone: buildah asks the password
-            if authfile:
-                args += ["--authfile", authfile]
-            result = self._quick(*args, image, dest)
-            if not result.ok:
-                _check_space(result, f"pushing to {dest}")
-                raise EngineError(f"pushing to {dest} failed: {cmd.describe_failure(result)}",
-                                  hint=push_hint(result.stdout + result.stderr, dest))
+        if digestfile:
+            args += ["--digestfile", digestfile]
+        access = RegistryAccess(tls_verify=tls_verify, creds=creds, authfile=authfile)
+        with access.args(registry_of(dest), private) as extra:
+            result = self._quick(*args, *extra, image, dest)
+        if not result.ok:
+            _check_space(result, f"pushing to {dest}")
+            raise EngineError(f"pushing to {dest} failed: {cmd.describe_failure(result)}",
+                              hint=push_hint(result.stdout + result.stderr, dest))
 
     # -- working containers -------------------------------------------------------
 
@@ -415,9 +409,10 @@ def _check_space(result: cmd.Result, what: str) -> None:
         raise full
 
 
-def registry_of(dest: str) -> str:
-    """The registry a `docker://NAME` destination is on (docker.io for short names)."""
-    name = dest.removeprefix("docker://")
+def registry_of(ref: str) -> str:
+    """The registry an image reference (or a `docker://NAME` destination) is on
+    (docker.io for short names)."""
+    name = ref.removeprefix("docker://")
     first, slash, _ = name.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
         return first
@@ -440,6 +435,55 @@ def write_authfile(path: Path, registry: str, creds: str, *, base: str | None) -
     with open(fd, "w", encoding="utf-8") as handle:
         json.dump({**data, "auths": auths}, handle)
     return str(path)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RegistryAccess:
+    """How every registry call (base pulls, push) reaches a registry. Unset: buildah's
+    defaults (TLS verified; the containers auth file; registries.conf)."""
+
+    tls_verify: bool | None = None
+    creds: str | None = None  # USER[:PASSWORD], never printed
+    authfile: str | None = None
+
+    @contextlib.contextmanager
+    def args(self, registry: str, private: Path | None = None) -> Iterator[list[str]]:
+        """buildah's options for a call to `registry`. A password in `creds` reaches
+        buildah in an auth file (0600, in the private folder `private` or a temporary
+        one, removed after), never on its command line, where every local user could
+        read it."""
+        args = []
+        if self.tls_verify is not None:
+            args.append(f"--tls-verify={'true' if self.tls_verify else 'false'}")
+        with contextlib.ExitStack() as stack:
+            authfile = self.authfile
+            if self.creds and ":" in self.creds:
+                cmd.mask(self.creds)
+                cmd.mask(self.creds.partition(":")[2])  # the password alone
+                folder = private or Path(stack.enter_context(tempfile.TemporaryDirectory(
+                    prefix="uvbuild-auth-")))
+                authfile = write_authfile(folder / "auth.json", registry, self.creds,
+                                          base=authfile)
+            elif self.creds:
+                args += ["--creds", self.creds]  # a user name alone: buildah asks the password
+            if authfile:
+                args += ["--authfile", authfile]
+            yield args
+
+
+def registry_hint(output: str) -> str | None:
+    """What to do about a registry's refusal, from buildah's words; None if not one."""
+    text = output.lower()
+    if "unauthorized" in text or " 401" in text or "authentication required" in text:
+        return ("the registry wants credentials: pass --creds USER:PASSWORD or --authfile "
+                "FILE, or log in first (`podman login REGISTRY`)")
+    if "http response to https client" in text:
+        return ("the registry speaks plain HTTP: pass --no-tls-verify, or mark it "
+                "`insecure = true` in registries.conf")
+    if "x509" in text or "certificate" in text or "tls:" in text:
+        return ("the registry's TLS certificate is not trusted: add its CA to the system's "
+                "trust store (or SSL_CERT_FILE), or pass --no-tls-verify for a test registry")
+    return None
 
 
 def _bare_id(image_id: str) -> str:

@@ -73,6 +73,7 @@ class BuildResult:
     seconds: float
     size: int = 0  # bytes of the image's layers, uncompressed
     steps: list[dict[str, object]] = field(default_factory=list)
+    pushed: dict[str, str] | None = None  # {"reference", "digest"} after --push
 
 
 class Build:

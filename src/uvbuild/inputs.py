@@ -6,15 +6,17 @@ Reads files and asks the engine read-only questions; never makes a container.
 from __future__ import annotations
 
 import os
+import posixpath
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from . import cmd
-from .engine import Buildah
+from .engine import Buildah, RegistryAccess
 from .errors import ProjectError, RecipeError, UvbuildError
 from .imageref import tag_from_version
-from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
+from .plan import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key
+from .pythons import check_python, python_request
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
 from .sources import digest_files, source_files
@@ -49,7 +51,8 @@ def default_image_name(project: Project) -> str:
     return f"localhost/{project.normalized_name}:{tag_from_version(project.version or 'latest')}"
 
 
-def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -> str:
+def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool,
+            access: RegistryAccess | None = None) -> str:
     """What identifies a base's content: the image ID, or the bootstrap definition's key."""
     if isinstance(base, BootstrapBase):
         return "bootstrap:" + bootstrap_key(base, timestamp)
@@ -59,7 +62,7 @@ def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool) -
     if info:
         return info.id
     if pull:
-        return engine.pull(base.ref)
+        return engine.pull(base.ref, access)
     return "ref:" + base.ref
 
 
@@ -103,23 +106,47 @@ def unreadable(exc: OSError, root: Path) -> ProjectError:
                         "list what should not be built in .containerignore")
 
 
+def recipe_files(recipe: Recipe, project: Project) -> frozenset[str]:
+    """The recipe file, as a path of the build context, if it lies inside it: it is the
+    build's description, never part of what the image ships (nor of a step's key)."""
+    try:
+        rel = recipe.path.resolve().relative_to(project.context_root)
+    except ValueError:
+        return frozenset()
+    return frozenset({rel.as_posix()})
+
+
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
-           pull: bool = True) -> tuple[Project, PlanInputs]:
+           pull: bool = True, access: RegistryAccess | None = None
+           ) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan."""
     project = read_project(recipe.project)
+    uv_python = check_python(recipe, project)  # before any base is pulled or made
     timestamp = build_timestamp()
+    context = project.context_root
     try:
-        files = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
-        manifest_digest = digest_files(project.root, project.manifest_files)
-        source_digest = digest_files(project.root, files)
+        shipped = project.shipped_files
+        if shipped is None:
+            shipped = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
+        files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
+        manifest_digest = digest_files(context, project.manifest_files)
+        source_digest = digest_files(context, files)
     except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
         raise unreadable(exc, project.root) from None
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
-        builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull),
-        runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull),
+        builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull,
+                                access=access),
+        runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull,
+                                access=access),
         project_root=str(project.root),
+        context_root=str(context),
+        project_dir=posixpath.join(SOURCE_DIR, project.in_context(project.lock_root)).rstrip("/"),
+        app_subdir=project.in_context(project.root),
+        package=project.package,
+        uv_python=uv_python,
+        python_request=python_request(project),
         manifest_files=project.manifest_files,
         manifest_digest=manifest_digest,
         source_files=files,

@@ -16,6 +16,7 @@ from .errors import EngineError
 from .progress import human_size
 from .sbom import SBOM_PATH, read_sbom, summarize
 
+CACHE_NAMES = ("localhost/uvbuild-cache/", "localhost/uvbuild-base/")
 # An env variable whose name contains one of these has its value shown as MASK.
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "KEY")
 MASK = "****"
@@ -41,8 +42,10 @@ def image_facts(engine: ImageSource, ref: str, *, container: str | None = None,
     sbom = engine.read_file(info.id, SBOM_PATH,
                             name=container or f"uvbuild-{os.getpid()}-inspect")
     return {
+        "image": ref,  # the name asked about, whatever other names the image has
         "id": info.id,
-        "names": list(info.names),
+        # uvbuild's own cache names last: the image is known by the names people gave it.
+        "names": sorted(info.names, key=lambda name: name.startswith(CACHE_NAMES)),
         "created": info.created,
         "user": info.user,
         "entrypoint": list(info.entrypoint),
@@ -69,6 +72,7 @@ def render(facts: dict[str, Any]) -> str:
     layers.append(f"{'total':<23}  {human_size(facts['size']):>9}")
     sbom = facts["sbom"]
     rows = [
+        ("Image", [facts.get("image") or facts["id"]]),
         ("ID", [facts["id"]]),
         ("Names", facts["names"] or ["(none)"]),
         ("Created", [facts["created"] or "(unknown)"]),

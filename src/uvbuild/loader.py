@@ -86,7 +86,9 @@ def load_recipe(path: Path) -> Recipe:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise RecipeError(f"{path}: recipe file not found") from exc
+        raise RecipeError(f"{path}: recipe file not found",
+                          hint="name a recipe file, or write one with `uvbuild init`"
+                          ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: cannot read the recipe: {exc}") from exc
     return load_recipe_text(text, path)

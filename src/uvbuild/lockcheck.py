@@ -67,8 +67,12 @@ def check_lock(root: Path, doc: Table, member_docs: dict[str, Table], lock: Tabl
 def stale_reasons(doc: Table, member_docs: dict[str, Table], lock: Table) -> Iterator[str]:
     """Every reason uv.lock is out of date, most telling first; none when it is current."""
     packages = {normalize_name(str(p.get("name", ""))): p for p in lock.get("package", [])}
-    docs = {"pyproject.toml": doc, **{f"{p}/pyproject.toml": d for p, d in member_docs.items()}}
-    yield from _root_reasons(doc, packages)
+    members = {f"{p}/pyproject.toml": d for p, d in member_docs.items()}
+    # A virtual workspace root (no [project]) is only the members' container.
+    virtual_root = not isinstance(doc.get("project"), dict)
+    docs = members if virtual_root else {"pyproject.toml": doc, **members}
+    if not virtual_root:
+        yield from _root_reasons(doc, packages)
     yield from _member_reasons(list(docs.values()), lock)
     yield from _python_reasons(docs, lock)
     yield from _manifest_reasons(doc, lock.get("manifest", {}), packages)
@@ -94,6 +98,8 @@ def _root_reasons(doc: Table, packages: dict[str, Table]) -> Iterator[str]:
 def _member_reasons(docs: list[Table], lock: Table) -> Iterator[str]:
     wanted = {normalize_name(d["project"]["name"]) for d in docs}
     recorded = lock.get("manifest", {}).get("members")  # absent for a lone project
+    if not docs:
+        return
     if recorded:
         have = {normalize_name(str(name)) for name in recorded}
     else:

@@ -13,13 +13,14 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from . import batch, redact
 from .diskfull import Place, build_places, reported
-from .engine import Buildah
+from .engine import Buildah, RegistryAccess
 from .errors import EngineError, RecipeError
 from .executor import Build, BuildResult, BuildSettings
 from .inputs import gather, uv_binary
@@ -41,6 +42,12 @@ class Outputs:
     creds: str | None = None
     authfile: str | None = None
     sbom: Path | None = None  # write the image's SBOM here too
+
+    @property
+    def access(self) -> RegistryAccess:
+        """The registry settings, for base pulls as for the push."""
+        return RegistryAccess(tls_verify=self.tls_verify, creds=self.creds,
+                              authfile=self.authfile)
 
 
 def cache_home() -> Path:
@@ -134,7 +141,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         for word in value.split():
             if "://" in word:
                 redact.add_url(word)
-    _, inputs = gather(recipe, engine, tag=tag)
+    _, inputs = gather(recipe, engine, tag=tag, access=outputs.access)
     plan = make_plan(recipe, inputs)
     net_env, net_mounts = network_settings(host_environ())
     settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
@@ -147,14 +154,16 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     try:
         with build_lock(plan.image):
             result = Build(engine, plan, settings, reporter, claim).run()
-        deliver(engine, result, outputs, claim)
+        result.pushed = deliver(engine, result, outputs, claim)
     finally:
         claim.close()
     return result
 
 
-def deliver(engine: Buildah, result: BuildResult, outputs: Outputs, claim: Claim) -> None:
-    """Write the SBOM, push the image and write archives, as asked."""
+def deliver(engine: Buildah, result: BuildResult, outputs: Outputs, claim: Claim,
+            ) -> dict[str, str] | None:
+    """Write the SBOM, push the image and write archives, as asked; return what was
+    pushed ({"reference", "digest"}), if anything."""
     if outputs.sbom:
         from .sbom import SBOM_PATH
 
@@ -172,6 +181,17 @@ def deliver(engine: Buildah, result: BuildResult, outputs: Outputs, claim: Claim
         if ":" not in target:
             dest += f":{result.image}"
         engine.push(result.image_id, dest, tls_verify=None, creds=None, authfile=None)
-    if outputs.push:
+    if not outputs.push:
+        return None
+    # The run's own folder (not a plain temporary one): after a kill -9 during the push,
+    # the next sweep removes it and the auth file with the password in it.
+    folder = claim.folder("push")
+    try:
+        digestfile = folder / "digest"
         engine.push(result.image_id, f"docker://{result.image}", tls_verify=outputs.tls_verify,
-                    creds=outputs.creds, authfile=outputs.authfile)
+                    creds=outputs.creds, authfile=outputs.authfile, digestfile=str(digestfile),
+                    private=folder)
+        digest = digestfile.read_text().strip() if digestfile.exists() else ""
+    finally:
+        claim.release(folder)
+    return {"reference": result.image, "digest": digest}

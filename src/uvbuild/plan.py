@@ -17,6 +17,7 @@ from typing import Any
 
 from .cachekey import step_key
 from .project import LockedPackage, Project
+from .pythons import PythonRequest
 from .recipe import Base, BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
 
 Frozen = dataclass(frozen=True, kw_only=True, slots=True)
@@ -39,6 +40,14 @@ class PlanInputs:
     builder_base_id: str  # image ID of a named base, or the bootstrap definition's key
     runtime_base_id: str
     project_root: str  # absolute host folder of the project
+    # The host folder the builder's /src mirrors (files below are relative to it): the
+    # project's, or a folder above it that holds its workspace and path dependencies.
+    context_root: str = ""  # "": project_root
+    project_dir: str = SOURCE_DIR  # where uv runs in the builder: the uv.lock's folder
+    app_subdir: str = ""  # the project's folder in the context ("": the context itself)
+    package: str | None = None  # `uv sync --package`: a member of a larger workspace
+    uv_python: str | None = None  # `uv sync --python`: the project's request (pythons.py)
+    python_request: PythonRequest | None = None
     manifest_files: tuple[str, ...]  # pyproject.toml, uv.lock, member manifests (relative)
     manifest_digest: str
     source_files: tuple[str, ...]  # every source file the project step reads (relative)
@@ -112,6 +121,12 @@ class SyncDependencies(Step):
     secrets: tuple[str, ...]
     manifests: tuple[str, ...]
     workspace: bool
+    project_dir: str = SOURCE_DIR  # the folder of uv.lock in the builder
+    package: str | None = None  # `uv sync --package NAME`
+    uv_python: str | None = None  # what uv is asked for, when not `python` itself
+    # The project's request, checked against the venv once made (not in the key: the
+    # files it comes from are in the manifests).
+    python_request: PythonRequest | None = None
 
     def describe(self) -> str:
         return f"uv sync dependencies into {VENV} ({', '.join(self.manifests)})"
@@ -132,6 +147,7 @@ class InstallProject(Step):
     is_package: bool
     sources: tuple[str, ...]
     run: tuple[str, ...]
+    app_subdir: str = ""  # an unpackaged project's folder in the context: what /app gets
     copy: tuple[LayerCopy, ...] = ()  # runtime.copy entries into /app, staged with the layer
 
     def describe(self) -> str:
@@ -183,6 +199,7 @@ class Plan:
     timestamp: int
     project_root: str
     steps: tuple[Step, ...]
+    context_root: str = ""  # "": project_root (see PlanInputs)
     project: Project | None = None
     locked: tuple[LockedPackage, ...] = ()
 
@@ -235,8 +252,13 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     sync = SyncDependencies(
         name="sync-dependencies", needs=("prepare-builder",), python=python, sync=b.sync,
         env=b.env, secrets=b.secrets, manifests=inputs.manifest_files,
-        workspace=inputs.is_workspace,
+        workspace=inputs.is_workspace, project_dir=inputs.project_dir, package=inputs.package,
+        uv_python=inputs.uv_python, python_request=inputs.python_request,
         key=key("sync-dependencies", {
+            # Absent when default: the keys of plain projects hold.
+            **({"project_dir": inputs.project_dir} if inputs.project_dir != SOURCE_DIR else {}),
+            **({"package": inputs.package} if inputs.package else {}),
+            **({"uv_python": inputs.uv_python} if inputs.uv_python else {}),
             "python": python, "groups": list(b.sync.groups), "extras": list(b.sync.extras),
             "all_extras": b.sync.all_extras, "compile": b.sync.compile_bytecode,
             "env": [list(p) for p in b.env], "secret_names": list(b.secrets),
@@ -249,11 +271,13 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
                        for i, c in enumerate(r.copy) if in_project_layer(c))
     install_definition: dict[str, Any] = {
         "sources": inputs.source_digest, "run": list(b.run), "package": inputs.is_package}
+    if inputs.app_subdir:
+        install_definition["app_subdir"] = inputs.app_subdir
     if layer_copy:  # absent when empty: the keys of recipes without such entries hold
         install_definition["copy"] = [[c.source, c.dest] for c in layer_copy]
     install = InstallProject(
         name="install-project", needs=("sync-dependencies",), is_package=inputs.is_package,
-        sources=inputs.source_files, run=b.run, copy=layer_copy,
+        sources=inputs.source_files, run=b.run, copy=layer_copy, app_subdir=inputs.app_subdir,
         key=key("install-project", install_definition, sync))
     runtime_base = ResolveBase(
         name="runtime-base", stage="runtime", base=r.base, needs=(),
@@ -285,4 +309,5 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install,
                                runtime_base, prepare_runtime, add_deps, final)
     return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,
+                context_root=inputs.context_root or inputs.project_root,
                 project=inputs.project, locked=inputs.locked)

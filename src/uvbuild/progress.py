@@ -56,13 +56,21 @@ class Reporter:
         self._line(f"  {step.name:<18} {seconds:6.1f}s")
 
     def done(self, *, image: str, image_id: str, size: int, seconds: float,
-             out: TextIO | None = None) -> None:
-        """The final line (human), the ID (quiet) or the JSON document (json)."""
+             out: TextIO | None = None, pushed: dict[str, str] | None = None) -> None:
+        """The final line (human), the ID (quiet) or the JSON document (json); with
+        `pushed`, where the image went and its digest too."""
         out = out or sys.stdout
         if self.style == "json":
-            print(json.dumps({"image": image, "id": image_id, "size": size,
-                              "seconds": round(seconds, 2), "steps": self.records}), file=out)
-        elif self.style == "quiet":
+            document: dict[str, object] = {"image": image, "id": image_id, "size": size,
+                                           "seconds": round(seconds, 2), "steps": self.records}
+            if pushed is not None:
+                document["pushed"] = pushed
+            print(json.dumps(document), file=out)
+            return
+        if pushed is not None:
+            # stderr, with the progress: stdout stays the final line (or the ID with -q).
+            self._line(f"pushed {pushed['reference']}@{pushed['digest'] or '(digest unknown)'}")
+        if self.style == "quiet":
             print(image_id, file=out)
         else:
             print(f"{image}  {image_id[:12]}  {human_size(size)}  built in {seconds:.1f}s",

@@ -209,7 +209,8 @@ def test_uv_sync_runs_locked_without_then_with_the_project(engine: FakeEngine, p
     syncs = [argv for argv in engine.runs() if argv[:2] == (UV_TARGET, "sync")]
     common = (UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
               "--python", "python3")
-    assert syncs == [(*common, "--no-install-workspace"), (*common, "--offline")]
+    assert syncs == [(*common, "--no-install-workspace", "--no-install-local"),
+                     (*common, "--offline")]
 
 
 PROJECT_SYNC = (UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",

@@ -22,3 +22,23 @@ def test_a_url_others_can_reach_is_kept(url: str) -> None:
 ])
 def test_credentials_and_local_paths_are_left_out(url: str) -> None:
     assert not shareable_source(url)
+
+
+def test_the_recipe_file_in_the_project_is_never_a_source_file(tmp_path, monkeypatch) -> None:
+    import shutil
+    from pathlib import Path
+
+    from uvbuild import inputs
+    from uvbuild.loader import load_recipe
+
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "recipes" / "flask", tmp_path / "flask",
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__"))
+    recipe_path = tmp_path / "flask" / "uvbuild.yaml"
+    text = (repo / "recipes" / "flask.yaml").read_text().replace("project: flask",
+                                                                  "project: .")
+    recipe_path.write_text(text)
+    monkeypatch.setattr(inputs, "_git", lambda *args: None)
+    _, planned = inputs.gather(load_recipe(recipe_path), None, tag=None)
+    assert "app.py" in planned.source_files
+    assert "uvbuild.yaml" not in planned.source_files

@@ -79,6 +79,7 @@ def fake(tmp_path: Path) -> FakeEngine:
 
 def test_describe_image(fake: FakeEngine) -> None:
     assert describe_image(fake, "my-app") == f"""\
+Image       my-app
 ID          {IMAGE_ID}
 Names       localhost/my-app:latest
 Created     2023-11-14T22:13:20Z
@@ -112,7 +113,8 @@ def test_an_image_without_sbom_or_config(fake: FakeEngine) -> None:
     bare = ImageInfo(id="c0ffee" * 10 + "abcd", names=(), labels={}, env=(), user="")
     fake.images["bare"] = bare
     text = describe_image(fake, "bare")
-    assert text.splitlines()[1:] == [
+    assert text.splitlines()[0] == "Image       bare"
+    assert text.splitlines()[2:] == [
         "Names       (none)",
         "Created     (unknown)",
         "User        (none: root)",
@@ -236,3 +238,12 @@ def test_buildah_defaults_when_the_config_has_none_of_them(
     assert info is not None
     assert (info.entrypoint, info.cmd, info.workdir, info.ports, info.created) == (
         (), (), "", (), None)
+
+
+def test_inspect_names_the_image_asked_about_before_cache_names(fake: FakeEngine) -> None:
+    cached = "localhost/uvbuild-cache/add-project-0123:latest"
+    fake.images["localhost/my-app:latest"] = ImageInfo(
+        id=IMAGE_ID, names=(cached, "localhost/my-app:latest"), labels={}, env=(), user="")
+    facts = image_facts(fake, "localhost/my-app:latest")
+    assert facts["image"] == "localhost/my-app:latest"
+    assert facts["names"] == ["localhost/my-app:latest", cached]

@@ -540,3 +540,31 @@ def test_bootstrap_key_follows_the_timestamp() -> None:
 def test_bootstrap_key_golden() -> None:
     assert bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP) == (
         "cabe373457294f1ba9438be5c21a4e83383f13e89bb5227669236e53e5fb2dce")
+
+
+def test_a_build_context_above_the_project_reaches_the_steps_and_their_keys() -> None:
+    """Issue 13: a monorepo service or a workspace member; golden keys hold without."""
+    plain = plan_of()
+    assert keys(plain) == GOLDEN_KEYS
+    member = plan_of(context_root="/repo", project_dir="/src/ws", package="hello",
+                     app_subdir="ws/packages/hello", uv_python="3.12")
+    sync = member.step("sync-dependencies")
+    install = member.step("install-project")
+    assert isinstance(sync, SyncDependencies) and isinstance(install, InstallProject)
+    assert (sync.project_dir, sync.package, sync.uv_python) == ("/src/ws", "hello", "3.12")
+    assert install.app_subdir == "ws/packages/hello"
+    assert member.context_root == "/repo"
+    assert changed(plain, member) == set(GOLDEN_KEYS) - {
+        "builder-base", "prepare-builder", "runtime-base", "prepare-runtime"}
+
+
+def test_uv_sync_argv_for_a_member_leaves_local_packages_to_the_project_step() -> None:
+    from uvbuild.builder_steps import uv_sync_argv
+
+    sync = plan_of(package="hello", uv_python=">=3.12").step("sync-dependencies")
+    assert isinstance(sync, SyncDependencies)
+    deps = uv_sync_argv(sync, project=False)
+    assert deps[deps.index("--python") + 1] == ">=3.12"
+    assert deps[deps.index("--package") + 1] == "hello"
+    assert deps[-2:] == ["--no-install-workspace", "--no-install-local"]
+    assert "--no-install-local" not in uv_sync_argv(sync, project=True)

@@ -13,6 +13,7 @@ import pytest
 from uvbuild.errors import ProjectError
 from uvbuild.pep508 import normalize_version, python_range, version_key
 from uvbuild.project import (
+    needed_packages,
     LockedPackage,
     Project,
     WorkspaceMember,
@@ -262,6 +263,12 @@ requires-dist = [
 ]
 """
 
+SOURCES_FILES = {
+    "pyproject.toml": SOURCES_PYPROJECT, "uv.lock": SOURCES_LOCK,
+    "localpkg/pyproject.toml": '[project]\nname = "localpkg"\nversion = "1"\n',
+    "other/pyproject.toml": '[project]\nname = "other"\nversion = "1"\n',
+}
+
 # A workspace whose root version is dynamic: uv 0.13.9 records no version for it.
 DYNAMIC_PYPROJECT = """\
 [project]
@@ -384,9 +391,11 @@ def test_reads_a_workspace_and_its_manifest_files(tmp_path: Path) -> None:
 
 
 def test_a_virtual_project_with_path_and_index_sources(tmp_path: Path) -> None:
-    root = write(tmp_path, {"pyproject.toml": SOURCES_PYPROJECT, "uv.lock": SOURCES_LOCK})
+    root = write(tmp_path, SOURCES_FILES)
     project = read_project(root)
     assert (project.is_package, project.version) == (False, "1")
+    assert project.path_dependencies == ("localpkg", "other")
+
 
 
 def test_dynamic_version_comes_from_the_lock_when_recorded(tmp_path: Path) -> None:
@@ -436,7 +445,7 @@ def test_locked_packages_with_sources_and_hashes(tmp_path: Path) -> None:
 
 
 def test_locked_package_sources_of_every_kind(tmp_path: Path) -> None:
-    root = write(tmp_path, {"pyproject.toml": SOURCES_PYPROJECT, "uv.lock": SOURCES_LOCK})
+    root = write(tmp_path, SOURCES_FILES)
     sources = {p.name: p.source for p in uv_lock_packages(read_project(root))}
     assert sources == {
         "a1": "registry+/tmp/uvl/wheels",
@@ -765,3 +774,173 @@ def test_requires_python_differences_show() -> None:
     assert python_range([">=3.10"]) != python_range([">3.10"])
     assert python_range([">=3.10"]) != python_range([">=3.10, <4"])
     assert python_range(["===3.11-foo"]) is None
+
+
+# --- path dependencies and workspace members (issue 13) -------------------------------
+
+API_PYPROJECT = """\
+[project]
+name = "api"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["common"]
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+[tool.uv.sources]
+common = { path = "COMMON", editable = true }
+"""
+
+API_LOCK = """\
+version = 1
+revision = 5
+requires-python = ">=3.11"
+
+[[package]]
+name = "api"
+version = "0.1.0"
+source = { editable = "." }
+dependencies = [{ name = "common" }]
+
+[package.metadata]
+requires-dist = [{ name = "common", editable = "COMMON" }]
+
+[[package]]
+name = "common"
+version = "0.1.0"
+source = { editable = "COMMON" }
+"""
+
+COMMON_PYPROJECT = '[project]\nname = "common"\nversion = "0.1.0"\n'
+
+
+def monorepo(tmp_path: Path, common: str = "../../libs/common") -> Path:
+    write(tmp_path, {
+        "services/api/pyproject.toml": API_PYPROJECT.replace("COMMON", common),
+        "services/api/uv.lock": API_LOCK.replace("COMMON", common),
+        "services/api/src/api/__init__.py": "",
+        "libs/common/pyproject.toml": COMMON_PYPROJECT,
+        "libs/common/src/common/__init__.py": "",
+        "libs/unrelated/x.py": "",
+    })
+    return tmp_path / "services/api"
+
+
+def test_a_path_dependency_outside_the_project_widens_the_build_context(tmp_path: Path) -> None:
+    project = read_project(monorepo(tmp_path))
+    assert project.context_root == tmp_path.resolve()
+    assert project.path_dependencies == ("libs/common",)
+    assert project.in_context(project.root) == "services/api"
+    assert project.manifest_files == (
+        "services/api/pyproject.toml", "services/api/uv.lock", "libs/common/pyproject.toml")
+    assert project.shipped_files == (
+        "libs/common/pyproject.toml", "libs/common/src/common/__init__.py",
+        "services/api/pyproject.toml", "services/api/src/api/__init__.py",
+        "services/api/uv.lock")
+    assert project.package is None
+
+
+def test_a_path_dependency_inside_the_project_keeps_the_context(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "pyproject.toml": API_PYPROJECT.replace("COMMON", "vendor/common"),
+        "uv.lock": API_LOCK.replace("COMMON", "vendor/common"),
+        "vendor/common/pyproject.toml": COMMON_PYPROJECT,
+    })
+    project = read_project(tmp_path)
+    assert project.context_root == tmp_path.resolve()
+    assert project.path_dependencies == ("vendor/common",)
+    assert "vendor/common/pyproject.toml" in project.manifest_files
+    assert "vendor/common/pyproject.toml" in (project.shipped_files or ())
+
+
+def test_a_missing_path_dependency_is_a_project_error(tmp_path: Path) -> None:
+    root = monorepo(tmp_path)
+    (tmp_path / "libs/common/pyproject.toml").unlink()
+    (tmp_path / "libs/common/src/common/__init__.py").unlink()
+    (tmp_path / "libs/common/src/common").rmdir()
+    (tmp_path / "libs/common/src").rmdir()
+    (tmp_path / "libs/common").rmdir()
+    with pytest.raises(ProjectError, match="path dependency 'common' at .* not found"):
+        read_project(root)
+
+
+def test_a_path_dependency_in_a_system_folder_is_refused(tmp_path: Path) -> None:
+    root = monorepo(tmp_path, common="/etc")
+    with pytest.raises(ProjectError, match="a system folder of this host") as caught:
+        read_project(root)
+    assert caught.value.exit_code == 4
+
+
+VIRTUAL_ROOT = '[tool.uv.workspace]\nmembers = ["packages/*"]\n'
+VW_LOCK = """\
+version = 1
+revision = 5
+requires-python = ">=3.11"
+
+[manifest]
+members = ["hello", "other", "util"]
+
+[[package]]
+name = "hello"
+version = "0.1.0"
+source = { editable = "packages/hello" }
+dependencies = [{ name = "util" }]
+
+[package.metadata]
+requires-dist = [{ name = "util", editable = "packages/util" }]
+
+[[package]]
+name = "other"
+version = "0.1.0"
+source = { editable = "packages/other" }
+
+[[package]]
+name = "util"
+version = "0.1.0"
+source = { editable = "packages/util" }
+"""
+
+
+def member_doc(name: str, deps: str = "") -> str:
+    sources = "[tool.uv.sources]\nutil = { workspace = true }\n" if deps else ""
+    return (f'[project]\nname = "{name}"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+            f'dependencies = [{deps}]\n[build-system]\nrequires = ["hatchling"]\n'
+            f'build-backend = "hatchling.build"\n{sources}')
+
+
+def test_a_member_of_a_virtual_workspace_is_built_with_package(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "pyproject.toml": VIRTUAL_ROOT, "uv.lock": VW_LOCK,
+        "packages/hello/pyproject.toml": member_doc("hello", '"util"'),
+        "packages/hello/hello.py": "",
+        "packages/util/pyproject.toml": member_doc("util"),
+        "packages/util/util.py": "",
+        "packages/other/pyproject.toml": member_doc("other"),
+        "packages/other/other.py": "",
+        "README.md": "",
+    })
+    project = read_project(tmp_path / "packages/hello")
+    assert (project.name, project.package) == ("hello", "hello")
+    assert project.lock_root == project.context_root == tmp_path.resolve()
+    assert "packages/other/pyproject.toml" in project.manifest_files  # uv reads them all
+    assert project.shipped_files == (
+        "packages/hello/hello.py", "packages/hello/pyproject.toml",
+        "packages/other/pyproject.toml", "packages/util/pyproject.toml",
+        "packages/util/util.py", "pyproject.toml", "uv.lock")
+
+
+def test_the_virtual_root_itself_is_refused_with_a_hint(tmp_path: Path) -> None:
+    write(tmp_path, {"pyproject.toml": VIRTUAL_ROOT, "uv.lock": VW_LOCK})
+    with pytest.raises(ProjectError, match="no \\[project\\] table") as caught:
+        read_project(tmp_path)
+    assert "name the member folder" in str(caught.value.hint)
+
+
+def test_needed_packages_follows_dependencies_extras_and_groups() -> None:
+    lock = {"package": [
+        {"name": "a", "dependencies": [{"name": "b"}],
+         "optional-dependencies": {"x": [{"name": "C"}]}},
+        {"name": "b"}, {"name": "c", "dev-dependencies": {"dev": [{"name": "d"}]}},
+        {"name": "d"}, {"name": "e"},
+    ]}
+    assert needed_packages(lock, "a") == {"a", "b", "c", "d"}

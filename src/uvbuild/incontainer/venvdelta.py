@@ -65,15 +65,31 @@ def drop_uv_cache_json(top, files):
     uv records the source tree's modification times there to decide on reinstalls; the
     runtime never runs uv, and those times would make two identical builds differ.
     """
-    os.remove(os.path.join(top, "uv_cache.json"))
-    files.remove("uv_cache.json")
+    drop_dist_info_file(top, files, "uv_cache.json")
+
+
+def drop_dist_info_file(top, files, file_name):
+    """Remove FILE_NAME from the dist-info folder TOP, from `files`, and from its RECORD."""
+    os.remove(os.path.join(top, file_name))
+    files.remove(file_name)
     record = os.path.join(top, "RECORD")
     if os.path.exists(record):
-        name = os.path.basename(top) + "/uv_cache.json,"
+        name = os.path.basename(top) + "/" + file_name + ","
         with open(record) as f:
             lines = [line for line in f if not line.startswith(name)]
         with open(record, "w") as f:
             f.writelines(lines)
+
+
+def points_at_sources(top):
+    """Whether a dist-info's direct_url.json names the builder's /src (a project, member
+    or path dependency installed from there), which the image does not have."""
+    try:
+        with open(os.path.join(top, "direct_url.json")) as f:
+            url = json.load(f).get("url", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return url == "file:///src" or url.startswith("file:///src/")
 
 
 def walk(root, before=None):
@@ -83,6 +99,10 @@ def walk(root, before=None):
     for top, dirs, files in os.walk(root):
         if top.endswith(".dist-info") and "uv_cache.json" in files:
             drop_uv_cache_json(top, files)
+        if top.endswith(".dist-info") and "direct_url.json" in files and points_at_sources(top):
+            # PEP 610 says where a distribution came from; a folder of the builder
+            # only leaks the build's layout and means nothing in the image.
+            drop_dist_info_file(top, files, "direct_url.json")
         dirs.sort()
         for name in dirs + sorted(files):
             full = os.path.join(top, name)

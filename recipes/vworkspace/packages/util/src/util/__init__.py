@@ -1,0 +1,5 @@
+"""A helper the hello member needs."""
+
+
+def shout(text: str) -> str:
+    return text.upper() + "!"

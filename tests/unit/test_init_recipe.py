@@ -1,0 +1,87 @@
+"""`uvbuild init`: the recipe text made from a project (issue 13)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from uvbuild.errors import ProjectError
+from uvbuild.init_recipe import init, recipe_text
+from uvbuild.loader import load_recipe
+from uvbuild.project import read_project
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def copy(name: str, tmp_path: Path) -> Path:
+    shutil.copytree(RECIPES / name, tmp_path / name,
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__"))
+    return tmp_path / name
+
+
+def runtime_of(folder: Path) -> dict[str, object]:
+    doc = yaml.safe_load(recipe_text(read_project(folder)))
+    assert doc["project"] == "." and doc["version"] == 1
+    return dict(doc["runtime"])
+
+
+def test_a_script_named_like_the_project_is_the_entrypoint() -> None:
+    runtime = runtime_of(RECIPES / "cext")
+    assert runtime["entrypoint"] == ["pgcheck"]
+    assert runtime["test"] == ['python -Ic "import pgcheck"']
+
+
+def test_a_main_module_wins_over_a_helper_script() -> None:
+    assert runtime_of(RECIPES / "fastapi")["entrypoint"] == ["python", "-m", "restapipy"]
+
+
+def test_an_unpackaged_flask_app_gets_gunicorn_and_its_port() -> None:
+    runtime = runtime_of(RECIPES / "flask")
+    assert runtime["entrypoint"] == ["gunicorn", "--no-control-socket", "--access-logfile",
+                                     "-", "app:app"]
+    assert runtime["env"] == {"PORT": "8080"} and runtime["expose"] == [8080]
+    assert runtime["test"] == ['python -c "import app"']
+
+
+def test_a_source_built_dependency_brings_its_packages() -> None:
+    doc = yaml.safe_load(recipe_text(read_project(RECIPES / "cext")))
+    assert doc["builder"]["from"]["packages"] == [
+        "python3", "build-essential", "python3-dev", "libpq-dev"]
+    assert doc["runtime"]["from"]["packages"] == ["python3", "libpq5"]
+
+
+def test_fastapi_without_scripts_is_served_by_uvicorn(tmp_path: Path) -> None:
+    folder = copy("fastapi", tmp_path)
+    (folder / "src/restapipy/__main__.py").unlink()
+    text = (folder / "pyproject.toml").read_text()
+    (folder / "pyproject.toml").write_text(text.replace(
+        'restapipy-openapi = "restapipy.openapi:main"\n', ""))
+    entrypoint = runtime_of(folder)["entrypoint"]
+    assert isinstance(entrypoint, list) and entrypoint[0] == "uvicorn"
+    assert entrypoint[-1].startswith("restapipy.")
+
+
+def test_the_suite_follows_the_python_the_project_asks_for(tmp_path: Path) -> None:
+    folder = copy("workspace", tmp_path)
+    (folder / ".python-version").write_text("3.13\n")
+    doc = yaml.safe_load(recipe_text(read_project(folder)))
+    assert doc["builder"]["from"]["suite"] == doc["runtime"]["from"]["suite"] == "trixie"
+    (folder / ".python-version").write_text("3.8\n")
+    text = recipe_text(read_project(folder))
+    assert "NOTE: no Debian suite's Python meets 3.8" in text
+
+
+def test_init_writes_a_recipe_the_loader_takes_and_refuses_to_overwrite(
+        tmp_path: Path) -> None:
+    folder = copy("monorepo", tmp_path) / "services/api"
+    path = init(folder)
+    assert path == folder / "uvbuild.yaml"
+    recipe = load_recipe(path)
+    assert recipe.project == folder.resolve() and recipe.runtime.entrypoint == ("api",)
+    with pytest.raises(ProjectError, match="already exists") as caught:
+        init(folder)
+    assert "--force" in str(caught.value.hint)
+    init(folder, force=True)
