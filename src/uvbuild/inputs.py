@@ -13,7 +13,7 @@ from pathlib import Path
 from . import cmd
 from .engine import Buildah
 from .errors import RecipeError, UvbuildError
-from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key
+from .plan import DEFAULT_TIMESTAMP, PlanInputs, bootstrap_key, runtime_base
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
 from .sources import digest_files, source_files
@@ -103,7 +103,7 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
         builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull),
-        runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull),
+        runtime_base_id=base_id(runtime_base(recipe.runtime), engine, timestamp, pull=pull),
         project_root=str(project.root),
         manifest_files=project.manifest_files,
         manifest_digest=digest_files(project.root, project.manifest_files),
