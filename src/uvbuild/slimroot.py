@@ -47,8 +47,9 @@ PURGE_ROUNDS = (
      "perl-base"),
 )
 
-# Left behind by the purged packages' runs: debconf's answers, not owned by any package.
-LEFTOVERS = ("/var/cache/debconf", "/etc/apt/apt.conf.d/70debconf")
+# Owned by no package: debconf's answers (left by its purge) and the info index
+# (install-info's, made while info files were filtered out).
+LEFTOVERS = ("/var/cache/debconf", "/etc/apt/apt.conf.d/70debconf", "/usr/share/info/dir")
 
 # mmdebstrap's variant: Essential packages only (no apt), the definition's on top.
 MMDEBSTRAP_VARIANT = "essential"

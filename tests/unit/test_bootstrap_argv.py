@@ -51,4 +51,5 @@ def test_the_purge_hook_purges_through_dpkg_in_rounds() -> None:
     # perl goes last: debconf's removal scripts are perl.
     assert hook.index("installed debconf") < hook.index("perl-base")
     assert hook.splitlines()[-1] == ('rm -rf "$root/var/cache/debconf" '
-                                     '"$root/etc/apt/apt.conf.d/70debconf"')
+                                     '"$root/etc/apt/apt.conf.d/70debconf" '
+                                     '"$root/usr/share/info/dir"')
