@@ -201,6 +201,10 @@ def make_workspace(root: Path, uv: Path, store: dict[str, str]) -> Workspace:
     recipe = RECIPE.read_text()
     recipe = _replace_key(recipe, "project", ws.project.name)
     recipe = _replace_key(recipe, "image", UVBUILD_IMAGE)
+    # bud gets one base for both stages, so uvbuild does too: the sample's slim runtime
+    # (`variant: slim`) becomes the standard root the builder uses.
+    recipe = "".join(line for line in recipe.splitlines(keepends=True)
+                     if line.split("#")[0].strip() != "variant: slim")
     ws.recipe.write_text(recipe)
     ws.storage_conf.write_text(
         "[storage]\n"
