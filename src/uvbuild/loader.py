@@ -364,8 +364,8 @@ class _Reader:
         base = self.need(fields, node, path, "from", self.base, hint=_FROM_HINT)
         packages = self.get(fields, path, "packages", self.strings, ())
         if packages and isinstance(base, BootstrapBase) and base.variant == "slim":
-            # Only the runtime's packages join a slim bootstrap: the builder's would then
-            # also ship in a runtime sharing the base, and that is what slim avoids.
+            # A slim root has no apt to install them afterwards. Only runtime.packages
+            # join the bootstrap silently: the builder's stay a visible choice.
             raise self.error(fields["packages"], _join(path, "packages"),
                              "a slim builder base has no package manager to install these",
                              hint="use `variant: standard` for the builder (the runtime can "
