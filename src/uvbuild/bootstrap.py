@@ -1,7 +1,9 @@
 """Bases without a registry: a Debian root from Debian's packages, made with mmdebstrap.
 
 The root is imported as a local image named by its definition's key, so it is
-built once and reused until the definition (suite, packages, snapshot) changes.
+built once and reused until the definition (suite, packages, snapshot, variant) changes.
+A slim root (`variant: slim`, see `uvbuild.slimroot`) is made by the same command with
+the Essential set, dpkg path filters and a purge hook instead of apt's variant.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from . import cmd
+from . import cmd, slimroot
 from .engine import Buildah, CommitOptions, ImageConfig
 from .diskfull import failed_for_space
 from .errors import EngineError
@@ -33,11 +35,19 @@ _HOOKS = (
 
 def mmdebstrap_argv(base: BootstrapBase, output: str, *, rootful: bool) -> list[str]:
     """The mmdebstrap command line that makes `base` as a tarball at `output`."""
-    argv = ["mmdebstrap", "--variant=apt", "--format=tar", "--quiet",
+    slim = base.variant == "slim"
+    variant = slimroot.MMDEBSTRAP_VARIANT if slim else "apt"
+    argv = ["mmdebstrap", f"--variant={variant}", "--format=tar", "--quiet",
             f"--mode={'root' if rootful else 'unshare'}"]
-    if base.packages:
-        argv.append("--include=" + ",".join(sorted(base.packages)))
-    for hook in _HOOKS:
+    packages = set(base.packages) | (set(slimroot.PACKAGES) if slim else set())
+    if packages:
+        argv.append("--include=" + ",".join(sorted(packages)))
+    hooks = _HOOKS
+    if slim:
+        argv += [f"--dpkgopt={option}" for option in slimroot.PATH_FILTERS]
+        # The purge goes first: its dpkg runs write the logs _HOOKS then remove.
+        hooks = (slimroot.purge_hook(), *_HOOKS)
+    for hook in hooks:
         argv.append(f"--customize-hook={hook}")
     mirror = DEBIAN_MIRROR
     if base.snapshot:
@@ -78,8 +88,10 @@ def build_bootstrap_base(engine: Buildah, base: BootstrapBase, ref: str, *,
         engine.add_archive(container, tarball, "/")
         engine.configure(container, ImageConfig(env=(("PATH", STANDARD_PATH),),
                                                 cmd=("/bin/bash",)))
+        # A standard root's label is as it always was, so its image ID is too.
+        what = f"debian/{base.suite}" + ("/slim" if base.variant == "slim" else "")
         image = engine.commit(container, CommitOptions(
-            timestamp=timestamp, labels={"io.uvbuild.bootstrap": f"debian/{base.suite}"}))
+            timestamp=timestamp, labels={"io.uvbuild.bootstrap": what}))
     finally:
         engine.rm(container)
     engine.tag(image, ref)

@@ -15,7 +15,7 @@ from . import cmd
 from .engine import Buildah, RegistryAccess
 from .errors import ProjectError, RecipeError, UvbuildError
 from .imageref import tag_from_version
-from .plan import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key
+from .plan import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key, runtime_base
 from .pythons import check_python, python_request
 from .project import Project, read_project, uv_lock_packages
 from .recipe import Base, BootstrapBase, Recipe
@@ -138,7 +138,7 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         uv_version=uv_version(),
         builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull,
                                 access=access),
-        runtime_base_id=base_id(recipe.runtime.base, engine, timestamp, pull=pull,
+        runtime_base_id=base_id(runtime_base(recipe.runtime), engine, timestamp, pull=pull,
                                 access=access),
         project_root=str(project.root),
         context_root=str(context),

@@ -24,8 +24,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from uvbuild.errors import RecipeError
 from uvbuild.imageref import EXAMPLE, reference_problem
 from uvbuild.recipe import (
+    BOOTSTRAP_VARIANTS,
     Base,
     BootstrapBase,
+    BootstrapVariant,
     Builder,
     CopyEntry,
     ImageBase,
@@ -42,7 +44,7 @@ BUILDER_KEYS = ("from", "packages", "env", "secrets", "python", "sync", "run")
 RUNTIME_KEYS = ("from", "packages", "copy", "user", "workdir", "env", "entrypoint", "cmd",
                 "expose", "labels", "stop-signal", "test")
 SYNC_KEYS = ("groups", "extras", "all-extras", "compile-bytecode")
-BOOTSTRAP_KEYS = ("bootstrap", "suite", "packages", "snapshot")
+BOOTSTRAP_KEYS = ("bootstrap", "suite", "packages", "snapshot", "variant")
 COPY_KEYS = ("from", "to")
 
 _TAG = "tag:yaml.org,2002:"
@@ -452,7 +454,19 @@ class _Reader:
             packages=self.get(fields, path, "packages", self.on_argv(
                 self.packages, lambda names: (",".join(names),)), ()),
             snapshot=self.get(fields, path, "snapshot", self.snapshot, None),
+            variant=self.get(fields, path, "variant", self.variant, "standard"),
         )
+
+    def variant(self, node: Node, path: str) -> BootstrapVariant:
+        choices = " or ".join(BOOTSTRAP_VARIANTS)
+        value = self.string(node, path, f"a variant: {choices}")
+        for known in BOOTSTRAP_VARIANTS:
+            if value == known:
+                return known
+        close = difflib.get_close_matches(value, BOOTSTRAP_VARIANTS, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        raise self.error(node, path, f"unknown variant {value!r}{guess}",
+                         hint=f"choose {choices}: slim has no apt, no perl, no docs or locales")
 
     def snapshot(self, node: Node, path: str) -> str:
         return self.matching(node, path, _SNAPSHOT, "a snapshot time YYYYMMDDTHHMMSSZ",
@@ -481,9 +495,18 @@ class _Reader:
     def builder(self, node: Node, path: str) -> Builder:
         fields = self.mapping(node, path, BUILDER_KEYS)
         secrets = self.list_of(self.env_name, "a list of host variable names")
+        base = self.need(fields, node, path, "from", self.base, hint=_FROM_HINT)
+        packages = self.get(fields, path, "packages", self.packages, ())
+        if packages and isinstance(base, BootstrapBase) and base.variant == "slim":
+            # A slim root has no apt to install them afterwards. Only runtime.packages
+            # join the bootstrap silently: the builder's stay a visible choice.
+            raise self.error(fields["packages"], _join(path, "packages"),
+                             "a slim builder base has no package manager to install these",
+                             hint="use `variant: standard` for the builder (the runtime can "
+                             "stay slim), or list them in builder.from.packages")
         return Builder(
-            base=self.need(fields, node, path, "from", self.base, hint=_FROM_HINT),
-            packages=self.get(fields, path, "packages", self.packages, ()),
+            base=base,
+            packages=packages,
             env=self.get(fields, path, "env", self.env, ()),
             secrets=self.get(fields, path, "secrets", secrets, ()),
             python=self.get(fields, path, "python", self.on_argv(self.python, _one), None),

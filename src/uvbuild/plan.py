@@ -12,13 +12,14 @@ and every step after a base is an image in local storage, found again by its key
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from . import slimroot
 from .cachekey import step_key
 from .project import LockedPackage, Project
 from .pythons import PythonRequest
-from .recipe import Base, BootstrapBase, CopyEntry, ImageBase, Recipe, SyncOptions
+from .recipe import Base, BootstrapBase, CopyEntry, ImageBase, Recipe, Runtime, SyncOptions
 
 Frozen = dataclass(frozen=True, kw_only=True, slots=True)
 
@@ -102,7 +103,8 @@ class ResolveBase(Step):
         b = self.base
         extra = f" +{','.join(b.packages)}" if b.packages else ""
         snap = f" @{b.snapshot}" if b.snapshot else ""
-        return f"{self.stage} base: bootstrap {b.distribution} {b.suite}{extra}{snap}"
+        slim = " (slim)" if b.variant == "slim" else ""
+        return f"{self.stage} base: bootstrap {b.distribution} {b.suite}{slim}{extra}{snap}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -222,11 +224,36 @@ def bootstrap_ref(base: BootstrapBase, key: str) -> str:
 
 
 def bootstrap_key(base: BootstrapBase, timestamp: int) -> str:
-    """A bootstrapped base is rebuilt only when its definition (or the timestamp) changes."""
-    return step_key("bootstrap", {
+    """A bootstrapped base is rebuilt only when its definition (or the timestamp) changes.
+
+    A standard base's key has no variant in it, so the bases made before variants
+    existed keep their keys; a slim base's covers what a slim root is (slimroot).
+    """
+    definition: dict[str, Any] = {
         "distribution": base.distribution, "suite": base.suite,
-        "packages": sorted(base.packages), "snapshot": base.snapshot, "timestamp": timestamp,
-    })
+        "packages": sorted(base.packages), "snapshot": base.snapshot,
+        "timestamp": timestamp,
+    }
+    if base.variant == "slim":
+        definition["slim"] = slimroot.definition()
+    return step_key("bootstrap", definition)
+
+
+def runtime_base(runtime: Runtime) -> Base:
+    """The runtime stage's base as it is made: a slim root has no package manager, so
+    runtime.packages join its bootstrap (mmdebstrap resolves them with the rest)."""
+    base = runtime.base
+    if isinstance(base, BootstrapBase) and base.variant == "slim" and runtime.packages:
+        packages = base.packages + tuple(p for p in runtime.packages if p not in base.packages)
+        return replace(base, packages=packages)
+    return base
+
+
+def runtime_packages(runtime: Runtime) -> tuple[str, ...]:
+    """What prepare-runtime installs with the image's package manager (see runtime_base)."""
+    if isinstance(runtime.base, BootstrapBase) and runtime.base.variant == "slim":
+        return ()
+    return runtime.packages
 
 
 def in_project_layer(entry: CopyEntry) -> bool:
@@ -279,14 +306,15 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         name="install-project", needs=("sync-dependencies",), is_package=inputs.is_package,
         sources=inputs.source_files, run=b.run, copy=layer_copy, app_subdir=inputs.app_subdir,
         key=key("install-project", install_definition, sync))
-    runtime_base = ResolveBase(
-        name="runtime-base", stage="runtime", base=r.base, needs=(),
+    resolve_runtime = ResolveBase(
+        name="runtime-base", stage="runtime", base=runtime_base(r), needs=(),
         key=key("base", {"id": inputs.runtime_base_id}))
+    packages = runtime_packages(r)
     prepare_runtime = PrepareRuntime(
-        name="prepare-runtime", needs=("runtime-base",), packages=r.packages, user=r.user,
+        name="prepare-runtime", needs=("runtime-base",), packages=packages, user=r.user,
         python=python,
-        key=key("prepare-runtime", {"packages": list(r.packages), "user": r.user,
-                                    "python": python}, runtime_base))
+        key=key("prepare-runtime", {"packages": list(packages), "user": r.user,
+                                    "python": python}, resolve_runtime))
     add_deps = AddDependencies(
         name="add-dependencies", needs=("sync-dependencies", "prepare-runtime"),
         key=key("add-dependencies", {}, prepare_runtime, sync))
@@ -307,7 +335,7 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
             "test": list(r.test),
         }, add_deps, install))
     steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install,
-                               runtime_base, prepare_runtime, add_deps, final)
+                               resolve_runtime, prepare_runtime, add_deps, final)
     return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,
                 context_root=inputs.context_root or inputs.project_root,
                 project=inputs.project, locked=inputs.locked)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+BootstrapVariant = Literal["standard", "slim"]
+BOOTSTRAP_VARIANTS: tuple[BootstrapVariant, ...] = ("standard", "slim")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -25,6 +29,9 @@ class BootstrapBase:
     suite: str = "bookworm"
     packages: tuple[str, ...] = ()
     snapshot: str | None = None  # e.g. "20250520T000000Z"
+    # "standard": mmdebstrap's apt variant. "slim": no apt, no perl, no docs or locales
+    # (uvbuild.slimroot); the runtime stage's packages join its bootstrap.
+    variant: BootstrapVariant = "standard"
 
 
 Base = ImageBase | BootstrapBase

@@ -477,6 +477,27 @@ def test_a_missing_bootstrap_base_is_made_and_named(
     assert engine.live == {}
 
 
+SLIM_RECIPE = RECIPE.replace(f"runtime:\n  from: {BASE}",
+                             "runtime:\n  from: {bootstrap: debian, packages: [python3], "
+                             "variant: slim}")
+
+
+def test_a_slim_runtime_gets_its_packages_from_the_bootstrap(
+        mmdebstrap: list[tuple[tuple[str, ...], dict[str, str]]], project: Path,
+        tmp_path: Path) -> None:
+    engine = bootstrap_engine()
+    plan = plan_of(project, SLIM_RECIPE)
+    build(engine, plan, tmp_path)
+
+    (argv, _), = mmdebstrap
+    assert "--variant=essential" in argv
+    assert "--include=ca-certificates,libpq5,python3,tzdata,usr-is-merged" in argv
+    base_id = engine.names[plan.step("runtime-base").cache_ref]
+    assert engine.store[base_id].labels == {"io.uvbuild.bootstrap": "debian/bookworm/slim"}
+    # No package manager runs for the runtime: libpq5 came with the bootstrap.
+    assert [argv for argv in engine.runs() if "libpq5" in argv] == []
+
+
 # -- cache ----------------------------------------------------------------------------------
 
 

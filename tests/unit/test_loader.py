@@ -124,6 +124,75 @@ runtime:
     )
 
 
+SLIM = """\
+version: 1
+builder:
+  from: {bootstrap: debian, packages: [python3]}
+  packages: [libpq-dev]
+runtime:
+  from:
+    bootstrap: debian
+    packages: [python3]
+    variant: slim
+  packages: [libpq5]
+"""
+
+
+def test_bootstrap_variant(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, SLIM))
+
+    assert recipe.builder.base == BootstrapBase(packages=("python3",), variant="standard")
+    assert recipe.runtime.base == BootstrapBase(packages=("python3",), variant="slim")
+    assert recipe.runtime.packages == ("libpq5",)  # joined to the bootstrap by the planner
+
+
+def test_standard_variant_is_the_default(tmp_path: Path) -> None:
+    text = SLIM.replace("    variant: slim\n", "    variant: standard\n")
+    assert load_recipe(write(tmp_path, text)).runtime.base == BootstrapBase(
+        packages=("python3",))
+
+
+@pytest.mark.parametrize(("variant", "expected"), [
+    ("slimm", "unknown variant 'slimm'; did you mean 'slim'?"),
+    ("minimal", "unknown variant 'minimal'"),
+    ("Slim", "unknown variant 'Slim'; did you mean 'slim'?"),
+    ("[slim]", "expected a variant: standard or slim, found a list"),
+    ("''", "expected a variant: standard or slim, found an empty string"),
+])
+def test_unknown_variant_names_the_choices(tmp_path: Path, variant: str, expected: str) -> None:
+    path = write(tmp_path, SLIM.replace("variant: slim", f"variant: {variant}"))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+
+    assert caught.value.message == f"{path}:9: runtime.from.variant: {expected}"
+    if "unknown" in expected:
+        assert caught.value.hint == ("choose standard or slim: slim has no apt, no perl, "
+                                     "no docs or locales")
+
+
+def test_a_slim_builder_with_packages_is_refused(tmp_path: Path) -> None:
+    text = SLIM.replace("  from: {bootstrap: debian, packages: [python3]}\n",
+                        "  from: {bootstrap: debian, packages: [python3], variant: slim}\n")
+    path = write(tmp_path, text)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+
+    assert caught.value.message == (f"{path}:4: builder.packages: a slim builder base has no "
+                                 "package manager to install these")
+    assert caught.value.hint == ("use `variant: standard` for the builder (the runtime can "
+                                 "stay slim), or list them in builder.from.packages")
+
+
+def test_a_slim_builder_without_packages_loads(tmp_path: Path) -> None:
+    text = SLIM.replace(
+        "  from: {bootstrap: debian, packages: [python3]}\n  packages: [libpq-dev]\n",
+        "  from: {bootstrap: debian, packages: [python3, libpq-dev], variant: slim}\n")
+    recipe = load_recipe(write(tmp_path, text))
+
+    assert recipe.builder.base == BootstrapBase(packages=("python3", "libpq-dev"),
+                                                variant="slim")
+
+
 def test_defaults(tmp_path: Path) -> None:
     recipe = load_recipe(write(tmp_path, MINIMAL))
 

@@ -30,6 +30,7 @@ from uvbuild.plan import (
     bootstrap_key,
     bootstrap_ref,
     make_plan,
+    runtime_base,
 )
 from uvbuild.recipe import BootstrapBase, ImageBase, Recipe, SyncOptions
 
@@ -535,6 +536,78 @@ def test_bootstrap_key_follows_the_definition(other: BootstrapBase) -> None:
 def test_bootstrap_key_follows_the_timestamp() -> None:
     assert (bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP + 1)
             != bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP))
+
+
+def test_a_standard_variant_keeps_the_key_it_had_before_variants() -> None:
+    standard = BootstrapBase(distribution="debian", suite="bookworm", variant="standard")
+
+    assert bootstrap_key(standard, DEFAULT_TIMESTAMP) == bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP)
+    assert bootstrap_key(standard, DEFAULT_TIMESTAMP) == (
+        "cabe373457294f1ba9438be5c21a4e83383f13e89bb5227669236e53e5fb2dce")
+
+
+def test_a_slim_base_has_a_key_of_its_own() -> None:
+    slim = BootstrapBase(variant="slim")
+
+    assert bootstrap_key(slim, DEFAULT_TIMESTAMP) != bootstrap_key(BOOKWORM, DEFAULT_TIMESTAMP)
+    assert bootstrap_key(slim, DEFAULT_TIMESTAMP) != bootstrap_key(
+        BootstrapBase(variant="slim", packages=("libpq5",)), DEFAULT_TIMESTAMP)
+
+
+def test_a_slim_key_covers_what_a_slim_root_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvbuild import slimroot
+
+    before = bootstrap_key(BootstrapBase(variant="slim"), DEFAULT_TIMESTAMP)
+    monkeypatch.setattr(slimroot, "PURGE_ROUNDS", (*slimroot.PURGE_ROUNDS, ("bash",)))
+
+    assert bootstrap_key(BootstrapBase(variant="slim"), DEFAULT_TIMESTAMP) != before
+
+
+SLIM_RUNTIME = """\
+version: 1
+builder:
+  from: {bootstrap: debian, packages: [python3]}
+  packages: [libpq-dev]
+runtime:
+  from: {bootstrap: debian, packages: [python3], variant: slim}
+  packages: [libpq5, python3]
+"""
+
+
+def test_slim_runtime_packages_join_the_bootstrap() -> None:
+    recipe = recipe_of(SLIM_RUNTIME)
+    plan = plan_of(recipe)
+    base = plan.step("runtime-base")
+    prepare = plan.step("prepare-runtime")
+
+    assert isinstance(base, ResolveBase) and isinstance(prepare, PrepareRuntime)
+    assert base.base == BootstrapBase(packages=("python3", "libpq5"), variant="slim")
+    assert runtime_base(recipe.runtime) == base.base
+    assert prepare.packages == ()
+    assert base.describe() == "runtime base: bootstrap debian bookworm (slim) +python3,libpq5"
+    assert prepare.describe() == "runtime packages: (none); user app"
+    # The builder's packages stay the builder's: its base is standard.
+    builder = plan.step("prepare-builder")
+    assert isinstance(builder, PrepareBuilder) and builder.packages == ("libpq-dev",)
+
+
+def test_slim_runtime_packages_are_in_the_base_key() -> None:
+    one = runtime_base(recipe_of(SLIM_RUNTIME).runtime)
+    other = runtime_base(recipe_of(SLIM_RUNTIME.replace("[libpq5, python3]", "[libpq5, libxml2]"))
+                         .runtime)
+    assert isinstance(one, BootstrapBase) and isinstance(other, BootstrapBase)
+
+    assert bootstrap_key(one, DEFAULT_TIMESTAMP) != bootstrap_key(other, DEFAULT_TIMESTAMP)
+
+
+def test_standard_runtime_packages_stay_in_prepare_runtime() -> None:
+    text = SLIM_RUNTIME.replace(", variant: slim}", "}")
+    recipe = recipe_of(text)
+    plan = plan_of(recipe)
+    prepare = plan.step("prepare-runtime")
+
+    assert runtime_base(recipe.runtime) == recipe.runtime.base
+    assert isinstance(prepare, PrepareRuntime) and prepare.packages == ("libpq5", "python3")
 
 
 def test_bootstrap_key_golden() -> None:
