@@ -1,4 +1,4 @@
-"""An in-memory stand-in for `uvbuild.engine.Buildah`, for executor tests.
+"""An in-memory stand-in for `uvbuild.engine.buildah.Buildah`, for executor tests.
 
 It has the methods the executor calls, records every call, keeps an image store
 (name → ID, ID → labels/env/user/layers) and the set of live working containers,
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvbuild.batch import GATE, GATE_SHUT, JOB, RUN
-from uvbuild.cmd import Gate, Result
-from uvbuild.engine import CommitOptions, ImageConfig, ImageInfo, Mount
+from uvbuild.build.batch import GATE, GATE_SHUT, JOB, RUN
+from uvbuild.engine.cmd import Gate, Result
+from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount
 from uvbuild.errors import EngineError
 from uvbuild.incontainer import script
 

@@ -25,7 +25,7 @@ from types import ModuleType
 import pytest
 
 from uvbuild.errors import ProjectError
-from uvbuild.project import read_project
+from uvbuild.project.model import read_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UV = REPO_ROOT / ".venv" / "bin" / "uv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from uvbuild.cachekey import CACHE_FORMAT, file_digest, step_key
+from uvbuild.plan.cachekey import CACHE_FORMAT, file_digest, step_key
 
 
 def test_key_is_sha256_of_canonical_json() -> None:

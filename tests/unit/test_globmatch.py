@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from uvbuild.globmatch import GlobError, compile_glob
+from uvbuild.project.globmatch import GlobError, compile_glob
 
 
 def old_translate(pattern: str, *, docker: bool) -> str:

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from uvbuild.errors import ProjectError
-from uvbuild.init_recipe import init, recipe_text
-from uvbuild.loader import load_recipe
-from uvbuild.project import read_project
+from uvbuild.commands.init import init, recipe_text
+from uvbuild.recipe.loader import load_recipe
+from uvbuild.project.model import read_project
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from uvbuild.errors import ProjectError
-from uvbuild.pep508 import normalize_version, python_range, version_key
-from uvbuild.project import (
+from uvbuild.project.pep508 import normalize_version, python_range, version_key
+from uvbuild.project.model import (
     needed_packages,
     LockedPackage,
     Project,
