@@ -17,7 +17,6 @@ from uvbuild.engine import cmd
 from uvbuild.errors import Interrupted, UvbuildError
 from uvbuild.output.progress import Reporter
 
-
 DEFAULT_RECIPE = Path("uvbuild.yaml")
 
 
@@ -191,9 +190,9 @@ def inspect_command(image: str, as_json: bool) -> None:
     """Show IMAGE's config, layers and sizes, and the SBOM it carries."""
     import json
 
-    from uvbuild.engine.buildah import Buildah
-    from uvbuild.commands.inspect import image_facts, render
     from uvbuild.build.liveness import Claim, Places
+    from uvbuild.commands.inspect import image_facts, render
+    from uvbuild.engine.buildah import Buildah
 
     engine = Buildah()
     # A run of its own: its container is known as live by its lock (see liveness.py).

@@ -13,23 +13,22 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from uvbuild import redact
 from uvbuild.build import batch
-from uvbuild.engine.diskfull import Place, build_places, reported
-from uvbuild.engine.buildah import Buildah, RegistryAccess
-from uvbuild.errors import EngineError, RecipeError
 from uvbuild.build.executor import Build, BuildResult, BuildSettings
-from uvbuild.plan.inputs import gather, uv_binary
 from uvbuild.build.liveness import Claim, Places
-from uvbuild.recipe.loader import load_recipe
+from uvbuild.engine.buildah import Buildah, RegistryAccess
+from uvbuild.engine.diskfull import Place, build_places, reported
 from uvbuild.engine.netenv import host_environ, network_settings
-from uvbuild.plan.planner import Plan, make_plan
+from uvbuild.errors import EngineError, RecipeError
 from uvbuild.output.progress import Reporter
+from uvbuild.plan.inputs import gather, uv_binary
+from uvbuild.plan.planner import Plan, make_plan
+from uvbuild.recipe.loader import load_recipe
 from uvbuild.recipe.model import Recipe
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from uvbuild.build.batch import GATE, GATE_SHUT, JOB, RUN
-from uvbuild.engine.cmd import Gate, Result
 from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount
+from uvbuild.engine.cmd import Gate, Result
 from uvbuild.errors import EngineError
 from uvbuild.incontainer import script
 
@@ -203,7 +203,9 @@ class FakeEngine:
         """
         if isinstance(command, str):
             text = command
-            matches: Callable[[Sequence[str]], bool] = lambda argv: text in argv
+
+            def matches(argv: Sequence[str]) -> bool:
+                return text in argv
         else:
             matches = command
         self._failures.append(_Failure(matches, returncode, stdout, stderr))

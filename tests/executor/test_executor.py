@@ -14,18 +14,18 @@ from typing import Any, cast
 import pytest
 from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, commands_of
 
-from uvbuild.engine import cmd
-from uvbuild.build.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
-from uvbuild.engine.cmd import Result
-from uvbuild.engine.buildah import Buildah, Mount
-from uvbuild.errors import ProjectError, StepFailed
-from uvbuild.build.executor import Build, BuildResult, BuildSettings
 from uvbuild.build import liveness
-from uvbuild.commands.cache import prune
+from uvbuild.build.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
+from uvbuild.build.executor import Build, BuildResult, BuildSettings
 from uvbuild.build.liveness import OWNER_VAR, Claim, Places
-from uvbuild.recipe.loader import load_recipe_text
-from uvbuild.plan.planner import CACHE_REPO, Plan, PlanInputs, make_plan
+from uvbuild.commands.cache import prune
+from uvbuild.engine import cmd
+from uvbuild.engine.buildah import Buildah, Mount
+from uvbuild.engine.cmd import Result
+from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.output.progress import Reporter
+from uvbuild.plan.planner import CACHE_REPO, Plan, PlanInputs, make_plan
+from uvbuild.recipe.loader import load_recipe_text
 from uvbuild.recipe.model import Recipe
 
 BASE = "docker.io/library/python:3.13-slim"

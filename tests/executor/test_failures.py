@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fake_engine import FakeEngine
-from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa: F401
+from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa: F401, F811
 
 from uvbuild.build import builder_steps
 from uvbuild.build.builder_steps import UV_TARGET

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from uvbuild.build import batch
-from uvbuild.engine.cmd import Result
 from uvbuild.engine.buildah import Mount
+from uvbuild.engine.cmd import Result
 from uvbuild.incontainer import script
 
 COMMANDS = ["uv sync --locked", "make assets", "venvdelta stage"]

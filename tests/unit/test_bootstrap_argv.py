@@ -3,8 +3,8 @@ with the Essential set, dpkg path filters and the purge hook (uvbuild.slimroot).
 
 from __future__ import annotations
 
-from uvbuild.plan import slimroot
 from uvbuild.build.bootstrap import mmdebstrap_argv
+from uvbuild.plan import slimroot
 from uvbuild.recipe.model import BootstrapBase
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from uvbuild.commands import doctor
-from uvbuild.engine.cmd import Result
 from uvbuild.commands.doctor import Check, FileInfo, mask_credentials, render, report, run_checks
+from uvbuild.engine.cmd import Result
 from uvbuild.errors import EngineError
 
 BUILDAH_INFO = json.dumps({"store": {"GraphDriverName": "overlay",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uvbuild.errors import ProjectError
 from uvbuild.commands.init import init, recipe_text
-from uvbuild.recipe.loader import load_recipe
+from uvbuild.errors import ProjectError
 from uvbuild.project.model import read_project
+from uvbuild.recipe.loader import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

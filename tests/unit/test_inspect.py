@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from uvbuild import cli as cli_module
-from uvbuild.engine import cmd
+from uvbuild.commands.inspect import describe_image, image_facts, masked_env
 from uvbuild.engine import buildah as engine
+from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Buildah, ImageInfo
 from uvbuild.errors import EngineError
-from uvbuild.commands.inspect import describe_image, image_facts, masked_env
-from uvbuild.project.model import LockedPackage, Project
 from uvbuild.output.sbom import SBOM_PATH, make_sbom
+from uvbuild.project.model import LockedPackage, Project
 
 IMAGE_ID = "4f3c2b1a" * 8
 BASE_LAYER = "sha256:" + "a" * 64

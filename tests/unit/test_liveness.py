@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from uvbuild.build import liveness
-from uvbuild.errors import StepFailed
 from uvbuild.build.liveness import LOCK, Claim, Places
+from uvbuild.errors import StepFailed
 
 
 class Store:

@@ -645,7 +645,7 @@ def test_image_settings_are_bounded_in_total(tmp_path: Path) -> None:
     text = MINIMAL + "  labels:\n" + "\n".join(labels) + "\n"
     with pytest.raises(RecipeError) as caught:
         load_recipe(write(tmp_path, text))
-    assert f"uvbuild.yaml:15: runtime.labels.l8: too long: " in str(caught.value)
+    assert "uvbuild.yaml:15: runtime.labels.l8: too long: " in str(caught.value)
     assert f"more than {MAX_CONFIG_BYTES:,} bytes in all" in str(caught.value)
     fits = MINIMAL + "  labels:\n" + "\n".join(labels[:8]) + "\n"
     assert len(load_recipe(write(tmp_path, fits)).runtime.labels) == 8

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 
 from uvbuild.engine.buildah import ImageConfig
-from uvbuild.output.oci import LAYER_GZIP, Layer, base_image, canonical_json, image_config, write_layout
+from uvbuild.output.oci import (
+    LAYER_GZIP,
+    Layer,
+    base_image,
+    canonical_json,
+    image_config,
+    write_layout,
+)
 
 STAMP = 315532800
 BASE_MANIFEST = json.dumps({

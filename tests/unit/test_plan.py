@@ -12,7 +12,6 @@ import pytest
 
 from uvbuild.plan import cachekey
 from uvbuild.plan import planner as plan_module
-from uvbuild.recipe.loader import load_recipe_text
 from uvbuild.plan.planner import (
     BASE_REPO,
     CACHE_REPO,
@@ -32,6 +31,7 @@ from uvbuild.plan.planner import (
     make_plan,
     runtime_base,
 )
+from uvbuild.recipe.loader import load_recipe_text
 from uvbuild.recipe.model import BootstrapBase, ImageBase, Recipe, SyncOptions
 
 RECIPE_PATH = Path("/projects/app/uvbuild.yaml")

@@ -236,8 +236,8 @@ def test_a_large_file_is_copied_in_chunks(tmp_path: Path) -> None:
 def test_a_file_that_shrinks_while_copied_is_a_project_error(tmp_path: Path) -> None:
     import io
 
-    from uvbuild.errors import ProjectError
     from uvbuild.build.tarball import _Exactly
+    from uvbuild.errors import ProjectError
 
     source = io.BufferedReader(io.BytesIO(b"abc"))  # type: ignore[arg-type]
     stream = _Exactly(source, 10, tmp_path / "f")

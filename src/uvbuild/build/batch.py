@@ -21,12 +21,12 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
-from uvbuild.engine.cmd import MARKER, Gate, Result
 from uvbuild.engine.buildah import Mount
+from uvbuild.engine.cmd import MARKER, Gate, Result
 from uvbuild.incontainer import script
 
 STEP = MARKER + "step "

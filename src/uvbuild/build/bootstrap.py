@@ -9,14 +9,14 @@ the Essential set, dpkg path filters and a purge hook instead of apt's variant.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from uvbuild.engine import cmd
-from uvbuild.plan import slimroot
 from uvbuild.engine.buildah import Buildah, CommitOptions, ImageConfig
 from uvbuild.engine.diskfull import failed_for_space
 from uvbuild.errors import EngineError
+from uvbuild.plan import slimroot
 from uvbuild.plan.planner import STANDARD_PATH
 from uvbuild.recipe.model import BootstrapBase
 
@@ -26,7 +26,8 @@ SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive/debian/{snapshot}"
 # mmdebstrap copies the host's /etc/resolv.conf and /etc/hostname into the root: replace
 # them with fixed content so no host detail ships and two machines make the same base.
 _HOOKS = (
-    'printf "127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n" > "$1/etc/hosts"',
+    'printf "127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n"'
+    ' > "$1/etc/hosts"',
     ': > "$1/etc/resolv.conf"',
     'echo localhost > "$1/etc/hostname"',
     'rm -f "$1/var/log/dpkg.log" "$1/var/log/alternatives.log" "$1/var/cache/ldconfig/aux-cache"',
@@ -43,7 +44,7 @@ def mmdebstrap_argv(base: BootstrapBase, output: str, *, rootful: bool) -> list[
     packages = set(base.packages) | (set(slimroot.PACKAGES) if slim else set())
     if packages:
         argv.append("--include=" + ",".join(sorted(packages)))
-    hooks = _HOOKS
+    hooks: tuple[str, ...] = _HOOKS
     if slim:
         argv += [f"--dpkgopt={option}" for option in slimroot.PATH_FILTERS]
         # The purge goes first: its dpkg runs write the logs _HOOKS then remove.

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from uvbuild.build import batch
+from uvbuild.build.tarball import write_tarball
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.incontainer import script
-from uvbuild.project.pythons import check_made_venv
 from uvbuild.plan.planner import (
     APP,
     SOURCE_DIR,
@@ -30,7 +30,7 @@ from uvbuild.plan.planner import (
     PrepareBuilder,
     SyncDependencies,
 )
-from uvbuild.build.tarball import write_tarball
+from uvbuild.project.pythons import check_made_venv
 
 if TYPE_CHECKING:
     from uvbuild.build.executor import Build

@@ -13,25 +13,25 @@ interrupted, every thread is waited for, and only then are containers removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
-from uvbuild.build import batch
-from uvbuild.build import builder_steps
-from uvbuild.engine import cmd
-from uvbuild.engine import diskfull
-from uvbuild.build import liveness
-from uvbuild.build import runtime_steps
+from uvbuild.build import batch, builder_steps, liveness, runtime_steps
 from uvbuild.build.bootstrap import build_bootstrap_base
-from uvbuild.engine.buildah import Buildah, CommitOptions, Mount
 from uvbuild.build.liveness import Claim, Places
+from uvbuild.engine import cmd, diskfull
+from uvbuild.engine.buildah import Buildah, CommitOptions, Mount
+from uvbuild.errors import StepFailed
+from uvbuild.output.progress import Reporter
 from uvbuild.plan.planner import (
     CACHE_REPO,
     AddDependencies,
@@ -44,10 +44,7 @@ from uvbuild.plan.planner import (
     Step,
     SyncDependencies,
 )
-from uvbuild.errors import StepFailed
-from uvbuild.output.progress import Reporter
 from uvbuild.recipe.model import BootstrapBase
-
 
 T = TypeVar("T")
 
@@ -122,7 +119,8 @@ class Build:
             # What builds that were killed (SIGKILL, power loss) left is removed while
             # the cache is listed.
             sweep = self._in_thread(self._sweep, name="uvbuild-sweep")
-            self._cached = {} if self.settings.no_cache else self.engine.images_named(CACHE_REPO + "/")
+            self._cached = ({} if self.settings.no_cache
+                            else self.engine.images_named(CACHE_REPO + "/"))
             sweep.result()
             final = self.plan.final
             image_id = self.ensure(final)
@@ -358,7 +356,7 @@ class Build:
 
     def _ensure_all(self, steps: list[Step]) -> None:
         """Make `steps`: the first in this thread, the others each in a thread of its own."""
-        self.together([lambda step=step: self.ensure(step) for step in steps])
+        self.together([functools.partial(self.ensure, step) for step in steps])
 
     def _in_thread(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """Run `work` in a thread of its own; its result (or exception) in a Future."""

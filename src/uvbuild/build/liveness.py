@@ -42,9 +42,10 @@ import string
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from uvbuild.errors import EngineError, StepFailed
 
@@ -321,7 +322,7 @@ def _container_is_dead(name: str, places: Places) -> bool:
     if found:
         return not is_held(places.run_lock(found["id"]))
     legacy = LEGACY_CONTAINER_NAME.match(name)
-    return bool(legacy) and not _pid_alive(int(legacy["pid"]))
+    return legacy is not None and not _pid_alive(int(legacy["pid"]))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -13,20 +13,33 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from uvbuild.build import batch
+from uvbuild.build.builder_steps import (
+    PROJECT_LAYER,
+    copy_missing,
+    install_packages,
+    read_python_label,
+)
+from uvbuild.build.tarball import append_file
 from uvbuild.engine import cmd
-from uvbuild.build.builder_steps import PROJECT_LAYER, copy_missing, install_packages, read_python_label
 from uvbuild.engine.buildah import CommitOptions, ImageConfig
 from uvbuild.errors import EngineError, ProjectError, StepFailed
 from uvbuild.incontainer import script
-from uvbuild.plan.planner import APP, STANDARD_PATH, VENV, AddDependencies, AddProject, PrepareRuntime
 from uvbuild.output.sbom import SBOM_PATH, make_sbom
-from uvbuild.build.tarball import append_file
+from uvbuild.plan.planner import (
+    APP,
+    STANDARD_PATH,
+    VENV,
+    AddDependencies,
+    AddProject,
+    PrepareRuntime,
+)
 
 if TYPE_CHECKING:
     from uvbuild.build.executor import Build
@@ -103,7 +116,8 @@ def _path(env: tuple[str, ...]) -> str:
     return STANDARD_PATH
 
 
-def final_config(step: AddProject, base_env: tuple[str, ...], labels: dict[str, str]) -> ImageConfig:
+def final_config(step: AddProject, base_env: tuple[str, ...],
+                 labels: dict[str, str]) -> ImageConfig:
     """The shipped image's config: venv first on PATH, then the recipe's settings."""
     entrypoint, command = step.entrypoint, step.cmd
     if entrypoint is not None and command is None:

@@ -12,8 +12,8 @@ import io
 import os
 import stat
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
 from uvbuild.errors import ProjectError
 

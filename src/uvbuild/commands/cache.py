@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 
 from uvbuild.build import liveness
-from uvbuild.engine.buildah import Buildah
 from uvbuild.build.liveness import Places
+from uvbuild.engine.buildah import Buildah
 from uvbuild.plan.planner import BASE_REPO, CACHE_REPO
 
 _KEY = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
@@ -33,7 +33,7 @@ def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
     engine = engine or Buildah()
     entries = []
     for image in engine.image_list():
-        for name in image.get("names") or ():  # type: ignore[union-attr]
+        for name in image.get("names") or ():  # type: ignore[attr-defined]
             name = str(name)
             # localhost/uvbuild-cache/<step>-<key32>:latest,
             # localhost/uvbuild-base/debian-<suite>-<key16>:latest (older: <name>:<key>)

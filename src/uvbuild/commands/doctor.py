@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
 from uvbuild.engine import cmd
-from uvbuild.errors import EngineError
 from uvbuild.engine.netenv import PROXY_VARIABLES
+from uvbuild.errors import EngineError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -228,7 +228,8 @@ def check_buildah(probe: Probe) -> Check:
                      f"buildah: cannot read a version in {result.stdout.strip()!r}",
                      "uvbuild needs buildah 1.23 or newer")
     if tuple(int(p) for p in version.split(".")[:2]) < MIN_BUILDAH:
-        return Check("buildah", "fail", f"buildah {version} is too old: uvbuild needs 1.23 or newer",
+        return Check("buildah", "fail",
+                     f"buildah {version} is too old: uvbuild needs 1.23 or newer",
                      "install buildah >= 1.23 (Debian 12 and Ubuntu 22.04 ship it): "
                      "sudo apt-get install buildah")
     info = _buildah_info(probe)
@@ -453,7 +454,8 @@ def check_uidmap(probe: Probe) -> Check | None:
                          "sudo apt-get install --reinstall uidmap  (or: sudo chmod u+s "
                          f"{paths['newuidmap']} {paths['newgidmap']})")
     return Check("uidmap", "ok",
-                 f"uidmap: {paths['newuidmap']} and {paths['newgidmap']} ({', '.join(sorted(how))})")
+                 f"uidmap: {paths['newuidmap']} and {paths['newgidmap']}"
+                 f" ({', '.join(sorted(how))})")
 
 
 def check_runtime_dir(probe: Probe) -> Check | None:

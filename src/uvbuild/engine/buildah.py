@@ -13,9 +13,9 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 from uvbuild.engine import cmd
 from uvbuild.engine.diskfull import failed_for_space

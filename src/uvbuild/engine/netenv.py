@@ -10,8 +10,8 @@ history ever holds them.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from uvbuild import redact
 from uvbuild.engine.buildah import Mount

@@ -10,7 +10,8 @@ import json
 import sys
 import threading
 import time
-from typing import Iterator, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 from uvbuild.errors import Interrupted
 from uvbuild.plan.planner import Step

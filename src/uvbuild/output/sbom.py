@@ -23,14 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from uvbuild import __version__
-from uvbuild.project.pep508 import normalize_name, version_key
 from uvbuild.project.model import LockedPackage, Project
+from uvbuild.project.pep508 import normalize_name, version_key
 
 SBOM_PATH = "/app/sbom.cdx.json"
 SPEC_VERSION = "1.5"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 # Bump when the meaning of a step changes, so old cache entries are not reused.
 CACHE_FORMAT = 2

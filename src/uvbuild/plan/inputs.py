@@ -14,12 +14,18 @@ from pathlib import Path
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Buildah, RegistryAccess
 from uvbuild.errors import ProjectError, RecipeError, UvbuildError
-from uvbuild.recipe.imageref import tag_from_version
-from uvbuild.plan.planner import DEFAULT_TIMESTAMP, SOURCE_DIR, PlanInputs, bootstrap_key, runtime_base
-from uvbuild.project.pythons import check_python, python_request
+from uvbuild.plan.planner import (
+    DEFAULT_TIMESTAMP,
+    SOURCE_DIR,
+    PlanInputs,
+    bootstrap_key,
+    runtime_base,
+)
 from uvbuild.project.model import Project, read_project, uv_lock_packages
-from uvbuild.recipe.model import Base, BootstrapBase, Recipe
+from uvbuild.project.pythons import check_python, python_request
 from uvbuild.project.sources import digest_files, source_files
+from uvbuild.recipe.imageref import tag_from_version
+from uvbuild.recipe.model import Base, BootstrapBase, Recipe
 
 
 def build_timestamp(environ: os._Environ[str] | dict[str, str] | None = None) -> int:

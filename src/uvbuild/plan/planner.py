@@ -19,7 +19,15 @@ from uvbuild.plan import slimroot
 from uvbuild.plan.cachekey import step_key
 from uvbuild.project.model import LockedPackage, Project
 from uvbuild.project.pythons import PythonRequest
-from uvbuild.recipe.model import Base, BootstrapBase, CopyEntry, ImageBase, Recipe, Runtime, SyncOptions
+from uvbuild.recipe.model import (
+    Base,
+    BootstrapBase,
+    CopyEntry,
+    ImageBase,
+    Recipe,
+    Runtime,
+    SyncOptions,
+)
 
 Frozen = dataclass(frozen=True, kw_only=True, slots=True)
 
@@ -325,7 +333,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         copy=tuple(LayerCopy(index=i, source=c.source, dest=c.dest)
                    for i, c in enumerate(r.copy) if not in_project_layer(c)),
         workdir=r.workdir,
-        env=r.env, entrypoint=r.entrypoint, cmd=r.cmd, expose=r.expose, labels=labels, stop_signal=r.stop_signal, test=r.test,
+        env=r.env, entrypoint=r.entrypoint, cmd=r.cmd, expose=r.expose, labels=labels,
+        stop_signal=r.stop_signal, test=r.test,
         key=key("add-project", {
             "copy": [[c.source, c.dest] for c in r.copy], "workdir": r.workdir,
             "env": [list(p) for p in r.env],

@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Union
 
 MAX_ALTERNATIVES = 64  # Docker's `**` inside a name (`a**b`) splits a pattern in two
 
@@ -33,9 +32,9 @@ class _Text:
     regex: str
 
 
-_Token = Union[str, _Text]
+_Token = str | _Text
 _Segment = tuple[_Text | str, ...]  # the tokens of one folder name: _Text and _STAR
-_Element = Union[_Segment, None]  # None: any number of folders (a `**`)
+_Element = _Segment | None  # None: any number of folders (a `**`)
 
 
 class GlobError(ValueError):

@@ -28,7 +28,6 @@ from uvbuild.project.tables import Table, is_package, table
 from uvbuild.project.tomlshape import check as check_shape
 
 
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WorkspaceMember:
     """A `[tool.uv.workspace]` member other than the root project."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from uvbuild.errors import ProjectError
 
@@ -45,7 +45,7 @@ class OneOf:
     options: tuple[Shape, ...]
 
 
-Shape = Union[type, Table, TableOf, ListOf, OneOf]
+Shape = type | Table | TableOf | ListOf | OneOf
 ANY_TABLE = Table({})
 
 _REQUIREMENT = Table({"name": str, "specifier": str, "marker": str, "extras": ListOf(str)})

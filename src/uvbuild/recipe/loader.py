@@ -14,7 +14,7 @@ import re
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -143,9 +143,9 @@ class _BoundedLoader(yaml.SafeLoader):
         self.nodes = 0
         self.sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (chars, nodes)
 
-    def compose_node(self, parent: Node | None, index: object) -> Node:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(AliasEvent):
-            event = self.peek_event()
+            event: Any = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
             node = super().compose_node(parent, index)
             size = self.sizes.get(id(node))
             if size is None:  # its anchor is still open: the alias is inside it
@@ -155,8 +155,10 @@ class _BoundedLoader(yaml.SafeLoader):
             self.count(*size, event.start_mark, f"alias *{event.anchor}")
             return node
         chars, nodes = self.chars, self.nodes
-        anchor = self.peek_event().anchor
+        anchor = self.peek_event().anchor  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
         node = super().compose_node(parent, index)
+        if node is None:  # the composer makes a node for every node event; never None here
+            return node
         if isinstance(node, ScalarNode):
             self.count(len(node.value), 1, node.start_mark, "value")
         else:
