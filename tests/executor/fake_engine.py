@@ -32,6 +32,7 @@ from typing import Any
 from uvbuild.build.batch import GATE, GATE_SHUT, JOB, RUN
 from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount
 from uvbuild.engine.cmd import Gate, Result
+from uvbuild.engine.protocol import Engine
 from uvbuild.errors import EngineError
 from uvbuild.incontainer import script
 
@@ -201,11 +202,13 @@ class FakeEngine:
 
         A string matches the `/bin/sh -c STRING` form and any argv containing it whole.
         """
+        matches: Callable[[Sequence[str]], bool]
         if isinstance(command, str):
             text = command
 
-            def matches(argv: Sequence[str]) -> bool:
+            def contains(argv: Sequence[str]) -> bool:
                 return text in argv
+            matches = contains
         else:
             matches = command
         self._failures.append(_Failure(matches, returncode, stdout, stderr))
@@ -552,3 +555,8 @@ class FakeEngine:
         after = self._record("unshare_ok")
         after()
         return True
+
+
+def as_engine(fake: FakeEngine) -> Engine:
+    """Never called: mypy (run by scripts/test) holds FakeEngine to the Engine protocol here."""
+    return fake

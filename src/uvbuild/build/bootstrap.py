@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from uvbuild.engine import cmd
-from uvbuild.engine.buildah import Buildah, CommitOptions, ImageConfig
+from uvbuild.engine.buildah import CommitOptions, ImageConfig
 from uvbuild.engine.diskfull import failed_for_space
+from uvbuild.engine.protocol import Engine
 from uvbuild.errors import EngineError
 from uvbuild.plan import slimroot
 from uvbuild.plan.planner import STANDARD_PATH
@@ -58,7 +59,7 @@ def mmdebstrap_argv(base: BootstrapBase, output: str, *, rootful: bool) -> list[
     return argv + [base.suite, output, mirror]
 
 
-def build_bootstrap_base(engine: Buildah, base: BootstrapBase, ref: str, *,
+def build_bootstrap_base(engine: Engine, base: BootstrapBase, ref: str, *,
                          timestamp: int, container_name: str, folder: Path,
                          mark: Mapping[str, str]) -> str:
     """Make the base image `ref` with mmdebstrap; return its image ID.

@@ -29,7 +29,8 @@ from uvbuild.build import batch, builder_steps, liveness, runtime_steps
 from uvbuild.build.bootstrap import build_bootstrap_base
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.engine import cmd, diskfull
-from uvbuild.engine.buildah import Buildah, CommitOptions, Mount
+from uvbuild.engine.buildah import CommitOptions, Mount
+from uvbuild.engine.protocol import Engine
 from uvbuild.errors import StepFailed
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.planner import (
@@ -81,7 +82,7 @@ class BuildResult:
 class Build:
     """One run of the executor: holds the working containers it must remove."""
 
-    def __init__(self, engine: Buildah, plan: Plan, settings: BuildSettings,
+    def __init__(self, engine: Engine, plan: Plan, settings: BuildSettings,
                  reporter: Reporter, claim: Claim | None = None) -> None:
         self.engine, self.plan, self.settings, self.reporter = engine, plan, settings, reporter
         # This run's id and locks (see liveness.py): the caller's, or made (and released)
