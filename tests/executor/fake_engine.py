@@ -508,9 +508,9 @@ class FakeEngine:
                     tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
         return f"@@uvbuild value installed {json.dumps({'app': '1.0'})}\n"
 
-    def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
-             chown: str | None = None) -> None:
-        after = self._record("copy", container, source, dest, from_ref=from_ref, chown=chown)
+    def copy(self, container: str, source: str, dest: str, *,
+             from_ref: str | None = None) -> None:
+        after = self._record("copy", container, source, dest, from_ref=from_ref)
         ctr = self._container(container)
         if from_ref is not None and self._resolve(from_ref) is None and not any(
                 from_ref in (c.id, c.name) for c in list(self.live.values())):
@@ -550,11 +550,6 @@ class FakeEngine:
         self.committed_steps.append(labels.get("io.uvbuild.step", "?"))
         after()
         return image_id
-
-    def unshare_ok(self) -> bool:
-        after = self._record("unshare_ok")
-        after()
-        return True
 
 
 def as_engine(fake: FakeEngine) -> Engine:

@@ -2,7 +2,7 @@
 
 Its config (user, entrypoint, workdir, env with secret-looking values masked, ports,
 labels), its layers base first with their sizes, and a summary of the SBOM uvbuild put at
-`SBOM_PATH`. `image_facts` gathers them as JSON-ready data; `describe_image` renders them.
+`SBOM_PATH`. `image_facts` gathers them as JSON-ready data; `render` writes them as text.
 """
 
 from __future__ import annotations
@@ -58,11 +58,6 @@ def image_facts(engine: ImageSource, ref: str, *, container: str | None = None,
         "size": info.size,
         "sbom": None if sbom is None else _sbom_facts(sbom),
     }
-
-
-def describe_image(engine: ImageSource, ref: str) -> str:
-    """A human description of `ref`: config, layers (base first) with sizes, SBOM summary."""
-    return render(image_facts(engine, ref))
 
 
 def render(facts: dict[str, Any]) -> str:

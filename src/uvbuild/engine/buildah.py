@@ -291,14 +291,12 @@ class Buildah:
             _check_space(result, f"running a command in {container}")
         return result
 
-    def copy(self, container: str, source: str, dest: str, *, from_ref: str | None = None,
-             chown: str | None = None) -> None:
+    def copy(self, container: str, source: str, dest: str, *,
+             from_ref: str | None = None) -> None:
         """Copy a host path (or a path of `from_ref`, an image or a working container)."""
         args = ["copy", "--quiet"]
         if from_ref:
             args += ["--from", from_ref]
-        if chown:
-            args += ["--chown", chown]
         self._call(*args, container, source, dest, what=f"copying {source} to {dest}")
 
     def add_archive(self, container: str, tarball: str, dest: str) -> None:
@@ -360,10 +358,6 @@ class Buildah:
             return result.stdout.encode("utf-8", "surrogateescape") if result.ok else None
         finally:
             self.rm(container)
-
-    def unshare_ok(self) -> bool:
-        """Whether `buildah unshare` works (rootless readiness)."""
-        return cmd.run(self._argv("unshare", "true")).ok
 
 
 # What buildah (containers/image) says, by cause of a failed push.

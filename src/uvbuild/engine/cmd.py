@@ -155,8 +155,6 @@ def run(
     *,
     env: Mapping[str, str] | None = None,
     stream: bool = False,
-    input_text: str | None = None,
-    timeout: float | None = None,
     shielded: bool = False,
     gate: Gate | None = None,
     drop_env: Sequence[str] = (),
@@ -171,7 +169,7 @@ def run(
     rm...), which leave half-made containers behind when killed part-way. uvbuild
     then stops after the command, as it would have before it.
 
-    A `gate` holds the command at its start (see Gate); it cannot go with `input_text`.
+    A `gate` holds the command at its start (see Gate).
 
     `die_with_parent`: the command gets SIGKILL when the thread that started it dies, a
     `kill -9` of uvbuild included (PR_SET_PDEATHSIG, set by util-linux's setpriv), so a
@@ -179,8 +177,8 @@ def run(
     """
     started = time.monotonic()
     try:
-        return _run(argv, env=env, stream=stream, input_text=input_text, timeout=timeout,
-                    shielded=shielded, gate=gate, drop_env=drop_env,
+        return _run(argv, env=env, stream=stream, shielded=shielded, gate=gate,
+                    drop_env=drop_env,
                     die_with_parent=die_with_parent)
     finally:
         if _debug:
@@ -194,8 +192,6 @@ def _run(
     *,
     env: Mapping[str, str] | None,
     stream: bool,
-    input_text: str | None,
-    timeout: float | None,
     shielded: bool = False,
     gate: Gate | None = None,
     drop_env: Sequence[str] = (),
@@ -216,20 +212,15 @@ def _run(
             full_env.pop(name, None)
     try:
         if stream:
-            return _run_streaming(argv, full_env, timeout, gate, die_with_parent)
+            return _run_streaming(argv, full_env, gate, die_with_parent)
         with _started(argv, full_env, capture=True, shielded=shielded, gate=gate,
                       die_with_parent=die_with_parent) as proc:
             try:
-                stdout, stderr = proc.communicate(input_text, timeout=timeout)
+                stdout, stderr = proc.communicate()
             except (KeyboardInterrupt, Interrupted):
                 if shielded:
                     _wait_out(proc)  # let it finish: what follows must not race it
                 raise
-            except subprocess.TimeoutExpired as exc:
-                proc.kill()
-                proc.communicate()
-                raise EngineError(f"`{_shown(argv)}` did not finish within {timeout:.0f}s") \
-                    from exc
     except FileNotFoundError as exc:
         tool = os.path.basename(argv[0])
         package = PACKAGE_OF.get(tool, tool)
@@ -324,8 +315,7 @@ def interrupt_children() -> None:
 
 
 def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
-                   timeout: float | None, gate: Gate | None = None,
-                   die_with_parent: bool = False) -> Result:
+                   gate: Gate | None = None, die_with_parent: bool = False) -> Result:
     """Echo the command's output to stderr as it comes, and keep it for error messages."""
     lines: list[str] = []
     with _started(argv, env, capture=False, gate=gate,
@@ -337,7 +327,7 @@ def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
             lines.append(line)
             del lines[:-400]  # keep the tail: enough to explain a failure
         sys.stderr.flush()
-        returncode = proc.wait(timeout=timeout)
+        returncode = proc.wait()
     if returncode < 0 and -returncode in (2, 15):
         raise Interrupted("interrupted")
     return Result(tuple(argv), returncode, "".join(lines), "")

@@ -26,7 +26,3 @@ def step_key(kind: str, definition: Mapping[str, Any], parents: Sequence[str] = 
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
-
-def file_digest(data: bytes) -> str:
-    """sha256 of a file's bytes, as `sha256:<hex>`."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
