@@ -19,7 +19,8 @@ from pathlib import Path
 
 from uvbuild import redact
 from uvbuild.build import batch
-from uvbuild.build.executor import Build, BuildResult, BuildSettings
+from uvbuild.build.context import BuildSettings
+from uvbuild.build.executor import Build, BuildResult
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.engine.buildah import Buildah, RegistryAccess
 from uvbuild.engine.diskfull import Place, build_places, reported

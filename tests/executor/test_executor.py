@@ -16,7 +16,8 @@ from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, commands_of
 
 from uvbuild.build import liveness
 from uvbuild.build.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
-from uvbuild.build.executor import Build, BuildResult, BuildSettings
+from uvbuild.build.context import BuildSettings
+from uvbuild.build.executor import Build, BuildResult
 from uvbuild.build.liveness import OWNER_VAR, Claim, Places
 from uvbuild.commands.cache import prune
 from uvbuild.engine import cmd

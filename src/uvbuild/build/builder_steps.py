@@ -13,9 +13,9 @@ import json
 import posixpath
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from uvbuild.build import batch
+from uvbuild.build.context import StepContext
 from uvbuild.build.tarball import write_tarball
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
@@ -32,9 +32,6 @@ from uvbuild.plan.planner import (
 )
 from uvbuild.project.pythons import check_made_venv
 
-if TYPE_CHECKING:
-    from uvbuild.build.executor import Build
-
 TOOLS = "/run/uvbuild"
 UV_TARGET = f"{TOOLS}/bin/uv"
 UV_CACHE_TARGET = f"{TOOLS}/cache"
@@ -47,7 +44,8 @@ FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batc
 FILES_TAR = "files.tar"
 
 
-def install_packages(build: Build, container: str, packages: tuple[str, ...], stage: str) -> None:
+def install_packages(build: StepContext, container: str, packages: tuple[str, ...],
+                     stage: str) -> None:
     """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
     # The package names as packages.sh's arguments, and the proxies in the job's private
     # environment: nothing on buildah's command line.
@@ -73,7 +71,7 @@ def install_packages(build: Build, container: str, packages: tuple[str, ...], st
         _remove_mount_points(build, container)
 
 
-def _remove_mount_points(build: Build, container: str) -> None:
+def _remove_mount_points(build: StepContext, container: str) -> None:
     """Remove the targets `buildah run -v` made for the mounts of install_packages, and
     their folders.
 
@@ -90,7 +88,7 @@ def _remove_mount_points(build: Build, container: str) -> None:
     build.engine.run(container, ["/bin/sh", "-c", script_text], network=False, stream=False)
 
 
-def prepare_builder(build: Build, step: PrepareBuilder, base: str) -> str:
+def prepare_builder(build: StepContext, step: PrepareBuilder, base: str) -> str:
     """The builder base with `builder.packages` installed."""
     if not step.packages:
         return base
@@ -99,7 +97,8 @@ def prepare_builder(build: Build, step: PrepareBuilder, base: str) -> str:
         return build.engine.commit(ctr, build.commit_options(step))
 
 
-def _builder_env(build: Build, step: SyncDependencies, *, project: bool = False) -> dict[str, str]:
+def _builder_env(build: StepContext, step: SyncDependencies, *,
+                 project: bool = False) -> dict[str, str]:
     # The project phase compiles only what it adds (venvdelta --compile): uv would
     # recompile every file of the venv, most of the time of a code-change rebuild.
     compile_now = step.sync.compile_bytecode and not project
@@ -122,7 +121,7 @@ def _builder_env(build: Build, step: SyncDependencies, *, project: bool = False)
     return env
 
 
-def _mounts(build: Build) -> tuple[Mount, ...]:
+def _mounts(build: StepContext) -> tuple[Mount, ...]:
     build.settings.uv_cache.mkdir(parents=True, exist_ok=True)
     return (Mount(build.settings.uv_binary, UV_TARGET),
             Mount(str(build.settings.uv_cache), UV_CACHE_TARGET, read_only=False),
@@ -150,7 +149,7 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
     return argv
 
 
-def _files_in(build: Build, step: SyncDependencies, name: str, files: tuple[str, ...],
+def _files_in(build: StepContext, step: SyncDependencies, name: str, files: tuple[str, ...],
               *dests: str) -> tuple[str, Mount]:
     """The project `files` as a tar in a host folder, and the batch command that unpacks
     them into `dests` in the builder (with the mount it needs): one `buildah add` fewer.
@@ -175,7 +174,7 @@ def _lock_outdated(result: cmd.Result) -> bool:
     return "needs to be updated" in text or "lockfile" in text.lower() and "--locked" in text
 
 
-def _uv_failure(build: Build, result: cmd.Result, *, project: bool) -> Exception:
+def _uv_failure(build: StepContext, result: cmd.Result, *, project: bool) -> Exception:
     if _lock_outdated(result):
         return ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
                             f"{cmd.describe_failure(result)}",
@@ -198,7 +197,7 @@ def _venvdelta(*args: str) -> str:
     return batch.shell([f"{VENV}/bin/python", "-c", script("venvdelta.py"), *args])
 
 
-def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[str],
+def _run_batch(build: StepContext, ctr: str, step: SyncDependencies, commands: list[str],
                *, project: bool, extra_mounts: tuple[Mount, ...] = ()) -> batch.Outcome:
     """The builder commands of a step in one `buildah run`, in /src.
 
@@ -216,7 +215,7 @@ def _run_batch(build: Build, ctr: str, step: SyncDependencies, commands: list[st
     return outcome
 
 
-def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
+def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -> str:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
     with build.container(parent, "deps") as ctr:
         unpack, files = _files_in(build, step, "manifests", step.manifests, SOURCE_DIR)
@@ -237,7 +236,7 @@ def sync_dependencies(build: Build, step: SyncDependencies, parent: str) -> str:
             "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
 
 
-def install_project(build: Build, step: InstallProject, parent: str) -> str:
+def install_project(build: StepContext, step: InstallProject, parent: str) -> str:
     """Sources in /src, the project installed non-editable, builder.run, layer staged.
 
     The commit runs in the background: add-project copies the staged layer from the

@@ -27,9 +27,10 @@ from typing import Any, TypeVar
 
 from uvbuild.build import batch, builder_steps, liveness, runtime_steps
 from uvbuild.build.bootstrap import build_bootstrap_base
+from uvbuild.build.context import BuildSettings
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.engine import cmd, diskfull
-from uvbuild.engine.buildah import CommitOptions, Mount
+from uvbuild.engine.buildah import CommitOptions
 from uvbuild.engine.protocol import Engine
 from uvbuild.errors import StepFailed
 from uvbuild.output.progress import Reporter
@@ -51,20 +52,6 @@ T = TypeVar("T")
 
 # The need a runtime step's working container is made from.
 CONTAINER_FROM = {"add-dependencies": "prepare-runtime", "add-project": "add-dependencies"}
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BuildSettings:
-    """What a build needs beyond the plan: host paths and values that are never stored."""
-
-    uv_binary: str
-    uv_cache: Path
-    network_env: Mapping[str, str]  # CA bundle and proxy settings (build time only)
-    network_mounts: tuple[Mount, ...]
-    secrets: Mapping[str, str]  # builder.secrets values from the host environment
-    no_cache: bool = False
-    verbose: bool = False
-    parallel: bool = True  # make a step's needs at the same time (False: one by one)
 
 
 @dataclass(kw_only=True)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from uvbuild.build import batch
 from uvbuild.build.builder_steps import (
@@ -26,6 +25,7 @@ from uvbuild.build.builder_steps import (
     install_packages,
     read_python_label,
 )
+from uvbuild.build.context import StepContext
 from uvbuild.build.tarball import append_file
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import CommitOptions, ImageConfig
@@ -41,14 +41,11 @@ from uvbuild.plan.planner import (
     PrepareRuntime,
 )
 
-if TYPE_CHECKING:
-    from uvbuild.build.executor import Build
-
 # How `buildah copy --from` tells of a source that is not there.
 _NOT_FOUND = re.compile(r"no such file or directory|no items matching glob", re.IGNORECASE)
 
 
-def _labels(build: Build, image: str) -> dict[str, str]:
+def _labels(build: StepContext, image: str) -> dict[str, str]:
     info = build.engine.image(image)
     return dict(info.labels) if info else {}
 
@@ -57,7 +54,7 @@ def _describe(python: Mapping[str, str]) -> str:
     return f"{python.get('python', '?')} (Python {python.get('version', '?')})"
 
 
-def prepare_runtime(build: Build, step: PrepareRuntime, base: str) -> str:
+def prepare_runtime(build: StepContext, step: PrepareRuntime, base: str) -> str:
     """The runtime base with `runtime.packages` and the runtime user.
 
     Needs nothing from the builder, so it runs while the builder syncs: whether the
@@ -100,7 +97,7 @@ def check_python(builder: Mapping[str, str], runtime: Mapping[str, str]) -> None
             hint="use bases with the same Python (same path and major.minor) for both stages")
 
 
-def add_dependencies(build: Build, step: AddDependencies, parents: Mapping[str, str]) -> str:
+def add_dependencies(build: StepContext, step: AddDependencies, parents: Mapping[str, str]) -> str:
     """The dependencies layer: /app/.venv as synced without the project."""
     check_python(read_python_label(_labels(build, parents["sync-dependencies"])),
                  read_python_label(_labels(build, parents["prepare-runtime"])))
@@ -145,7 +142,7 @@ class FinalContainers:
         return (self.image,) if self.test is None else (self.image, self.test)
 
 
-def open_final(build: Build, step: AddProject, deps_image: str) -> FinalContainers:
+def open_final(build: StepContext, step: AddProject, deps_image: str) -> FinalContainers:
     """The final step's containers, configured: done early, while the project installs.
 
     The tests get a container of their own, filled and configured exactly like the one
@@ -174,7 +171,7 @@ def open_final(build: Build, step: AddProject, deps_image: str) -> FinalContaine
     return replace(final, tests=tests, gate=gate)
 
 
-def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> str:
+def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]) -> str:
     """Project layer + runtime.copy into the configured containers; the image committed
     while the tests run in its twin; returns the image ID."""
     deps_image, project_image = parents["add-dependencies"], parents["install-project"]
@@ -206,7 +203,7 @@ def add_project(build: Build, step: AddProject, parents: Mapping[str, str]) -> s
     return commit.result()
 
 
-def _discard(build: Build, commit: Future[str]) -> None:
+def _discard(build: StepContext, commit: Future[str]) -> None:
     """The image of a build whose tests failed: removed once its commit is done."""
     try:
         image_id = commit.result()
@@ -215,7 +212,7 @@ def _discard(build: Build, commit: Future[str]) -> None:
     build.discard_image(image_id)
 
 
-def _filler(build: Build, step: AddProject, project_image: str) -> Callable[[str], None]:
+def _filler(build: StepContext, step: AddProject, project_image: str) -> Callable[[str], None]:
     """What puts the project layer, the SBOM and runtime.copy into a final container.
 
     The SBOM lists the installed packages: what install-project's commands reported
@@ -254,7 +251,7 @@ def _filler(build: Build, step: AddProject, project_image: str) -> Callable[[str
     return fill
 
 
-def _sbom(build: Build, installed: object) -> bytes | None:
+def _sbom(build: StepContext, installed: object) -> bytes | None:
     if build.plan.project is None:
         return None
     return make_sbom(build.plan.project, build.plan.locked,
@@ -262,7 +259,7 @@ def _sbom(build: Build, installed: object) -> bytes | None:
                      timestamp=build.plan.timestamp)
 
 
-def _run_tests(build: Build, step: AddProject, ctr: str, user: str,
+def _run_tests(build: StepContext, step: AddProject, ctr: str, user: str,
                gate: cmd.Gate | None) -> cmd.Result:
     """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`
     (held at `gate` until the container has its files, if one is given)."""
@@ -273,7 +270,7 @@ def _run_tests(build: Build, step: AddProject, ctr: str, user: str,
                                 gate=gate)
 
 
-def _judge_tests(build: Build, step: AddProject, ran: cmd.Result) -> None:
+def _judge_tests(build: StepContext, step: AddProject, ran: cmd.Result) -> None:
     outcome = batch.parse(step.test, ran)
     if outcome.ok:
         return
