@@ -51,7 +51,7 @@ REFRESH_FILE = "/etc/bench-base-refresh"
 # index with `uv add`, not timed), a different one each run.
 LOCK_PACKAGES = ("six", "idna", "iniconfig", "tomli", "pyparsing", "colorama", "wrapt")
 BUD_IMAGE = "localhost/bench-bud:latest"
-CACHE_REPO = "localhost/uvbuild-cache/"  # uvbuild's step cache (src/uvbuild/plan.py)
+CACHE_REPO = "localhost/uvbuild-cache/"  # uvbuild's step cache (src/uvbuild/plan/planner.py)
 BASE_REPO = "localhost/uvbuild-base/"  # uvbuild's bootstrapped bases
 CA_TARGET = "/etc/ssl/certs/uvbuild-ca.crt"  # where bud's RUN commands see the CA bundle
 EDITED_MODULE = Path("src/restapipy/app.py")

@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from . import __version__, cmd, redact
-from .errors import Interrupted, UvbuildError
-from .progress import Reporter
-
+from uvbuild import __version__, redact
+from uvbuild.engine import cmd
+from uvbuild.errors import Interrupted, UvbuildError
+from uvbuild.output.progress import Reporter
 
 DEFAULT_RECIPE = Path("uvbuild.yaml")
 
@@ -53,7 +53,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """-t is checked before any work: a bad name would otherwise fail at tag time."""
-    from .imageref import EXAMPLE, reference_problem
+    from uvbuild.recipe.imageref import EXAMPLE, reference_problem
 
     problem = None if value is None else reference_problem(value)
     if problem:
@@ -86,8 +86,8 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
           creds: str | None, authfile: str | None, outputs: tuple[str, ...],
           sbom_file: Path | None, quiet: bool, as_json: bool, verbose: bool) -> None:
     """Build RECIPE (default: ./uvbuild.yaml) into a tested, tagged image."""
-    from .pipeline import Outputs
-    from .pipeline import build as run_build
+    from uvbuild.pipeline import Outputs
+    from uvbuild.pipeline import build as run_build
 
     if creds:
         redact.add(creds)
@@ -107,9 +107,9 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
 @click.option("--no-engine", is_flag=True, help="Do not ask buildah anything (cache unknown).")
 def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     """Print the planned steps, their cache keys and whether each is cached."""
-    from .engine import Buildah
-    from .pipeline import plan_recipe
-    from .plan import CACHE_REPO, ResolveBase
+    from uvbuild.engine.buildah import Buildah
+    from uvbuild.pipeline import plan_recipe
+    from uvbuild.plan.planner import CACHE_REPO, ResolveBase
 
     engine = None if no_engine else Buildah()
     _, the_plan = plan_recipe(recipe, tag=tag, engine=engine, pull=False)
@@ -136,7 +136,7 @@ def cache() -> None:
 @cache.command("ls")
 def cache_ls() -> None:
     """List cached step images."""
-    from .cache import list_entries
+    from uvbuild.commands.cache import list_entries
 
     for entry in list_entries():
         click.echo(f"{entry.step:<18} {entry.key}  {entry.image_id[:12]}  {entry.size}")
@@ -147,7 +147,7 @@ def cache_ls() -> None:
               help="Also remove bootstrapped bases and cached final images.")
 def cache_prune(everything: bool) -> None:
     """Remove what killed builds left, and cached step images (not under a running build)."""
-    from .cache import prune
+    from uvbuild.commands.cache import prune
 
     pruned = prune(everything=everything)
     swept = pruned.swept
@@ -163,8 +163,8 @@ def cache_prune(everything: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON document.")
 def doctor(as_json: bool) -> None:
     """Check buildah, podman, rootless setup, mmdebstrap, uv and network settings."""
-    from .doctor import HostProbe, problems, report, run_checks
-    from .errors import EngineError
+    from uvbuild.commands.doctor import HostProbe, problems, report, run_checks
+    from uvbuild.errors import EngineError
 
     checks = run_checks(HostProbe())
     click.echo(report(checks, as_json=as_json))
@@ -177,7 +177,7 @@ def doctor(as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing uvbuild.yaml.")
 def init_command(folder: Path, force: bool) -> None:
     """Write FOLDER/uvbuild.yaml (default: ./uvbuild.yaml) for the uv project there."""
-    from .init_recipe import init
+    from uvbuild.commands.init import init
 
     path = init(folder, force=force)
     click.echo(f"wrote {path}; build it with: uvbuild {path}")
@@ -190,9 +190,9 @@ def inspect_command(image: str, as_json: bool) -> None:
     """Show IMAGE's config, layers and sizes, and the SBOM it carries."""
     import json
 
-    from .engine import Buildah
-    from .inspect_image import image_facts, render
-    from .liveness import Claim, Places
+    from uvbuild.build.liveness import Claim, Places
+    from uvbuild.commands.inspect import image_facts, render
+    from uvbuild.engine.buildah import Buildah
 
     engine = Buildah()
     # A run of its own: its container is known as live by its lock (see liveness.py).
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> Any:
     Everything printed meanwhile, by uvbuild or by the commands it streams, passes
     through redact.py, which masks every known secret value.
     """
-    from .netenv import PROXY_VARIABLES
+    from uvbuild.engine.netenv import PROXY_VARIABLES
 
     for name in PROXY_VARIABLES:
         for variant in (name, name.lower()):

@@ -1,10 +1,10 @@
 """The build, top to bottom: load → measure → plan → execute → output.
 
-    recipe = load_recipe(path)              strict, typed (loader.py)
-    project, inputs = gather(recipe, ...)   files, digests, base IDs (inputs.py)
-    plan = make_plan(recipe, inputs)        pure data with cache keys (plan.py)
-    Build(engine, plan, ...).run()          cached steps reused, the rest run (executor.py)
-    push / write archives                   (engine.py)
+    recipe = load_recipe(path)              strict, typed (recipe/loader.py)
+    project, inputs = gather(recipe, ...)   files, digests, base IDs (plan/inputs.py)
+    plan = make_plan(recipe, inputs)        pure data with cache keys (plan/planner.py)
+    Build(engine, plan, ...).run()          cached steps reused, the rest run (build/executor.py)
+    push / write archives                   (engine/buildah.py)
 """
 
 from __future__ import annotations
@@ -13,23 +13,24 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from . import batch, redact
-from .diskfull import Place, build_places, reported
-from .engine import Buildah, RegistryAccess
-from .errors import EngineError, RecipeError
-from .executor import Build, BuildResult, BuildSettings
-from .inputs import gather, uv_binary
-from .liveness import Claim, Places
-from .loader import load_recipe
-from .netenv import host_environ, network_settings
-from .plan import Plan, make_plan
-from .progress import Reporter
-from .recipe import Recipe
+from uvbuild import redact
+from uvbuild.build import batch
+from uvbuild.build.context import BuildSettings
+from uvbuild.build.executor import Build, BuildResult
+from uvbuild.build.liveness import Claim, Places
+from uvbuild.engine.buildah import Buildah, RegistryAccess
+from uvbuild.engine.diskfull import Place, build_places, reported
+from uvbuild.engine.netenv import host_environ, network_settings
+from uvbuild.errors import EngineError, RecipeError
+from uvbuild.output.progress import Reporter
+from uvbuild.plan.inputs import gather, uv_binary
+from uvbuild.plan.planner import Plan, make_plan
+from uvbuild.recipe.loader import load_recipe
+from uvbuild.recipe.model import Recipe
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -165,7 +166,7 @@ def deliver(engine: Buildah, result: BuildResult, outputs: Outputs, claim: Claim
     """Write the SBOM, push the image and write archives, as asked; return what was
     pushed ({"reference", "digest"}), if anything."""
     if outputs.sbom:
-        from .sbom import SBOM_PATH
+        from uvbuild.output.sbom import SBOM_PATH
 
         document = engine.read_file(result.image_id, SBOM_PATH,
                                     name=claim.container_name("sbom"))

@@ -14,19 +14,20 @@ from typing import Any, cast
 import pytest
 from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, commands_of
 
-from uvbuild import cmd
-from uvbuild.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
-from uvbuild.cmd import Result
-from uvbuild.engine import Buildah, Mount
+from uvbuild.build import liveness
+from uvbuild.build.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
+from uvbuild.build.context import BuildSettings
+from uvbuild.build.executor import Build, BuildResult
+from uvbuild.build.liveness import OWNER_VAR, Claim, Places
+from uvbuild.commands.cache import prune
+from uvbuild.engine import cmd
+from uvbuild.engine.buildah import Buildah, Mount
+from uvbuild.engine.cmd import Result
 from uvbuild.errors import ProjectError, StepFailed
-from uvbuild.executor import Build, BuildResult, BuildSettings
-from uvbuild import liveness
-from uvbuild.cache import prune
-from uvbuild.liveness import OWNER_VAR, Claim, Places
-from uvbuild.loader import load_recipe_text
-from uvbuild.plan import CACHE_REPO, Plan, PlanInputs, make_plan
-from uvbuild.progress import Reporter
-from uvbuild.recipe import Recipe
+from uvbuild.output.progress import Reporter
+from uvbuild.plan.planner import CACHE_REPO, Plan, PlanInputs, make_plan
+from uvbuild.recipe.loader import load_recipe_text
+from uvbuild.recipe.model import Recipe
 
 BASE = "docker.io/library/python:3.13-slim"
 IMAGE = "localhost/app:1.0"

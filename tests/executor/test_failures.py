@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from fake_engine import FakeEngine
-from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa: F401
+from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa: F401, F811
 
-from uvbuild import builder_steps
-from uvbuild.builder_steps import UV_TARGET
-from uvbuild.diskfull import DiskFull
+from uvbuild.build import builder_steps
+from uvbuild.build.builder_steps import UV_TARGET
+from uvbuild.engine.diskfull import DiskFull
 from uvbuild.errors import EngineError, StepFailed
 
 UV_FULL = ("Downloading fastapi (93.4KiB)\n"

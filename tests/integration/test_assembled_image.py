@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from uvbuild.engine import ImageConfig
+from uvbuild.engine.buildah import ImageConfig
 from uvbuild.incontainer import layertar
-from uvbuild.oci import Layer, base_image, write_layout
+from uvbuild.output.oci import Layer, base_image, write_layout
 
 STAMP = 315532800
 DRIVERS = {

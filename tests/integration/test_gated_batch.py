@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from uvbuild import batch, cmd
+from uvbuild.build import batch
+from uvbuild.engine import cmd
 from uvbuild.errors import EngineError
 
 

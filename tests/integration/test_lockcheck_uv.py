@@ -25,7 +25,7 @@ from types import ModuleType
 import pytest
 
 from uvbuild.errors import ProjectError
-from uvbuild.project import read_project
+from uvbuild.project.model import read_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UV = REPO_ROOT / ".venv" / "bin" / "uv"
@@ -127,7 +127,7 @@ def judged(locked_workspace: Path, tmp_path_factory: pytest.TempPathFactory,
     roots = {case: edited(locked_workspace, scratch / str(n), *edit)
              for n, (case, edit) in enumerate(EDITS.items())}
     with ThreadPoolExecutor(4) as pool:
-        return dict(zip(roots, pool.map(verdicts, roots.values())))
+        return dict(zip(roots, pool.map(verdicts, roots.values()), strict=True))
 
 
 def test_the_locked_workspace_is_current_for_both(locked_workspace: Path) -> None:

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from uvbuild.pipeline import plan_recipe
-from uvbuild.plan import ResolveBase
-from uvbuild.recipe import BootstrapBase
-from uvbuild.slimroot import PATH_FILTERS
+from uvbuild.plan.planner import ResolveBase
+from uvbuild.plan.slimroot import PATH_FILTERS
+from uvbuild.recipe.model import BootstrapBase
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MB = 1_000_000  # as podman and uvbuild print sizes

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from uvbuild import batch
-from uvbuild.cmd import Result
-from uvbuild.engine import Mount
+from uvbuild.build import batch
+from uvbuild.engine.buildah import Mount
+from uvbuild.engine.cmd import Result
 from uvbuild.incontainer import script
 
 COMMANDS = ["uv sync --locked", "make assets", "venvdelta stage"]

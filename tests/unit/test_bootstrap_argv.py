@@ -3,9 +3,9 @@ with the Essential set, dpkg path filters and the purge hook (uvbuild.slimroot).
 
 from __future__ import annotations
 
-from uvbuild import slimroot
-from uvbuild.bootstrap import mmdebstrap_argv
-from uvbuild.recipe import BootstrapBase
+from uvbuild.build.bootstrap import mmdebstrap_argv
+from uvbuild.plan import slimroot
+from uvbuild.recipe.model import BootstrapBase
 
 
 def hooks(argv: list[str]) -> list[str]:

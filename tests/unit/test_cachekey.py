@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from uvbuild.cachekey import CACHE_FORMAT, file_digest, step_key
+from uvbuild.plan.cachekey import CACHE_FORMAT, step_key
 
 
 def test_key_is_sha256_of_canonical_json() -> None:
@@ -53,8 +53,3 @@ def test_non_ascii_is_escaped_not_mangled() -> None:
     canonical = '{"definition":{"env":"caf\\u00e9"},"format":2,"kind":"k","parents":[]}'
     assert step_key("k", {"env": "café"}) == hashlib.sha256(canonical.encode()).hexdigest()
 
-
-def test_file_digest() -> None:
-    assert file_digest(b"") == (
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    assert file_digest(b"abc") == "sha256:" + hashlib.sha256(b"abc").hexdigest()

@@ -61,7 +61,7 @@ def test_registry_access_reaches_buildah_as_flags_with_the_password_in_a_file(
     import json
     import stat
 
-    from uvbuild.engine import RegistryAccess
+    from uvbuild.engine.buildah import RegistryAccess
 
     with RegistryAccess().args("docker.io") as args:
         assert args == []
@@ -83,7 +83,7 @@ def test_registry_access_reaches_buildah_as_flags_with_the_password_in_a_file(
     ("manifest unknown", None),
 ])
 def test_registry_refusals_get_hints(said: str, expected: str | None) -> None:
-    from uvbuild.engine import registry_hint
+    from uvbuild.engine.buildah import registry_hint
 
     hint = registry_hint(said)
     assert (hint is None) if expected is None else (expected in str(hint))
@@ -93,7 +93,7 @@ def test_push_result_in_json_and_human_output() -> None:
     import io
     import json
 
-    from uvbuild.progress import Reporter
+    from uvbuild.output.progress import Reporter
 
     pushed = {"reference": "reg:5000/a:1", "digest": "sha256:abc"}
     out = io.StringIO()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from uvbuild.cmd import Gate
+from uvbuild.engine.cmd import Gate
 
 
 def _pipe_into(gate: Gate) -> int:

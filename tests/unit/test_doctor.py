@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from uvbuild import doctor
-from uvbuild.cmd import Result
-from uvbuild.doctor import Check, FileInfo, mask_credentials, render, report, run_checks
+from uvbuild.commands import doctor
+from uvbuild.commands.doctor import Check, FileInfo, mask_credentials, render, report, run_checks
+from uvbuild.engine.cmd import Result
 from uvbuild.errors import EngineError
 
 BUILDAH_INFO = json.dumps({"store": {"GraphDriverName": "overlay",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from uvbuild.cmd import Result, describe_failure
-from uvbuild.diskfull import DiskFull, Place, as_disk_full, failed_for_space, says_disk_full
-from uvbuild.engine import push_hint
+from uvbuild.engine.buildah import push_hint
+from uvbuild.engine.cmd import Result, describe_failure
+from uvbuild.engine.diskfull import DiskFull, Place, as_disk_full, failed_for_space, says_disk_full
 from uvbuild.errors import StepFailed
 
 GO_DUMP = """\

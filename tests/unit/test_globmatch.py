@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from uvbuild.globmatch import GlobError, compile_glob
+from uvbuild.project.globmatch import GlobError, compile_glob
 
 
 def old_translate(pattern: str, *, docker: bool) -> str:
@@ -60,7 +60,7 @@ def old_match(pattern: str, path: str, *, docker: bool, any_depth: bool, parents
     return any(regex.fullmatch("/".join(parts[:n])) for n in range(1, len(parts) + 1))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled(pattern: str, docker: bool, any_depth: bool):  # type: ignore[no-untyped-def]
     return compile_glob(pattern, docker=docker, any_depth=any_depth)
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from uvbuild import cli as cli_module
-from uvbuild.imageref import reference_problem, tag_from_version
+from uvbuild.recipe.imageref import reference_problem, tag_from_version
 
 GOOD = [
     "myapp", "myapp:1.0", "localhost/myapp:1.0", "localhost:5000/team/my_app-x:1.0-rc.1",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from uvbuild.commands.init import init, recipe_text
 from uvbuild.errors import ProjectError
-from uvbuild.init_recipe import init, recipe_text
-from uvbuild.loader import load_recipe
-from uvbuild.project import read_project
+from uvbuild.project.model import read_project
+from uvbuild.recipe.loader import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uvbuild.inputs import shareable_source
+from uvbuild.plan.inputs import shareable_source
 
 
 @pytest.mark.parametrize("url", [
@@ -28,8 +28,8 @@ def test_the_recipe_file_in_the_project_is_never_a_source_file(tmp_path, monkeyp
     import shutil
     from pathlib import Path
 
-    from uvbuild import inputs
-    from uvbuild.loader import load_recipe
+    from uvbuild.plan import inputs
+    from uvbuild.recipe.loader import load_recipe
 
     repo = Path(__file__).resolve().parents[2]
     shutil.copytree(repo / "recipes" / "flask", tmp_path / "flask",

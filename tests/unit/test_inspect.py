@@ -9,14 +9,22 @@ import pytest
 from click.testing import CliRunner
 
 from uvbuild import cli as cli_module
-from uvbuild import cmd, engine
-from uvbuild.engine import Buildah, ImageInfo
+from uvbuild.commands.inspect import ImageSource, image_facts, masked_env, render
+from uvbuild.engine import buildah as engine
+from uvbuild.engine import cmd
+from uvbuild.engine.buildah import Buildah, ImageInfo
 from uvbuild.errors import EngineError
-from uvbuild.inspect_image import describe_image, image_facts, masked_env
-from uvbuild.project import LockedPackage, Project
-from uvbuild.sbom import SBOM_PATH, make_sbom
+from uvbuild.output.sbom import SBOM_PATH, make_sbom
+from uvbuild.project.model import LockedPackage, Project
 
 IMAGE_ID = "4f3c2b1a" * 8
+
+
+def describe_image(engine: ImageSource, ref: str) -> str:
+    """What `uvbuild inspect REF` prints: the text form of the image's facts."""
+    return render(image_facts(engine, ref))
+
+
 BASE_LAYER = "sha256:" + "a" * 64
 APP_LAYER = "sha256:" + "b" * 64
 

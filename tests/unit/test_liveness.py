@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from uvbuild import liveness
+from uvbuild.build import liveness
+from uvbuild.build.liveness import LOCK, Claim, Places
 from uvbuild.errors import StepFailed
-from uvbuild.liveness import LOCK, Claim, Places
 
 
 class Store:
@@ -214,8 +214,8 @@ def test_is_held_never_creates_a_lock_file(tmp_path: Path) -> None:
 
 def test_builder_commands_carry_the_mark_and_die_with_uvbuild(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from uvbuild import cmd
-    from uvbuild.engine import Buildah
+    from uvbuild.engine import cmd
+    from uvbuild.engine.buildah import Buildah
 
     seen: list[tuple[list[str], dict[str, object]]] = []
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from uvbuild.errors import RecipeError
-from uvbuild.loader import load_recipe, load_recipe_text
-from uvbuild.recipe import BootstrapBase, CopyEntry, ImageBase, SyncOptions
+from uvbuild.recipe.loader import load_recipe, load_recipe_text
+from uvbuild.recipe.model import BootstrapBase, CopyEntry, ImageBase, SyncOptions
 
 # The full example of RECIPE.md, verbatim.
 FULL_EXAMPLE = """\
@@ -568,7 +568,7 @@ def alias_recipe(size: int, aliases: int) -> str:
 
 
 def test_aliases_are_counted_as_expanded(tmp_path: Path) -> None:
-    from uvbuild.loader import MAX_EXPANDED_CHARS
+    from uvbuild.recipe.loader import MAX_EXPANDED_CHARS
 
     text = alias_recipe(200_000, 3000)  # 1.2 GB of memory before the bound
     with pytest.raises(RecipeError) as caught:
@@ -639,13 +639,13 @@ def test_bootstrap_packages_are_one_argument_together(tmp_path: Path) -> None:
 
 
 def test_image_settings_are_bounded_in_total(tmp_path: Path) -> None:
-    from uvbuild.loader import MAX_CONFIG_BYTES
+    from uvbuild.recipe.loader import MAX_CONFIG_BYTES
 
     labels = [f"    l{n}: {'v' * 30_000}" for n in range(10)]  # each fits, together they do not
     text = MINIMAL + "  labels:\n" + "\n".join(labels) + "\n"
     with pytest.raises(RecipeError) as caught:
         load_recipe(write(tmp_path, text))
-    assert f"uvbuild.yaml:15: runtime.labels.l8: too long: " in str(caught.value)
+    assert "uvbuild.yaml:15: runtime.labels.l8: too long: " in str(caught.value)
     assert f"more than {MAX_CONFIG_BYTES:,} bytes in all" in str(caught.value)
     fits = MINIMAL + "  labels:\n" + "\n".join(labels[:8]) + "\n"
     assert len(load_recipe(write(tmp_path, fits)).runtime.labels) == 8

@@ -6,8 +6,15 @@ import hashlib
 import json
 from pathlib import Path
 
-from uvbuild.engine import ImageConfig
-from uvbuild.oci import LAYER_GZIP, Layer, base_image, canonical_json, image_config, write_layout
+from uvbuild.engine.buildah import ImageConfig
+from uvbuild.output.oci import (
+    LAYER_GZIP,
+    Layer,
+    base_image,
+    canonical_json,
+    image_config,
+    write_layout,
+)
 
 STAMP = 315532800
 BASE_MANIFEST = json.dumps({

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from uvbuild import cachekey
-from uvbuild import plan as plan_module
-from uvbuild.loader import load_recipe_text
-from uvbuild.plan import (
+from uvbuild.plan import cachekey
+from uvbuild.plan import planner as plan_module
+from uvbuild.plan.planner import (
     BASE_REPO,
     CACHE_REPO,
     DEFAULT_TIMESTAMP,
@@ -32,7 +31,8 @@ from uvbuild.plan import (
     make_plan,
     runtime_base,
 )
-from uvbuild.recipe import BootstrapBase, ImageBase, Recipe, SyncOptions
+from uvbuild.recipe.loader import load_recipe_text
+from uvbuild.recipe.model import BootstrapBase, ImageBase, Recipe, SyncOptions
 
 RECIPE_PATH = Path("/projects/app/uvbuild.yaml")
 
@@ -555,7 +555,7 @@ def test_a_slim_base_has_a_key_of_its_own() -> None:
 
 
 def test_a_slim_key_covers_what_a_slim_root_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    from uvbuild import slimroot
+    from uvbuild.plan import slimroot
 
     before = bootstrap_key(BootstrapBase(variant="slim"), DEFAULT_TIMESTAMP)
     monkeypatch.setattr(slimroot, "PURGE_ROUNDS", (*slimroot.PURGE_ROUNDS, ("bash",)))
@@ -632,7 +632,7 @@ def test_a_build_context_above_the_project_reaches_the_steps_and_their_keys() ->
 
 
 def test_uv_sync_argv_for_a_member_leaves_local_packages_to_the_project_step() -> None:
-    from uvbuild.builder_steps import uv_sync_argv
+    from uvbuild.build.builder_steps import uv_sync_argv
 
     sync = plan_of(package="hello", uv_python=">=3.12").step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 
 from uvbuild.errors import ProjectError
-from uvbuild.pep508 import normalize_version, python_range, version_key
-from uvbuild.project import (
-    needed_packages,
+from uvbuild.project.model import (
     LockedPackage,
     Project,
     WorkspaceMember,
     is_package,
+    needed_packages,
     read_project,
     uv_lock_packages,
 )
+from uvbuild.project.pep508 import normalize_version, python_range, version_key
 
 APP_PYPROJECT = """\
 [project]

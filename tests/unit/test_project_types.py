@@ -11,7 +11,7 @@ import pytest
 from test_project import APP_LOCK, APP_PYPROJECT
 
 from uvbuild.errors import ProjectError
-from uvbuild.project import read_project, uv_lock_packages
+from uvbuild.project.model import read_project, uv_lock_packages
 
 LOCK_HEAD = 'version = 1\nrevision = 5\nrequires-python = ">=3.11"\n'
 
@@ -175,8 +175,8 @@ def test_an_unreadable_project_folder(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_an_unreadable_source_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from uvbuild import inputs
-    from uvbuild.loader import load_recipe_text
+    from uvbuild.plan import inputs
+    from uvbuild.recipe.loader import load_recipe_text
 
     project_with(tmp_path)
     recipe = load_recipe_text("version: 1\nbuilder: {from: x}\nruntime: {from: x}\n",

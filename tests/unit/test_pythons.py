@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from uvbuild.errors import ProjectError
-from uvbuild.project import Project
-from uvbuild.pythons import PythonRequest, check_python, python_request, satisfies
-from uvbuild.recipe import BootstrapBase, Builder, ImageBase, Recipe, Runtime
+from uvbuild.project.model import Project
+from uvbuild.project.pythons import PythonRequest, check_python, python_request, satisfies
+from uvbuild.recipe.model import BootstrapBase, Builder, ImageBase, Recipe, Runtime
 
 
 def project(root: Path, requires: str | None = ">=3.11", pin: str | None = None) -> Project:
@@ -90,7 +90,7 @@ def test_an_image_base_leaves_the_request_to_uv(tmp_path: Path) -> None:
 
 
 def test_the_made_venv_is_checked_when_the_base_told_nothing() -> None:
-    from uvbuild.pythons import check_made_venv
+    from uvbuild.project.pythons import check_made_venv
 
     pin = PythonRequest(text="3.12", source="/p/.python-version", pinned=True)
     check_made_venv(pin, "3.12", "the builder's /usr/local/bin/python3")

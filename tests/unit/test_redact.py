@@ -89,7 +89,7 @@ def test_the_cli_masks_proxy_credentials_in_what_it_prints(
 def test_push_credentials_go_in_a_private_auth_file_on_top_of_the_users(tmp_path: Path) -> None:
     import base64
 
-    from uvbuild.engine import registry_of, write_authfile
+    from uvbuild.engine.buildah import registry_of, write_authfile
 
     assert registry_of("docker://localhost:5000/app:1") == "localhost:5000"
     assert registry_of("docker://ghcr.io/me/app:1") == "ghcr.io"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from uvbuild import __version__
-from uvbuild.project import LockedPackage, Project, uv_lock_packages
-from uvbuild.sbom import SBOM_PATH, iso_timestamp, make_sbom, read_sbom, summarize
+from uvbuild.output.sbom import SBOM_PATH, iso_timestamp, make_sbom, read_sbom, summarize
+from uvbuild.project.model import LockedPackage, Project, uv_lock_packages
 
 EPOCH = 1_700_000_000  # 2023-11-14T22:13:20Z
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from uvbuild.errors import ProjectError
-from uvbuild.sources import digest_files, source_files
+from uvbuild.project.sources import digest_files, source_files
 
 
 def make_tree(root: Path, files: list[str], texts: dict[str, str] | None = None) -> Path:
@@ -305,7 +305,7 @@ def test_digest_reads_files_in_chunks(tmp_path: Path) -> None:
     import hashlib
     import tracemalloc
 
-    from uvbuild.sources import _file_sha256
+    from uvbuild.project.sources import _file_sha256
 
     data = os.urandom(24 << 20)
     (tmp_path / "big.bin").write_bytes(data)
@@ -320,7 +320,7 @@ def test_digest_reads_files_in_chunks(tmp_path: Path) -> None:
 
 
 def test_a_file_with_large_holes_is_refused_with_its_sizes(tmp_path: Path) -> None:
-    from uvbuild.sources import MAX_HOLE_BYTES
+    from uvbuild.project.sources import MAX_HOLE_BYTES
 
     make_tree(tmp_path, ["a.py"])
     with (tmp_path / "disk.img").open("wb") as stream:
@@ -343,7 +343,7 @@ def test_small_holes_are_read_as_zeros(tmp_path: Path) -> None:
     (tmp_path / "dense").write_bytes(b"x" + bytes((8 << 20) - 1))
     import hashlib
 
-    from uvbuild.sources import _file_sha256
+    from uvbuild.project.sources import _file_sha256
     assert _file_sha256(tmp_path / "sparse") == _file_sha256(tmp_path / "dense")
     assert _file_sha256(tmp_path / "sparse") == hashlib.sha256(
         (tmp_path / "dense").read_bytes()).hexdigest().encode()

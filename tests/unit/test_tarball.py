@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from uvbuild.tarball import write_tarball
+from uvbuild.build.tarball import write_tarball
 
 TIMESTAMP = 315532800
 _serial = itertools.count()
@@ -236,8 +236,8 @@ def test_a_large_file_is_copied_in_chunks(tmp_path: Path) -> None:
 def test_a_file_that_shrinks_while_copied_is_a_project_error(tmp_path: Path) -> None:
     import io
 
+    from uvbuild.build.tarball import _Exactly
     from uvbuild.errors import ProjectError
-    from uvbuild.tarball import _Exactly
 
     source = io.BufferedReader(io.BytesIO(b"abc"))  # type: ignore[arg-type]
     stream = _Exactly(source, 10, tmp_path / "f")

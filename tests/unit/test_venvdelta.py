@@ -53,7 +53,7 @@ def test_snapshot_gives_files_the_commit_time_and_reports_the_python(
     assert manifest[".venv/lib/dep/__init__.py"][4] == EPOCH * 10**9
     python = values(capsys.readouterr().out)["python"]
     assert python == {"python": os.path.realpath(sys.executable), "link": sys.executable,
-                      "version": "%d.%d" % sys.version_info[:2]}
+                      "version": "{}.{}".format(*sys.version_info[:2])}
 
 
 def test_stage_holds_only_new_and_changed_files_and_rereads_only_those(

@@ -1,0 +1,1 @@
+"""Walk a Plan: run or reuse each step in containers, assemble the runtime, tag."""

@@ -1,0 +1,172 @@
+"""Several commands in one `buildah run`, each still judged and reported on its own.
+
+Every `buildah run` costs a container set-up and tear-down (about 0.2 s here), more
+than some of the commands uvbuild runs. A batch runs its commands in order through
+`incontainer/batch.sh`, stops at the first failure, and comes back as one Result per
+command that ran, so an error names the failing command and shows only its output.
+Commands report values (e.g. the venv's Python) with `@@uvbuild value NAME JSON` lines.
+
+A batch reaches its container as a job: a host folder mounted at JOB, with one file per
+command, `run.sh` (the loop) and, for builder commands, `env`, the environment as
+shell text. `buildah run` gets only `/bin/sh /run/uvbuild/job/run.sh`: no value is on
+any command line, where every local user could read it (/proc/PID/cmdline) and where
+the kernel refuses arguments over 128 kB. `env` holds secrets (builder.secrets,
+proxy credentials): a job with one is private, 0600 in a 0700 folder, removed as soon
+as the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uvbuild.engine.buildah import Mount
+from uvbuild.engine.cmd import MARKER, Gate, Result
+from uvbuild.incontainer import script
+
+STEP = MARKER + "step "
+FAILED = MARKER + "failed "
+VALUE = MARKER + "value "
+
+
+# A gated batch first waits for one line on its stdin and runs only if it is `go`
+# (see cmd.Gate); it ends with GATE_SHUT if the gate was shut instead.
+GATE_SHUT = 97
+GATE = f'read -r uvbuild_go && [ "$uvbuild_go" = {Gate.GO} ] || exit {GATE_SHUT}\n'
+
+
+JOB = "/run/uvbuild/job"  # where a job's folder is mounted in the container
+RUN = f"{JOB}/run.sh"
+ENV_MISSING = 125  # run.sh could not read the environment file (as buildah's own errors)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The kernel copies each `NAME=value` of a process's environment whole, and refuses an
+# exec (E2BIG) if one is longer than this (MAX_ARG_STRLEN, with its final NUL).
+VARIABLE_LIMIT = 128 * 1024
+
+
+def too_long(name: str, value: str) -> bool:
+    """Whether `NAME=value` is over what a process can be given (see VARIABLE_LIMIT)."""
+    return len(f"{name}={value}".encode("utf-8", "surrogateescape")) + 1 > VARIABLE_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A batch written to a host folder: the short argv and the mount that run it."""
+
+    argv: tuple[str, ...]
+    mount: Mount
+    commands: tuple[str, ...]
+
+
+def write_job(folder: Path, commands: Sequence[str], *, env: Mapping[str, str] | None = None,
+              gated: bool = False, at: str = JOB) -> Job:
+    """Write `commands` (shell text each, run one after another) into `folder`, an empty
+    host folder for this one run; with `env`, first export it; `gated`: only once its
+    gate opens (a `buildah run` with a cmd.Gate). `at`: where the runner sees `folder`
+    (the mount's target).
+
+    A job with `env` is private (0700 folder, 0600 files: the builder runs as root); one
+    without is readable by all (runtime.test runs as the runtime user).
+    """
+    private = env is not None
+    folder.chmod(0o700 if private else 0o755)
+    head = GATE if gated else ""
+    if private:
+        _write(folder / "env", render_env(env or {}), private=True)
+        head += f". {shlex.quote(at + '/env')} || exit {ENV_MISSING}\n"
+    for index, command in enumerate(commands):
+        _write(folder / f"{index}.sh", command + "\n", private=private)
+    _write(folder / "run.sh",
+           f"{head}job={shlex.quote(at)}\nn={len(commands)}\n{script('batch.sh')}",
+           private=private)
+    return Job(argv=("/bin/sh", f"{at}/run.sh"), mount=Mount(str(folder), at),
+               commands=tuple(commands))
+
+
+def render_env(env: Mapping[str, str]) -> str:
+    """`env` as shell text that exports it, each value quoted to reach the command
+    byte for byte (quotes, newlines, `$`, backslashes and all)."""
+    lines = []
+    for name, value in env.items():
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"not a variable name: {name!r}")  # the loader refuses these
+        lines.append(f"export {name}={shlex.quote(value)}\n")
+    return "".join(lines)
+
+
+def _write(path: Path, text: str, *, private: bool) -> None:
+    # Created with its final mode: a private file is never readable by others, not even
+    # for a moment. Host values that are not UTF-8 go through unchanged.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with open(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600 if private else 0o644)  # whatever the umask
+
+
+def shell(argv_: Sequence[str]) -> str:
+    """An argv as one shell command of a batch."""
+    return shlex.join(argv_)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a batch did: the whole run, and one Result per command that ran."""
+
+    run: Result
+    steps: tuple[Result, ...]
+    failed: int | None  # index of the command that failed; None if none did
+    values: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.run.ok
+
+    @property
+    def engine_failed(self) -> bool:
+        """The run failed but no command did: buildah itself (or the shell) failed."""
+        return not self.run.ok and self.failed is None
+
+
+def parse(commands: Sequence[str], run: Result) -> Outcome:
+    """Split a batch's output per command (see batch.sh) and read its value lines."""
+    out = _segments(run.stdout)
+    err = _segments(run.stderr)
+    failed: int | None = None
+    returncode = {}
+    for line in run.stderr.splitlines() + run.stdout.splitlines():
+        if line.startswith(FAILED):
+            index, code = line[len(FAILED):].split()
+            failed = int(index)
+            returncode[failed] = int(code)
+    values: dict[str, object] = {}
+    for line in run.stdout.splitlines():
+        if line.startswith(VALUE):
+            name, _, data = line[len(VALUE):].partition(" ")
+            values[name] = json.loads(data)
+    ran = max([*out, *err], default=-1) + 1
+    steps = tuple(
+        Result(("/bin/sh", "-c", commands[i]), returncode.get(i, 0),
+               _clean(out.get(i, "")), _clean(err.get(i, "")))
+        for i in range(min(ran, len(commands))))
+    return Outcome(run=run, steps=steps, failed=failed, values=values)
+
+
+def _segments(text: str) -> dict[int, str]:
+    segments: dict[int, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith(STEP):
+            current = segments.setdefault(int(line[len(STEP):]), [])
+        elif current is not None:
+            current.append(line)
+    return {i: "".join(lines) for i, lines in segments.items()}
+
+
+def _clean(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith(MARKER))

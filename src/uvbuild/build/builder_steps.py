@@ -1,0 +1,309 @@
+"""The builder stage: packages, `uv sync` of dependencies, then of the project.
+
+The builder is never shipped: the runtime takes only `/app` (as two layers) and the
+`runtime.copy` entries from its images. uv, its cache, the CA bundle, proxies and
+secrets reach builder commands as per-command mounts only: the environment (uv's
+settings, builder.env, builder.secrets, proxies) in a job's private file (batch.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+import shlex
+from pathlib import Path
+
+from uvbuild.build import batch
+from uvbuild.build.context import StepContext
+from uvbuild.build.tarball import write_tarball
+from uvbuild.engine import cmd
+from uvbuild.engine.buildah import Mount
+from uvbuild.errors import ProjectError, StepFailed
+from uvbuild.incontainer import script
+from uvbuild.plan.planner import (
+    APP,
+    SOURCE_DIR,
+    STANDARD_PATH,
+    VENV,
+    InstallProject,
+    PrepareBuilder,
+    SyncDependencies,
+)
+from uvbuild.project.pythons import check_made_venv
+
+TOOLS = "/run/uvbuild"
+UV_TARGET = f"{TOOLS}/bin/uv"
+UV_CACHE_TARGET = f"{TOOLS}/cache"
+STATE = "/uvbuild-state"  # builder-only bookkeeping: manifest of the deps venv, staged layer
+DEPS_MANIFEST = f"{STATE}/deps.json"
+PROJECT_LAYER = f"{STATE}/layer"
+LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the project batch only
+LAYER_TAR = "layer.tar"
+FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
+FILES_TAR = "files.tar"
+
+
+def install_packages(build: StepContext, container: str, packages: tuple[str, ...],
+                     stage: str) -> None:
+    """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
+    # The package names as packages.sh's arguments, and the proxies in the job's private
+    # environment: nothing on buildah's command line.
+    commands = [f"set -- {shlex.join(packages)}\n{script('packages.sh')}"]
+    with build.job(commands, env=dict(build.settings.network_env)) as job:
+        run = build.engine.run(container, job.argv,
+                               mounts=(*build.settings.network_mounts, job.mount),
+                               stream=build.settings.verbose)
+    outcome = batch.parse(commands, run)
+    result = run
+    if outcome.failed is not None:
+        # Named as it would be typed, not by the script's text.
+        result = dataclasses.replace(outcome.steps[-1], argv=("packages.sh", *packages))
+    if result.returncode == 100:
+        raise StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
+                         hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
+                         "that already has these packages")
+    if not result.ok:
+        raise StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
+                         f"{cmd.describe_failure(result)}",
+                         hint="check the package names for this base's distribution")
+    if stage == "runtime":
+        _remove_mount_points(build, container)
+
+
+def _remove_mount_points(build: StepContext, container: str) -> None:
+    """Remove the targets `buildah run -v` made for the mounts of install_packages, and
+    their folders.
+
+    buildah leaves an empty file or folder at each mount target (the job's folder
+    /run/uvbuild/job, the CA bundle /run/uvbuild/ca-certificates.crt); committed into
+    the runtime, it would ship a trace of the host's build settings. (The builder is
+    never shipped, and its later steps mount the same targets again.)
+    """
+    targets = [m.target for m in build.settings.network_mounts]
+    folders = sorted({posixpath.dirname(t) for t in [*targets, batch.JOB]} | {batch.JOB},
+                     key=len, reverse=True)
+    script_text = (f"rm -f -- {shlex.join(targets)}; " if targets else "") + "".join(
+        f"rmdir {shlex.quote(d)} 2>/dev/null; " for d in folders) + "true"
+    build.engine.run(container, ["/bin/sh", "-c", script_text], network=False, stream=False)
+
+
+def prepare_builder(build: StepContext, step: PrepareBuilder, base: str) -> str:
+    """The builder base with `builder.packages` installed."""
+    if not step.packages:
+        return base
+    with build.container(base, "builder") as ctr:
+        install_packages(build, ctr, step.packages, "builder")
+        return build.engine.commit(ctr, build.commit_options(step))
+
+
+def _builder_env(build: StepContext, step: SyncDependencies, *,
+                 project: bool = False) -> dict[str, str]:
+    # The project phase compiles only what it adds (venvdelta --compile): uv would
+    # recompile every file of the venv, most of the time of a code-change rebuild.
+    compile_now = step.sync.compile_bytecode and not project
+    env = {
+        "PATH": f"{VENV}/bin:{TOOLS}/bin:{STANDARD_PATH}",
+        "UV_CACHE_DIR": UV_CACHE_TARGET,
+        "UV_PROJECT_ENVIRONMENT": VENV,
+        # The cache is a bind mount (another filesystem): hard links cannot cross it.
+        "UV_LINK_MODE": "copy",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_COMPILE_BYTECODE": "1" if compile_now else "0",
+        "UV_NO_PROGRESS": "1",
+        # With SOURCE_DATE_EPOCH set, py_compile writes hash-checked .pyc files: no build
+        # time inside, and still valid after commit resets file times.
+        "SOURCE_DATE_EPOCH": str(build.plan.timestamp),
+    }
+    env.update(build.settings.network_env)
+    env.update(dict(step.env))
+    env.update({name: build.settings.secrets[name] for name in step.secrets})
+    return env
+
+
+def _mounts(build: StepContext) -> tuple[Mount, ...]:
+    build.settings.uv_cache.mkdir(parents=True, exist_ok=True)
+    return (Mount(build.settings.uv_binary, UV_TARGET),
+            Mount(str(build.settings.uv_cache), UV_CACHE_TARGET, read_only=False),
+            *build.settings.network_mounts)
+
+
+def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False) -> list[str]:
+    """`uv sync` as RECIPE.md describes it: locked, non-editable, no dev group."""
+    argv = [UV_TARGET, "sync", "--locked", "--no-editable", "--no-default-groups",
+            "--python", step.uv_python or step.python]
+    if step.package:
+        argv += ["--package", step.package]
+    if offline:
+        argv.append("--offline")
+    for group in step.sync.groups:
+        argv += ["--group", group]
+    if step.sync.all_extras:
+        argv.append("--all-extras")
+    for extra in step.sync.extras:
+        argv += ["--extra", extra]
+    if not project:
+        # Dependencies only: the project, workspace members and path dependencies come
+        # in the next layer (so editing one of them keeps this layer).
+        argv += ["--no-install-workspace", "--no-install-local"]
+    return argv
+
+
+def _files_in(build: StepContext, step: SyncDependencies, name: str, files: tuple[str, ...],
+              *dests: str) -> tuple[str, Mount]:
+    """The project `files` as a tar in a host folder, and the batch command that unpacks
+    them into `dests` in the builder (with the mount it needs): one `buildah add` fewer.
+    """
+    folder = build.scratch_dir(name)
+    write_tarball(folder / FILES_TAR, Path(build.plan.context_root or build.plan.project_root),
+                  files,
+                  timestamp=build.plan.timestamp)
+    command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{FILES_TAR}",
+                           *dests])
+    return command, Mount(str(folder), FILES_IN)
+
+
+def _unpack_failure(step: SyncDependencies, result: cmd.Result) -> Exception:
+    return StepFailed(f"unpacking the project's files in the builder with {step.python} "
+                      f"failed: {cmd.describe_failure(result)}",
+                      hint="builder.python must name a Python 3 the builder base has")
+
+
+def _lock_outdated(result: cmd.Result) -> bool:
+    text = result.stderr + result.stdout
+    return "needs to be updated" in text or "lockfile" in text.lower() and "--locked" in text
+
+
+def _uv_failure(build: StepContext, result: cmd.Result, *, project: bool) -> Exception:
+    if _lock_outdated(result):
+        return ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
+                            f"{cmd.describe_failure(result)}",
+                            hint="run `uv lock` in the project and commit uv.lock")
+    if "No interpreter found" in result.stderr + result.stdout:
+        sync = build.plan.step("sync-dependencies")
+        wanted = getattr(sync, "uv_python", None) or getattr(sync, "python", "?")
+        return ProjectError(f"the builder base has no Python for {wanted}, which the project "
+                            f"asks for: {cmd.describe_failure(result)}",
+                            hint="use a builder base with that Python on its PATH, or change "
+                            "the project's .python-version or requires-python")
+    what = "the project" if project else "the dependencies"
+    return StepFailed(f"uv sync of {what} failed in the builder: {cmd.describe_failure(result)}",
+                      hint="a package that builds from source may need builder.packages "
+                      "(e.g. build-essential, python3-dev, lib*-dev)")
+
+
+def _venvdelta(*args: str) -> str:
+    """venvdelta.py as one command of a batch (it runs on the venv's Python)."""
+    return batch.shell([f"{VENV}/bin/python", "-c", script("venvdelta.py"), *args])
+
+
+def _run_batch(build: StepContext, ctr: str, step: SyncDependencies, commands: list[str],
+               *, project: bool, extra_mounts: tuple[Mount, ...] = ()) -> batch.Outcome:
+    """The builder commands of a step in one `buildah run`, in /src.
+
+    All of them get the builder environment (uv's settings, the CA bundle and proxies,
+    builder.env, builder.secrets) and the mounts (uv, its cache, the CA bundle).
+    """
+    env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
+    with build.job(commands, env=env) as job:
+        run = build.engine.run(ctr, job.argv, mounts=(*_mounts(build), *extra_mounts, job.mount),
+                               workdir=step.project_dir, stream=build.settings.verbose)
+    outcome = batch.parse(commands, run)
+    if outcome.engine_failed:
+        raise StepFailed(f"running the builder commands failed: "
+                         f"{cmd.describe_failure(outcome.run)}")
+    return outcome
+
+
+def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -> str:
+    """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
+    with build.container(parent, "deps") as ctr:
+        unpack, files = _files_in(build, step, "manifests", step.manifests, SOURCE_DIR)
+        commands = [unpack, batch.shell(uv_sync_argv(step, project=False)),
+                    _venvdelta("snapshot", "/app", DEPS_MANIFEST)]
+        outcome = _run_batch(build, ctr, step, commands, project=False, extra_mounts=(files,))
+        if outcome.failed == 0:
+            raise _unpack_failure(step, outcome.steps[0])
+        if outcome.failed == 1:
+            raise _uv_failure(build, outcome.steps[1], project=False)
+        python = outcome.values.get("python")
+        if outcome.failed is not None or not isinstance(python, dict):
+            raise StepFailed(f"the builder's virtualenv does not run: "
+                             f"{cmd.describe_failure(outcome.steps[-1])}")
+        check_made_venv(step.python_request, str(python.get("version", "")),
+                        f"the builder's {python.get('python', step.python)}")
+        return build.engine.commit(ctr, build.commit_options(step, **{
+            "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
+
+
+def install_project(build: StepContext, step: InstallProject, parent: str) -> str:
+    """Sources in /src, the project installed non-editable, builder.run, layer staged.
+
+    The commit runs in the background: add-project copies the staged layer from the
+    working container meanwhile (see Build.defer_commit).
+    """
+    sync = build.plan.step("sync-dependencies")
+    assert isinstance(sync, SyncDependencies)
+    ctr = build.open_container(parent, "project")
+    # Not a package: the project's files themselves are the application, in /app too
+    # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
+    app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
+    unpack, files = _files_in(build, sync, "sources", step.sources,
+                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
+    # The staged layer also comes out as a tar in a host folder: add-project unpacks it
+    # with the SBOM in one `buildah add` instead of copying from this container.
+    out = build.scratch_dir("layer")
+    stage_options = ["--compile"] if sync.sync.compile_bytecode else []
+    for entry in step.copy:
+        stage_options += ["--copy", str(entry.index), entry.source, entry.dest]
+    stage_options += ["--tar", f"{LAYER_OUT}/{LAYER_TAR}"]
+
+    def commands(offline: bool) -> list[str]:
+        return [unpack, batch.shell(uv_sync_argv(sync, project=True, offline=offline)),
+                *step.run,
+                _venvdelta("stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *stage_options)]
+
+    def run(offline: bool) -> batch.Outcome:
+        return _run_batch(build, ctr, sync, commands(offline), project=True,
+                          extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
+
+    # The dependencies are installed; what the project's build may still fetch is its
+    # build backend (build-system.requires), which uv resolves again on every build, a
+    # round trip to the index per package. It comes from uv's cache when it is there;
+    # online only when it is not (or --no-cache), and then the same batch runs again.
+    offline = not build.settings.no_cache
+    outcome = run(offline)
+    if outcome.failed == 1 and offline and not _lock_outdated(outcome.steps[1]):
+        outcome = run(False)
+    if outcome.failed == 0:
+        raise _unpack_failure(sync, outcome.steps[0])
+    if outcome.failed == 1:
+        raise _uv_failure(build, outcome.steps[1], project=True)
+    if outcome.failed is not None and outcome.failed <= 1 + len(step.run):
+        index = outcome.failed - 2
+        raise StepFailed(f"builder.run[{index}] `{step.run[index]}` failed: "
+                         f"{cmd.describe_failure(outcome.steps[-1])}")
+    missing = outcome.values.get("copy_missing")
+    if isinstance(missing, dict):
+        raise copy_missing(int(missing["index"]), str(missing["from"]))
+    installed = outcome.values.get("installed")
+    tarball = out / LAYER_TAR
+    if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
+        raise StepFailed(f"staging the project layer failed: "
+                         f"{cmd.describe_failure(outcome.steps[-1])}")
+    build.values[step.name] = {"installed": installed, "layer_tar": str(tarball)}
+    options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
+                                                                        sort_keys=True)})
+    return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
+
+
+def copy_missing(index: int, source: str) -> StepFailed:
+    """The error for a runtime.copy source the builder does not have, wherever it goes."""
+    return StepFailed(f"runtime.copy[{index}]: {source} is not in the builder after "
+                      f"builder.run", hint="check the path, or make a builder.run command "
+                      "create it")
+
+
+def read_python_label(labels: dict[str, str]) -> dict[str, str]:
+    """The interpreter facts a step recorded in its image labels."""
+    return dict(json.loads(labels.get("io.uvbuild.python", "{}")))

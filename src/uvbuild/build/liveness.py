@@ -1,0 +1,419 @@
+"""Which uvbuild runs are alive, told by the locks they hold; and the sweep of what dead ones left.
+
+A run (one `uvbuild build`) gets a random id, `<pid>-<8 letters>`, and for its whole life
+holds an exclusive flock on `<runroot>/uvbuild/runs/<id>.lock`. The runroot is the image
+store's run root (`buildah info`): containers/storage keeps its own locks there, so every
+process that shares the store shares that folder too, a CI job container that mounts the
+store included, whatever its PID namespace. A lock is released by the kernel when its
+holder dies, however it dies: a lock that can be taken is a run that is dead. The pid in
+the id is only there for people reading `buildah containers` or `ps`; it never decides.
+
+What a run makes is named with its id:
+
+- working containers `uvbuild-<id>-<n>-<purpose>`;
+- host folders `$TMPDIR/uvbuild-build-<id>` (scratch) and `uvbuild-bootstrap-<id>-<n>`, each
+  holding a `.lock` the run also keeps locked: a $TMPDIR may be shared by builds of other
+  stores, which this store's runroot knows nothing of, so a folder is judged by its own lock;
+- processes that could outlive it (mmdebstrap and its children, builder commands) carry
+  `UVBUILD_OWNER=<folder path>` in their environment, and are killed with that folder
+  once its lock is free.
+
+`sweep` removes all of it for every dead run, with the dangling (unnamed) images that carry
+uvbuild's labels when no other run is alive to tag them.
+
+Builds also hold a shared lock on `<runroot>/uvbuild/store.lock`; `uvbuild cache prune`
+removes cache images only while it holds that lock exclusively, so never under a running
+build (see cache.prune). `base_lock` lets one build at a time bootstrap a given base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import itertools
+import os
+import re
+import secrets
+import shutil
+import signal
+import string
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from uvbuild.errors import EngineError, StepFailed
+
+OWNER_VAR = "UVBUILD_OWNER"  # marks the processes a run starts that may outlive it
+LOCK = ".lock"  # the lock file in each host folder a run makes
+# Labels every image uvbuild commits carries: an unnamed one is a build's leftover.
+IMAGE_LABELS = ("io.uvbuild.step", "io.uvbuild.bootstrap")
+# A folder or lock file still being set up (made, locked, then renamed into place) is
+# left alone this long: its maker may be between those calls.
+SETUP_GRACE = 60.0
+
+_RUN_ID = r"\d+-[a-z]{8}"
+CONTAINER_NAME = re.compile(rf"uvbuild-(?P<id>{_RUN_ID})-\d+-")
+FOLDER_NAME = re.compile(rf"uvbuild-(?:build|bootstrap|push)-(?P<id>{_RUN_ID})(?:-\d+)?")
+# Names older uvbuild versions gave (uvbuild-<pid>-...): only the pid can judge them.
+LEGACY_CONTAINER_NAME = re.compile(r"uvbuild-(?P<pid>\d+)-")
+_NEW = ".new-"  # prefix of lock files and folders not yet in place
+
+
+class Store(Protocol):
+    """The part of `Buildah` the sweep needs (a fake in tests)."""
+
+    def containers(self) -> list[dict[str, str]]: ...
+
+    def rm(self, *containers: str) -> None: ...
+
+    def rmi(self, image: str) -> bool: ...
+
+    def dangling_images(self, label: str) -> list[str]: ...
+
+
+def new_run_id() -> str:
+    """A run id: this process's pid (for people) and 8 random letters (for uniqueness
+    across PID namespaces and pid reuse)."""
+    letters = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+    return f"{os.getpid()}-{letters}"
+
+
+def _open_locked(path: Path, how: int) -> int:
+    """Open (creating) `path` and flock it with `how`; the descriptor holds the lock."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, how)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _lock_in_place(path: Path) -> int:
+    """An exclusive lock on a new file at `path`, which appears there already locked
+    (made under a temporary name, then renamed): a sweeper never sees it unlocked."""
+    temporary = path.with_name(f"{_NEW}{path.name}")
+    fd = _open_locked(temporary, fcntl.LOCK_EX)
+    os.rename(temporary, path)
+    return fd
+
+
+def is_held(path: Path) -> bool:
+    """Whether a live process holds a lock on `path` (False when there is no such file).
+
+    Opened without creating, so a sweep never brings back a lock file another sweep removed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # not ours to judge (another user's): leave it alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing releases the lock if we took it
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Places:
+    """Where runs keep their locks (`home`, in the store's runroot) and folders (`tmp`)."""
+
+    home: Path
+    tmp: Path
+
+    @classmethod
+    def of(cls, run_root: Path, tmp: Path | None = None) -> Places:
+        return cls(home=run_root / "uvbuild",
+                   tmp=Path(tmp if tmp is not None else tempfile.gettempdir()))
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+    def run_lock(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.lock"
+
+    def prepare(self) -> None:
+        for folder in (self.home, self.runs, self.home / "bases"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+class Claim:
+    """One live run: its id, the locks that say it is alive, and the host folders it made.
+
+    `close()` removes its folders and releases every lock (the kernel does the same if
+    the process dies first; then the next sweep removes the rest).
+    """
+
+    def __init__(self, places: Places, *, shared_store: bool = True) -> None:
+        self.places = places
+        self.id = new_run_id()
+        self._serial = itertools.count(1)
+        self._folder_serial = itertools.count(1)
+        self._guard = threading.Lock()
+        self._folders: dict[Path, int] = {}  # folder → descriptor holding its .lock
+        self._fds: list[int] = []
+        try:
+            places.prepare()
+            self._fds.append(_lock_in_place(places.run_lock(self.id)))
+            if shared_store:
+                # Waits while `cache prune` removes cache images, never longer.
+                self._fds.append(_open_locked(places.home / "store.lock", fcntl.LOCK_SH))
+        except OSError as exc:
+            self.close()
+            raise EngineError(
+                f"cannot keep uvbuild's run locks in {places.home}: {exc.strerror}",
+                hint="that folder is in the image store's runroot (`buildah info`): it must "
+                "be writable by the user who builds") from exc
+
+    def container_name(self, purpose: str) -> str:
+        """A readable, unique working-container name: uvbuild-<id>-<n>-<purpose>."""
+        return f"uvbuild-{self.id}-{next(self._serial)}-{purpose}"
+
+    def folder(self, kind: str) -> Path:
+        """A new private host folder `uvbuild-<kind>-<id>[-<n>]` in $TMPDIR, locked by this
+        run until `release(folder)` or `close()` removes it."""
+        n = next(self._folder_serial)
+        name = f"uvbuild-{kind}-{self.id}" + (f"-{n}" if kind != "build" else "")
+        try:
+            made = Path(tempfile.mkdtemp(prefix=f"{_NEW}uvbuild-", dir=self.places.tmp))
+            fd = _open_locked(made / LOCK, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise EngineError(f"cannot make a folder in {self.places.tmp}: {exc.strerror}",
+                              hint="set TMPDIR to a writable folder with free space") from exc
+        final = self.places.tmp / name
+        os.rename(made, final)  # appears whole and locked
+        with self._guard:
+            self._folders[final] = fd
+        return final
+
+    def owner_env(self, folder: Path) -> dict[str, str]:
+        """The environment mark for processes that work in `folder` (see the module doc)."""
+        return {OWNER_VAR: str(folder)}
+
+    def release(self, folder: Path) -> None:
+        """Remove `folder` (and any process still marked with it), then drop its lock."""
+        with self._guard:
+            fd = self._folders.pop(folder, None)
+        kill_marked(lambda owner: owner == str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def base_lock(self, ref: str, *, give_up: threading.Event) -> Iterator[None]:
+        """One run at a time makes the base `ref` in this store: the others wait, then
+        find it made. Waiting stops with StepFailed once `give_up` is set (the build
+        failed elsewhere): a blocked flock could not be interrupted."""
+        path = self.places.home / "bases" / (hashlib.sha256(ref.encode()).hexdigest()[:24]
+                                             + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if give_up.wait(0.25):
+                        raise StepFailed(f"{ref}: not made, another step failed") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """The run is over: its folders go, its locks are released, its lock file removed."""
+        with self._guard:
+            folders = list(self._folders)
+        for folder in folders:
+            self.release(folder)
+        with contextlib.suppress(OSError):
+            self.places.run_lock(self.id).unlink()
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
+@contextlib.contextmanager
+def store_exclusive(places: Places) -> Iterator[bool]:
+    """Hold the store lock exclusively if no build holds it (yields True), else yield
+    False at once: `cache prune` never waits for builds, and builds wait only for it."""
+    places.prepare()
+    fd = os.open(places.home / "store.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+# -- the sweep -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What a sweep removed."""
+
+    containers: int = 0
+    folders: int = 0
+    processes: int = 0
+    images: int = 0
+
+
+def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None) -> Swept:
+    """Remove what dead runs left in this store and this $TMPDIR: working containers, host
+    folders, the processes marked with those folders, their lock files, and (`images`)
+    dangling uvbuild images once no run (but `me`, the sweeping run's id) is alive to tag them.
+
+    Safe while other runs live: each thing removed belongs to a run whose lock was free.
+    """
+    places.prepare()
+    # Listed before the locks are read: an image made after this list was made by a run
+    # whose lock exists by then (runs lock first, then make things).
+    dangling = [i for label in IMAGE_LABELS for i in store.dangling_images(label)] \
+        if images else []
+    dead_containers = [c["name"] for c in store.containers() if _container_is_dead(
+        c["name"], places)]
+    if dead_containers:
+        store.rm(*dead_containers)
+    folders = _dead_folders(places.tmp)
+    # Only marks naming a dead folder seen here: a mark that names no folder here may be
+    # a process of another mount namespace (a container with its own /tmp).
+    dead = {str(folder) for folder in folders}
+    killed = kill_marked(lambda owner: owner in dead) if dead else 0
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    removed_images = 0
+    if dangling and not live_runs(places, besides=me):
+        removed_images = sum(store.rmi(image) for image in dict.fromkeys(dangling))
+    _remove_dead_lock_files(places)
+    return Swept(containers=len(dead_containers), folders=len(folders), processes=killed,
+                 images=removed_images)
+
+
+def live_runs(places: Places, *, besides: str | None = None) -> int:
+    """How many runs (but `besides`) hold their lock in this store now."""
+    try:
+        entries = list(places.runs.iterdir())
+    except FileNotFoundError:
+        return 0
+    mine = f"{besides}.lock"
+    return sum(1 for p in entries if p.suffix == ".lock" and not p.name.startswith(_NEW)
+               and p.name != mine and is_held(p))
+
+
+def _container_is_dead(name: str, places: Places) -> bool:
+    found = CONTAINER_NAME.match(name)
+    if found:
+        return not is_held(places.run_lock(found["id"]))
+    legacy = LEGACY_CONTAINER_NAME.match(name)
+    return legacy is not None and not _pid_alive(int(legacy["pid"]))
+
+
+def _pid_alive(pid: int) -> bool:
+    """Only for names older versions gave: a pid says little across PID namespaces."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_folders(tmp: Path) -> list[Path]:
+    """uvbuild's host folders in `tmp` whose lock is free (or never came: set-up cut short)."""
+    dead = []
+    try:
+        entries = list(tmp.iterdir())
+    except OSError:
+        return []
+    now = time.time()
+    for entry in entries:
+        if FOLDER_NAME.fullmatch(entry.name):
+            if not is_held(entry / LOCK):
+                dead.append(entry)
+        elif entry.name.startswith(f"{_NEW}uvbuild-") and not is_held(entry / LOCK):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > SETUP_GRACE:
+                    dead.append(entry)
+    return dead
+
+
+def _remove_dead_lock_files(places: Places) -> None:
+    try:
+        entries = list(places.runs.iterdir())
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if entry.name.startswith(_NEW):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime <= SETUP_GRACE:
+                    continue
+        if not is_held(entry):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def kill_marked(dead: Callable[[str], bool]) -> int:
+    """SIGKILL every process (visible in this PID namespace) whose mark (a folder path)
+    `dead` accepts; return how many.
+
+    A few rounds: a process may start a child between the scan and the kill.
+    """
+    killed = 0
+    for _round in range(5):
+        found = _marked_processes()
+        targets = [pid for pid, owner in found if dead(owner)]
+        if not targets:
+            break
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.05)
+    return killed
+
+
+def _marked_processes() -> list[tuple[int, str]]:
+    """(pid, owner) of every live process (visible here) whose environment has OWNER_VAR:
+    mmdebstrap's children, and builder commands (`buildah run -e`, see Buildah.owner_env),
+    which run in a mount namespace of their own."""
+    prefix = f"{OWNER_VAR}=".encode()
+    marked = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    me = os.getpid()
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue  # gone, a zombie, or another user's
+        if prefix not in environ:
+            continue
+        for entry in environ.split(b"\0"):
+            if entry.startswith(prefix):
+                marked.append((pid, entry[len(prefix):].decode(errors="replace")))
+                break
+    return marked

@@ -1,0 +1,1 @@
+"""The CLI's other commands: doctor, inspect, cache, init."""

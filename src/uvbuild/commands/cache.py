@@ -1,0 +1,86 @@
+"""The step cache: images in local storage named localhost/uvbuild-cache/<step>:<key>.
+
+`buildah images` shows them and they survive restarts; `uvbuild cache ls` lists them
+and `uvbuild cache prune` removes them, together with what killed builds left (working
+containers named uvbuild-<run id>-..., host folders, orphaned processes, unnamed images),
+judged by the runs' locks (see liveness.py), never by a pid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from uvbuild.build import liveness
+from uvbuild.build.liveness import Places
+from uvbuild.engine.buildah import Buildah
+from uvbuild.plan.planner import BASE_REPO, CACHE_REPO
+
+_KEY = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    name: str
+    step: str
+    key: str
+    image_id: str
+    size: str
+
+
+def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
+    """Every cached step image, sorted by step then key."""
+    engine = engine or Buildah()
+    entries = []
+    for image in engine.image_list():
+        for name in image.get("names") or ():  # type: ignore[attr-defined]
+            name = str(name)
+            # localhost/uvbuild-cache/<step>-<key32>:latest,
+            # localhost/uvbuild-base/debian-<suite>-<key16>:latest (older: <name>:<key>)
+            prefix = next((p for p in (CACHE_REPO + "/", BASE_REPO + "/") if name.startswith(p)),
+                          None)
+            if prefix is None:
+                continue
+            repo, _, tag = name[len(prefix):].rpartition(":")
+            step, _, key = repo.rpartition("-")
+            if not _KEY.fullmatch(key):
+                step, key = repo, tag
+            entries.append(CacheEntry(name=name, step=step, key=key,
+                                      image_id=str(image["id"]).removeprefix("sha256:"),
+                                      size=str(image["size"])))
+    return sorted(entries, key=lambda e: (e.step, e.key))
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What `prune` removed, and how many running builds kept it from the cache images."""
+
+    swept: liveness.Swept
+    images: int
+    running: int = 0  # > 0: the cache images were left alone for these builds
+
+
+def prune(*, everything: bool, engine: Buildah | None = None) -> Pruned:
+    """Remove what killed builds left (working containers, host folders, their processes,
+    unnamed uvbuild images) and the cache images; bases too with `everything`.
+
+    Cache images go only while no build runs in this store (builds hold the store lock
+    shared, this takes it exclusively): a running build may be about to read one.
+    """
+    engine = engine or Buildah()
+    places = Places.of(engine.run_root())
+    with liveness.store_exclusive(places) as alone:
+        swept = liveness.sweep(engine, places)
+        if not alone:
+            return Pruned(swept=swept, images=0, running=max(1, liveness.live_runs(places)))
+        removed = 0
+        for entry in list_entries(engine):
+            if (_is_base(entry) or entry.step == "add-project") and not everything:
+                continue  # bases are slow to remake; final images are what users run
+            if engine.rmi(entry.name):
+                removed += 1
+    return Pruned(swept=swept, images=removed)
+
+
+def _is_base(entry: CacheEntry) -> bool:
+    return entry.step.startswith("debian-")

@@ -1,0 +1,1 @@
+"""What a build hands back besides the image: progress, SBOM, OCI layouts."""

@@ -1,0 +1,1 @@
+"""Recipe + project + measured inputs -> a Plan of typed steps with content cache keys."""

@@ -1,0 +1,1 @@
+"""The recipe: its typed model, the strict YAML loader, image references."""
