@@ -161,21 +161,23 @@ def test_slim_root_is_the_same_when_bootstrapped_again(recipe_build, tmp_path: P
     conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{store}/graph"\n'
                     f'runroot = "{store}/run"\n')
     env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
+    work = tmp_path / "work"  # where mmdebstrap writes the root's tarball
+    work.mkdir()
     script = (
         "import sys\n"
-        "from uvbuild.bootstrap import build_bootstrap_base\n"
-        "from uvbuild.engine import Buildah\n"
+        "from uvbuild.build.bootstrap import build_bootstrap_base\n"
+        "from uvbuild.engine.buildah import Buildah\n"
         "from uvbuild.pipeline import plan_recipe\n"
         "from pathlib import Path\n"
         "_, plan = plan_recipe(Path(sys.argv[1]), tag=None, engine=None, pull=False)\n"
         "base = plan.step('runtime-base').base\n"
         "print(build_bootstrap_base(Buildah(), base, sys.argv[2], timestamp=int(sys.argv[3]),"
-        " container_name='itest-slim-again'))\n"
+        " container_name='itest-slim-again', folder=Path(sys.argv[4]), mark={}))\n"
     )
     try:
         proc = subprocess.run(
             [sys.executable, "-c", script, str(REPO_ROOT / "recipes" / "fastapi.yaml"), ref,
-             str(timestamp)], env=env, capture_output=True, text=True, timeout=900, check=False)
+             str(timestamp), str(work)], env=env, capture_output=True, text=True, timeout=900, check=False)
         assert proc.returncode == 0, f"bootstrapping again failed:\n{proc.stderr[-3000:]}"
         again = proc.stdout.strip().splitlines()[-1].removeprefix("sha256:")
         if again != session_id.removeprefix("sha256:"):

@@ -291,13 +291,41 @@ def test_uv_honours_no_proxy_star(tmp_path: Path) -> None:
     assert through.returncode == 0, f"uv did not honour NO_PROXY='*':\n{through.stderr}"
 
 
-def _cert_lines(bundle: Path) -> dict[str, bytes]:
-    """The first base64 line of the bundle's first and last certificates."""
-    text = bundle.read_text()
-    bodies = re.findall(r"-----BEGIN CERTIFICATE-----\s*\n([A-Za-z0-9+/=]{40,})", text)
+PUBLIC_CAS = Path("/usr/share/ca-certificates")  # Debian's ca-certificates package
+
+
+def _first_lines(text: str) -> list[str]:
+    """The first base64 line of each certificate in a PEM text."""
+    return re.findall(r"-----BEGIN CERTIFICATE-----\s*\n([A-Za-z0-9+/=]{40,})", text)
+
+
+def _private_cert_lines(bundle: Path) -> dict[str, bytes]:
+    """The certificates of `bundle` that are not public CAs (the host's own, such as a
+    TLS-inspecting proxy's), by their first base64 line.
+
+    A runtime root may ship Debian's ca-certificates (a slim root does): the public CAs
+    in it are in the host's bundle too, and are no leak.
+    """
+    public = {line for path in PUBLIC_CAS.rglob("*.crt")
+              for line in _first_lines(path.read_text(errors="replace"))}
+    bodies = _first_lines(bundle.read_text())
     assert bodies, f"no certificate in {bundle}"
-    return {"CA bundle (first certificate)": bodies[0].encode(),
-            "CA bundle (last certificate)": bodies[-1].encode()}
+    return {f"CA bundle (certificate {n})": body.encode()
+            for n, body in enumerate(bodies) if body not in public}
+
+
+def _own_ca(folder: Path, host_bundle: Path) -> tuple[Path, str]:
+    """A bundle of the host's certificates plus one made here, and that one's first line:
+    a certificate no image can hold unless uvbuild leaked the bundle."""
+    key, cert = folder / "ca.key", folder / "ca.crt"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                           "-keyout", str(key), "-out", str(cert), "-days", "1",
+                           "-subj", f"/CN=uvbuild-itest-{secrets.token_hex(4)}"],
+                          capture_output=True, text=True, check=False)
+    assert made.returncode == 0, f"openssl could not make a test CA: {made.stderr}"
+    bundle = folder / "bundle.crt"
+    bundle.write_text(host_bundle.read_text() + "\n" + cert.read_text())
+    return bundle, _first_lines(cert.read_text())[0]
 
 
 def _blobs(archive: Path) -> Iterator[tuple[str, bytes]]:
@@ -328,13 +356,15 @@ def test_secrets_proxies_and_trust_never_ship(mod: Module, tmp_path: Path) -> No
         ],
     })
     archive = tmp_path / "img.tar"
+    own_bundle, own_line = _own_ca(tmp_path, bundle)
     # --no-cache: builder.run must see this session's values (they are not in any key).
     mod.build(recipe, tag_for("secret"), "--no-cache", "--output", f"oci-archive:{archive}",
               env={"UVBUILD_SENTINEL_SECRET": SECRET_VALUE, "HTTPS_PROXY": PROXY_URL,
-                   "NO_PROXY": "*"})
+                   "NO_PROXY": "*", "SSL_CERT_FILE": str(own_bundle)})
 
     needles = {"secret value": SECRET_VALUE.encode(), "proxy": PROXY_HOST.encode(),
-               "/run/uvbuild": b"/run/uvbuild", **_cert_lines(bundle)}
+               "/run/uvbuild": b"/run/uvbuild", "CA bundle (made for this test)":
+               own_line.encode(), **_private_cert_lines(bundle)}
     found: dict[str, list[str]] = {}
     names = []
     for name, data in _blobs(archive):
