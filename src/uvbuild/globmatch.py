@@ -25,6 +25,9 @@ MAX_ALTERNATIVES = 64  # Docker's `**` inside a name (`a**b`) splits a pattern i
 # No path a pattern could usefully match is longer (Linux's PATH_MAX is 4096 bytes); a
 # longer line is a mistake or an attack (each character becomes regex work).
 MAX_PATTERN_CHARS = 4096
+# Each `*` inside a name is a regex group, and compiling thousands of them takes seconds
+# per line; no real pattern has more than a few.
+MAX_STARS = 64
 
 _SEP, _STAR, _DEEP, _DEEP_END = "/", "*", "**/", "**"  # token kinds besides text
 
@@ -112,6 +115,9 @@ def compile_glob(pattern: str, *, docker: bool, any_depth: bool = False) -> Glob
         raise GlobError(f"it is {len(pattern):,} characters long; patterns are at most "
                         f"{MAX_PATTERN_CHARS:,} (no path is longer)")
     tokens = ([_DEEP] if any_depth else []) + _tokens(pattern, docker=docker)
+    if tokens.count(_STAR) > MAX_STARS:
+        raise GlobError(f"it has {tokens.count(_STAR):,} `*` wildcards; a pattern may have "
+                        f"at most {MAX_STARS}")
     shapes = _shapes(tokens)
     if len(shapes) > MAX_ALTERNATIVES:
         raise GlobError(f"too many `**` inside names in {pattern!r}")

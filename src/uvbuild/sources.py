@@ -71,6 +71,10 @@ def docker_excludes(rules: tuple[Rule, ...], path: str) -> bool:
     for rule in rules:
         if rule.negated != excluded:
             continue  # cannot change the outcome
+        # What the pattern matches starts with its literal prefix, and so does any path
+        # below it: a cheap test that keeps a long ignore file fast.
+        if not path.startswith(rule.literal_prefix):
+            continue
         if rule.glob.matches_or_parent(path):
             excluded = not rule.negated
     return excluded
