@@ -39,8 +39,8 @@ _WORD = r"[A-Za-z0-9_]"
 def add(value: str) -> None:
     """Never print `value` (nor its JSON- or repr-escaped spelling) from now on."""
     global _values, _short
-    if not value:
-        return
+    if not value.strip():
+        return  # blanks: masking every space would hide everything and protect nothing
     forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
     # Host values that are not UTF-8 (surrogate escapes) print as U+FFFD where a
     # command's output is decoded with errors="replace" (cmd's streamed output).

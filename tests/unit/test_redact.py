@@ -137,3 +137,9 @@ def test_short_lines_of_a_multi_line_secret_do_not_break_json_output() -> None:
     document = json.dumps({"ok": False, "error": "x"})
     assert redact.redact(document) == document
     assert redact.redact('  "private_key": "MIIEvQIBADANBgkqhkiG9w0B",\n') == "  ***,\n"
+
+
+def test_a_blank_secret_masks_nothing() -> None:
+    redact.add(" ")
+    redact.add("\n")
+    assert redact.redact("a b\nc : d\n") == "a b\nc : d\n"
