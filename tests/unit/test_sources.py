@@ -379,3 +379,18 @@ def test_an_overlong_ignore_line_is_a_project_error_with_its_line(tmp_path: Path
     with pytest.raises(ProjectError, match=r"\.dockerignore:2: unusable ignore pattern: it is "
                                            r"200,000 characters long"):
         source_files(tmp_path)
+
+
+def test_a_project_deeper_than_the_recursion_limit_is_listed(tmp_path: Path) -> None:
+    """Listing walked one nested call per folder: 1,500 folders deep was a traceback.
+    Here the limit is made small."""
+    import sys
+
+    make_tree(tmp_path, ["/".join(["d"] * 300) + "/leaf.txt"])
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)
+    try:
+        files = source_files(tmp_path)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert files == ("/".join(["d"] * 300) + "/leaf.txt",)
