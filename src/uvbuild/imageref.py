@@ -61,6 +61,8 @@ def reference_problem(ref: str, *, output: bool = True) -> str | None:
     if not host:
         path = rest
     name, colon, tag = path.rpartition(":") if ":" in path else (path, "", "")
+    if colon and len(tag) > 128:
+        return f"the tag is {len(tag)} characters long; a tag has at most 128"
     if colon and not _TAG.fullmatch(tag):
         return f"invalid tag {tag!r} in image reference"
     for component in name.split("/"):
