@@ -8,32 +8,50 @@ Masking at each of them would miss one sooner or later, so `cli.main` instead wr
 
 The values are registered with `add()` as soon as they are known: `builder.secrets`
 values read from the host, the userinfo and password of every proxy URL, `--creds`.
+
+Very short values (under SHORT characters, e.g. a proxy password `pw`) are masked only
+where they stand as a word of their own (no letter, digit or `_` touching them): masked
+everywhere, a two-letter value would turn most of the output into `***` and tell
+nothing it hides anyway. Lines of a multi-line value are masked one by one as well
+(streamed output comes line by line), except lines under SHORT characters (`{`, `}`
+of a JSON key), which would break `--json` documents. Where matches of several values
+overlap, the whole stretch is masked: no part of either is left.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 MASK = "***"
+SHORT = 4  # values shorter than this are masked as whole words only (see above)
 
 _lock = threading.Lock()
-_values: tuple[str, ...] = ()  # longest first: a secret that holds another is masked whole
+_values: tuple[str, ...] = ()  # longest first (for _held_back)
+_short: tuple[re.Pattern[str], ...] = ()  # the whole-word patterns of the short values
+_WORD = r"[A-Za-z0-9_]"
 
 
 def add(value: str) -> None:
     """Never print `value` (nor its JSON- or repr-escaped spelling) from now on."""
-    global _values
-    if not value:
-        return
+    global _values, _short
+    if not value.strip():
+        return  # blanks: masking every space would hide everything and protect nothing
     forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
+    # Host values that are not UTF-8 (surrogate escapes) print as U+FFFD where a
+    # command's output is decoded with errors="replace" (cmd's streamed output).
+    forms.add(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
     # Output is written line by line: each line of a multi-line value (a key) on its own.
-    forms.update(line.strip() for line in value.splitlines() if "\n" in value)
+    forms.update(line.strip() for line in value.splitlines()
+                 if "\n" in value and len(line.strip()) >= SHORT)
     with _lock:
         _values = tuple(sorted(set(_values) | {f for f in forms if f}, key=len, reverse=True))
+        _short = tuple(re.compile(f"(?<!{_WORD}){re.escape(v)}(?!{_WORD})")
+                       for v in _values if len(v) < SHORT)
 
 
 def add_url(url: str) -> None:
@@ -55,17 +73,43 @@ def add_url(url: str) -> None:
 
 def redact(text: str) -> str:
     """`text` with every registered secret value replaced by `***`."""
-    for value in _values:
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    values, short = _values, _short
+    spans: list[tuple[int, int]] = []
+    for value in values:
+        if len(value) < SHORT:
+            continue
+        start = text.find(value)
+        while start != -1:
+            spans.append((start, start + len(value)))
+            start = text.find(value, start + 1)
+    for pattern in short:
+        spans.extend(match.span() for match in pattern.finditer(text))
+    if not spans:
+        return text
+    # Overlapping matches (of one value or of several) are masked as one stretch.
+    pieces: list[str] = []
+    done = 0
+    end = -1
+    for start, stop in sorted(spans):
+        if start > end:
+            if end >= 0:
+                pieces.append(MASK)
+                done = end
+            pieces.append(text[done:start])
+            end = stop
+        else:
+            end = max(end, stop)
+    pieces.append(MASK)
+    pieces.append(text[end:])
+    return "".join(pieces)
 
 
 def reset() -> None:
     """Forget every registered value (for tests)."""
-    global _values
+    global _values, _short
     with _lock:
         _values = ()
+        _short = ()
 
 
 def _held_back(text: str) -> int:

@@ -54,6 +54,21 @@ def test_a_full_disk_in_uv_sync_is_told_as_such(engine: FakeEngine, project: Pat
     assert engine.live == {} and IMAGE not in engine.names
 
 
+def test_an_unreachable_index_gets_a_network_hint_not_build_essential(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: argv[:2] == (UV_TARGET, "sync"), returncode=2, stderr=(
+        "error: Request failed after 3 retries in 8.3s\n"
+        "  cause: Failed to fetch: https://127.0.0.1:9/simple/pytest/\n"
+        "  cause: tcp connect error\n  cause: Connection refused (os error 111)\n"))
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert "Connection refused" in raised.value.message
+    assert "could not download from a package index" in str(raised.value.hint)
+    assert "build-essential" not in str(raised.value.hint)
+
+
 def test_a_full_disk_in_a_buildah_commit(engine: FakeEngine, project: Path,
                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def commit(container: str, options: object) -> str:

@@ -102,6 +102,12 @@ def containers_of(pid: int) -> list[str]:
             if c["containername"].startswith(f"uvbuild-{pid}-")]
 
 
+def _sigint_as_from_a_terminal() -> None:
+    # A suite started in the background (`cmd &` in a script) inherits an ignored SIGINT,
+    # and uvbuild rightly keeps ignoring it then: its Ctrl-C cases need the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class LiveBuild:
     """A uvbuild process whose stderr is followed line by line while it runs."""
 
@@ -110,7 +116,8 @@ class LiveBuild:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env,
-                                     start_new_session=new_session)
+                                     start_new_session=new_session,
+                                     preexec_fn=_sigint_as_from_a_terminal)
         self.pid = self.proc.pid
         self._lines: list[str] = []
         self._stdout = ""

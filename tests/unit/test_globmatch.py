@@ -146,3 +146,23 @@ def test_docker_double_stars_inside_names() -> None:
 def test_a_bad_character_class_is_a_glob_error() -> None:
     with pytest.raises(GlobError):
         compile_glob("x[z-a]", docker=True)
+
+
+def test_a_pattern_longer_than_any_path_is_refused_at_once() -> None:
+    """A 200 kB line: before, compiling it took minutes (quadratic list copies)."""
+    compile_glob("a" * 4096, docker=True)
+    with pytest.raises(GlobError, match="200,000 characters long; patterns are at most 4,096"):
+        compile_glob("a" * 200_000, docker=True)
+
+
+def test_a_pattern_with_thousands_of_stars_is_refused() -> None:
+    """Each `*` is a regex group: 2,000 of them take a second to compile, per line."""
+    assert compile_glob("*a" * 64, docker=True).fullmatch("a" * 64)
+    with pytest.raises(GlobError, match="2,048 `\\*` wildcards; a pattern may have at most 64"):
+        compile_glob("*a" * 2048, docker=True)
+
+
+@pytest.mark.parametrize("pattern", ["[", "a[b", "\\", "foo\\", "a\0b", "\udcff*.py"])
+def test_odd_but_usable_patterns_compile(pattern: str) -> None:
+    compile_glob(pattern, docker=True)
+    compile_glob(pattern, docker=False)

@@ -100,3 +100,37 @@ def test_write_tree_replaces_the_file_whole(tmp_path: Path) -> None:
     facts = layertar.write_tree(str(target), str(tree(tmp_path / "t")), "app", STAMP)
     assert facts["size"] == target.stat().st_size
     assert not (tmp_path / "layer.tar.part").exists()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(tmp_path: Path) -> None:
+    """Builder Pythons before 3.12 recurse in os.walk: a tree deeper than the recursion
+    limit (1,500 folders: a real build) was a traceback. Here the limit is made small."""
+    import sys
+
+    from uvbuild.incontainer import venvdelta
+
+    deep = tmp_path.joinpath(*["d"] * 300)
+    deep.mkdir(parents=True)
+    (deep / "leaf.txt").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "d")  # listed, not followed
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)
+    try:
+        for walk in (layertar.walk_tree, venvdelta.walk_tree):
+            names = [name for _, dirs, files in walk(str(tmp_path)) for name in dirs + files]
+            assert names.count("leaf.txt") == 1 and names.count("link") == 1
+        names = [name for name, _ in layertar.tree_entries(str(tmp_path), "app")]
+    finally:
+        sys.setrecursionlimit(limit)
+    assert "app/link" in names and sum(name.endswith("/d/leaf.txt") for name in names) == 1
+
+
+def test_walk_tree_matches_os_walk_order(tmp_path: Path) -> None:
+    from uvbuild.incontainer import venvdelta
+
+    for rel in ("a/b/c.txt", "a/d/e.txt", "f/g.txt", "h.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    (tmp_path / "a" / "to-f").symlink_to(tmp_path / "f")
+    assert list(layertar.walk_tree(str(tmp_path))) == list(os.walk(tmp_path))
+    assert list(venvdelta.walk_tree(str(tmp_path))) == list(os.walk(tmp_path))

@@ -602,6 +602,15 @@ def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
         load_recipe(write(tmp_path, text))
 
 
+@pytest.mark.parametrize("nested", ["[" * 3000 + "]" * 3000, "{a: " * 3000 + "1" + "}" * 3000])
+def test_deeply_nested_yaml_is_a_recipe_error_not_a_recursion_error(
+        tmp_path: Path, nested: str) -> None:
+    text = MINIMAL + f"image: {nested}\n"
+    with pytest.raises(RecipeError, match=r"uvbuild.yaml:6: lists and mappings are nested more "
+                                          r"than 64 deep"):
+        load_recipe(write(tmp_path, text))
+
+
 LONG = "v" * 40_000  # past MAX_ARGUMENT_BYTES (32 KiB) as one argument
 
 

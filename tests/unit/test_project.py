@@ -489,6 +489,14 @@ def test_invalid_toml_names_file_line_and_column(tmp_path: Path) -> None:
     assert "line 3, column" in message
 
 
+def test_a_pyproject_with_a_byte_order_mark_reads_as_uv_reads_it(tmp_path: Path) -> None:
+    expected = read_project(app(tmp_path / "plain"))
+    root = app(tmp_path / "bom")
+    (root / "pyproject.toml").write_bytes(b"\xef\xbb\xbf" + APP_PYPROJECT.encode())
+    assert read_project(root).scripts == expected.scripts
+    assert read_project(root).version == expected.version
+
+
 def test_no_project_table(tmp_path: Path) -> None:
     write(tmp_path, {"pyproject.toml": "[tool.uv.workspace]\nmembers = []\n"})
     with pytest.raises(ProjectError) as caught:

@@ -101,3 +101,45 @@ def test_push_credentials_go_in_a_private_auth_file_on_top_of_the_users(tmp_path
     assert data["auths"]["other.io"] == {"auth": "eA=="}
     assert base64.b64decode(data["auths"]["ghcr.io"]["auth"]) == b"me:S3NT1NEL"
     assert Path(path).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_very_short_secret_is_masked_where_it_stands_alone_and_output_stays_readable() -> None:
+    redact.add("ab")  # a proxy password of two letters
+    assert redact.redact("about tab: ab, cab http://u:ab@proxy") == \
+        "about tab: ***, cab http://u:***@proxy"
+
+
+def test_overlapping_secrets_leave_no_part_of_either() -> None:
+    redact.add("abcdef")
+    redact.add("defghi")
+    assert redact.redact("x abcdefghi y") == "x *** y"
+    assert redact.redact("aaaaaa") == "aaaaaa"
+    redact.add("aaaa")
+    assert redact.redact("<aaaaaa>") == "<***>"
+
+
+def test_a_secret_with_regex_and_shell_characters_is_masked_literally() -> None:
+    redact.add("a.b*c$(x)[")
+    assert redact.redact("echo a.b*c$(x)[ axbxc$(x)[") == "echo *** axbxc$(x)["
+
+
+def test_a_non_utf8_secret_is_masked_as_captured_and_as_streamed() -> None:
+    value = b"tok\xff3n-value".decode("utf-8", "surrogateescape")  # as os.environ has it
+    redact.add(value)
+    captured = b"T=tok\xff3n-value\n".decode("utf-8", "surrogateescape")
+    streamed = b"T=tok\xff3n-value\n".decode("utf-8", "replace")
+    assert redact.redact(captured) == redact.redact(streamed) == "T=***\n"
+
+
+def test_short_lines_of_a_multi_line_secret_do_not_break_json_output() -> None:
+    key = '{\n  "private_key": "MIIEvQIBADANBgkqhkiG9w0B"\n}'
+    redact.add(key)
+    document = json.dumps({"ok": False, "error": "x"})
+    assert redact.redact(document) == document
+    assert redact.redact('  "private_key": "MIIEvQIBADANBgkqhkiG9w0B",\n') == "  ***,\n"
+
+
+def test_a_blank_secret_masks_nothing() -> None:
+    redact.add(" ")
+    redact.add("\n")
+    assert redact.redact("a b\nc : d\n") == "a b\nc : d\n"

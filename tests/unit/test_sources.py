@@ -354,3 +354,43 @@ def test_an_unusable_ignore_pattern_is_a_project_error_with_its_line(tmp_path: P
     (tmp_path / ".containerignore").write_text("*.log\nx[z-a]\n")
     with pytest.raises(ProjectError, match=r"\.containerignore:2: unusable ignore pattern"):
         source_files(tmp_path)
+
+
+def test_a_long_ignore_file_tests_only_patterns_whose_literal_start_fits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 lines: each path is matched only against the patterns that could match it."""
+    from uvbuild.project import globmatch
+
+    make_tree(tmp_path, ["d1/keep.py", "d1/drop.txt", "d7/drop.txt", "other/x.txt"])
+    lines = [f"d{i}/*.txt" for i in range(10_000)] + ["!d7/drop.txt"]
+    (tmp_path / ".containerignore").write_text("\n".join(lines) + "\n")
+    calls = []
+    original = globmatch.Glob.matches_or_parent
+    monkeypatch.setattr(globmatch.Glob, "matches_or_parent",
+                        lambda self, path: calls.append(path) or original(self, path))
+    assert source_files(tmp_path) == (".containerignore", "d1/keep.py", "d7/drop.txt",
+                                      "other/x.txt")
+    assert len(calls) < 100  # not 10,000 per path
+
+
+def test_an_overlong_ignore_line_is_a_project_error_with_its_line(tmp_path: Path) -> None:
+    make_tree(tmp_path, ["a.py"])
+    (tmp_path / ".dockerignore").write_text("*.log\n" + "a" * 200_000 + "\n")
+    with pytest.raises(ProjectError, match=r"\.dockerignore:2: unusable ignore pattern: it is "
+                                           r"200,000 characters long"):
+        source_files(tmp_path)
+
+
+def test_a_project_deeper_than_the_recursion_limit_is_listed(tmp_path: Path) -> None:
+    """Listing walked one nested call per folder: 1,500 folders deep was a traceback.
+    Here the limit is made small."""
+    import sys
+
+    make_tree(tmp_path, ["/".join(["d"] * 300) + "/leaf.txt"])
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)
+    try:
+        files = source_files(tmp_path)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert files == ("/".join(["d"] * 300) + "/leaf.txt",)

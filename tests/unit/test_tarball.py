@@ -243,3 +243,32 @@ def test_a_file_that_shrinks_while_copied_is_a_project_error(tmp_path: Path) -> 
     stream = _Exactly(source, 10, tmp_path / "f")
     with pytest.raises(ProjectError, match="changed while uvbuild was copying it"):
         stream.read(16 << 10)
+
+
+def test_a_listed_file_that_became_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    from uvbuild.errors import ProjectError
+
+    os.mkfifo(tmp_path / "was-a-file")  # swapped in after the listing: open() would block
+    with pytest.raises(ProjectError, match="was-a-file is no longer a regular file"):
+        write_tarball(tmp_path / "out.tar", tmp_path, ["was-a-file"], timestamp=0)
+
+
+def test_a_listed_file_that_vanished_is_a_project_error(tmp_path: Path) -> None:
+    from uvbuild.errors import ProjectError
+
+    with pytest.raises(ProjectError, match="gone.py cannot be read: No such file"):
+        write_tarball(tmp_path / "out.tar", tmp_path, ["gone.py"], timestamp=0)
+
+
+def test_a_symlink_swapped_in_after_lstat_is_not_followed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race: the file is a regular file when checked, a link to a secret when opened."""
+    from uvbuild.build import tarball
+    from uvbuild.errors import ProjectError
+
+    (tmp_path / "secret").write_text("host secret")
+    (tmp_path / "app.py").symlink_to(tmp_path / "secret")
+    regular = os.lstat(tmp_path / "secret")
+    monkeypatch.setattr(tarball.os, "lstat", lambda path: regular)
+    with pytest.raises(ProjectError, match="app.py cannot be read"):
+        write_tarball(tmp_path / "out.tar", tmp_path, ["app.py"], timestamp=0)

@@ -187,9 +187,25 @@ def _uv_failure(build: StepContext, result: cmd.Result, *, project: bool) -> Exc
                             hint="use a builder base with that Python on its PATH, or change "
                             "the project's .python-version or requires-python")
     what = "the project" if project else "the dependencies"
+    if _index_unreachable(result):
+        hint = ("uv could not download from a package index: check the index URL and its "
+                "credentials (builder.env, builder.secrets), and the host's HTTPS_PROXY / "
+                "SSL_CERT_FILE, which builder commands get (`uvbuild doctor` shows them)")
+    else:
+        hint = ("a package that builds from source may need builder.packages "
+                "(e.g. build-essential, python3-dev, lib*-dev)")
     return StepFailed(f"uv sync of {what} failed in the builder: {cmd.describe_failure(result)}",
-                      hint="a package that builds from source may need builder.packages "
-                      "(e.g. build-essential, python3-dev, lib*-dev)")
+                      hint=hint)
+
+
+# What uv says when an index cannot be reached or refuses it (network, proxy, TLS, auth).
+_UNREACHABLE = ("Failed to fetch", "error sending request", "dns error", "tcp connect error",
+                "invalid peer certificate", "401 Unauthorized", "403 Forbidden")
+
+
+def _index_unreachable(result: cmd.Result) -> bool:
+    text = result.stderr + result.stdout
+    return any(sign in text for sign in _UNREACHABLE)
 
 
 def _venvdelta(*args: str) -> str:

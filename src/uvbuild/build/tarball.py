@@ -53,17 +53,36 @@ def write_tarball(output: Path, root: Path, files: Iterable[str], *, timestamp: 
             tar.addfile(_info(d, kind=tarfile.DIRTYPE, mode=0o755, timestamp=timestamp))
         for rel in paths:
             full = root / rel
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                info = _info(rel, kind=tarfile.SYMTYPE, mode=0o777, timestamp=timestamp)
-                info.linkname = os.readlink(full)
-                tar.addfile(info)
-                continue
-            mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
-            with full.open("rb") as stream:
-                size = os.fstat(stream.fileno()).st_size
-                info = _info(rel, kind=tarfile.REGTYPE, mode=mode, timestamp=timestamp, size=size)
-                tar.addfile(info, _Exactly(stream, size, full))
+            try:
+                _add(tar, full, rel, timestamp)
+            except OSError as exc:  # it vanished or became unreadable since it was listed
+                raise ProjectError(f"{full} cannot be read: {exc.strerror or exc}",
+                                   hint="build again when nothing changes the project's "
+                                   "files; list what should not be built in "
+                                   ".containerignore") from None
+
+
+def _add(tar: tarfile.TarFile, full: Path, rel: str, timestamp: int) -> None:
+    """Add one symlink or regular file. What the listing saw may have changed since:
+    a symlink put in a file's place is not followed (O_NOFOLLOW), and a fifo or device
+    there is refused, not waited on (O_NONBLOCK)."""
+    st = os.lstat(full)
+    if stat.S_ISLNK(st.st_mode):
+        info = _info(rel, kind=tarfile.SYMTYPE, mode=0o777, timestamp=timestamp)
+        info.linkname = os.readlink(full)
+        tar.addfile(info)
+        return
+    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as stream:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise ProjectError(f"{full} is no longer a regular file",
+                               hint="build again when nothing changes the project's files")
+        os.set_blocking(fd, True)
+        mode = 0o755 if opened.st_mode & stat.S_IXUSR else 0o644
+        info = _info(rel, kind=tarfile.REGTYPE, mode=mode, timestamp=timestamp,
+                     size=opened.st_size)
+        tar.addfile(info, _Exactly(stream, opened.st_size, full))
 
 
 def append_file(archive: Path, name: str, data: bytes, *, timestamp: int) -> None:

@@ -59,6 +59,32 @@ def _info(name, kind, mode, timestamp, owner):
     return info
 
 
+def walk_tree(root):
+    """os.walk(root) (top-down, symlinks not followed), without recursion: Python
+    before 3.12 recurses per folder level, and a tree a thousand folders deep (a path
+    may be 4096 bytes long) ends in RecursionError. Same order as os.walk: a caller
+    may sort or prune `dirs` before the walk goes into them."""
+    waiting = [root]
+    while waiting:
+        top = waiting.pop()
+        dirs, files = [], []
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield top, dirs, files
+        for name in reversed(dirs):
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                waiting.append(path)
+
+
 def tree_entries(root, prefix):
     """(tar name, host path) for PREFIX's own folders and every path under ROOT."""
     prefix = prefix.strip("/")
@@ -66,7 +92,7 @@ def tree_entries(root, prefix):
     parts = prefix.split("/") if prefix else []
     for depth in range(1, len(parts) + 1):
         entries.append(("/".join(parts[:depth]), root if depth == len(parts) else None))
-    for top, dirs, files in os.walk(root):
+    for top, dirs, files in walk_tree(root):
         rel = os.path.relpath(top, root)
         for name in dirs + files:
             inner = name if rel == "." else rel + "/" + name

@@ -92,11 +92,37 @@ def points_at_sources(top):
     return url == "file:///src" or url.startswith("file:///src/")
 
 
+def walk_tree(root):
+    """os.walk(root) (top-down, symlinks not followed), without recursion: Python
+    before 3.12 recurses per folder level, and a tree a thousand folders deep (a path
+    may be 4096 bytes long) ends in RecursionError. Same order as os.walk: a caller
+    may sort or prune `dirs` before the walk goes into them."""
+    waiting = [root]
+    while waiting:
+        top = waiting.pop()
+        dirs, files = [], []
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield top, dirs, files
+        for name in reversed(dirs):
+            path = os.path.join(top, name)
+            if not os.path.islink(path):
+                waiting.append(path)
+
+
 def walk(root, before=None):
     """Every path under ROOT → describe(), scrubbing as it goes (one pass)."""
     before = before or {}
     entries = {}
-    for top, dirs, files in os.walk(root):
+    for top, dirs, files in walk_tree(root):
         if top.endswith(".dist-info") and "uv_cache.json" in files:
             drop_uv_cache_json(top, files)
         if top.endswith(".dist-info") and "direct_url.json" in files and points_at_sources(top):
@@ -216,7 +242,7 @@ def write_tar(out, path, timestamp):
         return info
 
     with tarfile.open(path + ".part", "w", format=tarfile.PAX_FORMAT) as tar:
-        for top, dirs, files in os.walk(out):
+        for top, dirs, files in walk_tree(out):
             dirs.sort()
             for name in dirs + sorted(files):
                 full = os.path.join(top, name)

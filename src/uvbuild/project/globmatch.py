@@ -21,6 +21,12 @@ import re
 from dataclasses import dataclass
 
 MAX_ALTERNATIVES = 64  # Docker's `**` inside a name (`a**b`) splits a pattern in two
+# No path a pattern could usefully match is longer (Linux's PATH_MAX is 4096 bytes); a
+# longer line is a mistake or an attack (each character becomes regex work).
+MAX_PATTERN_CHARS = 4096
+# Each `*` inside a name is a regex group, and compiling thousands of them takes seconds
+# per line; no real pattern has more than a few.
+MAX_STARS = 64
 
 _SEP, _STAR, _DEEP, _DEEP_END = "/", "*", "**/", "**"  # token kinds besides text
 
@@ -104,7 +110,13 @@ class Glob:
 def compile_glob(pattern: str, *, docker: bool, any_depth: bool = False) -> Glob:
     """Compile an ignore pattern; `any_depth`: it may match below any folder (git's
     patterns without a slash). Raises GlobError for a pattern that cannot be used."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise GlobError(f"it is {len(pattern):,} characters long; patterns are at most "
+                        f"{MAX_PATTERN_CHARS:,} (no path is longer)")
     tokens = ([_DEEP] if any_depth else []) + _tokens(pattern, docker=docker)
+    if tokens.count(_STAR) > MAX_STARS:
+        raise GlobError(f"it has {tokens.count(_STAR):,} `*` wildcards; a pattern may have "
+                        f"at most {MAX_STARS}")
     shapes = _shapes(tokens)
     if len(shapes) > MAX_ALTERNATIVES:
         raise GlobError(f"too many `**` inside names in {pattern!r}")
@@ -170,20 +182,24 @@ def _shapes(tokens: list[_Token]) -> list[tuple[_Element, ...]]:
     while pending:
         i, done, name = pending.pop()
         ended = False
+        # `done` and `name` belong to this alternative alone (a pending one gets copies):
+        # they grow in place, so a long pattern costs time linear in its length.
         while i < len(tokens) and len(shapes) + len(pending) <= MAX_ALTERNATIVES:
             token = tokens[i]
             i += 1
             if token == _SEP:
-                done, name = done + [tuple(name)], []
+                done.append(tuple(name))
+                name = []
             elif token == _DEEP and not name:
                 if not done or done[-1] is not None:
-                    done = done + [None]
+                    done.append(None)
             elif token == _DEEP:
                 pending.append((i, done + [(*name, _STAR), None], []))
             elif token == _DEEP_END:
-                done, ended = done + [(*name, _STAR), None], True
+                done.extend([(*name, _STAR), None])
+                ended = True
             else:
-                name = name + [token]
+                name.append(token)
         shapes.append(tuple(done) if ended else (*done, tuple(name)))
     return shapes
 

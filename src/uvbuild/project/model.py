@@ -319,7 +319,8 @@ def load_toml(path: Path) -> Table:
         data = path.read_bytes()
         parsed = _parsed.get(data)
         if parsed is None:
-            parsed = tomllib.loads(data.decode("utf-8"))
+            # A leading byte-order mark (Windows editors write one) is fine with uv too.
+            parsed = tomllib.loads(data.decode("utf-8-sig"))
             check_shape(parsed, path)  # every key uvbuild reads has the type it expects
             _parsed[data] = parsed
         return copy.deepcopy(parsed)

@@ -71,6 +71,10 @@ def docker_excludes(rules: tuple[Rule, ...], path: str) -> bool:
     for rule in rules:
         if rule.negated != excluded:
             continue  # cannot change the outcome
+        # What the pattern matches starts with its literal prefix, and so does any path
+        # below it: a cheap test that keeps a long ignore file fast.
+        if not path.startswith(rule.literal_prefix):
+            continue
         if rule.glob.matches_or_parent(path):
             excluded = not rule.negated
     return excluded
@@ -140,20 +144,27 @@ def parse_gitignore(text: str, base: str = "") -> tuple[Rule, ...]:
 def _walk(
     root: Path, folder: str, git_rules: tuple[Rule, ...], container_rules: tuple[Rule, ...]
 ) -> Iterator[tuple[str, str]]:
-    """(relative path, "file" | "link" | "dir") under `folder`, pruning what git ignores."""
-    git_rules = git_rules + _gitignore(root, folder)
-    for entry in _entries(root / folder):
-        rel = f"{folder}/{entry.name}" if folder else entry.name
-        kind = _kind(entry)
-        if kind is None or entry.name in ALWAYS_EXCLUDED:
-            continue
-        if kind == "file" and entry.name.endswith(".pyc"):
-            continue
-        if git_ignores(git_rules, rel, is_dir=kind == "dir"):
-            continue
-        yield rel, kind
-        if kind == "dir" and not _prunable(container_rules, rel):
-            yield from _walk(root, rel, git_rules, container_rules)
+    """(relative path, "file" | "link" | "dir") under `folder`, pruning what git ignores.
+
+    Folders wait on a list, not in nested calls: a project nested a few thousand folders
+    deep (paths may be 4096 bytes long) must not end in Python's RecursionError.
+    """
+    waiting = [(folder, git_rules)]
+    while waiting:
+        folder, inherited = waiting.pop()
+        rules = inherited + _gitignore(root, folder)
+        for entry in _entries(root / folder):
+            rel = f"{folder}/{entry.name}" if folder else entry.name
+            kind = _kind(entry)
+            if kind is None or entry.name in ALWAYS_EXCLUDED:
+                continue
+            if kind == "file" and entry.name.endswith(".pyc"):
+                continue
+            if git_ignores(rules, rel, is_dir=kind == "dir"):
+                continue
+            yield rel, kind
+            if kind == "dir" and not _prunable(container_rules, rel):
+                waiting.append((rel, rules))
 
 
 def _prunable(rules: tuple[Rule, ...], folder: str) -> bool:

@@ -53,9 +53,16 @@ def reference_problem(ref: str, *, output: bool = True) -> str | None:
                                or first.startswith("[")) else ""
     if host and not _is_host(host):
         return f"invalid registry host {host!r} in image reference"
+    if host.startswith("["):
+        # The grammar allows it, but buildah 1.28 (Debian 12) says "invalid reference
+        # format" at tag time, after the whole build.
+        return (f"buildah cannot use an IPv6 address ({host}) as a registry host; give the "
+                "registry a host name (e.g. in /etc/hosts)")
     if not host:
         path = rest
     name, colon, tag = path.rpartition(":") if ":" in path else (path, "", "")
+    if colon and len(tag) > 128:
+        return f"the tag is {len(tag)} characters long; a tag has at most 128"
     if colon and not _TAG.fullmatch(tag):
         return f"invalid tag {tag!r} in image reference"
     for component in name.split("/"):

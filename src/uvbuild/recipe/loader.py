@@ -65,6 +65,9 @@ _SIGNALS |= {f"SIGRTMIN+{n}" for n in range(31)} | {f"SIGRTMAX-{n}" for n in ran
 # measured as if every alias were written out.
 MAX_EXPANDED_CHARS = 1 << 20  # characters of keys and values, aliases expanded
 MAX_EXPANDED_NODES = 100_000  # keys, values, lists and mappings, aliases expanded
+# Lists and mappings nested deeper than any recipe needs: composing recurses per level,
+# and `[[[[...` a few thousand deep would end in Python's RecursionError.
+MAX_DEPTH = 64
 # What `buildah config` gets on its command line (labels, runtime.env, entrypoint, cmd...)
 # must stay well under Linux's limits: 128 KiB per argument (MAX_ARG_STRLEN) and about
 # 2 MiB for all arguments and the environment together (ARG_MAX).
@@ -142,8 +145,21 @@ class _BoundedLoader(yaml.SafeLoader):
         self.chars = 0
         self.nodes = 0
         self.sizes: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (chars, nodes)
+        self.depth = 0
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise RecipeError(f"{self.file}:{line}: lists and mappings are nested more "
+                                  f"than {MAX_DEPTH} deep here",
+                                  hint="a recipe is a few levels deep: check the brackets")
+            return self._compose_counted(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _compose_counted(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(AliasEvent):
             event: Any = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
             node = super().compose_node(parent, index)
