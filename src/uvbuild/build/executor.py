@@ -19,7 +19,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,7 +310,7 @@ class Build:
         return path
 
     @contextlib.contextmanager
-    def job(self, commands: list[str] | tuple[str, ...], *, env: Mapping[str, str] | None = None,
+    def job(self, commands: Sequence[batch.Command], *, env: Mapping[str, str] | None = None,
             gated: bool = False) -> Iterator[batch.Job]:
         """A batch's files for one `buildah run` (see batch.write_job), removed when the
         run is over: an environment file holds secrets. It lives in the scratch folder,

@@ -264,20 +264,21 @@ def _run_tests(build: StepContext, step: AddProject, ctr: str, user: str,
     """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`
     (held at `gate` until the container has its files, if one is given)."""
     # No environment: the job is readable by the runtime user, and holds no secret.
-    with build.job(step.test, gated=gate is not None) as job:
+    with build.job(batch.labelled("runtime.test", step.test), gated=gate is not None) as job:
         return build.engine.run(ctr, job.argv, mounts=(job.mount,), user=user or None,
                                 workdir=step.workdir, stream=build.settings.verbose,
                                 gate=gate)
 
 
 def _judge_tests(build: StepContext, step: AddProject, ran: cmd.Result) -> None:
-    outcome = batch.parse(step.test, ran)
+    tests = batch.labelled("runtime.test", step.test)
+    outcome = batch.parse(tests, ran)
     if outcome.ok:
         return
     hint = f"nothing was tagged; {build.plan.image} is as it was before"
     if outcome.failed is None:
         raise StepFailed(f"running runtime.test failed: {cmd.describe_failure(outcome.run)}",
                          hint=hint)
-    index = outcome.failed
-    raise StepFailed(f"runtime.test[{index}] `{step.test[index]}` failed: "
-                     f"{cmd.describe_failure(outcome.steps[-1])}", hint=hint)
+    failed = next(test for test in tests if test.label == outcome.failed)
+    raise StepFailed(f"{failed.label} `{failed.text}` failed: "
+                     f"{cmd.describe_failure(outcome.failure)}", hint=hint)
