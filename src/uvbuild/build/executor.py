@@ -161,24 +161,35 @@ class Build:
         Safe to call from several threads: each step is made once, by the first caller;
         the others wait for its result (or its exception).
         """
+        def make() -> str:
+            try:
+                return self._make(step)
+            except BaseException as exc:
+                self._fail(exc)  # before anyone waiting hears of it
+                raise
+
+        return self._once(self._results, step.name, make)
+
+    def _once(self, made: dict[str, Future[str]], key: str, make: Callable[[], str]) -> str:
+        """`make()`, run once per `key` of `made` by the first caller whatever its thread;
+        the others wait for its result (or its exception)."""
         with self._lock:
-            result = self._results.get(step.name)
-            mine = result is None
-            if result is None:
-                result = self._results[step.name] = Future()
+            future = made.get(key)
+            mine = future is None
+            if future is None:
+                future = made[key] = Future()
         if not mine:
-            return result.result()
+            return future.result()
         try:
-            image_id = self._make(step)
+            result = make()
         except BaseException as exc:
-            self._fail(exc)
-            result.set_exception(exc)
+            future.set_exception(exc)
             raise
-        result.set_result(image_id)
-        return image_id
+        future.set_result(result)
+        return result
 
     def _make(self, step: Step) -> str:
-        cached = self._cached.get(step.cache_ref)
+        cached = step.cached(self._cached)
         if cached:
             self.reporter.cached(step)
             return cached
@@ -407,20 +418,7 @@ class Build:
         """The base's image ID; builder and runtime with the same base share one making
         (one mmdebstrap, one pull)."""
         ref = step.cache_ref if isinstance(step.base, BootstrapBase) else step.base.ref
-        with self._lock:
-            made = self._bases.get(ref)
-            mine = made is None
-            if made is None:
-                made = self._bases[ref] = Future()
-        if not mine:
-            return made.result()
-        try:
-            image_id = self._find_or_make_base(step)
-        except BaseException as exc:
-            made.set_exception(exc)
-            raise
-        made.set_result(image_id)
-        return image_id
+        return self._once(self._bases, ref, lambda: self._find_or_make_base(step))
 
     def _find_or_make_base(self, step: ResolveBase) -> str:
         if not isinstance(step.base, BootstrapBase):
