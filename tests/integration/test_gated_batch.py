@@ -48,10 +48,10 @@ def test_the_batch_waits_for_the_gate_and_sees_what_was_made_meanwhile(
 
     outcome = batch.parse(batch.labelled("command", ["cat", "cat"]), ran["result"])
     assert outcome.ok
-    out = outcome.steps[0].stdout if not stream else ran["result"].stdout
+    out = outcome.results[0].stdout if not stream else ran["result"].stdout
     assert "files" in out
     # After `go` the commands' stdin is at its end, as with no input at all.
-    assert "stdin-ended" in (outcome.steps[1].stdout if not stream else ran["result"].stdout)
+    assert "stdin-ended" in (outcome.results[1].stdout if not stream else ran["result"].stdout)
 
 
 def test_a_shut_gate_ends_the_batch_before_its_first_command(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_a_command_of_200_kb_runs_off_the_command_line(tmp_path: Path) -> None:
     result = cmd.run(_job(tmp_path / "job", [f"echo {big} | wc -c", "exit 3"], env={}))
 
     outcome = batch.parse(batch.labelled("command", [f"echo {big} | wc -c", "exit 3"]), result)
-    assert outcome.steps[0].stdout.strip() == str(len(big) + 1)
+    assert outcome.results[0].stdout.strip() == str(len(big) + 1)
     assert outcome.failed == "command[1]" and result.returncode == 3
 
 

@@ -81,10 +81,10 @@ def test_output_is_split_per_command_and_values_are_read() -> None:
     outcome = batch.parse(COMMANDS, run_of(0, stdout, stderr))
 
     assert outcome.ok and outcome.failed is None and not outcome.engine_failed
-    assert [s.stdout for s in outcome.steps] == ["Resolved 3 packages\n", "built\n", ""]
-    assert [s.stderr for s in outcome.steps] == ["Installed 1 package\n", "", ""]
-    assert [s.argv for s in outcome.steps] == [("/bin/sh", "-c", t) for t in TEXTS]
-    assert outcome.values == {"installed": {"app": "1.0"}}
+    assert [s.stdout for s in outcome.results] == ["Resolved 3 packages\n", "built\n", ""]
+    assert [s.stderr for s in outcome.results] == ["Installed 1 package\n", "", ""]
+    assert [s.argv for s in outcome.results] == [("/bin/sh", "-c", t) for t in TEXTS]
+    assert outcome.reported == {"installed": {"app": "1.0"}}
 
 
 def test_the_failed_command_is_named_with_its_own_output_and_exit_code() -> None:
@@ -93,11 +93,11 @@ def test_the_failed_command_is_named_with_its_own_output_and_exit_code() -> None
     outcome = batch.parse(COMMANDS, run_of(2, stdout, stderr))
 
     assert not outcome.ok and outcome.failed == "builder.run[0]" and not outcome.engine_failed
-    assert len(outcome.steps) == 2  # the third never ran
+    assert len(outcome.results) == 2  # the third never ran
     failed = outcome.failure
     assert (failed.returncode, failed.stdout, failed.stderr) == (2, "make: *** No rule\n",
                                                                  "boom\n")
-    assert outcome.steps[0].ok
+    assert outcome.results[0].ok
 
 
 def test_merged_streams_as_streaming_gives_them_are_split_too() -> None:
@@ -113,7 +113,7 @@ def test_a_failure_before_any_command_is_the_engine_s() -> None:
     outcome = batch.parse(COMMANDS, run_of(125, "", "Error: container not known\n"))
 
     assert outcome.engine_failed
-    assert outcome.steps == ()
+    assert outcome.results == ()
 
 
 def test_a_variable_fits_up_to_the_kernels_limit_per_variable() -> None:

@@ -135,9 +135,9 @@ class Outcome:
     """What a batch did: the whole run, and one Result per command that ran."""
 
     run: Result
-    steps: tuple[Result, ...]
+    results: tuple[Result, ...]  # one per command that ran, in order
     failed: str | None  # the label of the command that failed; None if none did
-    values: dict[str, object] = field(default_factory=dict)
+    reported: dict[str, object] = field(default_factory=dict)  # NAME → JSON value lines
 
     @property
     def ok(self) -> bool:
@@ -146,8 +146,8 @@ class Outcome:
     @property
     def failure(self) -> Result:
         """The Result of the command that failed (the last that ran); only if one did."""
-        assert self.failed is not None and self.steps, "no command failed"
-        return self.steps[-1]
+        assert self.failed is not None and self.results, "no command failed"
+        return self.results[-1]
 
     @property
     def engine_failed(self) -> bool:
@@ -167,17 +167,17 @@ def parse(commands: Sequence[Command], run: Result) -> Outcome:
             index, code = (int(word) for word in line[len(FAILED):].split())
             failed = commands[index].label
             returncode[index] = code
-    values: dict[str, object] = {}
+    reported: dict[str, object] = {}
     for line in run.stdout.splitlines():
         if line.startswith(VALUE):
             name, _, data = line[len(VALUE):].partition(" ")
-            values[name] = json.loads(data)
+            reported[name] = json.loads(data)
     ran = max([*out, *err], default=-1) + 1
-    steps = tuple(
+    results = tuple(
         Result(("/bin/sh", "-c", commands[i].text), returncode.get(i, 0),
                _clean(out.get(i, "")), _clean(err.get(i, "")))
         for i in range(min(ran, len(commands))))
-    return Outcome(run=run, steps=steps, failed=failed, values=values)
+    return Outcome(run=run, results=results, failed=failed, reported=reported)
 
 
 def _segments(text: str) -> dict[int, str]:

@@ -160,7 +160,10 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
 def _files_in(build: StepContext, step: SyncDependencies, name: str, files: tuple[str, ...],
               *dests: str) -> tuple[batch.Command, Mount]:
     """The project `files` as a tar in a host folder, and the batch command that unpacks
-    them into `dests` in the builder (with the mount it needs): one `buildah add` fewer.
+    them into `dests` in the builder (with the mount it needs).
+
+    The files reach the builder inside the batch that uses them: no `buildah` call of
+    their own.
     """
     folder = build.scratch_dir(name)
     write_tarball(folder / FILES_TAR, Path(build.plan.context_root or build.plan.project_root),
@@ -236,10 +239,10 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
             raise _unpack_failure(step, outcome.failure)
         if outcome.failed == UV_SYNC:
             raise _uv_failure(build, outcome.failure, project=False)
-        python = outcome.values.get("python")
+        python = outcome.reported.get("python")
         if outcome.failed is not None or not isinstance(python, dict):
             raise StepFailed(f"the builder's virtualenv does not run: "
-                             f"{cmd.describe_failure(outcome.steps[-1])}")
+                             f"{cmd.describe_failure(outcome.results[-1])}")
         check_made_venv(step.python_request, str(python.get("version", "")),
                         f"the builder's {python.get('python', step.python)}")
         return build.engine.commit(ctr, build.commit_options(step, **{
@@ -260,8 +263,9 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(build, sync, "sources", step.sources,
                               *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
-    # The staged layer also comes out as a tar in a host folder: add-project unpacks it
-    # with the SBOM in one `buildah add` instead of copying from this container.
+    # The staged layer also comes out as a tar in a host folder: add-project adds it,
+    # with the SBOM appended, in one `buildah add` (it copies PROJECT_LAYER from the
+    # image only when this step was cached, and there is no tar).
     out = build.scratch_dir("layer")
     stage_options = ["--compile"] if sync.sync.compile_bytecode else []
     for entry in step.copy:
@@ -298,15 +302,15 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
         if outcome.failed == command.label:
             raise StepFailed(f"{command.label} `{command.text}` failed: "
                              f"{cmd.describe_failure(outcome.failure)}")
-    missing = outcome.values.get("copy_missing")
+    missing = outcome.reported.get("copy_missing")
     if isinstance(missing, dict):
         raise copy_missing(int(missing["index"]), str(missing["from"]))
-    installed = outcome.values.get("installed")
+    installed = outcome.reported.get("installed")
     tarball = out / LAYER_TAR
     if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
         raise StepFailed(f"staging the project layer failed: "
-                         f"{cmd.describe_failure(outcome.steps[-1])}")
-    build.values[step.name] = {"installed": installed, "layer_tar": str(tarball)}
+                         f"{cmd.describe_failure(outcome.results[-1])}")
+    build.reported[step.name] = {"installed": installed, "layer_tar": str(tarball)}
     options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
                                                                         sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))

@@ -45,9 +45,9 @@ class StepContext(Protocol):
     engine: Engine
     plan: Plan
     settings: BuildSettings
-    values: dict[str, dict[str, object]]  # step name → facts its commands reported
+    reported: dict[str, dict[str, object]]  # step name → facts its commands reported
 
-    def start(self, work: Callable[[], T], *, name: str) -> Future[T]: ...
+    def submit(self, work: Callable[[], T], *, name: str) -> Future[T]: ...
 
     def gate(self) -> Gate: ...
 

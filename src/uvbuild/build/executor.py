@@ -77,7 +77,7 @@ class Build:
         self.claim = claim
         self._own_claim = claim is None
         self._bases: dict[str, Future[str]] = {}  # base ref → its image ID: made once
-        self.values: dict[str, dict[str, object]] = {}  # step name → facts its commands reported
+        self.reported: dict[str, dict[str, object]] = {}  # step → what its commands reported
         self._sources: dict[str, str] = {}  # step name → live container with its files
         self._background: list[Future[str]] = []
         self._early: dict[str, Future[Any]] = {}  # step name → its working container(s)
@@ -117,9 +117,9 @@ class Build:
             # The image is tested: its working containers are removed and its size (for
             # the report) read while it is named.
             # (A final image made now had both done while its tests ran: finish_final.)
-            cleanup = self.start(self._remove_live, name="uvbuild-cleanup")
+            cleanup = self.submit(self._remove_live, name="uvbuild-cleanup")
             known = self._sizes.get(image_id)
-            size = self.start(lambda: known if known is not None
+            size = self.submit(lambda: known if known is not None
                               else self.engine.image_size(image_id), name="uvbuild-size")
             # A final image made now gets its cache name with the output name: one call.
             names = (final.cache_ref,) if self._cached.get(final.cache_ref) != image_id else ()
@@ -198,7 +198,7 @@ class Build:
         if self._failed.is_set():
             raise StepFailed(f"{step.name}: not started, another step failed")
         # Containers are made from names, not IDs: see Step.cache_ref for why.
-        parents = {name: self.source(name) for name in step.needs}
+        parents = {name: self.files_of(name) for name in step.needs}
         with self.reporter.running(step):
             image_id = self._execute(step, parents)
         if step.name in self._sources:
@@ -219,7 +219,7 @@ class Build:
 
         def open_it() -> object:
             self.ensure(self.plan.step(parent))
-            return self._open_for(step, self.source(parent))
+            return self._open_for(step, self.files_of(parent))
 
         self._early[step.name] = self._in_thread(open_it, name=f"uvbuild-from-{step.name}")
 
@@ -238,7 +238,7 @@ class Build:
         early = self._early.pop(step.name, None)
         return early.result() if early is not None else self._open_for(step, image)
 
-    def start(self, work: Callable[[], T], *, name: str) -> Future[T]:
+    def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """`work` in a thread of its own; when not parallel, done here and now (its
         failure raised at once)."""
         if self.settings.parallel:
@@ -247,14 +247,14 @@ class Build:
         done.set_result(work())
         return done
 
-    def together(self, works: list[Callable[[], object]]) -> None:
+    def run_all(self, works: list[Callable[[], object]]) -> None:
         """Run `works` at the same time (one by one when not parallel); raise the first
         failure once all have stopped."""
         if not self.settings.parallel:
             for work in works:
                 work()
             return
-        others = [self.start(work, name="uvbuild-together") for work in works[1:]]
+        others = [self.submit(work, name="uvbuild-run-all") for work in works[1:]]
         first: BaseException | None = None
         try:
             if works:
@@ -295,7 +295,7 @@ class Build:
         def size() -> None:
             self._sizes[image_id] = self.engine.image_size(image_id)
 
-        self.together([size, lambda: self._remove_live(keep=(keep,) if keep else ())])
+        self.run_all([size, lambda: self._remove_live(keep=(keep,) if keep else ())])
         return image_id
 
     def _places(self) -> list[diskfull.Place]:
@@ -332,7 +332,7 @@ class Build:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def source(self, name: str) -> str:
+    def files_of(self, name: str) -> str:
         """What a later step reads step `name`'s files from: its image, by name, or the
         working container that holds them while the image is being committed."""
         return self._sources.get(name) or self.plan.step(name).cache_ref
@@ -355,7 +355,7 @@ class Build:
 
     def _ensure_all(self, steps: list[Step]) -> None:
         """Make `steps`: the first in this thread, the others each in a thread of its own."""
-        self.together([functools.partial(self.ensure, step) for step in steps])
+        self.run_all([functools.partial(self.ensure, step) for step in steps])
 
     def _in_thread(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """Run `work` in a thread of its own; its result (or exception) in a Future."""

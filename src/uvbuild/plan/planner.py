@@ -329,9 +329,9 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
             "env": [list(p) for p in b.env], "secret_names": list(b.secrets),
             "manifests": inputs.manifest_digest, "uv": inputs.uv_version,
         }, prepare_builder))
-    # runtime.copy entries into /app are staged with the project layer by the builder
-    # commands (one copy fewer each, and only when the project changes); the others are
-    # copied into the final image, as buildah copies them.
+    # runtime.copy entries into /app are part of the project layer, staged by the builder
+    # commands and made again only when the project changes; the others are copied into
+    # the final image by buildah, one copy each.
     layer_copy = tuple(LayerCopy(index=i, source=c.source, dest=posixpath.normpath(c.dest))
                        for i, c in enumerate(r.copy) if in_project_layer(c))
     install_definition: dict[str, Any] = {
