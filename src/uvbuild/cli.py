@@ -124,7 +124,7 @@ def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
             # is ready when local storage has it.
             state = "cached" if engine.image(step.cache_ref) else "to run"
         else:
-            state = "cached" if step.cache_ref in cached else "to run"
+            state = "cached" if step.cached(cached) else "to run"
         click.echo(f"  {step.name:<18} {step.key[:12]}  {state:<8} {step.describe()}")
 
 

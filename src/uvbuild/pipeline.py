@@ -22,6 +22,7 @@ from uvbuild.build import batch
 from uvbuild.build.context import BuildSettings
 from uvbuild.build.executor import Build, BuildResult
 from uvbuild.build.liveness import Claim, Places
+from uvbuild.engine import subids
 from uvbuild.engine.buildah import Buildah, RegistryAccess
 from uvbuild.engine.diskfull import Place, build_places, reported
 from uvbuild.engine.netenv import host_environ, network_settings
@@ -97,11 +98,10 @@ def check_rootless_ready() -> None:
     user = pwd.getpwuid(os.geteuid()).pw_name
     for path in ("/etc/subuid", "/etc/subgid"):
         try:
-            lines = Path(path).read_text().splitlines()
+            text = Path(path).read_text()
         except OSError:
-            lines = []
-        owners = {line.split(":", 1)[0] for line in lines if ":" in line}
-        if user not in owners and str(os.geteuid()) not in owners:
+            text = ""
+        if not subids.ranges(text, user=user, uid=os.geteuid()):
             raise EngineError(
                 f"rootless build: user {user!r} has no range in {path}",
                 hint=f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 "

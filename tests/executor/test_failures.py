@@ -6,12 +6,13 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_engine import FakeEngine
 from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa: F401, F811
 
-from uvbuild.build import builder_steps
+from uvbuild.build import batch, builder_steps
 from uvbuild.build.builder_steps import UV_TARGET
 from uvbuild.engine.diskfull import DiskFull
 from uvbuild.errors import EngineError, StepFailed
@@ -129,4 +130,30 @@ def test_a_runtime_copy_source_missing_outside_app(engine: FakeEngine, project: 
     assert raised.value.message == ("runtime.copy[1]: /src/nope is not in the builder after "
                                     "builder.run")
     assert raised.value.hint == "check the path, or make a builder.run command create it"
+    assert engine.live == {}
+
+
+@pytest.mark.parametrize("failing, message", [
+    ("make assets", "builder.run[0] `make assets` failed: "),
+    ("sync", "uv sync of the "),
+], ids=["builder.run", "uv-sync"])
+def test_an_extra_command_in_a_builder_batch_leaves_the_blame_where_it_is(
+        engine: FakeEngine, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        failing: str, message: str) -> None:
+    # One more command in front of every builder batch moves every other command one
+    # place on: a failure is still told by the failing command's own label.
+    run_batch = builder_steps._run_batch
+
+    def with_extra(build: Any, ctr: str, step: Any, commands: list[batch.Command],
+                   **options: Any) -> batch.Outcome:
+        return run_batch(build, ctr, step, [batch.Command("extra", "true"), *commands],
+                         **options)
+
+    monkeypatch.setattr(builder_steps, "_run_batch", with_extra)
+    engine.fail_run(failing, returncode=2, stderr="no\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.message.startswith(message)
     assert engine.live == {}

@@ -20,7 +20,8 @@ from uvbuild.errors import EngineError
 def _job(folder: Path, commands: list[str], **options: Any) -> list[str]:
     """The argv that runs a job written in `folder` (here seen where it is)."""
     folder.mkdir(exist_ok=True)
-    return list(batch.write_job(folder, commands, at=str(folder), **options).argv)
+    return list(batch.write_job(folder, batch.labelled("command", commands), at=str(folder),
+                                **options).argv)
 
 
 def _start(argv: list[str], gate: cmd.Gate, *, stream: bool = False) -> tuple[
@@ -45,12 +46,12 @@ def test_the_batch_waits_for_the_gate_and_sees_what_was_made_meanwhile(
     gate.open()
     thread.join(timeout=10)
 
-    outcome = batch.parse(["cat", "cat"], ran["result"])
+    outcome = batch.parse(batch.labelled("command", ["cat", "cat"]), ran["result"])
     assert outcome.ok
-    out = outcome.steps[0].stdout if not stream else ran["result"].stdout
+    out = outcome.results[0].stdout if not stream else ran["result"].stdout
     assert "files" in out
     # After `go` the commands' stdin is at its end, as with no input at all.
-    assert "stdin-ended" in (outcome.steps[1].stdout if not stream else ran["result"].stdout)
+    assert "stdin-ended" in (outcome.results[1].stdout if not stream else ran["result"].stdout)
 
 
 def test_a_shut_gate_ends_the_batch_before_its_first_command(tmp_path: Path) -> None:
@@ -93,9 +94,9 @@ def test_a_command_of_200_kb_runs_off_the_command_line(tmp_path: Path) -> None:
     big = "x" * 200_000
     result = cmd.run(_job(tmp_path / "job", [f"echo {big} | wc -c", "exit 3"], env={}))
 
-    outcome = batch.parse(["", ""], result)
-    assert outcome.steps[0].stdout.strip() == str(len(big) + 1)
-    assert outcome.failed == 1 and result.returncode == 3
+    outcome = batch.parse(batch.labelled("command", [f"echo {big} | wc -c", "exit 3"]), result)
+    assert outcome.results[0].stdout.strip() == str(len(big) + 1)
+    assert outcome.failed == "command[1]" and result.returncode == 3
 
 
 def test_an_argument_over_the_systems_limit_is_a_clear_error() -> None:

@@ -641,3 +641,25 @@ def test_uv_sync_argv_for_a_member_leaves_local_packages_to_the_project_step() -
     assert deps[deps.index("--package") + 1] == "hello"
     assert deps[-2:] == ["--no-install-workspace", "--no-install-local"]
     assert "--no-install-local" not in uv_sync_argv(sync, project=True)
+
+
+def test_a_step_is_cached_when_its_name_is_listed_and_a_base_never_is() -> None:
+    plan = plan_of()
+    listing = {step.cache_ref: f"id-{step.name}" for step in plan.steps}
+    assert plan.step("sync-dependencies").cached(listing) == "id-sync-dependencies"
+    assert plan.step("sync-dependencies").cached({}) is None
+    # Bases are ready when local storage has them: resolving one looks, not the listing.
+    bases = [s for s in plan.steps if isinstance(s, plan_module.ResolveBase)]
+    assert bases and all(base.cached(listing) is None for base in bases)
+
+
+def test_a_cache_name_gives_back_its_step_and_key() -> None:
+    plan = plan_of()
+    for step in plan.steps:
+        if step.cache_ref.startswith(plan_module.CACHE_REPO + "/"):
+            assert plan_module.cache_name_parts(step.cache_ref) == (step.name, step.key[:32])
+    base = BootstrapBase(suite="bookworm")
+    assert plan_module.cache_name_parts(plan_module.bootstrap_ref(base, "a" * 64)) == (
+        "debian-bookworm", "a" * 16)
+    assert plan_module.cache_name_parts("localhost/uvbuild-cache/old:0123") == ("old", "0123")
+    assert plan_module.cache_name_parts("docker.io/library/python:3.12") is None

@@ -4,6 +4,10 @@ Every `buildah run` costs a container set-up and tear-down (about 0.2 s here), m
 than some of the commands uvbuild runs. A batch runs its commands in order through
 `incontainer/batch.sh`, stops at the first failure, and comes back as one Result per
 command that ran, so an error names the failing command and shows only its output.
+Each command carries a label ("uv-sync", "builder.run[0]"...): a failure is told by the
+label of the command that failed, never by its position, so a caller that adds a
+command to a batch cannot make another one take the blame. On the wire (batch.sh's
+marker lines) commands go by index; the index → label mapping stays in this module.
 Commands report values (e.g. the venv's Python) with `@@uvbuild value NAME JSON` lines.
 
 A batch reaches its container as a job: a host folder mounted at JOB, with one file per
@@ -55,17 +59,30 @@ def too_long(name: str, value: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Command:
+    """One command of a batch: shell text, and the label a failure of it is told by."""
+
+    label: str
+    text: str
+
+
+def labelled(prefix: str, texts: Sequence[str]) -> list[Command]:
+    """Commands from a recipe list, labelled as the recipe names them: `prefix[0]`..."""
+    return [Command(f"{prefix}[{index}]", text) for index, text in enumerate(texts)]
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A batch written to a host folder: the short argv and the mount that run it."""
 
     argv: tuple[str, ...]
     mount: Mount
-    commands: tuple[str, ...]
+    commands: tuple[str, ...]  # the shell text of each command, in order
 
 
-def write_job(folder: Path, commands: Sequence[str], *, env: Mapping[str, str] | None = None,
+def write_job(folder: Path, commands: Sequence[Command], *, env: Mapping[str, str] | None = None,
               gated: bool = False, at: str = JOB) -> Job:
-    """Write `commands` (shell text each, run one after another) into `folder`, an empty
+    """Write `commands` (run one after another) into `folder`, an empty
     host folder for this one run; with `env`, first export it; `gated`: only once its
     gate opens (a `buildah run` with a cmd.Gate). `at`: where the runner sees `folder`
     (the mount's target).
@@ -80,12 +97,12 @@ def write_job(folder: Path, commands: Sequence[str], *, env: Mapping[str, str] |
         _write(folder / "env", render_env(env or {}), private=True)
         head += f". {shlex.quote(at + '/env')} || exit {ENV_MISSING}\n"
     for index, command in enumerate(commands):
-        _write(folder / f"{index}.sh", command + "\n", private=private)
+        _write(folder / f"{index}.sh", command.text + "\n", private=private)
     _write(folder / "run.sh",
            f"{head}job={shlex.quote(at)}\nn={len(commands)}\n{script('batch.sh')}",
            private=private)
     return Job(argv=("/bin/sh", f"{at}/run.sh"), mount=Mount(str(folder), at),
-               commands=tuple(commands))
+               commands=tuple(c.text for c in commands))
 
 
 def render_env(env: Mapping[str, str]) -> str:
@@ -118,13 +135,19 @@ class Outcome:
     """What a batch did: the whole run, and one Result per command that ran."""
 
     run: Result
-    steps: tuple[Result, ...]
-    failed: int | None  # index of the command that failed; None if none did
-    values: dict[str, object] = field(default_factory=dict)
+    results: tuple[Result, ...]  # one per command that ran, in order
+    failed: str | None  # the label of the command that failed; None if none did
+    reported: dict[str, object] = field(default_factory=dict)  # NAME → JSON value lines
 
     @property
     def ok(self) -> bool:
         return self.run.ok
+
+    @property
+    def failure(self) -> Result:
+        """The Result of the command that failed (the last that ran); only if one did."""
+        assert self.failed is not None and self.results, "no command failed"
+        return self.results[-1]
 
     @property
     def engine_failed(self) -> bool:
@@ -132,28 +155,29 @@ class Outcome:
         return not self.run.ok and self.failed is None
 
 
-def parse(commands: Sequence[str], run: Result) -> Outcome:
+def parse(commands: Sequence[Command], run: Result) -> Outcome:
     """Split a batch's output per command (see batch.sh) and read its value lines."""
+    assert len({c.label for c in commands}) == len(commands), "labels must tell commands apart"
     out = _segments(run.stdout)
     err = _segments(run.stderr)
-    failed: int | None = None
+    failed: str | None = None
     returncode = {}
     for line in run.stderr.splitlines() + run.stdout.splitlines():
         if line.startswith(FAILED):
-            index, code = line[len(FAILED):].split()
-            failed = int(index)
-            returncode[failed] = int(code)
-    values: dict[str, object] = {}
+            index, code = (int(word) for word in line[len(FAILED):].split())
+            failed = commands[index].label
+            returncode[index] = code
+    reported: dict[str, object] = {}
     for line in run.stdout.splitlines():
         if line.startswith(VALUE):
             name, _, data = line[len(VALUE):].partition(" ")
-            values[name] = json.loads(data)
+            reported[name] = json.loads(data)
     ran = max([*out, *err], default=-1) + 1
-    steps = tuple(
-        Result(("/bin/sh", "-c", commands[i]), returncode.get(i, 0),
+    results = tuple(
+        Result(("/bin/sh", "-c", commands[i].text), returncode.get(i, 0),
                _clean(out.get(i, "")), _clean(err.get(i, "")))
         for i in range(min(ran, len(commands))))
-    return Outcome(run=run, steps=steps, failed=failed, values=values)
+    return Outcome(run=run, results=results, failed=failed, reported=reported)
 
 
 def _segments(text: str) -> dict[int, str]:

@@ -43,22 +43,30 @@ LAYER_TAR = "layer.tar"
 FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
 FILES_TAR = "files.tar"
 
+# The labels of the builder's batch commands (see batch.Command); builder.run entries
+# are "builder.run[N]", as the recipe names them.
+PACKAGES = "packages"
+UNPACK = "unpack"
+UV_SYNC = "uv-sync"
+SNAPSHOT = "venv-snapshot"
+STAGE = "stage-layer"
+
 
 def install_packages(build: StepContext, container: str, packages: tuple[str, ...],
                      stage: str) -> None:
     """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
     # The package names as packages.sh's arguments, and the proxies in the job's private
     # environment: nothing on buildah's command line.
-    commands = [f"set -- {shlex.join(packages)}\n{script('packages.sh')}"]
+    commands = [batch.Command(PACKAGES, f"set -- {shlex.join(packages)}\n{script('packages.sh')}")]
     with build.job(commands, env=dict(build.settings.network_env)) as job:
         run = build.engine.run(container, job.argv,
                                mounts=(*build.settings.network_mounts, job.mount),
                                stream=build.settings.verbose)
     outcome = batch.parse(commands, run)
     result = run
-    if outcome.failed is not None:
+    if outcome.failed == PACKAGES:
         # Named as it would be typed, not by the script's text.
-        result = dataclasses.replace(outcome.steps[-1], argv=("packages.sh", *packages))
+        result = dataclasses.replace(outcome.failure, argv=("packages.sh", *packages))
     if result.returncode == 100:
         raise StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
                          hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
@@ -150,9 +158,12 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
 
 
 def _files_in(build: StepContext, step: SyncDependencies, name: str, files: tuple[str, ...],
-              *dests: str) -> tuple[str, Mount]:
+              *dests: str) -> tuple[batch.Command, Mount]:
     """The project `files` as a tar in a host folder, and the batch command that unpacks
-    them into `dests` in the builder (with the mount it needs): one `buildah add` fewer.
+    them into `dests` in the builder (with the mount it needs).
+
+    The files reach the builder inside the batch that uses them: no `buildah` call of
+    their own.
     """
     folder = build.scratch_dir(name)
     write_tarball(folder / FILES_TAR, Path(build.plan.context_root or build.plan.project_root),
@@ -160,7 +171,7 @@ def _files_in(build: StepContext, step: SyncDependencies, name: str, files: tupl
                   timestamp=build.plan.timestamp)
     command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{FILES_TAR}",
                            *dests])
-    return command, Mount(str(folder), FILES_IN)
+    return batch.Command(UNPACK, command), Mount(str(folder), FILES_IN)
 
 
 def _unpack_failure(step: SyncDependencies, result: cmd.Result) -> Exception:
@@ -208,12 +219,14 @@ def _index_unreachable(result: cmd.Result) -> bool:
     return any(sign in text for sign in _UNREACHABLE)
 
 
-def _venvdelta(*args: str) -> str:
+def _venvdelta(label: str, *args: str) -> batch.Command:
     """venvdelta.py as one command of a batch (it runs on the venv's Python)."""
-    return batch.shell([f"{VENV}/bin/python", "-c", script("venvdelta.py"), *args])
+    return batch.Command(label, batch.shell([f"{VENV}/bin/python", "-c", script("venvdelta.py"),
+                                             *args]))
 
 
-def _run_batch(build: StepContext, ctr: str, step: SyncDependencies, commands: list[str],
+def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
+               commands: list[batch.Command],
                *, project: bool, extra_mounts: tuple[Mount, ...] = ()) -> batch.Outcome:
     """The builder commands of a step in one `buildah run`, in /src.
 
@@ -235,17 +248,17 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
     with build.container(parent, "deps") as ctr:
         unpack, files = _files_in(build, step, "manifests", step.manifests, SOURCE_DIR)
-        commands = [unpack, batch.shell(uv_sync_argv(step, project=False)),
-                    _venvdelta("snapshot", "/app", DEPS_MANIFEST)]
+        commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
+                    _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST)]
         outcome = _run_batch(build, ctr, step, commands, project=False, extra_mounts=(files,))
-        if outcome.failed == 0:
-            raise _unpack_failure(step, outcome.steps[0])
-        if outcome.failed == 1:
-            raise _uv_failure(build, outcome.steps[1], project=False)
-        python = outcome.values.get("python")
+        if outcome.failed == UNPACK:
+            raise _unpack_failure(step, outcome.failure)
+        if outcome.failed == UV_SYNC:
+            raise _uv_failure(build, outcome.failure, project=False)
+        python = outcome.reported.get("python")
         if outcome.failed is not None or not isinstance(python, dict):
             raise StepFailed(f"the builder's virtualenv does not run: "
-                             f"{cmd.describe_failure(outcome.steps[-1])}")
+                             f"{cmd.describe_failure(outcome.results[-1])}")
         check_made_venv(step.python_request, str(python.get("version", "")),
                         f"the builder's {python.get('python', step.python)}")
         return build.engine.commit(ctr, build.commit_options(step, **{
@@ -266,18 +279,24 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(build, sync, "sources", step.sources,
                               *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
-    # The staged layer also comes out as a tar in a host folder: add-project unpacks it
-    # with the SBOM in one `buildah add` instead of copying from this container.
+    # The staged layer also comes out as a tar in a host folder: add-project adds it,
+    # with the SBOM appended, in one `buildah add` (it copies PROJECT_LAYER from the
+    # image only when this step was cached, and there is no tar).
     out = build.scratch_dir("layer")
     stage_options = ["--compile"] if sync.sync.compile_bytecode else []
     for entry in step.copy:
         stage_options += ["--copy", str(entry.index), entry.source, entry.dest]
     stage_options += ["--tar", f"{LAYER_OUT}/{LAYER_TAR}"]
 
-    def commands(offline: bool) -> list[str]:
-        return [unpack, batch.shell(uv_sync_argv(sync, project=True, offline=offline)),
-                *step.run,
-                _venvdelta("stage", "/app", DEPS_MANIFEST, PROJECT_LAYER, *stage_options)]
+    run_commands = batch.labelled("builder.run", step.run)
+
+    def commands(offline: bool) -> list[batch.Command]:
+        return [unpack,
+                batch.Command(UV_SYNC, batch.shell(uv_sync_argv(sync, project=True,
+                                                                offline=offline))),
+                *run_commands,
+                _venvdelta(STAGE, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER,
+                           *stage_options)]
 
     def run(offline: bool) -> batch.Outcome:
         return _run_batch(build, ctr, sync, commands(offline), project=True,
@@ -289,25 +308,25 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
     # online only when it is not (or --no-cache), and then the same batch runs again.
     offline = not build.settings.no_cache
     outcome = run(offline)
-    if outcome.failed == 1 and offline and not _lock_outdated(outcome.steps[1]):
+    if outcome.failed == UV_SYNC and offline and not _lock_outdated(outcome.failure):
         outcome = run(False)
-    if outcome.failed == 0:
-        raise _unpack_failure(sync, outcome.steps[0])
-    if outcome.failed == 1:
-        raise _uv_failure(build, outcome.steps[1], project=True)
-    if outcome.failed is not None and outcome.failed <= 1 + len(step.run):
-        index = outcome.failed - 2
-        raise StepFailed(f"builder.run[{index}] `{step.run[index]}` failed: "
-                         f"{cmd.describe_failure(outcome.steps[-1])}")
-    missing = outcome.values.get("copy_missing")
+    if outcome.failed == UNPACK:
+        raise _unpack_failure(sync, outcome.failure)
+    if outcome.failed == UV_SYNC:
+        raise _uv_failure(build, outcome.failure, project=True)
+    for command in run_commands:
+        if outcome.failed == command.label:
+            raise StepFailed(f"{command.label} `{command.text}` failed: "
+                             f"{cmd.describe_failure(outcome.failure)}")
+    missing = outcome.reported.get("copy_missing")
     if isinstance(missing, dict):
         raise copy_missing(int(missing["index"]), str(missing["from"]))
-    installed = outcome.values.get("installed")
+    installed = outcome.reported.get("installed")
     tarball = out / LAYER_TAR
     if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
         raise StepFailed(f"staging the project layer failed: "
-                         f"{cmd.describe_failure(outcome.steps[-1])}")
-    build.values[step.name] = {"installed": installed, "layer_tar": str(tarball)}
+                         f"{cmd.describe_failure(outcome.results[-1])}")
+    build.reported[step.name] = {"installed": installed, "layer_tar": str(tarball)}
     options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
                                                                         sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))

@@ -9,14 +9,14 @@ and the step modules need not import the executor, which imports them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from uvbuild.build.batch import Job
+from uvbuild.build.batch import Command, Job
 from uvbuild.engine.buildah import CommitOptions, Mount
 from uvbuild.engine.cmd import Gate
 from uvbuild.engine.protocol import Engine
@@ -45,15 +45,15 @@ class StepContext(Protocol):
     engine: Engine
     plan: Plan
     settings: BuildSettings
-    values: dict[str, dict[str, object]]  # step name → facts its commands reported
+    reported: dict[str, dict[str, object]]  # step name → facts its commands reported
 
-    def start(self, work: Callable[[], T], *, name: str) -> Future[T]: ...
+    def submit(self, work: Callable[[], T], *, name: str) -> Future[T]: ...
 
     def gate(self) -> Gate: ...
 
     def scratch_dir(self, name: str) -> Path: ...
 
-    def job(self, commands: list[str] | tuple[str, ...], *, env: Mapping[str, str] | None = None,
+    def job(self, commands: Sequence[Command], *, env: Mapping[str, str] | None = None,
             gated: bool = False) -> AbstractContextManager[Job]: ...
 
     def open_container(self, image: str, purpose: str) -> str: ...

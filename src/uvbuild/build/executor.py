@@ -19,7 +19,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +77,7 @@ class Build:
         self.claim = claim
         self._own_claim = claim is None
         self._bases: dict[str, Future[str]] = {}  # base ref → its image ID: made once
-        self.values: dict[str, dict[str, object]] = {}  # step name → facts its commands reported
+        self.reported: dict[str, dict[str, object]] = {}  # step → what its commands reported
         self._sources: dict[str, str] = {}  # step name → live container with its files
         self._background: list[Future[str]] = []
         self._early: dict[str, Future[Any]] = {}  # step name → its working container(s)
@@ -117,9 +117,9 @@ class Build:
             # The image is tested: its working containers are removed and its size (for
             # the report) read while it is named.
             # (A final image made now had both done while its tests ran: finish_final.)
-            cleanup = self.start(self._remove_live, name="uvbuild-cleanup")
+            cleanup = self.submit(self._remove_live, name="uvbuild-cleanup")
             known = self._sizes.get(image_id)
-            size = self.start(lambda: known if known is not None
+            size = self.submit(lambda: known if known is not None
                               else self.engine.image_size(image_id), name="uvbuild-size")
             # A final image made now gets its cache name with the output name: one call.
             names = (final.cache_ref,) if self._cached.get(final.cache_ref) != image_id else ()
@@ -161,24 +161,35 @@ class Build:
         Safe to call from several threads: each step is made once, by the first caller;
         the others wait for its result (or its exception).
         """
+        def make() -> str:
+            try:
+                return self._make(step)
+            except BaseException as exc:
+                self._fail(exc)  # before anyone waiting hears of it
+                raise
+
+        return self._once(self._results, step.name, make)
+
+    def _once(self, made: dict[str, Future[str]], key: str, make: Callable[[], str]) -> str:
+        """`make()`, run once per `key` of `made` by the first caller whatever its thread;
+        the others wait for its result (or its exception)."""
         with self._lock:
-            result = self._results.get(step.name)
-            mine = result is None
-            if result is None:
-                result = self._results[step.name] = Future()
+            future = made.get(key)
+            mine = future is None
+            if future is None:
+                future = made[key] = Future()
         if not mine:
-            return result.result()
+            return future.result()
         try:
-            image_id = self._make(step)
+            result = make()
         except BaseException as exc:
-            self._fail(exc)
-            result.set_exception(exc)
+            future.set_exception(exc)
             raise
-        result.set_result(image_id)
-        return image_id
+        future.set_result(result)
+        return result
 
     def _make(self, step: Step) -> str:
-        cached = self._cached.get(step.cache_ref)
+        cached = step.cached(self._cached)
         if cached:
             self.reporter.cached(step)
             return cached
@@ -187,7 +198,7 @@ class Build:
         if self._failed.is_set():
             raise StepFailed(f"{step.name}: not started, another step failed")
         # Containers are made from names, not IDs: see Step.cache_ref for why.
-        parents = {name: self.source(name) for name in step.needs}
+        parents = {name: self.files_of(name) for name in step.needs}
         with self.reporter.running(step):
             image_id = self._execute(step, parents)
         if step.name in self._sources:
@@ -208,7 +219,7 @@ class Build:
 
         def open_it() -> object:
             self.ensure(self.plan.step(parent))
-            return self._open_for(step, self.source(parent))
+            return self._open_for(step, self.files_of(parent))
 
         self._early[step.name] = self._in_thread(open_it, name=f"uvbuild-from-{step.name}")
 
@@ -227,7 +238,7 @@ class Build:
         early = self._early.pop(step.name, None)
         return early.result() if early is not None else self._open_for(step, image)
 
-    def start(self, work: Callable[[], T], *, name: str) -> Future[T]:
+    def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """`work` in a thread of its own; when not parallel, done here and now (its
         failure raised at once)."""
         if self.settings.parallel:
@@ -236,14 +247,14 @@ class Build:
         done.set_result(work())
         return done
 
-    def together(self, works: list[Callable[[], object]]) -> None:
+    def run_all(self, works: list[Callable[[], object]]) -> None:
         """Run `works` at the same time (one by one when not parallel); raise the first
         failure once all have stopped."""
         if not self.settings.parallel:
             for work in works:
                 work()
             return
-        others = [self.start(work, name="uvbuild-together") for work in works[1:]]
+        others = [self.submit(work, name="uvbuild-run-all") for work in works[1:]]
         first: BaseException | None = None
         try:
             if works:
@@ -284,7 +295,7 @@ class Build:
         def size() -> None:
             self._sizes[image_id] = self.engine.image_size(image_id)
 
-        self.together([size, lambda: self._remove_live(keep=(keep,) if keep else ())])
+        self.run_all([size, lambda: self._remove_live(keep=(keep,) if keep else ())])
         return image_id
 
     def _places(self) -> list[diskfull.Place]:
@@ -310,7 +321,7 @@ class Build:
         return path
 
     @contextlib.contextmanager
-    def job(self, commands: list[str] | tuple[str, ...], *, env: Mapping[str, str] | None = None,
+    def job(self, commands: Sequence[batch.Command], *, env: Mapping[str, str] | None = None,
             gated: bool = False) -> Iterator[batch.Job]:
         """A batch's files for one `buildah run` (see batch.write_job), removed when the
         run is over: an environment file holds secrets. It lives in the scratch folder,
@@ -321,7 +332,7 @@ class Build:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def source(self, name: str) -> str:
+    def files_of(self, name: str) -> str:
         """What a later step reads step `name`'s files from: its image, by name, or the
         working container that holds them while the image is being committed."""
         return self._sources.get(name) or self.plan.step(name).cache_ref
@@ -344,7 +355,7 @@ class Build:
 
     def _ensure_all(self, steps: list[Step]) -> None:
         """Make `steps`: the first in this thread, the others each in a thread of its own."""
-        self.together([functools.partial(self.ensure, step) for step in steps])
+        self.run_all([functools.partial(self.ensure, step) for step in steps])
 
     def _in_thread(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """Run `work` in a thread of its own; its result (or exception) in a Future."""
@@ -407,20 +418,7 @@ class Build:
         """The base's image ID; builder and runtime with the same base share one making
         (one mmdebstrap, one pull)."""
         ref = step.cache_ref if isinstance(step.base, BootstrapBase) else step.base.ref
-        with self._lock:
-            made = self._bases.get(ref)
-            mine = made is None
-            if made is None:
-                made = self._bases[ref] = Future()
-        if not mine:
-            return made.result()
-        try:
-            image_id = self._find_or_make_base(step)
-        except BaseException as exc:
-            made.set_exception(exc)
-            raise
-        made.set_result(image_id)
-        return image_id
+        return self._once(self._bases, ref, lambda: self._find_or_make_base(step))
 
     def _find_or_make_base(self, step: ResolveBase) -> str:
         if not isinstance(step.base, BootstrapBase):

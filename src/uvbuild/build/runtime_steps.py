@@ -130,7 +130,7 @@ def final_config(step: AddProject, base_env: tuple[str, ...],
 class FinalContainers:
     """Where the final image is made, and its twin, where `runtime.test` runs."""
 
-    image: str  # committed: becomes the final image
+    container: str  # committed: becomes the final image
     test: str | None  # the same base, files and config; None without runtime.test
     user: str  # the runtime user (uid:gid) the tests run as
     # The tests' run, started early and waiting at `gate` (parallel builds only).
@@ -139,7 +139,7 @@ class FinalContainers:
 
     @property
     def all(self) -> tuple[str, ...]:
-        return (self.image,) if self.test is None else (self.image, self.test)
+        return (self.container,) if self.test is None else (self.container, self.test)
 
 
 def open_final(build: StepContext, step: AddProject, deps_image: str) -> FinalContainers:
@@ -162,11 +162,11 @@ def open_final(build: StepContext, step: AddProject, deps_image: str) -> FinalCo
         ctr = build.open_container(deps_image, purpose)
         build.engine.configure(ctr, config)
         made.append(ctr)
-    final = FinalContainers(image=made[0], test=made[1] if step.test else None, user=user)
+    final = FinalContainers(container=made[0], test=made[1] if step.test else None, user=user)
     if final.test is None or not build.settings.parallel:
         return final
     gate = build.gate()
-    tests = build.start(lambda: _run_tests(build, step, str(final.test), user, gate),
+    tests = build.submit(lambda: _run_tests(build, step, str(final.test), user, gate),
                         name=f"uvbuild-test-{step.name}")
     return replace(final, tests=tests, gate=gate)
 
@@ -185,9 +185,9 @@ def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]
             fill(final.test)
         if final.gate is not None:
             final.gate.open()  # the twin is filled: the tests go on
-        fill(final.image)
+        fill(final.container)
         options = CommitOptions(timestamp=build.plan.timestamp)  # labels: set in open_final
-        commit = build.start(lambda: build.finish_final(final.image, options, keep=final.test),
+        commit = build.submit(lambda: build.finish_final(final.container, options, keep=final.test),
                              name=f"uvbuild-commit-{step.name}")
         try:
             if final.test is not None:
@@ -220,7 +220,7 @@ def _filler(build: StepContext, step: AddProject, project_image: str) -> Callabl
     the SBOM joins it), else what its image's label recorded (the layer is copied from
     that image, the SBOM added from a tar of its own). Made once for both containers.
     """
-    made = build.values.get("install-project", {})
+    made = build.reported.get("install-project", {})
     layer_tar = made.get("layer_tar")
     if isinstance(layer_tar, str):
         installed, tarball = made.get("installed"), layer_tar
@@ -264,20 +264,21 @@ def _run_tests(build: StepContext, step: AddProject, ctr: str, user: str,
     """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`
     (held at `gate` until the container has its files, if one is given)."""
     # No environment: the job is readable by the runtime user, and holds no secret.
-    with build.job(step.test, gated=gate is not None) as job:
+    with build.job(batch.labelled("runtime.test", step.test), gated=gate is not None) as job:
         return build.engine.run(ctr, job.argv, mounts=(job.mount,), user=user or None,
                                 workdir=step.workdir, stream=build.settings.verbose,
                                 gate=gate)
 
 
 def _judge_tests(build: StepContext, step: AddProject, ran: cmd.Result) -> None:
-    outcome = batch.parse(step.test, ran)
+    tests = batch.labelled("runtime.test", step.test)
+    outcome = batch.parse(tests, ran)
     if outcome.ok:
         return
     hint = f"nothing was tagged; {build.plan.image} is as it was before"
     if outcome.failed is None:
         raise StepFailed(f"running runtime.test failed: {cmd.describe_failure(outcome.run)}",
                          hint=hint)
-    index = outcome.failed
-    raise StepFailed(f"runtime.test[{index}] `{step.test[index]}` failed: "
-                     f"{cmd.describe_failure(outcome.steps[-1])}", hint=hint)
+    failed = next(test for test in tests if test.label == outcome.failed)
+    raise StepFailed(f"{failed.label} `{failed.text}` failed: "
+                     f"{cmd.describe_failure(outcome.failure)}", hint=hint)

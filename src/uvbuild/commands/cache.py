@@ -8,15 +8,12 @@ judged by the runs' locks (see liveness.py), never by a pid.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from uvbuild.build import liveness
 from uvbuild.build.liveness import Places
 from uvbuild.engine.buildah import Buildah
-from uvbuild.plan.planner import BASE_REPO, CACHE_REPO
-
-_KEY = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
+from uvbuild.plan.planner import cache_name_parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +32,10 @@ def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
     for image in engine.image_list():
         for name in image.get("names") or ():  # type: ignore[attr-defined]
             name = str(name)
-            # localhost/uvbuild-cache/<step>-<key32>:latest,
-            # localhost/uvbuild-base/debian-<suite>-<key16>:latest (older: <name>:<key>)
-            prefix = next((p for p in (CACHE_REPO + "/", BASE_REPO + "/") if name.startswith(p)),
-                          None)
-            if prefix is None:
+            parts = cache_name_parts(name)
+            if parts is None:
                 continue
-            repo, _, tag = name[len(prefix):].rpartition(":")
-            step, _, key = repo.rpartition("-")
-            if not _KEY.fullmatch(key):
-                step, key = repo, tag
+            step, key = parts
             entries.append(CacheEntry(name=name, step=step, key=key,
                                       image_id=str(image["id"]).removeprefix("sha256:"),
                                       size=str(image["size"])))

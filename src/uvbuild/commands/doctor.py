@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
-from uvbuild.engine import cmd
+from uvbuild.engine import cmd, subids
+from uvbuild.engine.buildah import STORAGE_DRIVER, buildah_argv
 from uvbuild.engine.netenv import PROXY_VARIABLES
 from uvbuild.errors import EngineError
 
@@ -30,8 +31,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 Status = Literal["ok", "warn", "fail"]
 
 MIN_BUILDAH = (1, 23)
-# Images routinely own files up to uid 65534 (nobody): a smaller range cannot unpack them.
-SUBID_COUNT = 65536
+SUBID_COUNT = subids.COUNT  # images need this many subordinate ids
 # What podman needs on cgroups v1/hybrid hosts, as scripts/host-setup writes it: crun
 # fails there, and setting the default ulimits is refused in some sandboxes.
 RUNC_SETTINGS = {"runtime": "runc", "cgroup_manager": "cgroupfs", "default_ulimits": []}
@@ -160,8 +160,7 @@ def _ask(probe: Probe, argv: Sequence[str]) -> cmd.Result | None:
 
 def _buildah(probe: Probe, *args: str) -> list[str]:
     """A buildah command line as the engine spells it (same storage driver override)."""
-    driver = probe.environ.get("UVBUILD_STORAGE_DRIVER")
-    return ["buildah", *(["--storage-driver", driver] if driver else []), *args]
+    return buildah_argv(*args, storage_driver=probe.environ.get(STORAGE_DRIVER))
 
 
 def _tail(result: cmd.Result) -> str:
@@ -215,7 +214,7 @@ def mask_credentials(url: str) -> str:
 
 def check_buildah(probe: Probe) -> Check:
     """buildah is installed and new enough; its line also names the storage driver."""
-    result = _ask(probe, ["buildah", "--version"])
+    result = _ask(probe, buildah_argv("--version", storage_driver=None))
     if result is None:
         return Check("buildah", "fail", "buildah: not found on PATH",
                      "sudo apt-get install buildah")
@@ -250,8 +249,8 @@ def check_storage(probe: Probe) -> Check | None:
     if info is None:
         return Check("storage", "fail", "storage: `buildah info` printed no JSON", None)
     driver, root = _store(info)
-    override = probe.environ.get("UVBUILD_STORAGE_DRIVER")
-    note = f" (UVBUILD_STORAGE_DRIVER={override})" if override else ""
+    override = probe.environ.get(STORAGE_DRIVER)
+    note = f" ({STORAGE_DRIVER}={override})" if override else ""
     if driver == "vfs":
         fix = ("unset UVBUILD_STORAGE_DRIVER" if override == "vfs" else
                "a store keeps the driver it was made with: empty it (`podman system reset`), "
@@ -377,43 +376,18 @@ def check_rootless_mode(probe: Probe) -> Check | None:
                  "doctor` as the user who builds to check rootless builds)")
 
 
-def _subid_ranges(text: str | None, probe: Probe) -> list[tuple[int, int]]:
-    """(first, count) of every range in /etc/subuid-style `text` for this user."""
-    ranges = []
-    for line in (text or "").splitlines():
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (probe.username, str(probe.euid)) \
-                and parts[1].isdigit() and parts[2].isdigit():
-            ranges.append((int(parts[1]), int(parts[2])))
-    return ranges
-
-
-def _free_subid_range(texts: Sequence[str | None]) -> tuple[int, int]:
-    """A block of SUBID_COUNT ids from 100000 up that no line of `texts` overlaps (as useradd
-    picks them), the same in each file so uids and gids line up."""
-    taken = []
-    for text in texts:
-        for line in (text or "").splitlines():
-            parts = line.strip().split(":")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                taken.append((int(parts[1]), int(parts[1]) + int(parts[2])))
-    first = 100000
-    while any(start < first + SUBID_COUNT and first < end for start, end in taken):
-        first += SUBID_COUNT
-    return first, first + SUBID_COUNT - 1
-
-
 def check_subids(probe: Probe) -> Check | None:
     """Rootless: the user has subordinate uid and gid ranges to map image owners onto."""
     if probe.euid == 0:
         return None
     user = probe.username
     texts = {name: probe.read_text(f"/etc/{name}") for name in ("subuid", "subgid")}
-    ranges = {name: _subid_ranges(text, probe) for name, text in texts.items()}
+    ranges = {name: subids.ranges(text, user=user, uid=probe.euid)
+              for name, text in texts.items()}
     counts = {name: sum(count for _, count in found) for name, found in ranges.items()}
     lacking = [name for name, count in counts.items() if count < SUBID_COUNT]
     if lacking:
-        first, last = _free_subid_range([texts[name] for name in lacking])
+        first, last = subids.free_range([texts[name] for name in lacking])
         options = " ".join(f"--add-{name}s {first}-{last}" for name in lacking)
         fix = f"sudo usermod {options} {user}"
         if all(counts[name] == 0 for name in lacking):

@@ -85,6 +85,14 @@ class ImageConfig:
     stop_signal: str | None = None
 
 
+STORAGE_DRIVER = "UVBUILD_STORAGE_DRIVER"  # overrides the store's storage driver
+
+
+def buildah_argv(*args: str, storage_driver: str | None) -> list[str]:
+    """A buildah command line: every one uvbuild runs (doctor's too) is spelled here."""
+    return ["buildah", *(["--storage-driver", storage_driver] if storage_driver else []), *args]
+
+
 class Buildah:
     """buildah, driven through its CLI. Rootful or rootless, chroot isolation by default."""
 
@@ -92,7 +100,7 @@ class Buildah:
         # chroot isolation works rootful and rootless, in nested containers and on
         # hybrid-cgroup hosts where the default OCI runtime (crun) fails.
         self.isolation = isolation or os.environ.get("BUILDAH_ISOLATION") or "chroot"
-        self.storage_driver = storage_driver or os.environ.get("UVBUILD_STORAGE_DRIVER")
+        self.storage_driver = storage_driver or os.environ.get(STORAGE_DRIVER)
         # Set by the build (liveness.Claim.owner_env): goes into every command's
         # environment, so a command left running by a killed uvbuild (buildah run
         # dies with it, the command's own children do not) is found and stopped.
@@ -101,10 +109,7 @@ class Buildah:
     # -- plumbing -----------------------------------------------------------------
 
     def _argv(self, *args: str) -> list[str]:
-        argv = ["buildah"]
-        if self.storage_driver:
-            argv += ["--storage-driver", self.storage_driver]
-        return argv + list(args)
+        return buildah_argv(*args, storage_driver=self.storage_driver)
 
     def _quick(self, *args: str) -> cmd.Result:
         """A bookkeeping command: never interrupted part-way (see cmd.run's `shielded`)."""

@@ -12,6 +12,8 @@ and every step after a base is an image in local storage, found again by its key
 from __future__ import annotations
 
 import posixpath
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -90,6 +92,11 @@ class Step:
         """
         return f"{CACHE_REPO}/{self.name}-{self.key[:32]}:latest"
 
+    def cached(self, cache: Mapping[str, str]) -> str | None:
+        """The image ID of this step's result in `cache` (the CACHE_REPO names of local
+        storage and their IDs, as Engine.images_named lists them), or None: to run."""
+        return cache.get(self.cache_ref)
+
     def describe(self) -> str:  # pragma: no cover - overridden
         return self.name
 
@@ -104,6 +111,11 @@ class ResolveBase(Step):
         if isinstance(self.base, ImageBase):
             return self.base.ref
         return bootstrap_ref(self.base, self.key)
+
+    def cached(self, cache: Mapping[str, str]) -> str | None:
+        """Never: a base is not in the step cache; it is ready when local storage has it
+        (a bootstrapped one under BASE_REPO), which resolving it looks at."""
+        return None
 
     def describe(self) -> str:
         if isinstance(self.base, ImageBase):
@@ -231,6 +243,24 @@ def bootstrap_ref(base: BootstrapBase, key: str) -> str:
     return f"{BASE_REPO}/{base.distribution}-{base.suite}-{key[:16]}:latest"
 
 
+_KEY = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
+
+
+def cache_name_parts(name: str) -> tuple[str, str] | None:
+    """(step, key) of a name that Step.cache_ref or bootstrap_ref gives, or that older
+    uvbuilds gave (<repo>/<name>:<key>); None for any other name."""
+    # localhost/uvbuild-cache/<step>-<key32>:latest,
+    # localhost/uvbuild-base/debian-<suite>-<key16>:latest
+    prefix = next((p for p in (CACHE_REPO + "/", BASE_REPO + "/") if name.startswith(p)), None)
+    if prefix is None:
+        return None
+    repo, _, tag = name[len(prefix):].rpartition(":")
+    step, _, key = repo.rpartition("-")
+    if not _KEY.fullmatch(key):
+        step, key = repo, tag
+    return step, key
+
+
 def bootstrap_key(base: BootstrapBase, timestamp: int) -> str:
     """A bootstrapped base is rebuilt only when its definition (or the timestamp) changes.
 
@@ -299,9 +329,9 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
             "env": [list(p) for p in b.env], "secret_names": list(b.secrets),
             "manifests": inputs.manifest_digest, "uv": inputs.uv_version,
         }, prepare_builder))
-    # runtime.copy entries into /app are staged with the project layer by the builder
-    # commands (one copy fewer each, and only when the project changes); the others are
-    # copied into the final image, as buildah copies them.
+    # runtime.copy entries into /app are part of the project layer, staged by the builder
+    # commands and made again only when the project changes; the others are copied into
+    # the final image by buildah, one copy each.
     layer_copy = tuple(LayerCopy(index=i, source=c.source, dest=posixpath.normpath(c.dest))
                        for i, c in enumerate(r.copy) if in_project_layer(c))
     install_definition: dict[str, Any] = {

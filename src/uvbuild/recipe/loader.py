@@ -8,6 +8,7 @@ are never read.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -128,6 +129,13 @@ def _compose(text: str, file: str) -> Node | None:
     finally:
         loader.dispose()
 
+
+def _default(model: type[Any], name: str) -> Any:
+    """The default of `model`'s field `name`: recipe/model.py is the one home of the
+    recipe's defaults, the loader only reads them."""
+    (found,) = (f for f in dataclasses.fields(model) if f.name == name)
+    assert found.default is not dataclasses.MISSING, f"{model.__name__}.{name} has no default"
+    return found.default
 
 class _BoundedLoader(yaml.SafeLoader):
     """A composer that counts the recipe as if every alias were written out in full.
@@ -467,12 +475,13 @@ class _Reader:
                              f"supported: {', '.join(BOOTSTRAP_DISTRIBUTIONS)}")
         return BootstrapBase(
             distribution=distribution,
-            suite=self.get(fields, path, "suite", self.string, "bookworm"),
+            suite=self.get(fields, path, "suite", self.string, _default(BootstrapBase, "suite")),
             # mmdebstrap gets them as one argument: --include=a,b,c
             packages=self.get(fields, path, "packages", self.on_argv(
                 self.packages, lambda names: (",".join(names),)), ()),
             snapshot=self.get(fields, path, "snapshot", self.snapshot, None),
-            variant=self.get(fields, path, "variant", self.variant, "standard"),
+            variant=self.get(fields, path, "variant", self.variant,
+                             _default(BootstrapBase, "variant")),
         )
 
     def variant(self, node: Node, path: str) -> BootstrapVariant:
@@ -495,8 +504,10 @@ class _Reader:
         options = SyncOptions(
             groups=self.get(fields, path, "groups", self.strings, ()),
             extras=self.get(fields, path, "extras", self.strings, ()),
-            all_extras=self.get(fields, path, "all-extras", self.boolean, False),
-            compile_bytecode=self.get(fields, path, "compile-bytecode", self.boolean, True),
+            all_extras=self.get(fields, path, "all-extras", self.boolean,
+                                _default(SyncOptions, "all_extras")),
+            compile_bytecode=self.get(fields, path, "compile-bytecode", self.boolean,
+                                      _default(SyncOptions, "compile_bytecode")),
         )
         if options.all_extras and options.extras:
             raise self.error(fields["extras"], _join(path, "extras"),
@@ -537,8 +548,10 @@ class _Reader:
         copies = self.list_of(self.copy_entry, "a list of {from: ..., to: ...} mappings")
         # Image settings, in the order `buildah config` gets them: each one is an argument.
         config = self.on_argv
-        workdir = self.get(fields, path, "workdir", config(self.abs_path, _one, True), "/app")
-        user = self.get(fields, path, "user", config(self.user, _one, True), "app")
+        workdir = self.get(fields, path, "workdir", config(self.abs_path, _one, True),
+                           _default(Runtime, "workdir"))
+        user = self.get(fields, path, "user", config(self.user, _one, True),
+                        _default(Runtime, "user"))
         env = self.get(fields, path, "env", self.config_env, ())
         entrypoint = self.get(fields, path, "entrypoint", config(self.entrypoint, _json, True),
                               None)
