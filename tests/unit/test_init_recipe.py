@@ -32,6 +32,22 @@ def test_a_script_named_like_the_project_is_the_entrypoint() -> None:
     runtime = runtime_of(RECIPES / "cext")
     assert runtime["entrypoint"] == ["pgcheck"]
     assert runtime["test"] == ['python -Ic "import pgcheck"']
+    assert "expose" not in runtime  # pgcheck reads no PORT
+
+
+def test_the_port_the_main_module_defaults_to_is_exposed() -> None:
+    assert runtime_of(RECIPES / "fastapi")["expose"] == [9876]  # PORT's default there
+
+
+def test_a_script_whose_module_starts_a_server_wins_over_helpers_and_main(
+        tmp_path: Path) -> None:
+    folder = copy("fastapi", tmp_path)
+    text = (folder / "pyproject.toml").read_text()
+    (folder / "pyproject.toml").write_text(text.replace(
+        'restapipy-openapi = "restapipy.openapi:main"\n',
+        'restapipy-openapi = "restapipy.openapi:main"\nserve = "restapipy.__main__:main"\n'))
+    runtime = runtime_of(folder)
+    assert runtime["entrypoint"] == ["serve"] and runtime["expose"] == [9876]
 
 
 def test_a_main_module_wins_over_a_helper_script() -> None:

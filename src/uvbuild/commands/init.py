@@ -103,19 +103,38 @@ def import_name(project: Project) -> str | None:
     return None
 
 
+# A module that starts a server itself (its `main()` runs uvicorn, waitress...).
+SERVES = re.compile(r"\b(?:uvicorn|hypercorn|granian)\.run\(|\bwaitress\.serve\(|"
+                    r"\b(?:app|application)\.run\(|\bserve_forever\(")
+# The port such a module listens on by default: `os.environ.get("PORT", "9876")`.
+PORT_DEFAULT = re.compile(r"""(?:environ\.get|getenv)\(\s*["']PORT["']\s*,\s*["']?(\d{2,5})\b""")
+
+
 def entrypoint_guess(project: Project) -> Guess:
-    """[project.scripts] when there is one, else a server the dependencies suggest."""
+    """[project.scripts] when there is one, else a server the dependencies suggest.
+
+    A script named like the project wins, then a script whose module starts a server,
+    then the package's __main__.py (`python -m`), then the first script. When the
+    module run says which port it serves by default (`PORT` read from the environment
+    with a default), that port is exposed."""
     own = next((s for s in project.scripts if s.replace("_", "-") == project.normalized_name),
                None)
+    targets = _script_modules(project)
+    serving = next((s for s in project.scripts
+                    if SERVES.search(_module_text(project, targets.get(s)))), None)
     module = import_name(project) if project.is_package else None
     main = module and any((folder / module / "__main__.py").is_file()
                           for folder in (project.root / "src", project.root))
-    if own or project.scripts and not main:
-        script = own or project.scripts[0]
-        return Guess(entrypoint=(script,), why=f"[project.scripts] {script}")
+    if own or serving or project.scripts and not main:
+        script = own or serving or project.scripts[0]
+        why = f"[project.scripts] {script}" + ("" if own or not serving else
+                                               " (its module starts a server)")
+        return Guess(entrypoint=(script,), why=why,
+                     port=_port_default(_module_text(project, targets.get(script))))
     if main:  # a helper script named otherwise is less likely the service than -m
         return Guess(entrypoint=("python", "-m", str(module)),
-                     why=f"{module}/__main__.py (python -m {module})")
+                     why=f"{module}/__main__.py (python -m {module})",
+                     port=_port_default(_module_text(project, f"{module}.__main__")))
     names = _dependency_names(project)
     if "django" in names:
         wsgi = _find(project, r"^application\s*=", "wsgi.py")
@@ -140,6 +159,36 @@ def entrypoint_guess(project: Project) -> Guess:
                      why="a WSGI app served by gunicorn (a guess from the dependencies)")
     return Guess(entrypoint=None, why="no [project.scripts] and no known server: set "
                  "entrypoint to what the image should run")
+
+
+def _script_modules(project: Project) -> dict[str, str]:
+    """Each [project.scripts] name and the module its `module:function` target names."""
+    scripts = load_toml(project.root / "pyproject.toml").get("project", {}).get("scripts", {})
+    if not isinstance(scripts, dict):
+        return {}
+    return {str(name): str(target).partition(":")[0].strip()
+            for name, target in scripts.items() if isinstance(target, str)}
+
+
+def _module_text(project: Project, module: str | None) -> str:
+    """The source of the project's module `module` (dotted), or "" when it has none."""
+    if not module:
+        return ""
+    relative = Path(*module.split("."))
+    for folder in (project.root / "src", project.root):
+        for path in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
+            try:
+                return path.read_text(errors="replace")
+            except OSError:
+                continue
+    return ""
+
+
+def _port_default(source: str) -> int | None:
+    """The port a module listens on unless PORT says otherwise, when it reads PORT."""
+    match = PORT_DEFAULT.search(source)
+    port = int(match[1]) if match else None
+    return port if port and 0 < port < 65536 else None
 
 
 def _dependency_names(project: Project) -> set[str]:
