@@ -101,3 +101,22 @@ def test_init_writes_a_recipe_the_loader_takes_and_refuses_to_overwrite(
         init(folder)
     assert "--force" in str(caught.value.hint)
     init(folder, force=True)
+
+
+def test_on_a_virtual_workspace_root_init_picks_the_member_with_a_command(
+        tmp_path: Path) -> None:
+    folder = copy("vworkspace", tmp_path)
+    recipe = load_recipe(init(folder))
+    assert recipe.project == (folder / "packages/hello").resolve()
+    assert recipe.runtime.entrypoint == ("hello",)
+
+
+def test_on_a_virtual_workspace_root_with_two_commands_init_asks_which(
+        tmp_path: Path) -> None:
+    folder = copy("vworkspace", tmp_path)
+    other = folder / "packages/other/pyproject.toml"
+    other.write_text(other.read_text() + '\n[project.scripts]\nother = "other:main"\n')
+    with pytest.raises(ProjectError, match="2 of its members") as caught:
+        init(folder)
+    assert "uvbuild init" in str(caught.value.hint)
+    assert not (folder / "uvbuild.yaml").exists()

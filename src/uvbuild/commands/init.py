@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uvbuild.errors import ProjectError
-from uvbuild.project.model import Project, load_toml, read_project, uv_lock_packages
+from uvbuild.project.model import (
+    Project,
+    load_toml,
+    read_project,
+    uv_lock_packages,
+    virtual_workspace_members,
+)
 from uvbuild.project.pythons import SUITE_PYTHON, python_request, satisfies
+from uvbuild.project.tables import table
 
 RECIPE_NAME = "uvbuild.yaml"
 SUITES = ("bookworm", "trixie")  # tried in this order: the first whose Python fits wins
@@ -45,13 +52,26 @@ def init(folder: Path, *, force: bool = False) -> Path:
     if target.exists() and not force:
         raise ProjectError(f"{target} already exists",
                            hint="pass --force to overwrite it, or edit it")
+    members = virtual_workspace_members(folder)
+    if members:  # a virtual root builds nothing itself: the one member with a command
+        services = [m for m, doc in members if table(doc.get("project", {}), "scripts", folder)]
+        if len(services) != 1:
+            names = ", ".join(m.path for m, _ in members)
+            raise ProjectError(
+                f"{folder} is a virtual workspace root (no [project] table) and "
+                f"{len(services) or 'none'} of its members ({names}) have [project.scripts]",
+                hint=f"run `uvbuild init {folder / members[0][0].path}` (the member to build)")
+        project = read_project(folder / services[0].path)
+        target.write_text(recipe_text(project, location=services[0].path))
+        return target
     project = read_project(folder)
     target.write_text(recipe_text(project))
     return target
 
 
-def recipe_text(project: Project) -> str:
-    """The recipe for `project`, as YAML with comments."""
+def recipe_text(project: Project, *, location: str = ".") -> str:
+    """The recipe for `project`, as YAML with comments; `location` is the project's
+    folder relative to the recipe's."""
     suite, python_note = _suite(project)
     native = _native_packages(project)
     builder_packages = ["python3", *(BUILD_TOOLS + native[0] if native[0] else ())]
@@ -61,7 +81,7 @@ def recipe_text(project: Project) -> str:
     lines = [
         f"# Written by `uvbuild init` for {project.name}: a starting point; see RECIPE.md.",
         "version: 1",
-        "project: .",
+        f"project: {json.dumps(location) if location != '.' else '.'}",
         f"image: localhost/{project.normalized_name}:{project.version or 'latest'}",
         "",
         "builder:",
