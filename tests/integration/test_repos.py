@@ -121,7 +121,7 @@ def test_a_python_the_bookworm_base_lacks_is_a_project_error_at_once(
 # any image of the project must give, not the sample recipe's own choices (fastapi's
 # stop signal, port, labels and builder.run output; workspace's default cmd...).
 INIT_SAMPLES = {"cext": "cext", "fastapi": "fastapi", "flask": "flask",
-                "monorepo": "monorepo/services/api", "vworkspace": "vworkspace/packages/hello",
+                "monorepo": "monorepo/services/api", "vworkspace": "vworkspace",  # its root: hello
                 "workspace": "workspace"}
 
 

@@ -64,9 +64,11 @@ def test_an_unpackaged_flask_app_gets_gunicorn_and_its_port() -> None:
 
 def test_a_source_built_dependency_brings_its_packages() -> None:
     doc = yaml.safe_load(recipe_text(read_project(RECIPES / "cext")))
-    assert doc["builder"]["from"]["packages"] == [
-        "python3", "build-essential", "python3-dev", "libpq-dev"]
-    assert doc["runtime"]["from"]["packages"] == ["python3", "libpq5"]
+    assert doc["builder"]["from"]["packages"] == doc["runtime"]["from"]["packages"] == ["python3"]
+    assert doc["builder"]["packages"] == ["build-essential", "python3-dev", "libpq-dev"]
+    assert doc["runtime"]["packages"] == ["libpq5"]
+    assert "variant" not in doc["builder"]["from"]  # the builder's packages need apt
+    assert doc["runtime"]["from"]["variant"] == "slim"
 
 
 def test_fastapi_without_scripts_is_served_by_uvicorn(tmp_path: Path) -> None:

@@ -74,8 +74,7 @@ def recipe_text(project: Project, *, location: str = ".") -> str:
     folder relative to the recipe's."""
     suite, python_note = _suite(project)
     native = _native_packages(project)
-    builder_packages = ["python3", *(BUILD_TOOLS + native[0] if native[0] else ())]
-    runtime_packages = ["python3", *native[1]]
+    builder_packages = BUILD_TOOLS + native[0] if native[0] else ()
     guess = entrypoint_guess(project)
     module = import_name(project)
     lines = [
@@ -85,11 +84,11 @@ def recipe_text(project: Project, *, location: str = ".") -> str:
         f"image: localhost/{project.normalized_name}:{project.version or 'latest'}",
         "",
         "builder:",
-        *_base(suite, builder_packages, python_note),
+        *_base(suite, builder_packages, python_note, slim=False),
         "  python: /usr/bin/python3",
         "",
         "runtime:",
-        *_base(suite, runtime_packages, None),
+        *_base(suite, native[1], None, slim=True),
     ]
     if guess.env:
         lines.append("  env: {" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in guess.env) + "}")
@@ -275,10 +274,16 @@ def _has_wheels(project: Project, name: str) -> bool:
     return any(p.get("name") == name and p.get("wheels") for p in lock.get("package", []))
 
 
-def _base(suite: str, packages: list[str], note: str | None) -> list[str]:
+def _base(suite: str, packages: tuple[str, ...], note: str | None, *, slim: bool) -> list[str]:
+    """A bootstrapped Debian base with python3, as the samples in recipes/ have it: a
+    standard builder, a slim runtime (no apt, perl, docs). Other packages go to the
+    stage's `packages:`, so every recipe of a suite shares the same two bases (one
+    bootstrap each, cached)."""
     lines = [f"  # {note}"] if note else []
-    return lines + ["  from:", "    bootstrap: debian", f"    suite: {suite}",
-                    f"    packages: {_flow(packages)}"]
+    lines += ["  from:", "    bootstrap: debian", f"    suite: {suite}", "    packages: [python3]"]
+    if slim:
+        lines.append("    variant: slim          # no apt, perl, docs or locales")
+    return lines + ([f"  packages: {_flow(packages)}"] if packages else [])
 
 
 def _flow(items: tuple[str, ...] | list[str]) -> str:
