@@ -117,11 +117,13 @@ def test_a_python_the_bookworm_base_lacks_is_a_project_error_at_once(
     assert seconds < 5, f"the error came after {seconds:.1f}s"
 
 
-# Every sample, and the folder `uvbuild init` runs in. `verify --generic` checks what
-# any image of the project must give, not the sample recipe's own choices (fastapi's
-# stop signal, port, labels and builder.run output; workspace's default cmd...).
+# Every sample, and the folder `uvbuild init` runs in (vworkspace's virtual root: init
+# picks the member hello). `verify --generic` checks what any image of the project must
+# give, not the sample recipe's own choices (fastapi's stop signal, port, labels and
+# builder.run output; workspace's default cmd...). init writes the samples' bases, so
+# after test_recipes.py's builds most steps come from the cache.
 INIT_SAMPLES = {"cext": "cext", "fastapi": "fastapi", "flask": "flask",
-                "monorepo": "monorepo/services/api", "vworkspace": "vworkspace",  # its root: hello
+                "monorepo": "monorepo/services/api", "vworkspace": "vworkspace",
                 "workspace": "workspace"}
 
 
