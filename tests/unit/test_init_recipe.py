@@ -120,5 +120,5 @@ def test_on_a_virtual_workspace_root_with_two_commands_init_asks_which(
     other.write_text(other.read_text() + '\n[project.scripts]\nother = "other:main"\n')
     with pytest.raises(ProjectError, match="2 of its members") as caught:
         init(folder)
-    assert "uvbuild init" in str(caught.value.hint)
+    assert f"uvbuild init {folder / 'packages/hello'}" in str(caught.value.hint)
     assert not (folder / "uvbuild.yaml").exists()

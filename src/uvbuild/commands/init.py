@@ -60,7 +60,8 @@ def init(folder: Path, *, force: bool = False) -> Path:
             raise ProjectError(
                 f"{folder} is a virtual workspace root (no [project] table) and "
                 f"{len(services) or 'none'} of its members ({names}) have [project.scripts]",
-                hint=f"run `uvbuild init {folder / members[0][0].path}` (the member to build)")
+                hint=f"run `uvbuild init {folder / (services or [members[0][0]])[0].path}`"
+                     " (the member to build)")
         project = read_project(folder / services[0].path)
         target.write_text(recipe_text(project, location=services[0].path))
         return target
