@@ -32,6 +32,22 @@ def test_a_script_named_like_the_project_is_the_entrypoint() -> None:
     runtime = runtime_of(RECIPES / "cext")
     assert runtime["entrypoint"] == ["pgcheck"]
     assert runtime["test"] == ['python -Ic "import pgcheck"']
+    assert "expose" not in runtime  # pgcheck reads no PORT
+
+
+def test_the_port_the_main_module_defaults_to_is_exposed() -> None:
+    assert runtime_of(RECIPES / "fastapi")["expose"] == [9876]  # PORT's default there
+
+
+def test_a_script_whose_module_starts_a_server_wins_over_helpers_and_main(
+        tmp_path: Path) -> None:
+    folder = copy("fastapi", tmp_path)
+    text = (folder / "pyproject.toml").read_text()
+    (folder / "pyproject.toml").write_text(text.replace(
+        'restapipy-openapi = "restapipy.openapi:main"\n',
+        'restapipy-openapi = "restapipy.openapi:main"\nserve = "restapipy.__main__:main"\n'))
+    runtime = runtime_of(folder)
+    assert runtime["entrypoint"] == ["serve"] and runtime["expose"] == [9876]
 
 
 def test_a_main_module_wins_over_a_helper_script() -> None:
@@ -48,9 +64,11 @@ def test_an_unpackaged_flask_app_gets_gunicorn_and_its_port() -> None:
 
 def test_a_source_built_dependency_brings_its_packages() -> None:
     doc = yaml.safe_load(recipe_text(read_project(RECIPES / "cext")))
-    assert doc["builder"]["from"]["packages"] == [
-        "python3", "build-essential", "python3-dev", "libpq-dev"]
-    assert doc["runtime"]["from"]["packages"] == ["python3", "libpq5"]
+    assert doc["builder"]["from"]["packages"] == doc["runtime"]["from"]["packages"] == ["python3"]
+    assert doc["builder"]["packages"] == ["build-essential", "python3-dev", "libpq-dev"]
+    assert doc["runtime"]["packages"] == ["libpq5"]
+    assert "variant" not in doc["builder"]["from"]  # the builder's packages need apt
+    assert doc["runtime"]["from"]["variant"] == "slim"
 
 
 def test_fastapi_without_scripts_is_served_by_uvicorn(tmp_path: Path) -> None:
@@ -85,3 +103,22 @@ def test_init_writes_a_recipe_the_loader_takes_and_refuses_to_overwrite(
         init(folder)
     assert "--force" in str(caught.value.hint)
     init(folder, force=True)
+
+
+def test_on_a_virtual_workspace_root_init_picks_the_member_with_a_command(
+        tmp_path: Path) -> None:
+    folder = copy("vworkspace", tmp_path)
+    recipe = load_recipe(init(folder))
+    assert recipe.project == (folder / "packages/hello").resolve()
+    assert recipe.runtime.entrypoint == ("hello",)
+
+
+def test_on_a_virtual_workspace_root_with_two_commands_init_asks_which(
+        tmp_path: Path) -> None:
+    folder = copy("vworkspace", tmp_path)
+    other = folder / "packages/other/pyproject.toml"
+    other.write_text(other.read_text() + '\n[project.scripts]\nother = "other:main"\n')
+    with pytest.raises(ProjectError, match="2 of its members") as caught:
+        init(folder)
+    assert f"uvbuild init {folder / 'packages/hello'}" in str(caught.value.hint)
+    assert not (folder / "uvbuild.yaml").exists()

@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uvbuild.errors import ProjectError
-from uvbuild.project.model import Project, load_toml, read_project, uv_lock_packages
+from uvbuild.project.model import (
+    Project,
+    load_toml,
+    read_project,
+    uv_lock_packages,
+    virtual_workspace_members,
+)
 from uvbuild.project.pythons import SUITE_PYTHON, python_request, satisfies
+from uvbuild.project.tables import table
 
 RECIPE_NAME = "uvbuild.yaml"
 SUITES = ("bookworm", "trixie")  # tried in this order: the first whose Python fits wins
@@ -45,31 +52,44 @@ def init(folder: Path, *, force: bool = False) -> Path:
     if target.exists() and not force:
         raise ProjectError(f"{target} already exists",
                            hint="pass --force to overwrite it, or edit it")
+    members = virtual_workspace_members(folder)
+    if members:  # a virtual root builds nothing itself: the one member with a command
+        services = [m for m, doc in members if table(doc.get("project", {}), "scripts", folder)]
+        if len(services) != 1:
+            names = ", ".join(m.path for m, _ in members)
+            raise ProjectError(
+                f"{folder} is a virtual workspace root (no [project] table) and "
+                f"{len(services) or 'none'} of its members ({names}) have [project.scripts]",
+                hint=f"run `uvbuild init {folder / (services or [members[0][0]])[0].path}`"
+                     " (the member to build)")
+        project = read_project(folder / services[0].path)
+        target.write_text(recipe_text(project, location=services[0].path))
+        return target
     project = read_project(folder)
     target.write_text(recipe_text(project))
     return target
 
 
-def recipe_text(project: Project) -> str:
-    """The recipe for `project`, as YAML with comments."""
+def recipe_text(project: Project, *, location: str = ".") -> str:
+    """The recipe for `project`, as YAML with comments; `location` is the project's
+    folder relative to the recipe's."""
     suite, python_note = _suite(project)
     native = _native_packages(project)
-    builder_packages = ["python3", *(BUILD_TOOLS + native[0] if native[0] else ())]
-    runtime_packages = ["python3", *native[1]]
+    builder_packages = BUILD_TOOLS + native[0] if native[0] else ()
     guess = entrypoint_guess(project)
     module = import_name(project)
     lines = [
         f"# Written by `uvbuild init` for {project.name}: a starting point; see RECIPE.md.",
         "version: 1",
-        "project: .",
+        f"project: {json.dumps(location) if location != '.' else '.'}",
         f"image: localhost/{project.normalized_name}:{project.version or 'latest'}",
         "",
         "builder:",
-        *_base(suite, builder_packages, python_note),
+        *_base(suite, builder_packages, python_note, slim=False),
         "  python: /usr/bin/python3",
         "",
         "runtime:",
-        *_base(suite, runtime_packages, None),
+        *_base(suite, native[1], None, slim=True),
     ]
     if guess.env:
         lines.append("  env: {" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in guess.env) + "}")
@@ -103,19 +123,38 @@ def import_name(project: Project) -> str | None:
     return None
 
 
+# A module that starts a server itself (its `main()` runs uvicorn, waitress...).
+SERVES = re.compile(r"\b(?:uvicorn|hypercorn|granian)\.run\(|\bwaitress\.serve\(|"
+                    r"\b(?:app|application)\.run\(|\bserve_forever\(")
+# The port such a module listens on by default: `os.environ.get("PORT", "9876")`.
+PORT_DEFAULT = re.compile(r"""(?:environ\.get|getenv)\(\s*["']PORT["']\s*,\s*["']?(\d{2,5})\b""")
+
+
 def entrypoint_guess(project: Project) -> Guess:
-    """[project.scripts] when there is one, else a server the dependencies suggest."""
+    """[project.scripts] when there is one, else a server the dependencies suggest.
+
+    A script named like the project wins, then a script whose module starts a server,
+    then the package's __main__.py (`python -m`), then the first script. When the
+    module run says which port it serves by default (`PORT` read from the environment
+    with a default), that port is exposed."""
     own = next((s for s in project.scripts if s.replace("_", "-") == project.normalized_name),
                None)
+    targets = _script_modules(project)
+    serving = next((s for s in project.scripts
+                    if SERVES.search(_module_text(project, targets.get(s)))), None)
     module = import_name(project) if project.is_package else None
     main = module and any((folder / module / "__main__.py").is_file()
                           for folder in (project.root / "src", project.root))
-    if own or project.scripts and not main:
-        script = own or project.scripts[0]
-        return Guess(entrypoint=(script,), why=f"[project.scripts] {script}")
+    if own or serving or project.scripts and not main:
+        script = own or serving or project.scripts[0]
+        why = f"[project.scripts] {script}" + ("" if own or not serving else
+                                               " (its module starts a server)")
+        return Guess(entrypoint=(script,), why=why,
+                     port=_port_default(_module_text(project, targets.get(script))))
     if main:  # a helper script named otherwise is less likely the service than -m
         return Guess(entrypoint=("python", "-m", str(module)),
-                     why=f"{module}/__main__.py (python -m {module})")
+                     why=f"{module}/__main__.py (python -m {module})",
+                     port=_port_default(_module_text(project, f"{module}.__main__")))
     names = _dependency_names(project)
     if "django" in names:
         wsgi = _find(project, r"^application\s*=", "wsgi.py")
@@ -140,6 +179,36 @@ def entrypoint_guess(project: Project) -> Guess:
                      why="a WSGI app served by gunicorn (a guess from the dependencies)")
     return Guess(entrypoint=None, why="no [project.scripts] and no known server: set "
                  "entrypoint to what the image should run")
+
+
+def _script_modules(project: Project) -> dict[str, str]:
+    """Each [project.scripts] name and the module its `module:function` target names."""
+    scripts = load_toml(project.root / "pyproject.toml").get("project", {}).get("scripts", {})
+    if not isinstance(scripts, dict):
+        return {}
+    return {str(name): str(target).partition(":")[0].strip()
+            for name, target in scripts.items() if isinstance(target, str)}
+
+
+def _module_text(project: Project, module: str | None) -> str:
+    """The source of the project's module `module` (dotted), or "" when it has none."""
+    if not module:
+        return ""
+    relative = Path(*module.split("."))
+    for folder in (project.root / "src", project.root):
+        for path in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
+            try:
+                return path.read_text(errors="replace")
+            except OSError:
+                continue
+    return ""
+
+
+def _port_default(source: str) -> int | None:
+    """The port a module listens on unless PORT says otherwise, when it reads PORT."""
+    match = PORT_DEFAULT.search(source)
+    port = int(match[1]) if match else None
+    return port if port and 0 < port < 65536 else None
 
 
 def _dependency_names(project: Project) -> set[str]:
@@ -206,10 +275,16 @@ def _has_wheels(project: Project, name: str) -> bool:
     return any(p.get("name") == name and p.get("wheels") for p in lock.get("package", []))
 
 
-def _base(suite: str, packages: list[str], note: str | None) -> list[str]:
+def _base(suite: str, packages: tuple[str, ...], note: str | None, *, slim: bool) -> list[str]:
+    """A bootstrapped Debian base with python3, as the samples in recipes/ have it: a
+    standard builder, a slim runtime (no apt, perl, docs). Other packages go to the
+    stage's `packages:`, so every recipe of a suite shares the same two bases (one
+    bootstrap each, cached)."""
     lines = [f"  # {note}"] if note else []
-    return lines + ["  from:", "    bootstrap: debian", f"    suite: {suite}",
-                    f"    packages: {_flow(packages)}"]
+    lines += ["  from:", "    bootstrap: debian", f"    suite: {suite}", "    packages: [python3]"]
+    if slim:
+        lines.append("    variant: slim          # no apt, perl, docs or locales")
+    return lines + ([f"  packages: {_flow(packages)}"] if packages else [])
 
 
 def _flow(items: tuple[str, ...] | list[str]) -> str:

@@ -366,6 +366,18 @@ def _version(project: Table, lock: Table, path: Path) -> str | None:
     return version
 
 
+def virtual_workspace_members(root: Path) -> tuple[tuple[WorkspaceMember, Table], ...]:
+    """The members of the virtual workspace whose root is `root` (no [project] table),
+    each with its pyproject.toml; () when `root` is not such a root."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return ()
+    doc = load_toml(path)
+    if "project" in doc or not doc.get("tool", {}).get("uv", {}).get("workspace"):
+        return ()
+    return _workspace(root, doc)
+
+
 def _workspace(root: Path, doc: Table) -> tuple[tuple[WorkspaceMember, Table], ...]:
     """Members from `[tool.uv.workspace]` globs minus `exclude`: folders with a pyproject.toml.
 
