@@ -105,3 +105,31 @@ def test_an_argument_over_the_systems_limit_is_a_clear_error() -> None:
 
     assert "command line is too long" in raised.value.message
     assert "200000 bytes" in raised.value.message
+
+
+def test_a_command_that_ignores_the_interrupt_is_killed_after_its_grace() -> None:
+    """mmdebstrap catches SIGINT and finishes its tarball first (a minute): a command
+    run with interrupt_grace gets SIGKILL once that is over, so an interrupted build
+    does not wait for it."""
+    import threading
+    import time
+
+    results: list[cmd.Result | BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(cmd.run(["/bin/sh", "-c", "trap '' INT; sleep 30"],
+                                   interrupt_grace=0.5))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            results.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.5)  # the command is running
+    started = time.monotonic()
+    cmd.interrupt_children()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the command outlived its grace"
+    assert time.monotonic() - started < 5
+    result = results[0]
+    assert isinstance(result, cmd.Result) and result.returncode == -9, result

@@ -23,6 +23,9 @@ from uvbuild.recipe.model import BootstrapBase
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive/debian/{snapshot}"
+# Seconds mmdebstrap has to stop after an interrupt before it is killed: it catches
+# SIGINT and goes on writing its tarball (about a minute, seen here).
+INTERRUPT_GRACE = 3.0
 
 # mmdebstrap copies the host's /etc/resolv.conf and /etc/hostname into the root: replace
 # them with fixed content so no host detail ships and two machines make the same base.
@@ -74,8 +77,9 @@ def build_bootstrap_base(engine: Engine, base: BootstrapBase, ref: str, *,
     argv = mmdebstrap_argv(base, tarball, rootful=os.geteuid() == 0)
     # mmdebstrap makes file times and package state reproducible from SOURCE_DATE_EPOCH.
     # It dies with uvbuild (die_with_parent); the children it leaves are swept by mark.
+    # On an interrupt it has a few seconds, not the minute it takes to finish its tarball.
     result = cmd.run(argv, env={"SOURCE_DATE_EPOCH": str(timestamp), **mark},
-                     die_with_parent=True)
+                     die_with_parent=True, interrupt_grace=INTERRUPT_GRACE)
     if not result.ok:
         full = failed_for_space(result.stdout + result.stderr, f"bootstrapping debian "
                                 f"{base.suite} failed with exit code {result.returncode}:")

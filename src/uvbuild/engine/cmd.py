@@ -159,6 +159,7 @@ def run(
     gate: Gate | None = None,
     drop_env: Sequence[str] = (),
     die_with_parent: bool = False,
+    interrupt_grace: float | None = None,
 ) -> Result:
     """Run `argv` (see `_run`); with --debug, also say how long it took.
 
@@ -174,12 +175,17 @@ def run(
     `die_with_parent`: the command gets SIGKILL when the thread that started it dies, a
     `kill -9` of uvbuild included (PR_SET_PDEATHSIG, set by util-linux's setpriv), so a
     long command (mmdebstrap) does not go on for minutes after uvbuild is gone.
+
+    `interrupt_grace`: seconds the command has to stop after `interrupt_children`'s
+    SIGINT before it gets SIGKILL. mmdebstrap catches SIGINT and finishes writing its
+    tarball first (a minute, seen here), so a Ctrl-C or a failed step elsewhere would
+    wait for it; what it leaves is removed with the run's folder.
     """
     started = time.monotonic()
     try:
         return _run(argv, env=env, stream=stream, shielded=shielded, gate=gate,
-                    drop_env=drop_env,
-                    die_with_parent=die_with_parent)
+                    drop_env=drop_env, die_with_parent=die_with_parent,
+                    interrupt_grace=interrupt_grace)
     finally:
         if _debug:
             # Commands overlap: the line names the one that ended.
@@ -196,6 +202,7 @@ def _run(
     gate: Gate | None = None,
     drop_env: Sequence[str] = (),
     die_with_parent: bool = False,
+    interrupt_grace: float | None = None,
 ) -> Result:
     """Run `argv`; return its Result whatever the exit status (callers decide).
 
@@ -212,9 +219,10 @@ def _run(
             full_env.pop(name, None)
     try:
         if stream:
-            return _run_streaming(argv, full_env, gate, die_with_parent)
+            return _run_streaming(argv, full_env, gate, die_with_parent, interrupt_grace)
         with _started(argv, full_env, capture=True, shielded=shielded, gate=gate,
-                      die_with_parent=die_with_parent) as proc:
+                      die_with_parent=die_with_parent,
+                      interrupt_grace=interrupt_grace) as proc:
             try:
                 stdout, stderr = proc.communicate()
             except (KeyboardInterrupt, Interrupted):
@@ -247,14 +255,16 @@ def _run(
 
 # Children running now, from any thread: a build that fails in one thread stops the
 # commands of the others (interrupt_children) instead of waiting for them.
-_children: set[subprocess.Popen[str]] = set()
+# Each with the seconds it has after a SIGINT before SIGKILL (None: as long as it takes).
+_children: dict[subprocess.Popen[str], float | None] = {}
 _children_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def _started(argv: Sequence[str], env: Mapping[str, str] | None, *, capture: bool,
              shielded: bool = False, gate: Gate | None = None,
-             die_with_parent: bool = False) -> Iterator[subprocess.Popen[str]]:
+             die_with_parent: bool = False, interrupt_grace: float | None = None,
+             ) -> Iterator[subprocess.Popen[str]]:
     stdin: int = subprocess.PIPE if capture else subprocess.DEVNULL
     if die_with_parent and which("setpriv") and which(argv[0]):
         # setpriv sets the signal, then execs the command (same pid): what Popen's
@@ -267,7 +277,10 @@ def _started(argv: Sequence[str], env: Mapping[str, str] | None, *, capture: boo
         stdin, write_end = os.pipe()
     try:
         proc = subprocess.Popen(
-            list(argv), env=env, text=True, start_new_session=shielded,
+            list(argv), env=env, text=True,
+            # A command with an interrupt grace leads a process group of its own, so that
+            # its SIGKILL reaches what it started too (else they hold its output open).
+            start_new_session=shielded or interrupt_grace is not None,
             # Captured output keeps undecodable bytes (read_file needs them back).
             errors="surrogateescape" if capture else "replace",
             stdin=stdin,
@@ -284,12 +297,12 @@ def _started(argv: Sequence[str], env: Mapping[str, str] | None, *, capture: boo
             gate._attach(write_end)
         if not shielded:
             with _children_lock:
-                _children.add(proc)
+                _children[proc] = interrupt_grace
         try:
             yield proc
         finally:
             with _children_lock:
-                _children.discard(proc)
+                _children.pop(proc, None)
             if gate is not None:
                 gate._detach()
 
@@ -306,20 +319,34 @@ def _wait_out(proc: subprocess.Popen[str]) -> None:
 
 
 def interrupt_children() -> None:
-    """Send SIGINT (what Ctrl-C sends) to every command still running."""
+    """Send SIGINT (what Ctrl-C sends) to every command still running; SIGKILL to
+    those with an `interrupt_grace` that are still running when it is over."""
     with _children_lock:
-        running = list(_children)
-    for proc in running:
+        running = list(_children.items())
+    for proc, grace in running:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGINT)
+        if grace is not None:
+            timer = threading.Timer(grace, _kill_if_running, (proc,))
+            timer.daemon = True
+            timer.start()
+
+
+def _kill_if_running(proc: subprocess.Popen[str]) -> None:
+    with _children_lock:
+        running = proc in _children
+    if running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # it leads its group: see _started
 
 
 def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
-                   gate: Gate | None = None, die_with_parent: bool = False) -> Result:
+                   gate: Gate | None = None, die_with_parent: bool = False,
+                   interrupt_grace: float | None = None) -> Result:
     """Echo the command's output to stderr as it comes, and keep it for error messages."""
     lines: list[str] = []
-    with _started(argv, env, capture=False, gate=gate,
-                  die_with_parent=die_with_parent) as proc:
+    with _started(argv, env, capture=False, gate=gate, die_with_parent=die_with_parent,
+                  interrupt_grace=interrupt_grace) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if not line.startswith(MARKER):
