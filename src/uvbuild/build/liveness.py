@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -285,10 +286,15 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
     places.prepare()
     # Listed before the locks are read: an image made after this list was made by a run
     # whose lock exists by then (runs lock first, then make things).
-    dangling = [i for label in IMAGE_LABELS for i in store.dangling_images(label)] \
-        if images else []
-    dead_containers = [c["name"] for c in store.containers() if _container_is_dead(
-        c["name"], places)]
+    # The store is asked its three questions at once: each is a buildah start-up
+    # (about 0.05 s), and every build sweeps before anything else.
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="uvbuild-sweep") as pool:
+        unnamed = [pool.submit(store.dangling_images, label)
+                   for label in (IMAGE_LABELS if images else ())]
+        listed = pool.submit(store.containers)
+        dangling = [image for found in unnamed for image in found.result()]
+        containers = listed.result()
+    dead_containers = [c["name"] for c in containers if _container_is_dead(c["name"], places)]
     if dead_containers:
         store.rm(*dead_containers)
     folders = _dead_folders(places.tmp)
