@@ -365,11 +365,12 @@ class Buildah:
             self.rm(container)
 
 
-# What buildah (containers/image) says, by cause of a failed push.
+# What buildah (containers/image) says, by cause of a refused pull or push.
 _AUTH = re.compile(r"\b40[13]\b|unauthorized|authentication required|access.* denied"
                    r"|forbidden|requested access to the resource is denied", re.IGNORECASE)
-_TLS = re.compile(r"HTTP response to HTTPS client|x509:|certificate|tls:|first record does "
-                  r"not look like a TLS handshake", re.IGNORECASE)
+_PLAIN_HTTP = re.compile(r"HTTP response to HTTPS client|first record does not look like a "
+                         r"TLS handshake", re.IGNORECASE)
+_TLS = re.compile(r"x509|certificate|tls:", re.IGNORECASE)
 _UNREACHABLE = re.compile(r"connection refused|no such host|dial tcp|i/o timeout"
                           r"|network is unreachable|no route to host|connection reset"
                           r"|server misbehaving|temporary failure in name resolution",
@@ -384,14 +385,15 @@ def push_hint(output: str, dest: str) -> str:
     if transport != "docker":
         return f"{kept}; check that the folder of the archive exists and is writable"
     registry = name.split("/", 1)[0] if "/" in name else "docker.io"
-    if _AUTH.search(output):
+    cause = registry_cause(output)
+    if cause == "auth":
         why = (f"the registry refused the credentials: `podman login {registry}` (or "
                "`buildah login`), or pass --creds USER:PASSWORD or --authfile FILE")
-    elif _TLS.search(output):
+    elif cause in ("plain-http", "tls"):
         why = (f"TLS with {registry} failed: for a registry that speaks plain HTTP, pass "
                f"--no-tls-verify; for a private CA, put its certificate in "
                f"/etc/containers/certs.d/{registry}/ca.crt")
-    elif _UNREACHABLE.search(output):
+    elif cause == "unreachable":
         why = (f"{registry} cannot be reached: check the registry address (host and port "
                "in the image name) and that the registry is running")
     else:
@@ -470,19 +472,27 @@ class RegistryAccess:
             yield args
 
 
-def registry_hint(output: str) -> str | None:
-    """What to do about a registry's refusal, from buildah's words; None if not one."""
-    text = output.lower()
-    if "unauthorized" in text or " 401" in text or "authentication required" in text:
-        return ("the registry wants credentials: pass --creds USER:PASSWORD or --authfile "
-                "FILE, or log in first (`podman login REGISTRY`)")
-    if "http response to https client" in text:
-        return ("the registry speaks plain HTTP: pass --no-tls-verify, or mark it "
-                "`insecure = true` in registries.conf")
-    if "x509" in text or "certificate" in text or "tls:" in text:
-        return ("the registry's TLS certificate is not trusted: add its CA to the system's "
-                "trust store (or SSL_CERT_FILE), or pass --no-tls-verify for a test registry")
+def registry_cause(output: str) -> str | None:
+    """Why a registry refused buildah, from its words: "auth", "plain-http", "tls",
+    "unreachable", or None. One reading for pulls (registry_hint) and pushes (push_hint)."""
+    for cause, pattern in (("auth", _AUTH), ("plain-http", _PLAIN_HTTP), ("tls", _TLS),
+                           ("unreachable", _UNREACHABLE)):
+        if pattern.search(output):
+            return cause
     return None
+
+
+def registry_hint(output: str) -> str | None:
+    """What to do about a registry's refusal of a pull; None if it is not one that a
+    setting fixes (the caller's own hint then says what else to check)."""
+    return {
+        "auth": "the registry wants credentials: pass --creds USER:PASSWORD or --authfile "
+                "FILE, or log in first (`podman login REGISTRY`)",
+        "plain-http": "the registry speaks plain HTTP: pass --no-tls-verify, or mark it "
+                      "`insecure = true` in registries.conf",
+        "tls": "the registry's TLS certificate is not trusted: add its CA to the system's "
+               "trust store (or SSL_CERT_FILE), or pass --no-tls-verify for a test registry",
+    }.get(registry_cause(output) or "")
 
 
 def _bare_id(image_id: str) -> str:
