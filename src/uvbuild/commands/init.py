@@ -79,7 +79,8 @@ def recipe_text(project: Project, *, location: str = ".") -> str:
     guess = entrypoint_guess(project)
     module = import_name(project)
     lines = [
-        f"# Written by `uvbuild init` for {project.name}: a starting point; every key is in uvbuild's docs/recipe.md.",
+        f"# Written by `uvbuild init` for {project.name}: a starting point; "
+        "every key is in uvbuild's docs/recipe.md.",
         "version: 1",
         f"project: {json.dumps(location) if location != '.' else '.'}",
         f"image: localhost/{project.normalized_name}:{project.version or 'latest'}",
