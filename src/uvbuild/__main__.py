@@ -30,7 +30,18 @@ def main() -> Any:
 
     # Ctrl-C is KeyboardInterrupt again from here; cli.main installs its SIGTERM handler.
     signal.signal(signal.SIGINT, previous[signal.SIGINT])
-    return cli_main()
+    try:
+        return cli_main()
+    except KeyboardInterrupt:
+        # The CLI turns a Ctrl-C during any command into its own message and exit 130;
+        # one that escapes it came before (its set-up imports more modules), when
+        # nothing had been made.
+        _starting(signal.SIGINT, None)
+    finally:
+        # The command is over and its exit status decided: a signal while Python shuts
+        # down would only replace that status (exit -2) or print a traceback.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
