@@ -28,8 +28,9 @@ STEP_LEFT_OUT = {"name", "key", "needs"}
 LEFT_OUT: dict[str, set[str]] = {
     "Step": STEP_LEFT_OUT,
     "ResolveBase": STEP_LEFT_OUT | {"stage", "base"},
-    "SyncDependencies": STEP_LEFT_OUT | {"manifests", "workspace", "python_request"},
-    "InstallProject": STEP_LEFT_OUT | {"sources"},
+    "SyncDependencies": STEP_LEFT_OUT | {"manifests", "manifests_tar", "workspace",
+                                         "python_request"},
+    "InstallProject": STEP_LEFT_OUT | {"sources", "sources_tar"},
     "LayerCopy": {"index"},
 }
 

@@ -65,9 +65,14 @@ class PlanInputs:
     uv_python: str | None = None  # `uv sync --python`: the project's request (pythons.py)
     python_request: PythonRequest | None = None
     manifest_files: tuple[str, ...]  # pyproject.toml, uv.lock, member manifests (relative)
-    manifest_digest: str
+    manifest_digest: str  # the sha256 of the manifests' tar (project/archive.py)
     source_files: tuple[str, ...]  # every source file the project step reads (relative)
-    source_digest: str
+    source_digest: str  # the sha256 of the sources' tar
+    # Those tars, written when the build was planned (inputs.gather), which the builder
+    # steps unpack: what they ship is what the digests cover. "": not written, a plan
+    # to print only.
+    manifests_tar: str = ""
+    sources_tar: str = ""
     is_package: bool
     is_workspace: bool
     timestamp: int = DEFAULT_TIMESTAMP
@@ -157,6 +162,7 @@ class PrepareBuilder(Step):
 class SyncDependencies(Step):
     unkeyed: ClassVar[Mapping[str, str]] = {
         "manifests": "their names and content are the manifests digest, which is keyed",
+        "manifests_tar": "a host path of this run: its bytes are the manifests digest",
         "workspace": "read from the manifests",
         # Its `source` is a host path, which would make keys differ between machines.
         "python_request": "read from the manifests (requires-python, .python-version)",
@@ -167,6 +173,7 @@ class SyncDependencies(Step):
     env: tuple[tuple[str, str], ...]
     secrets: tuple[str, ...]
     manifests: tuple[str, ...]
+    manifests_tar: str  # the manifests as the tar to unpack ("": a plan not to build)
     workspace: bool
     project_dir: str = SOURCE_DIR  # the folder of uv.lock in the builder
     package: str | None = None  # `uv sync --package NAME`
@@ -194,10 +201,12 @@ class LayerCopy:
 class InstallProject(Step):
     unkeyed: ClassVar[Mapping[str, str]] = {
         "sources": "their names and content are the sources digest, which is keyed",
+        "sources_tar": "a host path of this run: its bytes are the sources digest",
     }
 
     is_package: bool
     sources: tuple[str, ...]
+    sources_tar: str  # the sources as the tar to unpack ("": a plan not to build)
     run: tuple[str, ...]
     app_subdir: str = ""  # an unpackaged project's folder in the context: what /app gets
     copy: tuple[LayerCopy, ...] = ()  # runtime.copy entries into /app, staged with the layer
@@ -360,6 +369,7 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     sync = keyed(SyncDependencies(
         name="sync-dependencies", needs=("prepare-builder",), python=python, sync=b.sync,
         env=b.env, secrets=b.secrets, manifests=inputs.manifest_files,
+        manifests_tar=inputs.manifests_tar,
         workspace=inputs.is_workspace, project_dir=inputs.project_dir, package=inputs.package,
         uv_python=inputs.uv_python, python_request=inputs.python_request, key=""),
         manifests=inputs.manifest_digest, uv=inputs.uv_version)
@@ -370,8 +380,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
                        for i, c in enumerate(r.copy) if in_project_layer(c))
     install = keyed(InstallProject(
         name="install-project", needs=("sync-dependencies",), is_package=inputs.is_package,
-        sources=inputs.source_files, run=b.run, copy=layer_copy, app_subdir=inputs.app_subdir,
-        key=""), sources=inputs.source_digest)
+        sources=inputs.source_files, sources_tar=inputs.sources_tar, run=b.run,
+        copy=layer_copy, app_subdir=inputs.app_subdir, key=""), sources=inputs.source_digest)
     resolve_runtime = keyed(ResolveBase(
         name="runtime-base", stage="runtime", base=runtime_base(r), needs=(), key=""),
         id=inputs.runtime_base_id)
