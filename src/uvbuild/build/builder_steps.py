@@ -16,6 +16,7 @@ from pathlib import Path
 
 from uvbuild.build import batch
 from uvbuild.build.context import StepContext
+from uvbuild.build.labels import INSTALLED_LABEL, PYTHON_LABEL
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import ProjectError, StepFailed
@@ -259,7 +260,7 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
         check_made_venv(step.python_request, str(python.get("version", "")),
                         f"the builder's {python.get('python', step.python)}")
         return build.engine.commit(ctr, build.commit_options(step, **{
-            "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
+            PYTHON_LABEL: json.dumps(python, sort_keys=True)}))
 
 
 def install_project(build: StepContext, step: InstallProject, parent: str) -> str:
@@ -324,8 +325,8 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.results[-1])}")
     build.reported[step.name] = {"installed": installed, "layer_tar": str(tarball)}
-    options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
-                                                                        sort_keys=True)})
+    options = build.commit_options(step, **{INSTALLED_LABEL: json.dumps(installed,
+                                                                 sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
 
 
@@ -338,4 +339,4 @@ def copy_missing(index: int, source: str) -> StepFailed:
 
 def read_python_label(labels: dict[str, str]) -> dict[str, str]:
     """The interpreter facts a step recorded in its image labels."""
-    return dict(json.loads(labels.get("io.uvbuild.python", "{}")))
+    return dict(json.loads(labels.get(PYTHON_LABEL, "{}")))
