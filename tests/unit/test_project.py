@@ -440,8 +440,15 @@ def test_locked_packages_with_sources_and_hashes(tmp_path: Path) -> None:
                 "sha256:73191c47aaa79da394e8fee2dbc2ec827432cab56311122c9e47abf79e390f62",
             ),
         ),
-        LockedPackage(name="my-app", version="0.2.0", source="editable+.", hashes=()),
+        LockedPackage(name="my-app", version="0.2.0", source="editable+.", hashes=(),
+                      requirements=packages[1].requirements, groups=packages[1].groups,
+                      extras=frozenset({"fast"})),
     )
+    # One parse serves the SBOM and the lock check: the project's [package.metadata].
+    app_package = packages[1]
+    assert app_package.kind == "editable" and packages[0].kind is None
+    assert {r.name for r in app_package.requirements[""]} == {"httpx", "click", "requests"}
+    assert {r.name for r in app_package.requirements["extra 'fast'"]} == {"orjson"}
 
 
 def test_locked_package_sources_of_every_kind(tmp_path: Path) -> None:

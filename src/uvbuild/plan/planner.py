@@ -24,7 +24,8 @@ from typing import Any, ClassVar, TypeVar
 
 from uvbuild.plan import slimroot
 from uvbuild.plan.cachekey import key_value, step_key
-from uvbuild.project.model import LockedPackage, Project
+from uvbuild.project.lockfile import LockedPackage
+from uvbuild.project.model import Project
 from uvbuild.project.pythons import PythonRequest
 from uvbuild.recipe.model import (
     Base,

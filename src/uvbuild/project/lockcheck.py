@@ -11,12 +11,14 @@ still caught by `uv sync --locked`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from uvbuild.errors import ProjectError
+from uvbuild.project.lockfile import LockedPackage, locked_package, locked_requirement
 from uvbuild.project.pep508 import (
     Requirement,
     extras_in_marker,
@@ -28,23 +30,22 @@ from uvbuild.project.pep508 import (
 )
 from uvbuild.project.tables import Table, is_package, table
 
-Buckets = dict[str, set[Requirement]]  # "" for [project] dependencies, "extra 'x'", "group 'x'"
+Buckets = Mapping[str, AbstractSet[Requirement]]  # "": [project] dependencies, "extra 'x'"...
 
-# [tool.uv.sources] kinds, and the keys uv.lock writes for them, that replace a specifier.
+# [tool.uv.sources] kinds that replace a specifier (uv.lock's are lockfile.LOCKED_SOURCES).
 _DECLARED_SOURCES = {"workspace", "path", "git", "url"}
-_LOCKED_SOURCES = {"editable", "path", "directory", "git", "url", "virtual"}
 _KINDS = {"editable": "a package", "virtual": "virtual (not a package)", None: "?"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class _Package:
-    """One workspace package as pyproject.toml declares it or as uv.lock recorded it."""
+class _Declared:
+    """One workspace package as pyproject.toml declares it (uv.lock's: LockedPackage)."""
 
     version: str | None
     kind: str | None  # "editable" (a package uv builds) or "virtual"
     requirements: Buckets | None  # None: dynamic, decided by the build backend
     extras: frozenset[str] | None  # None: dynamic
-    groups: dict[str, set[Requirement]]  # by normalized group name
+    groups: Buckets  # by normalized group name
 
 
 def check_lock(root: Path, doc: Table, member_docs: dict[str, Table], lock: Table) -> None:
@@ -81,7 +82,7 @@ def stale_reasons(doc: Table, member_docs: dict[str, Table], lock: Table) -> Ite
         entry = packages.get(normalize_name(package_doc["project"]["name"]))
         if entry is not None:  # else already reported as a missing project or member
             declared = _declared_package(where, package_doc, root_sources)
-            yield from _package_reasons(where, declared, _locked_package(entry))
+            yield from _package_reasons(where, declared, locked_package(entry))
 
 
 def _root_reasons(doc: Table, packages: dict[str, Table]) -> Iterator[str]:
@@ -130,7 +131,7 @@ def _manifest_reasons(doc: Table, manifest: Table, packages: dict[str, Table]) -
         ("constraint", "constraint-dependencies", "constraints"),
         ("override", "override-dependencies", "overrides"),
     ):
-        locked = {_locked(item) for item in manifest.get(locked_key, [])}
+        locked = {locked_requirement(item) for item in manifest.get(locked_key, [])}
         known = packages.keys() | {req.name for req in locked}
         texts = _strings(uv.get(declared_key, []), "pyproject.toml", f"tool.uv.{declared_key}")
         declared = {_declared(t, set(), "pyproject.toml")[0] for t in texts}
@@ -138,7 +139,7 @@ def _manifest_reasons(doc: Table, manifest: Table, packages: dict[str, Table]) -
         yield from _compare(f"{noun} {{}}", "pyproject.toml", declared, locked)
 
 
-def _package_reasons(where: str, declared: _Package, locked: _Package) -> Iterator[str]:
+def _package_reasons(where: str, declared: _Declared, locked: LockedPackage) -> Iterator[str]:
     if _versions_differ(declared.version, locked.version):
         yield f"version is {declared.version!r} in {where}, {locked.version!r} in uv.lock"
     if locked.kind is not None and declared.kind != locked.kind:
@@ -159,7 +160,7 @@ def _versions_differ(declared: str | None, locked: str | None) -> bool:
     return key is not None and key != version_key(locked)
 
 
-def _group_buckets(package: _Package) -> Buckets:
+def _group_buckets(package: _Declared | LockedPackage) -> Buckets:
     return {f"group {name!r}": requirements for name, requirements in package.groups.items()}
 
 
@@ -177,7 +178,7 @@ def _names_reasons(noun: str, where: str, declared: set[str], locked: set[str]) 
 
 
 def _compare(
-    noun: str, where: str, declared: set[Requirement], locked: set[Requirement]
+    noun: str, where: str, declared: AbstractSet[Requirement], locked: AbstractSet[Requirement]
 ) -> Iterator[str]:
     """Reasons from one set of requirements; `noun` is e.g. "dependency {} (group 'dev')"."""
     for req in sorted(declared - locked, key=_shown):
@@ -196,7 +197,7 @@ def _shown(req: Requirement) -> str:
     return req.shown
 
 
-def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Package:
+def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Declared:
     project, sources = doc["project"], root_sources | _sourced_names(doc)
     dynamic = {"dependencies", "optional-dependencies"} & set(project.get("dynamic", []))
     lists: list[tuple[str, Iterable[str]]] = []
@@ -205,7 +206,7 @@ def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Packag
     for extra, texts in extras.items():
         key = f"project.optional-dependencies.{extra}"
         lists.append((f"extra {normalize_name(extra)!r}", _strings(texts, where, key)))
-    requirements: Buckets = {"": set()}
+    requirements: dict[str, set[Requirement]] = {"": set()}
     for bucket, texts in lists:
         for text in texts:
             req, marker = _declared(text, sources, where)
@@ -216,32 +217,11 @@ def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Packag
         for group, texts in _dependency_groups(where, doc).items()
     }
     version = project.get("version")
-    return _Package(
+    return _Declared(
         version=version if isinstance(version, str) else None,
         kind="editable" if is_package(doc) else "virtual",
         requirements=None if dynamic else requirements,
         extras=None if dynamic else frozenset(normalize_name(e) for e in extras),
-        groups=groups,
-    )
-
-
-def _locked_package(entry: Table) -> _Package:
-    metadata = entry.get("metadata", {})
-    requirements: Buckets = {"": set()}
-    for item in metadata.get("requires-dist", []):
-        buckets = [f"extra {e!r}" for e in extras_in_marker(item.get("marker", ""))]
-        for bucket in buckets or [""]:
-            requirements.setdefault(bucket, set()).add(_locked(item))
-    groups = {
-        normalize_name(group): {_locked(item) for item in items}
-        for group, items in metadata.get("requires-dev", {}).items()
-    }
-    version, source = entry.get("version"), entry.get("source", {})
-    return _Package(
-        version=version if isinstance(version, str) else None,
-        kind=next((k for k in ("editable", "virtual") if k in source), None),
-        requirements=requirements,
-        extras=frozenset(normalize_name(e) for e in metadata.get("provides-extras", [])),
         groups=groups,
     )
 
@@ -283,16 +263,6 @@ def _declared(text: str, sources: set[str], where: str) -> tuple[Requirement, st
     specifier = None if sourced else parsed.specifier
     shown = " ".join(text.split())
     return requirement(parsed.name, parsed.extras, specifier, parsed.marker, shown), parsed.marker
-
-
-def _locked(item: Table) -> Requirement:
-    """A uv.lock requirement table (`{ name = ..., specifier = ... }`) as a requirement."""
-    name, extras = str(item.get("name", "")), tuple(item.get("extras", []))
-    source = next((f" @ {k} {item[k]}" for k in sorted(_LOCKED_SOURCES & item.keys())), None)
-    specifier, marker = str(item.get("specifier", "")), str(item.get("marker", ""))
-    shown = name + (f"[{','.join(extras)}]" if extras else "") + (source or specifier)
-    shown += f"; {marker}" if marker else ""
-    return requirement(name, extras, None if source else specifier, marker, shown)
 
 
 def _sourced_names(doc: Table) -> set[str]:

@@ -23,6 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from uvbuild.errors import ProjectError
 from uvbuild.project.lockcheck import check_lock
+from uvbuild.project.lockfile import LockedPackage, locked_packages
 from uvbuild.project.pep508 import normalize_name
 from uvbuild.project.tables import Table, is_package, table
 from uvbuild.project.tomlshape import check as check_shape
@@ -82,16 +83,6 @@ class LocalPackage:
     name: str  # normalized
     path: Path  # absolute, resolved
     kind: str  # the uv.lock source key: "editable", "virtual", "directory" or "path"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LockedPackage:
-    """One `[[package]]` of uv.lock, as an SBOM component."""
-
-    name: str
-    version: str | None  # None for a dynamic-version workspace package
-    source: str  # "registry+https://pypi.org/simple", "editable+.", "virtual+.", "git+..."
-    hashes: tuple[str, ...]  # "sha256:..." of the sdist then each wheel, as locked
 
 
 def read_project(folder: Path) -> Project:
@@ -306,7 +297,7 @@ _parsed: dict[bytes, Table] = {}
 def uv_lock_packages(project: Project) -> tuple[LockedPackage, ...]:
     """Every `[[package]]` of the project's uv.lock, in the lock's order."""
     lock = load_toml(project.lock_root / "uv.lock")
-    return tuple(_locked_package(entry) for entry in lock.get("package", []))
+    return locked_packages(lock)
 
 
 def load_toml(path: Path) -> Table:
@@ -418,20 +409,3 @@ def _manifest_files(root: Path, members: tuple[WorkspaceMember, ...]) -> tuple[s
     files += sorted(f"{m.path}/pyproject.toml" for m in members)
     files += [name for name in (".python-version", "uv.toml") if (root / name).is_file()]
     return tuple(files)
-
-
-def _locked_package(entry: Table) -> LockedPackage:
-    source = entry.get("source", {})
-    kind, value = next(iter(source.items()), ("unknown", ""))
-    hashes: list[str] = []
-    for artifact in [entry.get("sdist", {}), *entry.get("wheels", [])]:
-        digest = artifact.get("hash") if isinstance(artifact, dict) else None
-        if isinstance(digest, str) and digest not in hashes:
-            hashes.append(digest)
-    version = entry.get("version")
-    return LockedPackage(
-        name=str(entry.get("name", "")),
-        version=version if isinstance(version, str) else None,
-        source=f"{kind}+{value}",
-        hashes=tuple(hashes),
-    )
