@@ -11,6 +11,7 @@ still caught by `uv sync --locked`.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from uvbuild.errors import ProjectError
-from uvbuild.project.lockfile import LockedPackage, locked_package, locked_requirement
+from uvbuild.project.lockfile import INDEX, LockedPackage, locked_package, locked_requirement
 from uvbuild.project.pep508 import (
     Requirement,
     extras_in_marker,
@@ -31,6 +32,9 @@ from uvbuild.project.pep508 import (
 from uvbuild.project.tables import Table, is_package, table
 
 Buckets = Mapping[str, AbstractSet[Requirement]]  # "": [project] dependencies, "extra 'x'"...
+# The uv.lock source keys a declared source may be locked as, and the value they must
+# hold where it can be told (a path relative to the workspace root, a URL).
+Source = tuple[frozenset[str], str | None]
 
 # [tool.uv.sources] kinds that replace a specifier (uv.lock's are lockfile.LOCKED_SOURCES).
 _DECLARED_SOURCES = {"workspace", "path", "git", "url"}
@@ -46,6 +50,9 @@ class _Declared:
     requirements: Buckets | None  # None: dynamic, decided by the build backend
     extras: frozenset[str] | None  # None: dynamic
     groups: Buckets  # by normalized group name
+    # name → the source its [tool.uv.sources] entry gives it (see _declared_source), or
+    # None where that is not judged; a name it requires that is not here has no source.
+    sources: Mapping[str, Source | None]
 
 
 def check_lock(root: Path, doc: Table, member_docs: dict[str, Table], lock: Table) -> None:
@@ -77,7 +84,7 @@ def stale_reasons(doc: Table, member_docs: dict[str, Table], lock: Table) -> Ite
     yield from _member_reasons(list(docs.values()), lock)
     yield from _python_reasons(docs, lock)
     yield from _manifest_reasons(doc, lock.get("manifest", {}), packages)
-    root_sources = _sourced_names(doc)
+    root_sources = _source_table(doc)
     for where, package_doc in docs.items():
         entry = packages.get(normalize_name(package_doc["project"]["name"]))
         if entry is not None:  # else already reported as a missing project or member
@@ -150,6 +157,7 @@ def _package_reasons(where: str, declared: _Declared, locked: LockedPackage) -> 
     yield from _names_reasons("dependency group", where, set(declared.groups), set(locked.groups))
     if declared.extras is not None and locked.extras is not None:
         yield from _names_reasons("extra", where, set(declared.extras), set(locked.extras))
+    yield from _source_reasons(where, declared, locked)
 
 
 def _versions_differ(declared: str | None, locked: str | None) -> bool:
@@ -197,8 +205,9 @@ def _shown(req: Requirement) -> str:
     return req.shown
 
 
-def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Declared:
-    project, sources = doc["project"], root_sources | _sourced_names(doc)
+def _declared_package(where: str, doc: Table, root_sources: Table) -> _Declared:
+    own_sources = _source_table(doc)
+    project, sources = doc["project"], _sourced_names(root_sources) | _sourced_names(own_sources)
     dynamic = {"dependencies", "optional-dependencies"} & set(project.get("dynamic", []))
     lists: list[tuple[str, Iterable[str]]] = []
     lists.append(("", _strings(project.get("dependencies", []), where, "project.dependencies")))
@@ -216,6 +225,16 @@ def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Declar
         group: {_declared(text, sources, where)[0] for text in texts}
         for group, texts in _dependency_groups(where, doc).items()
     }
+    named = [req for reqs in [*requirements.values(), *groups.values()] for req in reqs]
+    base = posixpath.dirname(where)  # the package's folder, relative to the workspace root
+    declared_sources: dict[str, Source | None] = {}
+    for req in named:
+        if req.name in own_sources:
+            declared_sources[req.name] = _declared_source(own_sources[req.name], base)
+        elif req.name in root_sources:
+            declared_sources[req.name] = _declared_source(root_sources[req.name], "")
+        elif req.specifier is None:  # a direct reference (name @ URL): not judged
+            declared_sources[req.name] = None
     version = project.get("version")
     return _Declared(
         version=version if isinstance(version, str) else None,
@@ -223,7 +242,56 @@ def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Declar
         requirements=None if dynamic else requirements,
         extras=None if dynamic else frozenset(normalize_name(e) for e in extras),
         groups=groups,
+        sources=declared_sources,
     )
+
+
+def _declared_source(entry: object, base: str) -> Source | None:
+    """What uv.lock may record for a [tool.uv.sources] entry of the package in folder
+    `base`; None where this does not judge (several or conditional entries)."""
+    if not isinstance(entry, dict) or entry.keys() & {"marker", "extra", "group"}:
+        return None
+    if entry.get("workspace") is True:
+        return frozenset({"editable", "virtual", "directory"}), None
+    path = entry.get("path")
+    if isinstance(path, str):
+        where = None if posixpath.isabs(path) else posixpath.normpath(posixpath.join(base, path))
+        if entry.get("editable") is True:
+            return frozenset({"editable", "virtual"}), where
+        return frozenset({"directory", "path", "virtual"}), where
+    if isinstance(entry.get("git"), str):
+        return frozenset({"git"}), None
+    if isinstance(entry.get("url"), str):
+        return frozenset({"url"}), str(entry["url"])
+    if isinstance(entry.get("index"), str):
+        return frozenset({INDEX}), None
+    return None
+
+
+def _source_reasons(where: str, declared: _Declared, locked: LockedPackage) -> Iterator[str]:
+    """A dependency's source (a path, editable or not, an index...) as uv.lock has it."""
+    for name in sorted(declared.sources.keys() | (locked.sources.keys() & _named(declared))):
+        spec = declared.sources.get(name, (frozenset(), None))
+        have = locked.sources.get(name)
+        if spec is None:
+            continue
+        keys, value = spec
+        if have is None:
+            if keys:
+                yield f"{where} gives {name!r} a source, uv.lock has it from the index"
+            continue
+        key, held = have
+        if not keys:
+            yield f"uv.lock has {name!r} from {key} {held!r}, {where} gives it no source"
+        elif key not in keys or value is not None and value != (
+                posixpath.normpath(held) if key != "url" else held):
+            yield f"{where} gives {name!r} another source than uv.lock's {key} {held!r}"
+
+
+def _named(package: _Declared) -> set[str]:
+    """The names a declared package requires, in any bucket or group."""
+    buckets = [*(package.requirements or {}).values(), *package.groups.values()]
+    return {req.name for reqs in buckets for req in reqs}
 
 
 def _dependency_groups(where: str, doc: Table) -> dict[str, list[str]]:
@@ -265,9 +333,15 @@ def _declared(text: str, sources: set[str], where: str) -> tuple[Requirement, st
     return requirement(parsed.name, parsed.extras, specifier, parsed.marker, shown), parsed.marker
 
 
-def _sourced_names(doc: Table) -> set[str]:
-    """Names whose [tool.uv.sources] entry is a path, git, url or workspace source."""
+def _source_table(doc: Table) -> Table:
+    """A pyproject.toml's [tool.uv.sources], by normalized name."""
     sources = doc.get("tool", {}).get("uv", {}).get("sources", {})
+    return {normalize_name(str(k)): v for k, v in sources.items()} if isinstance(
+        sources, dict) else {}
+
+
+def _sourced_names(sources: Table) -> set[str]:
+    """Names whose [tool.uv.sources] entry is a path, git, url or workspace source."""
     names = set()
     for name, entries in sources.items():
         for entry in entries if isinstance(entries, list) else [entries]:

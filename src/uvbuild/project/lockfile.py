@@ -14,6 +14,8 @@ from uvbuild.project.tables import Table
 
 # The keys uv.lock writes, in a requirement table, for a source that replaces a specifier.
 LOCKED_SOURCES = frozenset({"editable", "path", "directory", "git", "url", "virtual"})
+# ...and the key of an explicit index: a source too, one that keeps the specifier.
+INDEX = "index"
 # A workspace package's source key: one uv builds and installs, or one it does not.
 WORKSPACE_KINDS = ("editable", "virtual")
 
@@ -33,6 +35,9 @@ class LockedPackage:
     requirements: Buckets = field(default_factory=dict)
     groups: Buckets = field(default_factory=dict)  # by normalized group name
     extras: frozenset[str] = frozenset()  # normalized
+    # name → (source key, its value), e.g. ("directory", "libs/x"), ("index", URL), for
+    # the requirements above that name a source (the others come from the default index).
+    sources: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def kind(self) -> str | None:
@@ -61,6 +66,13 @@ def locked_package(entry: Table) -> LockedPackage:
         buckets = [f"extra {e!r}" for e in extras_in_marker(item.get("marker", ""))]
         for bucket in buckets or [""]:
             requirements.setdefault(bucket, set()).add(locked_requirement(item))
+    sources: dict[str, tuple[str, str]] = {}
+    items = [*metadata.get("requires-dist", []),
+             *(item for group in metadata.get("requires-dev", {}).values() for item in group)]
+    for item in items:
+        key = next((k for k in sorted((LOCKED_SOURCES | {INDEX}) & item.keys())), None)
+        if key is not None:
+            sources[normalize_name(str(item.get("name", "")))] = (key, str(item[key]))
     version = entry.get("version")
     return LockedPackage(
         name=str(entry.get("name", "")),
@@ -71,6 +83,7 @@ def locked_package(entry: Table) -> LockedPackage:
         groups={normalize_name(group): frozenset(locked_requirement(item) for item in items)
                 for group, items in metadata.get("requires-dev", {}).items()},
         extras=frozenset(normalize_name(e) for e in metadata.get("provides-extras", [])),
+        sources=sources,
     )
 
 

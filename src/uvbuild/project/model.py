@@ -370,7 +370,8 @@ def virtual_workspace_members(root: Path) -> tuple[tuple[WorkspaceMember, Table]
 
 
 def _workspace(root: Path, doc: Table) -> tuple[tuple[WorkspaceMember, Table], ...]:
-    """Members from `[tool.uv.workspace]` globs minus `exclude`: folders with a pyproject.toml.
+    """Members from `[tool.uv.workspace]` globs minus `exclude`: folders with a pyproject.toml
+    (an empty folder is skipped, any other is a ProjectError, as uv has it).
 
     Each comes with its parsed pyproject.toml; the root project is not among them.
     """
@@ -380,11 +381,20 @@ def _workspace(root: Path, doc: Table) -> tuple[tuple[WorkspaceMember, Table], .
     members = []
     for path in sorted(include - exclude - {"."}):
         pyproject = root / path / "pyproject.toml"
-        if pyproject.is_file():
-            member_doc = load_toml(pyproject)
-            name = _project_table(member_doc, pyproject)["name"]
-            member = WorkspaceMember(name=name, path=path, is_package=is_package(member_doc))
-            members.append((member, member_doc))
+        if not pyproject.is_file():
+            # As uv: an empty folder is skipped (a submodule not checked out), any other
+            # is an error of the workspace, which `uv sync` would stop at in the builder.
+            if any((root / path).iterdir()):
+                raise ProjectError(
+                    f"{root / path}: a folder tool.uv.workspace.members matches, with no "
+                    "pyproject.toml (uv refuses such a workspace)",
+                    hint=f"list it in tool.uv.workspace.exclude in {root / 'pyproject.toml'},"
+                    " or give it a pyproject.toml")
+            continue
+        member_doc = load_toml(pyproject)
+        name = _project_table(member_doc, pyproject)["name"]
+        member = WorkspaceMember(name=name, path=path, is_package=is_package(member_doc))
+        members.append((member, member_doc))
     return tuple(members)
 
 
