@@ -11,7 +11,7 @@ and every step after a base is an image in local storage, found again by its key
 A step's key is made from the step itself (step_key_of): its type, every field it
 declares but those its class leaves out in `unkeyed` (each with why), its parents'
 keys and the digests of what it reads. A field added to a step is in its key unless
-it is left out on purpose, and tests/unit/test_plan.py holds the list of those.
+it is left out on purpose, and tests/unit/test_step_keys.py holds the list of those.
 """
 
 from __future__ import annotations
