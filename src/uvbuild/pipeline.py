@@ -142,17 +142,20 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         for word in value.split():
             if "://" in word:
                 redact.add_url(word)
-    _, inputs = gather(recipe, engine, tag=tag, access=outputs.access)
-    plan = make_plan(recipe, inputs)
-    net_env, net_mounts = network_settings(host_environ())
-    settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
-                             network_env=net_env, network_mounts=net_mounts, secrets=secrets,
-                             no_cache=no_cache, verbose=verbose)
-    reporter.note(f"building {plan.image} from {path}")
     # This run's id and locks (liveness.py): its containers and folders are known as its
     # own, and swept by the next build or `cache prune` if it is killed.
     claim = Claim(Places.of(engine.run_root()))
     try:
+        # The project's files are written, as the tars the builder unpacks, into a folder
+        # of this run, and digested as they are written (inputs.archive).
+        _, inputs = gather(recipe, engine, tag=tag, access=outputs.access,
+                           scratch=claim.folder("inputs"))
+        plan = make_plan(recipe, inputs)
+        net_env, net_mounts = network_settings(host_environ())
+        settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
+                                 network_env=net_env, network_mounts=net_mounts,
+                                 secrets=secrets, no_cache=no_cache, verbose=verbose)
+        reporter.note(f"building {plan.image} from {path}")
         with build_lock(plan.image):
             result = Build(engine, plan, settings, reporter, claim).run()
         result.pushed = deliver(engine, result, outputs, claim)

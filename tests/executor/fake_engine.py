@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from uvbuild.build.batch import GATE, GATE_SHUT, JOB, RUN
+from uvbuild.build.labels import STEP_LABEL
 from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount
 from uvbuild.engine.cmd import Gate, Result
 from uvbuild.engine.protocol import Engine
@@ -547,7 +548,7 @@ class FakeEngine:
         self.store[image_id] = FakeImage(
             id=image_id, labels=labels, env=ctr.env, user=ctr.user,
             layers=(*ctr.layers, (f"sha256:{image_id}", 10)), python=ctr.python)
-        self.committed_steps.append(labels.get("io.uvbuild.step", "?"))
+        self.committed_steps.append(labels.get(STEP_LABEL, "?"))
         after()
         return image_id
 

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import shutil
 import tarfile
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from uvbuild.engine.buildah import Buildah, Mount
 from uvbuild.engine.cmd import Result
 from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.output.progress import Reporter
+from uvbuild.plan.inputs import archive
 from uvbuild.plan.planner import CACHE_REPO, Plan, PlanInputs, make_plan
 from uvbuild.recipe.loader import load_recipe_text
 from uvbuild.recipe.model import Recipe
@@ -104,12 +106,19 @@ def recipe_of(project: Path, text: str = RECIPE) -> Recipe:
 
 
 def plan_of(project: Path, text: str = RECIPE, **changes: Any) -> Plan:
+    # The tars the builder steps unpack, as inputs.gather writes them for a build (the
+    # digests in the keys are made up: tests change them to stand for an edit).
+    scratch = Path(tempfile.mkdtemp(prefix="inputs-", dir=project.parent))
+    manifests, sources = ("pyproject.toml", "uv.lock"), tuple(sorted(PROJECT_FILES))
+    tars = {name: archive(project, files, timestamp=1_700_000_000, scratch=scratch,
+                          name=name)[1]
+            for name, files in (("manifests", manifests), ("sources", sources))}
     inputs = PlanInputs(
         image=IMAGE, uv_version="0.7.3", builder_base_id="base-id", runtime_base_id="base-id",
-        project_root=str(project), manifest_files=("pyproject.toml", "uv.lock"),
-        manifest_digest="sha256:" + "1" * 64, source_files=tuple(sorted(PROJECT_FILES)),
+        project_root=str(project), manifest_files=manifests,
+        manifest_digest="sha256:" + "1" * 64, source_files=sources,
         source_digest="sha256:" + "2" * 64, is_package=True, is_workspace=False,
-        timestamp=1_700_000_000)
+        timestamp=1_700_000_000, manifests_tar=tars["manifests"], sources_tar=tars["sources"])
     return make_plan(recipe_of(project, text), dataclasses.replace(inputs, **changes))
 
 
@@ -353,8 +362,9 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
             Mount(str(tmp_path / "uv-cache"), UV_CACHE_TARGET, read_only=False),
             Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),
         )
-    # Both batches read the project's files from a host folder; the project batch also
-    # writes the staged layer's tar to one. Both are removed when the build ends.
+    # Both batches read the project's files from a host folder (written when the build
+    # was planned, removed with the run's claim by pipeline.build); the project batch
+    # also writes the staged layer's tar to one, removed when the build ends.
     # The commands and their environment come in a job folder (the last mount): private,
     # as it holds the secret.
     scratch = [[(m.target, m.read_only) for m in c.kwargs["mounts"][3:]] for c in builder_runs]
@@ -362,7 +372,7 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
                        [("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
                         ("/run/uvbuild/job", True)]]
     assert not [m for c in builder_runs for m in c.kwargs["mounts"][3:]
-                if Path(m.host).exists()]
+                if m.target != "/run/uvbuild/in" and Path(m.host).exists()]
     for call in builder_runs:
         assert call.args[1] == ("/bin/sh", "/run/uvbuild/job/run.sh")
         assert set(call.kwargs["job"].modes.values()) == {0o600, 0o700}

@@ -91,17 +91,17 @@ def test_a_full_scratch_space_on_the_host(engine: FakeEngine, project: Path, tmp
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr("tempfile.tempdir", None)  # gettempdir() reads TMPDIR again
 
-    def write_tarball(output: Path, *args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(output))
+    def write_job(folder: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "run.sh"))
 
-    monkeypatch.setattr(builder_steps, "write_tarball", write_tarball)
+    monkeypatch.setattr(batch, "write_job", write_job)
     with pytest.raises(DiskFull) as raised:
         build(engine, plan_of(project), tmp_path)
 
     message = raised.value.message
     print(message)
     assert f"scratch space ($TMPDIR) {scratch}" in message
-    assert "files.tar" in message
+    assert "run.sh" in message
     assert "point TMPDIR at a folder with room" in str(raised.value.hint)
     # The scratch folder went all the same (the fake engine keeps its run root there).
     assert [p for p in scratch.iterdir() if p.name.startswith("uvbuild-")] == []

@@ -11,18 +11,18 @@ def test_key_is_sha256_of_canonical_json() -> None:
     # Spelled out by hand: sorted keys, no spaces, ASCII only, the format number first-class.
     canonical = (
         '{"definition":{"packages":["curl"],"timestamp":315532800},'
-        '"format":2,"kind":"prepare-builder","parents":["p1","p2"]}'
+        '"format":3,"kind":"prepare-builder","parents":["p1","p2"]}'
     )
 
     key = step_key("prepare-builder", {"timestamp": 315532800, "packages": ["curl"]}, ["p1", "p2"])
 
-    assert CACHE_FORMAT == 2
+    assert CACHE_FORMAT == 3
     assert key == hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def test_key_golden_value() -> None:
     assert step_key("base", {"id": "sha256:abc"}) == (
-        "a8c178882fa1285199dc7f1ebf4ecbe33b95986e6734b22493106657886d3f34")
+        "3187c5e193cf063957c83ab5130562a2957d9b7e22f30afe6ca0ba9b4051498a")
 
 
 def test_key_ignores_mapping_order() -> None:
@@ -50,6 +50,6 @@ def test_list_order_matters() -> None:
 
 def test_non_ascii_is_escaped_not_mangled() -> None:
     assert step_key("k", {"env": "café"}) != step_key("k", {"env": "cafe"})
-    canonical = '{"definition":{"env":"caf\\u00e9"},"format":2,"kind":"k","parents":[]}'
+    canonical = '{"definition":{"env":"caf\\u00e9"},"format":3,"kind":"k","parents":[]}'
     assert step_key("k", {"env": "café"}) == hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -336,7 +336,6 @@ def workspace(tmp_path: Path) -> Path:
             "uv.lock": WS_LOCK,
             "libs/mem/pyproject.toml": WS_MEMBER,
             "libs/old/pyproject.toml": '[project]\nname = "old"\nversion = "1"\n',
-            "libs/notes/README.md": "not a member: no pyproject.toml\n",
         },
     )
 
@@ -440,8 +439,15 @@ def test_locked_packages_with_sources_and_hashes(tmp_path: Path) -> None:
                 "sha256:73191c47aaa79da394e8fee2dbc2ec827432cab56311122c9e47abf79e390f62",
             ),
         ),
-        LockedPackage(name="my-app", version="0.2.0", source="editable+.", hashes=()),
+        LockedPackage(name="my-app", version="0.2.0", source="editable+.", hashes=(),
+                      requirements=packages[1].requirements, groups=packages[1].groups,
+                      extras=frozenset({"fast"})),
     )
+    # One parse serves the SBOM and the lock check: the project's [package.metadata].
+    app_package = packages[1]
+    assert app_package.kind == "editable" and packages[0].kind is None
+    assert {r.name for r in app_package.requirements[""]} == {"httpx", "click", "requests"}
+    assert {r.name for r in app_package.requirements["extra 'fast'"]} == {"orjson"}
 
 
 def test_locked_package_sources_of_every_kind(tmp_path: Path) -> None:
@@ -735,6 +741,53 @@ def test_dynamic_dependencies_are_not_judged(tmp_path: Path) -> None:
         'dynamic = ["dependencies"]',
     )
     read_project(root)
+
+
+def test_a_member_folder_without_pyproject_is_refused_as_uv_does(tmp_path: Path) -> None:
+    root = workspace(tmp_path)
+    (root / "libs" / "empty").mkdir()  # skipped, as uv skips it
+    read_project(root)
+    write(root, {"libs/notes/README.md": "no pyproject.toml\n"})
+    with pytest.raises(ProjectError, match=r"libs/notes: a folder tool.uv.workspace.members "
+                                           r"matches, with no pyproject.toml") as caught:
+        read_project(root)
+    assert "tool.uv.workspace.exclude" in str(caught.value.hint)
+    edit(root / "pyproject.toml", 'exclude = ["libs/old"]', 'exclude = ["libs/old", "libs/notes"]')
+    read_project(root)
+
+
+# (old, new, reason) on SOURCES_PYPROJECT: a dependency's source as uv.lock has it
+# (each confirmed by tests/integration/test_lockcheck_uv.py, uv 0.13.9).
+# fmt: off
+SOURCE_EDITS = {
+    "editable made non-editable": (
+        'localpkg = { path = "localpkg", editable = true }', 'localpkg = { path = "localpkg" }',
+        "pyproject.toml gives 'localpkg' another source than uv.lock's editable 'localpkg'"),
+    "path moved": (
+        'other = { path = "other" }', 'other = { path = "other2" }',
+        "pyproject.toml gives 'other' another source than uv.lock's directory 'other'"),
+    "index source dropped": (
+        'a1 = { index = "mine" }\n', "",
+        "uv.lock has 'a1' from index 'file:///tmp/uvl/wheels', pyproject.toml gives it no "
+        "source"),
+    "path spelled with ./": ('other = { path = "other" }', 'other = { path = "./other/" }', None),
+    "non-editable said so": (
+        'other = { path = "other" }', 'other = { path = "other", editable = false }', None),
+}
+# fmt: on
+
+
+@pytest.mark.parametrize("case", list(SOURCE_EDITS), ids=list(SOURCE_EDITS))
+def test_a_dependency_source_is_compared(tmp_path: Path, case: str) -> None:
+    old, new, reason = SOURCE_EDITS[case]
+    root = write(tmp_path, SOURCES_FILES)
+    read_project(root)
+    write(root, {"other2/pyproject.toml": '[project]\nname = "other"\nversion = "1"\n'})
+    edit(root / "pyproject.toml", old, new)
+    if reason is None:
+        read_project(root)
+    else:
+        assert stale_reason(root) == reason
 
 
 def test_lock_without_the_member(tmp_path: Path) -> None:

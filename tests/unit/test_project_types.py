@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_project import APP_LOCK, APP_PYPROJECT
@@ -182,11 +183,17 @@ def test_an_unreadable_source_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     recipe = load_recipe_text("version: 1\nbuilder: {from: x}\nruntime: {from: x}\n",
                               tmp_path / "recipe.yaml")
     secret = tmp_path / "src" / "secret.py"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text("KEY = 1\n")
 
-    def refuse(root: Path, paths: object) -> str:
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(secret))
+    real_open = os.open
 
-    monkeypatch.setattr(inputs, "digest_files", refuse)
+    def refuse(path: Any, flags: int, *args: Any) -> int:
+        if str(path) == str(secret):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(secret))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refuse)
     monkeypatch.setattr(inputs, "oci_labels", lambda project, timestamp: ())
     with pytest.raises(ProjectError, match=rf"{secret} cannot be read: Permission denied"):
         inputs.gather(recipe, None, tag=None)

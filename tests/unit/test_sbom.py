@@ -10,7 +10,8 @@ import pytest
 
 from uvbuild import __version__
 from uvbuild.output.sbom import SBOM_PATH, iso_timestamp, make_sbom, read_sbom, summarize
-from uvbuild.project.model import LockedPackage, Project, uv_lock_packages
+from uvbuild.project.lockfile import LockedPackage
+from uvbuild.project.model import Project, uv_lock_packages
 
 EPOCH = 1_700_000_000  # 2023-11-14T22:13:20Z
 

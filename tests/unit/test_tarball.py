@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from uvbuild.build.tarball import write_tarball
+from uvbuild.project.archive import write_tarball
 
 TIMESTAMP = 315532800
 _serial = itertools.count()
@@ -236,8 +238,8 @@ def test_a_large_file_is_copied_in_chunks(tmp_path: Path) -> None:
 def test_a_file_that_shrinks_while_copied_is_a_project_error(tmp_path: Path) -> None:
     import io
 
-    from uvbuild.build.tarball import _Exactly
     from uvbuild.errors import ProjectError
+    from uvbuild.project.archive import _Exactly
 
     source = io.BufferedReader(io.BytesIO(b"abc"))  # type: ignore[arg-type]
     stream = _Exactly(source, 10, tmp_path / "f")
@@ -263,8 +265,8 @@ def test_a_listed_file_that_vanished_is_a_project_error(tmp_path: Path) -> None:
 def test_a_symlink_swapped_in_after_lstat_is_not_followed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The race: the file is a regular file when checked, a link to a secret when opened."""
-    from uvbuild.build import tarball
     from uvbuild.errors import ProjectError
+    from uvbuild.project import archive as tarball
 
     (tmp_path / "secret").write_text("host secret")
     (tmp_path / "app.py").symlink_to(tmp_path / "secret")
@@ -272,3 +274,47 @@ def test_a_symlink_swapped_in_after_lstat_is_not_followed(
     monkeypatch.setattr(tarball.os, "lstat", lambda path: regular)
     with pytest.raises(ProjectError, match="app.py cannot be read"):
         write_tarball(tmp_path / "out.tar", tmp_path, ["app.py"], timestamp=0)
+
+
+# -- the digest keys cover: of the bytes written, read once -------------------------------
+
+
+def test_the_digest_is_of_the_bytes_written(tmp_path: Path) -> None:
+    import hashlib
+
+    root = make_tree(tmp_path / "project")
+    out = tmp_path / "out.tar"
+
+    digest = write_tarball(out, root, FILES, timestamp=TIMESTAMP)
+
+    assert digest == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert write_tarball(None, root, FILES, timestamp=TIMESTAMP) == digest  # written nowhere
+
+
+def test_a_full_disk_while_writing_is_not_an_unreadable_project_file(tmp_path: Path) -> None:
+    import errno
+
+    root = make_tree(tmp_path / "project")
+    out = tmp_path / "out.tar"
+
+    class Full(io.BufferedWriter):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    from uvbuild.project import archive
+
+    with pytest.raises(OSError) as raised:
+        archive._write(archive._Digesting(Full(io.BytesIO()), out), root, FILES, TIMESTAMP)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(out)
+
+
+def test_a_file_with_large_holes_is_refused_while_written(tmp_path: Path) -> None:
+    from uvbuild.errors import ProjectError
+    from uvbuild.project.sources import MAX_HOLE_BYTES
+
+    with (tmp_path / "disk.img").open("wb") as stream:
+        stream.truncate(MAX_HOLE_BYTES + (16 << 20))
+    if os.stat(tmp_path / "disk.img").st_blocks * 512 > 1 << 20:
+        pytest.fail("this filesystem does not keep holes: the test cannot run here")
+    with pytest.raises(ProjectError, match="disk.img is a sparse file"):
+        write_tarball(None, tmp_path, ["disk.img"], timestamp=TIMESTAMP)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from uvbuild.build.labels import BOOTSTRAP_LABEL
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import CommitOptions, ImageConfig
 from uvbuild.engine.diskfull import failed_for_space
@@ -98,7 +99,7 @@ def build_bootstrap_base(engine: Engine, base: BootstrapBase, ref: str, *,
         # A standard root's label is as it always was, so its image ID is too.
         what = f"debian/{base.suite}" + ("/slim" if base.variant == "slim" else "")
         image = engine.commit(container, CommitOptions(
-            timestamp=timestamp, labels={"io.uvbuild.bootstrap": what}))
+            timestamp=timestamp, labels={BOOTSTRAP_LABEL: what}))
     finally:
         engine.rm(container)
     engine.tag(image, ref)

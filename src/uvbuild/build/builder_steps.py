@@ -16,7 +16,7 @@ from pathlib import Path
 
 from uvbuild.build import batch
 from uvbuild.build.context import StepContext
-from uvbuild.build.tarball import write_tarball
+from uvbuild.build.labels import INSTALLED_LABEL, PYTHON_LABEL
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import ProjectError, StepFailed
@@ -41,7 +41,6 @@ PROJECT_LAYER = f"{STATE}/layer"
 LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the project batch only
 LAYER_TAR = "layer.tar"
 FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
-FILES_TAR = "files.tar"
 
 # The labels of the builder's batch commands (see batch.Command); builder.run entries
 # are "builder.run[N]", as the recipe names them.
@@ -157,21 +156,20 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
     return argv
 
 
-def _files_in(build: StepContext, step: SyncDependencies, name: str, files: tuple[str, ...],
-              *dests: str) -> tuple[batch.Command, Mount]:
-    """The project `files` as a tar in a host folder, and the batch command that unpacks
-    them into `dests` in the builder (with the mount it needs).
+def _files_in(step: SyncDependencies, tar: str, *dests: str) -> tuple[batch.Command, Mount]:
+    """The batch command that unpacks project files into `dests` in the builder, from
+    `tar` (written and digested when the build was planned, see inputs.archive), with
+    the mount of its folder it needs.
 
     The files reach the builder inside the batch that uses them: no `buildah` call of
     their own.
     """
-    folder = build.scratch_dir(name)
-    write_tarball(folder / FILES_TAR, Path(build.plan.context_root or build.plan.project_root),
-                  files,
-                  timestamp=build.plan.timestamp)
-    command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{FILES_TAR}",
+    if not tar:
+        raise ValueError("a plan made without a scratch folder (inputs.gather) is not built")
+    archive = Path(tar)
+    command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{archive.name}",
                            *dests])
-    return batch.Command(UNPACK, command), Mount(str(folder), FILES_IN)
+    return batch.Command(UNPACK, command), Mount(str(archive.parent), FILES_IN)
 
 
 def _unpack_failure(step: SyncDependencies, result: cmd.Result) -> Exception:
@@ -247,7 +245,7 @@ def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
 def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -> str:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
     with build.container(parent, "deps") as ctr:
-        unpack, files = _files_in(build, step, "manifests", step.manifests, SOURCE_DIR)
+        unpack, files = _files_in(step, step.manifests_tar, SOURCE_DIR)
         commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
                     _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST)]
         outcome = _run_batch(build, ctr, step, commands, project=False, extra_mounts=(files,))
@@ -262,7 +260,7 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
         check_made_venv(step.python_request, str(python.get("version", "")),
                         f"the builder's {python.get('python', step.python)}")
         return build.engine.commit(ctr, build.commit_options(step, **{
-            "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
+            PYTHON_LABEL: json.dumps(python, sort_keys=True)}))
 
 
 def install_project(build: StepContext, step: InstallProject, parent: str) -> str:
@@ -277,7 +275,7 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
     # Not a package: the project's files themselves are the application, in /app too
     # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
-    unpack, files = _files_in(build, sync, "sources", step.sources,
+    unpack, files = _files_in(sync, step.sources_tar,
                               *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
     # The staged layer also comes out as a tar in a host folder: add-project adds it,
     # with the SBOM appended, in one `buildah add` (it copies PROJECT_LAYER from the
@@ -327,8 +325,8 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.results[-1])}")
     build.reported[step.name] = {"installed": installed, "layer_tar": str(tarball)}
-    options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
-                                                                        sort_keys=True)})
+    options = build.commit_options(step, **{INSTALLED_LABEL: json.dumps(installed,
+                                                                 sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
 
 
@@ -341,4 +339,4 @@ def copy_missing(index: int, source: str) -> StepFailed:
 
 def read_python_label(labels: dict[str, str]) -> dict[str, str]:
     """The interpreter facts a step recorded in its image labels."""
-    return dict(json.loads(labels.get("io.uvbuild.python", "{}")))
+    return dict(json.loads(labels.get(PYTHON_LABEL, "{}")))

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from uvbuild.build import batch, builder_steps, liveness, runtime_steps
 from uvbuild.build.bootstrap import build_bootstrap_base
 from uvbuild.build.context import BuildSettings
+from uvbuild.build.labels import STEP_LABEL
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.engine import cmd, diskfull
 from uvbuild.engine.buildah import CommitOptions
@@ -496,7 +497,7 @@ class Build:
     def commit_options(self, step: Step, **labels: str) -> CommitOptions:
         """How every step commits: the plan's timestamp, and labelled with the step."""
         return CommitOptions(timestamp=self.plan.timestamp,
-                             labels={"io.uvbuild.step": step.name, **labels})
+                             labels={STEP_LABEL: step.name, **labels})
 
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""

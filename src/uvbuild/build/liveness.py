@@ -48,12 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from uvbuild.build.labels import OWNED_LABELS
 from uvbuild.errors import EngineError, StepFailed
 
 OWNER_VAR = "UVBUILD_OWNER"  # marks the processes a run starts that may outlive it
 LOCK = ".lock"  # the lock file in each host folder a run makes
-# Labels every image uvbuild commits carries: an unnamed one is a build's leftover.
-IMAGE_LABELS = ("io.uvbuild.step", "io.uvbuild.bootstrap")
 # A folder or lock file still being set up (made, locked, then renamed into place) is
 # left alone this long: its maker may be between those calls.
 SETUP_GRACE = 60.0
@@ -290,7 +289,7 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
     # (about 0.05 s), and every build sweeps before anything else.
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="uvbuild-sweep") as pool:
         unnamed = [pool.submit(store.dangling_images, label)
-                   for label in (IMAGE_LABELS if images else ())]
+                   for label in (OWNED_LABELS if images else ())]
         listed = pool.submit(store.containers)
         dangling = [image for found in unnamed for image in found.result()]
         containers = listed.result()

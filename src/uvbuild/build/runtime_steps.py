@@ -26,6 +26,7 @@ from uvbuild.build.builder_steps import (
     read_python_label,
 )
 from uvbuild.build.context import StepContext
+from uvbuild.build.labels import INSTALLED_LABEL, KEY_LABEL, PYTHON_LABEL, USER_LABEL
 from uvbuild.build.tarball import append_file
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import CommitOptions, ImageConfig
@@ -81,9 +82,9 @@ def prepare_runtime(build: StepContext, step: PrepareRuntime, base: str) -> str:
         user = f"{facts['uid']}:{facts['gid']}"
         build.engine.configure(ctr, ImageConfig(user=user))
         return build.engine.commit(ctr, build.commit_options(step, **{
-            "io.uvbuild.user": user,
-            "io.uvbuild.python": json.dumps({"python": facts["python"],
-                                             "version": facts["version"]}),
+            USER_LABEL: user,
+            PYTHON_LABEL: json.dumps({"python": facts["python"],
+                                      "version": facts["version"]}),
         }))
 
 
@@ -151,11 +152,11 @@ def open_final(build: StepContext, step: AddProject, deps_image: str) -> FinalCo
     """
     info = build.engine.image(deps_image)
     base_env = info.env if info else ()
-    user = (info.labels.get("io.uvbuild.user") if info else None) or ""
+    user = (info.labels.get(USER_LABEL) if info else None) or ""
     # The step's labels go with the config (and win over the recipe's), so the commit
     # itself needs no config call.
     config = final_config(step, base_env, {})
-    ours = build.commit_options(step, **{"io.uvbuild.key": step.key}).labels
+    ours = build.commit_options(step, **{KEY_LABEL: step.key}).labels
     config = replace(config, labels=tuple(sorted({**dict(config.labels), **ours}.items())))
     made = []
     for purpose in (step.name, f"{step.name}-test") if step.test else (step.name,):
@@ -225,7 +226,7 @@ def _filler(build: StepContext, step: AddProject, project_image: str) -> Callabl
     if isinstance(layer_tar, str):
         installed, tarball = made.get("installed"), layer_tar
     else:
-        installed = json.loads(_labels(build, project_image).get("io.uvbuild.installed", "{}"))
+        installed = json.loads(_labels(build, project_image).get(INSTALLED_LABEL, "{}"))
         tarball = str(build.scratch_dir("sbom") / "sbom.tar")
     document = _sbom(build, installed)
     if document is not None:  # at SBOM_PATH, owned by root

@@ -161,7 +161,12 @@ def run(
     die_with_parent: bool = False,
     interrupt_grace: float | None = None,
 ) -> Result:
-    """Run `argv` (see `_run`); with --debug, also say how long it took.
+    """Run `argv`; return its Result whatever the exit status (callers decide). With
+    --debug, the command is echoed, and how long it took said when it ends.
+
+    `stream=True` lets the command's output reach the terminal (stderr) as it comes,
+    which is what a user wants for `uv sync` or `apt-get`, and captures nothing.
+    A missing binary raises EngineError naming the package to install.
 
     `drop_env` names variables the command must not inherit from uvbuild's environment.
 
@@ -183,74 +188,52 @@ def run(
     """
     started = time.monotonic()
     try:
-        return _run(argv, env=env, stream=stream, shielded=shielded, gate=gate,
-                    drop_env=drop_env, die_with_parent=die_with_parent,
-                    interrupt_grace=interrupt_grace)
+        if _debug:
+            _echo(f"+ {_shown(argv)}")
+        full_env: dict[str, str] | None = None
+        if env is not None or drop_env:
+            full_env = {**os.environ, **(env or {})}
+            for name in drop_env:
+                full_env.pop(name, None)
+        try:
+            if stream:
+                return _run_streaming(argv, full_env, gate, die_with_parent, interrupt_grace)
+            with _started(argv, full_env, capture=True, shielded=shielded, gate=gate,
+                          die_with_parent=die_with_parent,
+                          interrupt_grace=interrupt_grace) as proc:
+                try:
+                    stdout, stderr = proc.communicate()
+                except (KeyboardInterrupt, Interrupted):
+                    if shielded:
+                        _wait_out(proc)  # let it finish: what follows must not race it
+                    raise
+        except FileNotFoundError as exc:
+            tool = os.path.basename(argv[0])
+            package = PACKAGE_OF.get(tool, tool)
+            raise EngineError(
+                f"`{tool}` was not found on PATH",
+                hint=f"install it: sudo apt-get install {package}  (or run `uvbuild doctor`)",
+            ) from exc
+        except OSError as exc:
+            if exc.errno != errno.E2BIG:
+                raise
+            # Values that may be long travel in files (batch.py); this is the last guard.
+            longest = max(len(a.encode("utf-8", "surrogateescape")) for a in argv)
+            raise EngineError(
+                f"`{os.path.basename(argv[0])}` could not be started: its command line is too "
+                f"long for the system (longest argument: {longest} bytes; at most "
+                f"{128 * 1024} bytes each)",
+                hint="shorten the recipe value that is that long (a label or env value)",
+            ) from exc
+        if proc.returncode < 0 and -proc.returncode in (2, 15):
+            # The child was killed by SIGINT/SIGTERM: the user is interrupting us too.
+            raise Interrupted("interrupted")
+        return Result(tuple(argv), proc.returncode, stdout, stderr)
     finally:
         if _debug:
             # Commands overlap: the line names the one that ended.
             name = " ".join(argv[:2]) if argv else "?"
             _echo(f"  {time.monotonic() - started:.2f}s {name}")
-
-
-def _run(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None,
-    stream: bool,
-    shielded: bool = False,
-    gate: Gate | None = None,
-    drop_env: Sequence[str] = (),
-    die_with_parent: bool = False,
-    interrupt_grace: float | None = None,
-) -> Result:
-    """Run `argv`; return its Result whatever the exit status (callers decide).
-
-    `stream=True` lets the command's output reach the terminal (stderr) as it comes,
-    which is what a user wants for `uv sync` or `apt-get`, and captures nothing.
-    A missing binary raises EngineError naming the package to install.
-    """
-    if _debug:
-        _echo(f"+ {_shown(argv)}")
-    full_env: dict[str, str] | None = None
-    if env is not None or drop_env:
-        full_env = {**os.environ, **(env or {})}
-        for name in drop_env:
-            full_env.pop(name, None)
-    try:
-        if stream:
-            return _run_streaming(argv, full_env, gate, die_with_parent, interrupt_grace)
-        with _started(argv, full_env, capture=True, shielded=shielded, gate=gate,
-                      die_with_parent=die_with_parent,
-                      interrupt_grace=interrupt_grace) as proc:
-            try:
-                stdout, stderr = proc.communicate()
-            except (KeyboardInterrupt, Interrupted):
-                if shielded:
-                    _wait_out(proc)  # let it finish: what follows must not race it
-                raise
-    except FileNotFoundError as exc:
-        tool = os.path.basename(argv[0])
-        package = PACKAGE_OF.get(tool, tool)
-        raise EngineError(
-            f"`{tool}` was not found on PATH",
-            hint=f"install it: sudo apt-get install {package}  (or run `uvbuild doctor`)",
-        ) from exc
-    except OSError as exc:
-        if exc.errno != errno.E2BIG:
-            raise
-        # Values that may be long travel in files (batch.py); this is the last guard.
-        longest = max(len(a.encode("utf-8", "surrogateescape")) for a in argv)
-        raise EngineError(
-            f"`{os.path.basename(argv[0])}` could not be started: its command line is too "
-            f"long for the system (longest argument: {longest} bytes; at most "
-            f"{128 * 1024} bytes each)",
-            hint="shorten the recipe value that is that long (a label or env value)",
-        ) from exc
-    if proc.returncode < 0 and -proc.returncode in (2, 15):
-        # The child was killed by SIGINT/SIGTERM: the user is interrupting us too.
-        raise Interrupted("interrupted")
-    return Result(tuple(argv), proc.returncode, stdout, stderr)
 
 
 # Children running now, from any thread: a build that fails in one thread stops the

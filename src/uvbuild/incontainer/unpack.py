@@ -1,5 +1,5 @@
 # Run by the builder's Python. Unpacks uvbuild's tar of project files (sorted, owned
-# by 0:0, stamped with the build time; made by uvbuild.tarball) into a folder of the
+# by 0:0, stamped with the build time; made by uvbuild.project.archive) into a folder of the
 # build container: what `buildah add` would do, without a buildah call of its own.
 # Usage: python unpack.py ARCHIVE DEST[=SUBDIR] [DEST[=SUBDIR]...]
 # With =SUBDIR, only the archive's SUBDIR/ goes into DEST, without that prefix (an

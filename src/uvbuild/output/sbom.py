@@ -30,7 +30,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from uvbuild import __version__
-from uvbuild.project.model import LockedPackage, Project
+from uvbuild.project.lockfile import LockedPackage
+from uvbuild.project.model import Project
 from uvbuild.project.pep508 import normalize_name, version_key
 
 SBOM_PATH = "/app/sbom.cdx.json"

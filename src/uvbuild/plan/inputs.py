@@ -21,9 +21,10 @@ from uvbuild.plan.planner import (
     bootstrap_key,
     runtime_base,
 )
+from uvbuild.project.archive import write_tarball
 from uvbuild.project.model import Project, read_project, uv_lock_packages
 from uvbuild.project.pythons import check_python, python_request
-from uvbuild.project.sources import digest_files, source_files
+from uvbuild.project.sources import source_files
 from uvbuild.recipe.imageref import tag_from_version
 from uvbuild.recipe.model import Base, BootstrapBase, Recipe
 
@@ -122,10 +123,33 @@ def recipe_files(recipe: Recipe, project: Project) -> frozenset[str]:
     return frozenset({rel.as_posix()})
 
 
+ARCHIVE_NAME = "files.tar"
+
+
+def archive(root: Path, files: tuple[str, ...], *, timestamp: int, scratch: Path | None,
+            name: str) -> tuple[str, str]:
+    """(digest, path) of `files` as the tar a builder step unpacks: written to
+    scratch/<name>/files.tar, or nowhere when there is no scratch (a plan to print).
+
+    The digest is of the tar's bytes as written, so a file edited after this neither
+    reaches the image nor leaves it cached under the old content's key.
+    """
+    if scratch is None:
+        return write_tarball(None, root, files, timestamp=timestamp), ""
+    folder = scratch / name  # one folder per tar: a builder step mounts the folder
+    folder.mkdir()
+    path = folder / ARCHIVE_NAME
+    return write_tarball(path, root, files, timestamp=timestamp), str(path)
+
+
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
-           pull: bool = True, access: RegistryAccess | None = None
-           ) -> tuple[Project, PlanInputs]:
-    """Read the project and measure every input of the plan."""
+           pull: bool = True, access: RegistryAccess | None = None,
+           scratch: Path | None = None) -> tuple[Project, PlanInputs]:
+    """Read the project and measure every input of the plan.
+
+    With `scratch` (a folder of this run, for a build), the project's files are written
+    there as the tars the builder steps unpack; without, they are only digested.
+    """
     project = read_project(recipe.project)
     uv_python = check_python(recipe, project)  # before any base is pulled or made
     timestamp = build_timestamp()
@@ -135,10 +159,15 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         if shipped is None:
             shipped = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
         files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
-        manifest_digest = digest_files(context, project.manifest_files)
-        source_digest = digest_files(context, files)
     except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
         raise unreadable(exc, project.root) from None
+    # A file that cannot be read is a ProjectError from write_tarball; an OSError is
+    # writing the scratch folder (a full disk), which the caller reports.
+    manifest_digest, manifests_tar = archive(context, project.manifest_files,
+                                             timestamp=timestamp, scratch=scratch,
+                                             name="manifests")
+    source_digest, sources_tar = archive(context, files, timestamp=timestamp,
+                                         scratch=scratch, name="sources")
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
@@ -157,6 +186,8 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         manifest_digest=manifest_digest,
         source_files=files,
         source_digest=source_digest,
+        manifests_tar=manifests_tar,
+        sources_tar=sources_tar,
         is_package=project.is_package,
         is_workspace=bool(project.workspace_members),
         timestamp=timestamp,

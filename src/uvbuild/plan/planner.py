@@ -7,19 +7,25 @@ prints it. Steps form two chains that meet at the end:
     runtime-base → prepare-runtime → add-dependencies ───────────────────→ add-project (final)
 
 and every step after a base is an image in local storage, found again by its key.
+
+A step's key is made from the step itself (step_key_of): its type, every field it
+declares but those its class leaves out in `unkeyed` (each with why), its parents'
+keys and the digests of what it reads. A field added to a step is in its key unless
+it is left out on purpose, and tests/unit/test_step_keys.py holds the list of those.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from uvbuild.plan import slimroot
-from uvbuild.plan.cachekey import step_key
-from uvbuild.project.model import LockedPackage, Project
+from uvbuild.plan.cachekey import key_value, step_key
+from uvbuild.project.lockfile import LockedPackage
+from uvbuild.project.model import Project
 from uvbuild.project.pythons import PythonRequest
 from uvbuild.recipe.model import (
     Base,
@@ -60,9 +66,14 @@ class PlanInputs:
     uv_python: str | None = None  # `uv sync --python`: the project's request (pythons.py)
     python_request: PythonRequest | None = None
     manifest_files: tuple[str, ...]  # pyproject.toml, uv.lock, member manifests (relative)
-    manifest_digest: str
+    manifest_digest: str  # the sha256 of the manifests' tar (project/archive.py)
     source_files: tuple[str, ...]  # every source file the project step reads (relative)
-    source_digest: str
+    source_digest: str  # the sha256 of the sources' tar
+    # Those tars, written when the build was planned (inputs.gather), which the builder
+    # steps unpack: what they ship is what the digests cover. "": not written, a plan
+    # to print only.
+    manifests_tar: str = ""
+    sources_tar: str = ""
     is_package: bool
     is_workspace: bool
     timestamp: int = DEFAULT_TIMESTAMP
@@ -76,6 +87,14 @@ class PlanInputs:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Step:
     """Common fields of every step."""
+
+    # The fields left out of the key, and why (see step_key_of); a subclass adds its own.
+    unkeyed: ClassVar[Mapping[str, str]] = {
+        # Both bases share a key, so one bootstrapped image, when their definitions match.
+        "name": "the step's place in the plan, not what it makes (its type is in the key)",
+        "key": "what the key makes",
+        "needs": "the parents' keys are in the key",
+    }
 
     name: str
     key: str
@@ -103,6 +122,11 @@ class Step:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ResolveBase(Step):
+    unkeyed: ClassVar[Mapping[str, str]] = {
+        "stage": "which chain the base starts: the same base is the same image in either",
+        "base": "measured: its image ID, or its bootstrap definition's key (inputs.base_id)",
+    }
+
     stage: str  # "builder" | "runtime"
     base: Base
 
@@ -137,17 +161,25 @@ class PrepareBuilder(Step):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SyncDependencies(Step):
+    unkeyed: ClassVar[Mapping[str, str]] = {
+        "manifests": "their names and content are the manifests digest, which is keyed",
+        "manifests_tar": "a host path of this run: its bytes are the manifests digest",
+        "workspace": "read from the manifests",
+        # Its `source` is a host path, which would make keys differ between machines.
+        "python_request": "read from the manifests (requires-python, .python-version)",
+    }
+
     python: str
     sync: SyncOptions
     env: tuple[tuple[str, str], ...]
     secrets: tuple[str, ...]
     manifests: tuple[str, ...]
+    manifests_tar: str  # the manifests as the tar to unpack ("": a plan not to build)
     workspace: bool
     project_dir: str = SOURCE_DIR  # the folder of uv.lock in the builder
     package: str | None = None  # `uv sync --package NAME`
     uv_python: str | None = None  # what uv is asked for, when not `python` itself
-    # The project's request, checked against the venv once made (not in the key: the
-    # files it comes from are in the manifests).
+    # The project's request, checked against the venv once made.
     python_request: PythonRequest | None = None
 
     def describe(self) -> str:
@@ -163,11 +195,19 @@ class LayerCopy:
     source: str  # builder path (may be a glob, as buildah copy allows)
     dest: str  # runtime path
 
+    unkeyed: ClassVar[Mapping[str, str]] = {"index": "for messages only"}
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InstallProject(Step):
+    unkeyed: ClassVar[Mapping[str, str]] = {
+        "sources": "their names and content are the sources digest, which is keyed",
+        "sources_tar": "a host path of this run: its bytes are the sources digest",
+    }
+
     is_package: bool
     sources: tuple[str, ...]
+    sources_tar: str  # the sources as the tar to unpack ("": a plan not to build)
     run: tuple[str, ...]
     app_subdir: str = ""  # an unpackaged project's folder in the context: what /app gets
     copy: tuple[LayerCopy, ...] = ()  # runtime.copy entries into /app, staged with the layer
@@ -262,14 +302,11 @@ def cache_name_parts(name: str) -> tuple[str, str] | None:
 
 
 def bootstrap_key(base: BootstrapBase, timestamp: int) -> str:
-    """A bootstrapped base is rebuilt only when its definition (or the timestamp) changes.
-
-    A standard base's key has no variant in it, so the bases made before variants
-    existed keep their keys; a slim base's covers what a slim root is (slimroot).
-    """
+    """A bootstrapped base is rebuilt only when its definition (every field of it, the
+    packages in any order) or the timestamp changes; a slim base's key also covers what
+    a slim root is (slimroot)."""
     definition: dict[str, Any] = {
-        "distribution": base.distribution, "suite": base.suite,
-        "packages": sorted(base.packages), "snapshot": base.snapshot,
+        "base": key_value(replace(base, packages=tuple(sorted(base.packages)))),
         "timestamp": timestamp,
     }
     if base.variant == "slim":
@@ -300,79 +337,69 @@ def in_project_layer(entry: CopyEntry) -> bool:
     return dest == APP or dest.startswith(APP + "/")
 
 
+S = TypeVar("S", bound=Step)
+
+
+def step_key_of(step: Step, parents: Sequence[Step], measured: Mapping[str, object]) -> str:
+    """The key of `step`: its type and fields (all but its class's `unkeyed` ones, see
+    cachekey.key_value), its parents' keys in the order of `needs`, and `measured`: the
+    digests of what it reads that its fields only name (files, a base image, uv)."""
+    assert [p.name for p in parents] == list(step.needs), (step.name, step.needs)
+    return step_key(type(step).__name__, {"step": key_value(step), "measured": key_value(measured)},
+                    [p.key for p in parents])
+
+
 def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     """The whole build as data. Same recipe and inputs → same steps and keys."""
     b, r, ts = recipe.builder, recipe.runtime, inputs.timestamp
     python = b.python or "python3"
+    made: dict[str, Step] = {}
 
-    def key(kind: str, definition: dict[str, Any], *parents: Step) -> str:
-        return step_key(kind, {**definition, "timestamp": ts}, [p.key for p in parents])
+    def keyed(step: S, **measured: object) -> S:
+        """`step` with its key; the build timestamp is in every key."""
+        parents = [made[name] for name in step.needs]
+        step = replace(step, key=step_key_of(step, parents, {**measured, "timestamp": ts}))
+        made[step.name] = step
+        return step
 
-    builder_base = ResolveBase(
-        name="builder-base", stage="builder", base=b.base, needs=(),
-        key=key("base", {"id": inputs.builder_base_id}))
-    prepare_builder = PrepareBuilder(
-        name="prepare-builder", needs=("builder-base",), packages=b.packages,
-        key=key("prepare-builder", {"packages": list(b.packages)}, builder_base))
-    sync = SyncDependencies(
+    builder_base = keyed(ResolveBase(
+        name="builder-base", stage="builder", base=b.base, needs=(), key=""),
+        id=inputs.builder_base_id)
+    prepare_builder = keyed(PrepareBuilder(
+        name="prepare-builder", needs=("builder-base",), packages=b.packages, key=""))
+    sync = keyed(SyncDependencies(
         name="sync-dependencies", needs=("prepare-builder",), python=python, sync=b.sync,
         env=b.env, secrets=b.secrets, manifests=inputs.manifest_files,
+        manifests_tar=inputs.manifests_tar,
         workspace=inputs.is_workspace, project_dir=inputs.project_dir, package=inputs.package,
-        uv_python=inputs.uv_python, python_request=inputs.python_request,
-        key=key("sync-dependencies", {
-            # Absent when default: the keys of plain projects hold.
-            **({"project_dir": inputs.project_dir} if inputs.project_dir != SOURCE_DIR else {}),
-            **({"package": inputs.package} if inputs.package else {}),
-            **({"uv_python": inputs.uv_python} if inputs.uv_python else {}),
-            "python": python, "groups": list(b.sync.groups), "extras": list(b.sync.extras),
-            "all_extras": b.sync.all_extras, "compile": b.sync.compile_bytecode,
-            "env": [list(p) for p in b.env], "secret_names": list(b.secrets),
-            "manifests": inputs.manifest_digest, "uv": inputs.uv_version,
-        }, prepare_builder))
+        uv_python=inputs.uv_python, python_request=inputs.python_request, key=""),
+        manifests=inputs.manifest_digest, uv=inputs.uv_version)
     # runtime.copy entries into /app are part of the project layer, staged by the builder
     # commands and made again only when the project changes; the others are copied into
     # the final image by buildah, one copy each.
     layer_copy = tuple(LayerCopy(index=i, source=c.source, dest=posixpath.normpath(c.dest))
                        for i, c in enumerate(r.copy) if in_project_layer(c))
-    install_definition: dict[str, Any] = {
-        "sources": inputs.source_digest, "run": list(b.run), "package": inputs.is_package}
-    if inputs.app_subdir:
-        install_definition["app_subdir"] = inputs.app_subdir
-    if layer_copy:  # absent when empty: the keys of recipes without such entries hold
-        install_definition["copy"] = [[c.source, c.dest] for c in layer_copy]
-    install = InstallProject(
+    install = keyed(InstallProject(
         name="install-project", needs=("sync-dependencies",), is_package=inputs.is_package,
-        sources=inputs.source_files, run=b.run, copy=layer_copy, app_subdir=inputs.app_subdir,
-        key=key("install-project", install_definition, sync))
-    resolve_runtime = ResolveBase(
-        name="runtime-base", stage="runtime", base=runtime_base(r), needs=(),
-        key=key("base", {"id": inputs.runtime_base_id}))
-    packages = runtime_packages(r)
-    prepare_runtime = PrepareRuntime(
-        name="prepare-runtime", needs=("runtime-base",), packages=packages, user=r.user,
-        python=python,
-        key=key("prepare-runtime", {"packages": list(packages), "user": r.user,
-                                    "python": python}, resolve_runtime))
-    add_deps = AddDependencies(
-        name="add-dependencies", needs=("sync-dependencies", "prepare-runtime"),
-        key=key("add-dependencies", {}, prepare_runtime, sync))
+        sources=inputs.source_files, sources_tar=inputs.sources_tar, run=b.run,
+        copy=layer_copy, app_subdir=inputs.app_subdir, key=""), sources=inputs.source_digest)
+    resolve_runtime = keyed(ResolveBase(
+        name="runtime-base", stage="runtime", base=runtime_base(r), needs=(), key=""),
+        id=inputs.runtime_base_id)
+    prepare_runtime = keyed(PrepareRuntime(
+        name="prepare-runtime", needs=("runtime-base",), packages=runtime_packages(r),
+        user=r.user, python=python, key=""))
+    add_deps = keyed(AddDependencies(
+        name="add-dependencies", needs=("sync-dependencies", "prepare-runtime"), key=""))
     # The recipe's labels win over the measured OCI facts.
     labels = tuple(sorted({**dict(inputs.oci_labels), **dict(r.labels)}.items()))
-    final = AddProject(
+    final = keyed(AddProject(
         name="add-project", needs=("add-dependencies", "install-project"),
         copy=tuple(LayerCopy(index=i, source=c.source, dest=c.dest)
                    for i, c in enumerate(r.copy) if not in_project_layer(c)),
         workdir=r.workdir,
         env=r.env, entrypoint=r.entrypoint, cmd=r.cmd, expose=r.expose, labels=labels,
-        stop_signal=r.stop_signal, test=r.test,
-        key=key("add-project", {
-            "copy": [[c.source, c.dest] for c in r.copy], "workdir": r.workdir,
-            "env": [list(p) for p in r.env],
-            "entrypoint": None if r.entrypoint is None else list(r.entrypoint),
-            "cmd": None if r.cmd is None else list(r.cmd), "expose": list(r.expose),
-            "labels": [list(p) for p in labels], "stop_signal": r.stop_signal,
-            "test": list(r.test),
-        }, add_deps, install))
+        stop_signal=r.stop_signal, test=r.test, key=""))
     steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install,
                                resolve_runtime, prepare_runtime, add_deps, final)
     return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,

@@ -11,12 +11,15 @@ still caught by `uv sync --locked`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import posixpath
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from uvbuild.errors import ProjectError
+from uvbuild.project.lockfile import INDEX, LockedPackage, locked_package, locked_requirement
 from uvbuild.project.pep508 import (
     Requirement,
     extras_in_marker,
@@ -28,23 +31,28 @@ from uvbuild.project.pep508 import (
 )
 from uvbuild.project.tables import Table, is_package, table
 
-Buckets = dict[str, set[Requirement]]  # "" for [project] dependencies, "extra 'x'", "group 'x'"
+Buckets = Mapping[str, AbstractSet[Requirement]]  # "": [project] dependencies, "extra 'x'"...
+# The uv.lock source keys a declared source may be locked as, and the value they must
+# hold where it can be told (a path relative to the workspace root, a URL).
+Source = tuple[frozenset[str], str | None]
 
-# [tool.uv.sources] kinds, and the keys uv.lock writes for them, that replace a specifier.
+# [tool.uv.sources] kinds that replace a specifier (uv.lock's are lockfile.LOCKED_SOURCES).
 _DECLARED_SOURCES = {"workspace", "path", "git", "url"}
-_LOCKED_SOURCES = {"editable", "path", "directory", "git", "url", "virtual"}
 _KINDS = {"editable": "a package", "virtual": "virtual (not a package)", None: "?"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class _Package:
-    """One workspace package as pyproject.toml declares it or as uv.lock recorded it."""
+class _Declared:
+    """One workspace package as pyproject.toml declares it (uv.lock's: LockedPackage)."""
 
     version: str | None
     kind: str | None  # "editable" (a package uv builds) or "virtual"
     requirements: Buckets | None  # None: dynamic, decided by the build backend
     extras: frozenset[str] | None  # None: dynamic
-    groups: dict[str, set[Requirement]]  # by normalized group name
+    groups: Buckets  # by normalized group name
+    # name → the source its [tool.uv.sources] entry gives it (see _declared_source), or
+    # None where that is not judged; a name it requires that is not here has no source.
+    sources: Mapping[str, Source | None]
 
 
 def check_lock(root: Path, doc: Table, member_docs: dict[str, Table], lock: Table) -> None:
@@ -76,12 +84,12 @@ def stale_reasons(doc: Table, member_docs: dict[str, Table], lock: Table) -> Ite
     yield from _member_reasons(list(docs.values()), lock)
     yield from _python_reasons(docs, lock)
     yield from _manifest_reasons(doc, lock.get("manifest", {}), packages)
-    root_sources = _sourced_names(doc)
+    root_sources = _source_table(doc)
     for where, package_doc in docs.items():
         entry = packages.get(normalize_name(package_doc["project"]["name"]))
         if entry is not None:  # else already reported as a missing project or member
             declared = _declared_package(where, package_doc, root_sources)
-            yield from _package_reasons(where, declared, _locked_package(entry))
+            yield from _package_reasons(where, declared, locked_package(entry))
 
 
 def _root_reasons(doc: Table, packages: dict[str, Table]) -> Iterator[str]:
@@ -130,7 +138,7 @@ def _manifest_reasons(doc: Table, manifest: Table, packages: dict[str, Table]) -
         ("constraint", "constraint-dependencies", "constraints"),
         ("override", "override-dependencies", "overrides"),
     ):
-        locked = {_locked(item) for item in manifest.get(locked_key, [])}
+        locked = {locked_requirement(item) for item in manifest.get(locked_key, [])}
         known = packages.keys() | {req.name for req in locked}
         texts = _strings(uv.get(declared_key, []), "pyproject.toml", f"tool.uv.{declared_key}")
         declared = {_declared(t, set(), "pyproject.toml")[0] for t in texts}
@@ -138,7 +146,7 @@ def _manifest_reasons(doc: Table, manifest: Table, packages: dict[str, Table]) -
         yield from _compare(f"{noun} {{}}", "pyproject.toml", declared, locked)
 
 
-def _package_reasons(where: str, declared: _Package, locked: _Package) -> Iterator[str]:
+def _package_reasons(where: str, declared: _Declared, locked: LockedPackage) -> Iterator[str]:
     if _versions_differ(declared.version, locked.version):
         yield f"version is {declared.version!r} in {where}, {locked.version!r} in uv.lock"
     if locked.kind is not None and declared.kind != locked.kind:
@@ -149,6 +157,7 @@ def _package_reasons(where: str, declared: _Package, locked: _Package) -> Iterat
     yield from _names_reasons("dependency group", where, set(declared.groups), set(locked.groups))
     if declared.extras is not None and locked.extras is not None:
         yield from _names_reasons("extra", where, set(declared.extras), set(locked.extras))
+    yield from _source_reasons(where, declared, locked)
 
 
 def _versions_differ(declared: str | None, locked: str | None) -> bool:
@@ -159,7 +168,7 @@ def _versions_differ(declared: str | None, locked: str | None) -> bool:
     return key is not None and key != version_key(locked)
 
 
-def _group_buckets(package: _Package) -> Buckets:
+def _group_buckets(package: _Declared | LockedPackage) -> Buckets:
     return {f"group {name!r}": requirements for name, requirements in package.groups.items()}
 
 
@@ -177,7 +186,7 @@ def _names_reasons(noun: str, where: str, declared: set[str], locked: set[str]) 
 
 
 def _compare(
-    noun: str, where: str, declared: set[Requirement], locked: set[Requirement]
+    noun: str, where: str, declared: AbstractSet[Requirement], locked: AbstractSet[Requirement]
 ) -> Iterator[str]:
     """Reasons from one set of requirements; `noun` is e.g. "dependency {} (group 'dev')"."""
     for req in sorted(declared - locked, key=_shown):
@@ -196,8 +205,9 @@ def _shown(req: Requirement) -> str:
     return req.shown
 
 
-def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Package:
-    project, sources = doc["project"], root_sources | _sourced_names(doc)
+def _declared_package(where: str, doc: Table, root_sources: Table) -> _Declared:
+    own_sources = _source_table(doc)
+    project, sources = doc["project"], _sourced_names(root_sources) | _sourced_names(own_sources)
     dynamic = {"dependencies", "optional-dependencies"} & set(project.get("dynamic", []))
     lists: list[tuple[str, Iterable[str]]] = []
     lists.append(("", _strings(project.get("dependencies", []), where, "project.dependencies")))
@@ -205,7 +215,7 @@ def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Packag
     for extra, texts in extras.items():
         key = f"project.optional-dependencies.{extra}"
         lists.append((f"extra {normalize_name(extra)!r}", _strings(texts, where, key)))
-    requirements: Buckets = {"": set()}
+    requirements: dict[str, set[Requirement]] = {"": set()}
     for bucket, texts in lists:
         for text in texts:
             req, marker = _declared(text, sources, where)
@@ -215,35 +225,73 @@ def _declared_package(where: str, doc: Table, root_sources: set[str]) -> _Packag
         group: {_declared(text, sources, where)[0] for text in texts}
         for group, texts in _dependency_groups(where, doc).items()
     }
+    named = [req for reqs in [*requirements.values(), *groups.values()] for req in reqs]
+    base = posixpath.dirname(where)  # the package's folder, relative to the workspace root
+    declared_sources: dict[str, Source | None] = {}
+    for req in named:
+        if req.name in own_sources:
+            declared_sources[req.name] = _declared_source(own_sources[req.name], base)
+        elif req.name in root_sources:
+            declared_sources[req.name] = _declared_source(root_sources[req.name], "")
+        elif req.specifier is None:  # a direct reference (name @ URL): not judged
+            declared_sources[req.name] = None
     version = project.get("version")
-    return _Package(
+    return _Declared(
         version=version if isinstance(version, str) else None,
         kind="editable" if is_package(doc) else "virtual",
         requirements=None if dynamic else requirements,
         extras=None if dynamic else frozenset(normalize_name(e) for e in extras),
         groups=groups,
+        sources=declared_sources,
     )
 
 
-def _locked_package(entry: Table) -> _Package:
-    metadata = entry.get("metadata", {})
-    requirements: Buckets = {"": set()}
-    for item in metadata.get("requires-dist", []):
-        buckets = [f"extra {e!r}" for e in extras_in_marker(item.get("marker", ""))]
-        for bucket in buckets or [""]:
-            requirements.setdefault(bucket, set()).add(_locked(item))
-    groups = {
-        normalize_name(group): {_locked(item) for item in items}
-        for group, items in metadata.get("requires-dev", {}).items()
-    }
-    version, source = entry.get("version"), entry.get("source", {})
-    return _Package(
-        version=version if isinstance(version, str) else None,
-        kind=next((k for k in ("editable", "virtual") if k in source), None),
-        requirements=requirements,
-        extras=frozenset(normalize_name(e) for e in metadata.get("provides-extras", [])),
-        groups=groups,
-    )
+def _declared_source(entry: object, base: str) -> Source | None:
+    """What uv.lock may record for a [tool.uv.sources] entry of the package in folder
+    `base`; None where this does not judge (several or conditional entries)."""
+    if not isinstance(entry, dict) or entry.keys() & {"marker", "extra", "group"}:
+        return None
+    if entry.get("workspace") is True:
+        return frozenset({"editable", "virtual", "directory"}), None
+    path = entry.get("path")
+    if isinstance(path, str):
+        where = None if posixpath.isabs(path) else posixpath.normpath(posixpath.join(base, path))
+        if entry.get("editable") is True:
+            return frozenset({"editable", "virtual"}), where
+        return frozenset({"directory", "path", "virtual"}), where
+    if isinstance(entry.get("git"), str):
+        return frozenset({"git"}), None
+    if isinstance(entry.get("url"), str):
+        return frozenset({"url"}), str(entry["url"])
+    if isinstance(entry.get("index"), str):
+        return frozenset({INDEX}), None
+    return None
+
+
+def _source_reasons(where: str, declared: _Declared, locked: LockedPackage) -> Iterator[str]:
+    """A dependency's source (a path, editable or not, an index...) as uv.lock has it."""
+    for name in sorted(declared.sources.keys() | (locked.sources.keys() & _named(declared))):
+        spec = declared.sources.get(name, (frozenset(), None))
+        have = locked.sources.get(name)
+        if spec is None:
+            continue
+        keys, value = spec
+        if have is None:
+            if keys:
+                yield f"{where} gives {name!r} a source, uv.lock has it from the index"
+            continue
+        key, held = have
+        if not keys:
+            yield f"uv.lock has {name!r} from {key} {held!r}, {where} gives it no source"
+        elif key not in keys or value is not None and value != (
+                posixpath.normpath(held) if key != "url" else held):
+            yield f"{where} gives {name!r} another source than uv.lock's {key} {held!r}"
+
+
+def _named(package: _Declared) -> set[str]:
+    """The names a declared package requires, in any bucket or group."""
+    buckets = [*(package.requirements or {}).values(), *package.groups.values()]
+    return {req.name for reqs in buckets for req in reqs}
 
 
 def _dependency_groups(where: str, doc: Table) -> dict[str, list[str]]:
@@ -285,19 +333,15 @@ def _declared(text: str, sources: set[str], where: str) -> tuple[Requirement, st
     return requirement(parsed.name, parsed.extras, specifier, parsed.marker, shown), parsed.marker
 
 
-def _locked(item: Table) -> Requirement:
-    """A uv.lock requirement table (`{ name = ..., specifier = ... }`) as a requirement."""
-    name, extras = str(item.get("name", "")), tuple(item.get("extras", []))
-    source = next((f" @ {k} {item[k]}" for k in sorted(_LOCKED_SOURCES & item.keys())), None)
-    specifier, marker = str(item.get("specifier", "")), str(item.get("marker", ""))
-    shown = name + (f"[{','.join(extras)}]" if extras else "") + (source or specifier)
-    shown += f"; {marker}" if marker else ""
-    return requirement(name, extras, None if source else specifier, marker, shown)
-
-
-def _sourced_names(doc: Table) -> set[str]:
-    """Names whose [tool.uv.sources] entry is a path, git, url or workspace source."""
+def _source_table(doc: Table) -> Table:
+    """A pyproject.toml's [tool.uv.sources], by normalized name."""
     sources = doc.get("tool", {}).get("uv", {}).get("sources", {})
+    return {normalize_name(str(k)): v for k, v in sources.items()} if isinstance(
+        sources, dict) else {}
+
+
+def _sourced_names(sources: Table) -> set[str]:
+    """Names whose [tool.uv.sources] entry is a path, git, url or workspace source."""
     names = set()
     for name, entries in sources.items():
         for entry in entries if isinstance(entries, list) else [entries]:

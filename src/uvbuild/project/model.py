@@ -23,6 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from uvbuild.errors import ProjectError
 from uvbuild.project.lockcheck import check_lock
+from uvbuild.project.lockfile import LockedPackage, locked_packages
 from uvbuild.project.pep508 import normalize_name
 from uvbuild.project.tables import Table, is_package, table
 from uvbuild.project.tomlshape import check as check_shape
@@ -82,16 +83,6 @@ class LocalPackage:
     name: str  # normalized
     path: Path  # absolute, resolved
     kind: str  # the uv.lock source key: "editable", "virtual", "directory" or "path"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LockedPackage:
-    """One `[[package]]` of uv.lock, as an SBOM component."""
-
-    name: str
-    version: str | None  # None for a dynamic-version workspace package
-    source: str  # "registry+https://pypi.org/simple", "editable+.", "virtual+.", "git+..."
-    hashes: tuple[str, ...]  # "sha256:..." of the sdist then each wheel, as locked
 
 
 def read_project(folder: Path) -> Project:
@@ -306,7 +297,7 @@ _parsed: dict[bytes, Table] = {}
 def uv_lock_packages(project: Project) -> tuple[LockedPackage, ...]:
     """Every `[[package]]` of the project's uv.lock, in the lock's order."""
     lock = load_toml(project.lock_root / "uv.lock")
-    return tuple(_locked_package(entry) for entry in lock.get("package", []))
+    return locked_packages(lock)
 
 
 def load_toml(path: Path) -> Table:
@@ -379,7 +370,8 @@ def virtual_workspace_members(root: Path) -> tuple[tuple[WorkspaceMember, Table]
 
 
 def _workspace(root: Path, doc: Table) -> tuple[tuple[WorkspaceMember, Table], ...]:
-    """Members from `[tool.uv.workspace]` globs minus `exclude`: folders with a pyproject.toml.
+    """Members from `[tool.uv.workspace]` globs minus `exclude`: folders with a pyproject.toml
+    (an empty folder is skipped, any other is a ProjectError, as uv has it).
 
     Each comes with its parsed pyproject.toml; the root project is not among them.
     """
@@ -389,11 +381,20 @@ def _workspace(root: Path, doc: Table) -> tuple[tuple[WorkspaceMember, Table], .
     members = []
     for path in sorted(include - exclude - {"."}):
         pyproject = root / path / "pyproject.toml"
-        if pyproject.is_file():
-            member_doc = load_toml(pyproject)
-            name = _project_table(member_doc, pyproject)["name"]
-            member = WorkspaceMember(name=name, path=path, is_package=is_package(member_doc))
-            members.append((member, member_doc))
+        if not pyproject.is_file():
+            # As uv: an empty folder is skipped (a submodule not checked out), any other
+            # is an error of the workspace, which `uv sync` would stop at in the builder.
+            if any((root / path).iterdir()):
+                raise ProjectError(
+                    f"{root / path}: a folder tool.uv.workspace.members matches, with no "
+                    "pyproject.toml (uv refuses such a workspace)",
+                    hint=f"list it in tool.uv.workspace.exclude in {root / 'pyproject.toml'},"
+                    " or give it a pyproject.toml")
+            continue
+        member_doc = load_toml(pyproject)
+        name = _project_table(member_doc, pyproject)["name"]
+        member = WorkspaceMember(name=name, path=path, is_package=is_package(member_doc))
+        members.append((member, member_doc))
     return tuple(members)
 
 
@@ -418,20 +419,3 @@ def _manifest_files(root: Path, members: tuple[WorkspaceMember, ...]) -> tuple[s
     files += sorted(f"{m.path}/pyproject.toml" for m in members)
     files += [name for name in (".python-version", "uv.toml") if (root / name).is_file()]
     return tuple(files)
-
-
-def _locked_package(entry: Table) -> LockedPackage:
-    source = entry.get("source", {})
-    kind, value = next(iter(source.items()), ("unknown", ""))
-    hashes: list[str] = []
-    for artifact in [entry.get("sdist", {}), *entry.get("wheels", [])]:
-        digest = artifact.get("hash") if isinstance(artifact, dict) else None
-        if isinstance(digest, str) and digest not in hashes:
-            hashes.append(digest)
-    version = entry.get("version")
-    return LockedPackage(
-        name=str(entry.get("name", "")),
-        version=version if isinstance(version, str) else None,
-        source=f"{kind}+{value}",
-        hashes=tuple(hashes),
-    )

@@ -1,19 +1,16 @@
-"""The project's source files as uvbuild sees them, and a content digest over them.
+"""The project's source files as uvbuild sees them.
 
-One list serves two ends: it is hashed into cache keys, and it is what gets copied into
-containers, so the two can never disagree. Left out are `.venv/`, `.git/`,
-`__pycache__/` and `*.pyc` at any depth, what the root `.containerignore` (else
-`.dockerignore`) excludes with Docker's rules, and what `.gitignore` files exclude
-with git's. Digests are over content, names, file kinds and the executable bit; never
-over mtimes, which change on every checkout.
+One list serves two ends: it is what gets copied into containers, as a tar whose bytes
+are hashed into cache keys (project/archive.py), so the two can never disagree. Left
+out are `.venv/`, `.git/`, `__pycache__/` and `*.pyc` at any depth, what the root
+`.containerignore` (else `.dockerignore`) excludes with Docker's rules, and what
+`.gitignore` files exclude with git's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,18 +48,6 @@ def source_files(root: Path) -> tuple[str, ...]:
         if kind != "dir" and not docker_excludes(container_rules, rel):
             found.append(rel)
     return tuple(sorted(found))
-
-
-def digest_files(root: Path, paths: Iterable[str]) -> str:
-    """sha256 hex over each path (in sorted order), its kind, executable bit and content.
-
-    A symlink counts by its target text, a regular file by its bytes; mtimes, owners and
-    other permission bits do not count.
-    """
-    digest = hashlib.sha256()
-    for rel in sorted(set(paths)):
-        digest.update(_entry_record(root, rel))
-    return digest.hexdigest()
 
 
 def docker_excludes(rules: tuple[Rule, ...], path: str) -> bool:
@@ -235,38 +220,8 @@ def _compile(pattern: str, where: str, *, docker: bool, any_depth: bool = False)
                            hint="fix or remove the line") from None
 
 
-def _entry_record(root: Path, rel: str) -> bytes:
-    """The canonical bytes one path adds to a digest: NUL-separated, content hashed."""
-    path = root / rel
-    try:
-        info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode):
-            kind, content = b"link", os.fsencode(os.readlink(path))
-        elif stat.S_ISREG(info.st_mode):
-            kind, content = b"file", _file_sha256(path)
-        else:
-            raise ProjectError(f"{path} is neither a regular file nor a symlink")
-    except OSError as exc:
-        raise ProjectError(
-            f"cannot read {path}: {exc.strerror}",
-            hint="make it readable, or exclude it in .containerignore",
-        ) from None
-    executable = b"x" if kind == b"file" and info.st_mode & stat.S_IXUSR else b"-"
-    return b"\0".join((os.fsencode(rel), kind, executable, content)) + b"\0"
-
-
-def _file_sha256(path: Path) -> bytes:
-    """The hex sha256 of a file, read in chunks (constant memory); a sparse file with
-    more than MAX_HOLE_BYTES of holes is a ProjectError."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        _refuse_sparse(path, stream.fileno())
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest().encode()
-
-
-def _refuse_sparse(path: Path, fd: int) -> None:
+def refuse_sparse(path: Path, fd: int) -> None:
+    """Raise a ProjectError for an open file with more than MAX_HOLE_BYTES of holes."""
     info = os.fstat(fd)
     if info.st_size - info.st_blocks * 512 <= MAX_HOLE_BYTES:
         return  # too few blocks missing to hide that many holes
