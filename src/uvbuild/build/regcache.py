@@ -38,6 +38,7 @@ from uvbuild.engine.buildah import ImageConfig, RegistryAccess, registry_cause
 from uvbuild.engine.protocol import RegistryEngine
 from uvbuild.errors import EngineError
 from uvbuild.output.oci import LAYER_TAR, Descriptor, Layer, annotate_layout, write_layout
+from uvbuild.recipe.imageref import reference_problem
 
 KEY = "io.uvbuild.cache-key"
 STEP = "io.uvbuild.step"
@@ -50,6 +51,18 @@ _LAYER_TIMESTAMP = 315532800
 
 _TAG = re.compile(r"(?P<step>[a-z0-9][a-z0-9_.-]*)-(?P<key>[0-9a-f]{32})")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def repository_problem(repo: str) -> str | None:
+    """What is wrong with `repo` as a cache repository (REGISTRY[:PORT]/PATH, no tag, no
+    digest: the cache names its own tags), or None."""
+    name = repo.removeprefix("docker://")
+    first, slash, path = name.partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        return "name the registry too: REGISTRY[:PORT]/REPOSITORY, e.g. ghcr.io/org/app-cache"
+    if "@" in name or ":" in path:
+        return "a cache repository has no tag or digest: uvbuild tags its entries itself"
+    return reference_problem(name)
 
 
 def entry_tag(step: str, key: str) -> str:
