@@ -239,7 +239,7 @@ class RegistryCache:
             try:
                 self.engine.image_to_layout(image_id, layout)
             except EngineError as exc:
-                self._say(f"registry cache: not exporting {step}: {exc.message}")
+                self._say(f"registry cache: not exporting {step}: {_cause(exc.message)}")
                 return False
             annotate_layout(layout, self._annotations(step, key, IMAGE))
             return self._push(step, key, layout)
@@ -375,9 +375,9 @@ class RegistryCache:
         if registry_cause(exc.message) == "unreachable":
             self.down = True
             self._say(f"registry cache {self.repo} cannot be reached ({what}); going on "
-                      f"without it: {_first_line(exc.message)}")
+                      f"without it: {_cause(exc.message)}")
         else:
-            self._say(f"registry cache {self.repo}: {what} failed: {exc.message}"
+            self._say(f"registry cache {self.repo}: {what} failed: {_cause(exc.message)}"
                       + (f" ({exc.hint})" if exc.hint else ""))
 
     def _say(self, warning: str) -> None:
@@ -414,5 +414,9 @@ def _history(config_path: Path, count: int) -> list[str]:
     return ([""] * count + said)[-count:] if count else []
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
+def _cause(text: str) -> str:
+    """What a failed skopeo call said last (its `msg="..."`), for a one-line warning."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else text
+    said = re.search(r'msg="(.*)"', last)
+    return said[1].replace('\\"', '"') if said else last
