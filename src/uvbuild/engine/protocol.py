@@ -37,8 +37,9 @@ class RegistryEngine(Protocol):
     def rmi(self, image: str) -> bool: ...
 
 
-class Engine(Protocol):
-    """Images and working containers: make, run in, copy into, configure, commit, tag."""
+class Engine(RegistryEngine, Protocol):
+    """Images and working containers: make, run in, copy into, configure, commit, tag;
+    and a registry as a step cache (RegistryEngine)."""
 
     # Set by the build (liveness.Claim.owner_env) and put into every command's environment.
     owner_env: dict[str, str]
