@@ -382,3 +382,58 @@ def test_prune_deletes_the_older_entries_and_leaves_other_tags(tmp_path: Path) -
     assert sorted(engine.tags) == sorted([
         f"{REPO}:{entry_tag('sync-dependencies', '3' * 64)}",
         f"{REPO}:{entry_tag('project-layer', KEY_A)}", f"{REPO}:release"])
+
+
+# -- the engine's skopeo command lines -------------------------------------------------
+
+
+def test_skopeo_calls_keep_credentials_off_argv_and_say_tls_on_the_registry_side(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from uvbuild.engine import cmd
+    from uvbuild.engine.buildah import Buildah
+
+    seen: list[list[str]] = []
+    authfiles: list[dict[str, object]] = []
+
+    def run(argv: list[str], **kwargs: object) -> cmd.Result:
+        seen.append(list(argv))
+        for flag in ("--authfile", "--src-authfile", "--dest-authfile"):
+            if flag in argv:
+                path = Path(argv[argv.index(flag) + 1])
+                assert path.stat().st_mode & 0o777 == 0o600
+                authfiles.append(json.loads(path.read_text()))
+        if argv[:4] == ["skopeo", "--command-timeout", "60s", "inspect"]:
+            return cmd.Result(tuple(argv), 1, "", 'level=fatal msg="reading manifest x in '
+                              'r:5000/c: manifest unknown: manifest unknown"')
+        return cmd.Result(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(cmd, "run", run)
+    access = RegistryAccess(tls_verify=False, creds="ci:S3CR3T")
+    engine = Buildah()
+    assert engine.registry_manifest("r:5000/c:step-1", access) is None  # 404: a miss
+    engine.layout_to_registry(tmp_path / "l", "r:5000/c:step-1", access)
+    assert all("S3CR3T" not in " ".join(argv) for argv in seen)
+    assert len(authfiles) == 2 and all("r:5000" in a["auths"] for a in authfiles)  # type: ignore[operator]
+    inspect, push = seen
+    assert inspect[:6] == ["skopeo", "--command-timeout", "60s", "inspect", "--tls-verify=false",
+                           "--authfile"]
+    assert inspect[-2:] == ["--raw", "docker://r:5000/c:step-1"]
+    assert push[:5] == ["skopeo", "copy", "--quiet", "--preserve-digests",
+                        "--dest-tls-verify=false"]
+    assert push[5] == "--dest-authfile" and push[-2:] == [f"oci:{tmp_path / 'l'}",
+                                                         "docker://r:5000/c:step-1"]
+
+
+def test_an_unreachable_registry_is_an_engine_error_that_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvbuild.engine import cmd
+    from uvbuild.engine.buildah import Buildah
+
+    def run(argv: list[str], **kwargs: object) -> cmd.Result:
+        return cmd.Result(tuple(argv), 1, "", 'level=fatal msg="pinging container registry '
+                          'r:5000: dial tcp 10.0.0.1:5000: connect: connection refused"')
+
+    monkeypatch.setattr(cmd, "run", run)
+    with pytest.raises(EngineError) as raised:
+        Buildah().registry_manifest("r:5000/c:x", RegistryAccess())
+    assert raised.value.hint is not None and "cannot be reached" in raised.value.hint
