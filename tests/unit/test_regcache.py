@@ -393,7 +393,7 @@ def test_skopeo_calls_keep_credentials_off_argv_and_say_tls_on_the_registry_side
     from uvbuild.engine.buildah import Buildah
 
     seen: list[list[str]] = []
-    authfiles: list[dict[str, object]] = []
+    authfiles: list[dict[str, dict[str, object]]] = []
 
     def run(argv: list[str], **kwargs: object) -> cmd.Result:
         seen.append(list(argv))
@@ -413,7 +413,7 @@ def test_skopeo_calls_keep_credentials_off_argv_and_say_tls_on_the_registry_side
     assert engine.registry_manifest("r:5000/c:step-1", access) is None  # 404: a miss
     engine.layout_to_registry(tmp_path / "l", "r:5000/c:step-1", access)
     assert all("S3CR3T" not in " ".join(argv) for argv in seen)
-    assert len(authfiles) == 2 and all("r:5000" in a["auths"] for a in authfiles)  # type: ignore[operator]
+    assert len(authfiles) == 2 and all("r:5000" in a["auths"] for a in authfiles)
     inspect, push = seen
     assert inspect[:6] == ["skopeo", "--command-timeout", "60s", "inspect", "--tls-verify=false",
                            "--authfile"]

@@ -399,8 +399,9 @@ class Buildah:
                               registry=registry_of(ref))
         if not result.ok:
             raise _registry_error(f"deleting {ref}", result, hint=(
-                "the registry must allow deletes (docker-registry: `storage: delete: "
-                "enabled: true`, or REGISTRY_STORAGE_DELETE_ENABLED=true)"))
+                "the registry must accept manifest deletes through its API (docker-registry: "
+                "`storage: delete: enabled: true`); GHCR and Docker Hub do not: prune "
+                "there with the service's own API"))
 
     def image_to_layout(self, image: str, layout: Path) -> None:
         """Copy the local image `image` into the OCI layout folder `layout`, its layers
