@@ -31,6 +31,7 @@ STAMP = 315532800
 PLAIN_HTTP = RegistryAccess(tls_verify=False)
 KEY_BASE = "1" * 64
 KEY_LAYER = "2" * 64
+KEY_COMMITTED = "5" * 64
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
@@ -86,6 +87,17 @@ def _tiny_image(folder: Path, name: str) -> str:
     return made.image_id
 
 
+def _committed_child(base: str) -> str:
+    """An image buildah commits on top of `base` (as builder steps are made); its ID."""
+    container = _run(["buildah", "from", "--pull=never", "--quiet", base]).strip()
+    try:
+        _run(["buildah", "config", "--label", "io.uvbuild.step=install-project", container])
+        return _run(["buildah", "commit", "--quiet", "--timestamp", str(STAMP),
+                     container]).strip().removeprefix("sha256:")
+    finally:
+        _run(["buildah", "rm", container])
+
+
 def _uploads(log: Path, repo: str) -> list[str]:
     """The digests of the blobs uploaded to `repo` so far, from the registry's access log
     (an upload ends with `PUT /v2/NAME/blobs/uploads/UUID?...&digest=sha256%3A...`)."""
@@ -102,11 +114,13 @@ def test_a_second_runner_imports_what_the_first_exported(
     repo = f"{registry}/uvbuild-test/regcache"
     in_store(first)
     image_id = _tiny_image(tmp_path, "localhost/regcache-test:base")
+    committed = _committed_child(image_id)
     layer = _layer(tmp_path, "project", "the project\n")
     told: list[str] = []
     cache = RegistryCache(repo, PLAIN_HTTP, Buildah(), warn=told.append, scratch=tmp_path)
     assert cache.lookup("runtime-base", KEY_BASE) is None  # nothing yet: a miss, unsaid
     assert cache.export_image("runtime-base", KEY_BASE, image_id)
+    assert cache.export_image("install-project", KEY_COMMITTED, committed)
     assert cache.export_layers("project-layer", KEY_LAYER, [layer], {"user": "10001:10001"})
     uploaded = _uploads(registry_log, repo)
     assert {f"sha256:{image_id}", layer.digest} < set(uploaded)  # the log shows uploads
@@ -119,6 +133,10 @@ def test_a_second_runner_imports_what_the_first_exported(
     name = f"localhost/uvbuild-cache/runtime-base-{KEY_BASE[:32]}:latest"
     assert cache.import_image(entry, name) == image_id
     assert Buildah().image(name) is not None
+    # A builder step's image, committed by buildah on top of it: the same ID here too.
+    child = cache.lookup("install-project", KEY_COMMITTED)
+    assert child is not None
+    assert cache.import_image(child, "localhost/regcache-test:child") == committed
     layer_entry = cache.lookup("project-layer", KEY_LAYER, LAYERS)
     assert layer_entry is not None
     pulled = cache.import_layers(layer_entry, tmp_path / "pulled")
