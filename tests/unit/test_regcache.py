@@ -215,6 +215,8 @@ def test_an_entry_with_another_key_step_or_kind_is_refused() -> None:
     (manifest_with({STEP: "x", KIND: IMAGE}), f"no {KEY}"),
     (manifest_with({KEY: KEY_A, STEP: "x", KIND: "tarball"}), "unknown kind"),
     (manifest_with({KEY: KEY_A, STEP: "x", KIND: IMAGE, FACTS: "[1]"}), "not a JSON object"),
+    (manifest_with({KEY: KEY_A, STEP: "x", KIND: LAYERS}).replace(
+        b"sha256:" + b"d" * 64, b"sha256:../../../etc/passwd"), "no sha256 digest"),
 ])
 def test_a_manifest_that_is_no_entry_says_why(raw: bytes, why: str) -> None:
     with pytest.raises(ValueError, match=why):
@@ -437,3 +439,15 @@ def test_an_unreachable_registry_is_an_engine_error_that_says_so(
     with pytest.raises(EngineError) as raised:
         Buildah().registry_manifest("r:5000/c:x", RegistryAccess())
     assert raised.value.hint is not None and "cannot be reached" in raised.value.hint
+
+
+def test_a_layer_listed_twice_comes_back_twice(tmp_path: Path) -> None:
+    engine = MemoryRegistry()
+    cache = cache_of(engine, tmp_path)
+    empty = layer_tar(tmp_path, "empty", "")
+    assert cache.export_layers("prepare-runtime", KEY_A, [empty, empty])
+    entry = cache.lookup("prepare-runtime", KEY_A, LAYERS)
+    assert entry is not None
+    pulled = cache.import_layers(entry, tmp_path / "pulled")
+    assert pulled is not None and [x.path for x in pulled.layers] == [
+        tmp_path / "pulled" / f"{empty.digest[7:]}.tar"] * 2

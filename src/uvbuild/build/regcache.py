@@ -106,6 +106,9 @@ def read_entry(repo: str, manifest: bytes) -> Entry:
         facts = json.loads(notes.get(FACTS) or "{}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not an OCI image manifest ({exc})") from exc
+    # Digests become file names on import: only well-formed ones are taken.
+    if not all(_DIGEST.fullmatch(d.digest) for d in layers):
+        raise ValueError("a layer digest that is no sha256 digest")
     missing = [name for name in (KEY, STEP, KIND) if not isinstance(notes.get(name), str)]
     if missing:
         raise ValueError(f"no {', '.join(missing)} annotation")
@@ -307,7 +310,8 @@ class RegistryCache:
             for descriptor, created_by in zip(entry.layers, history, strict=True):
                 hex_digest = descriptor.digest.removeprefix("sha256:")
                 target = dest / f"{hex_digest}.tar"
-                os.replace(blobs / hex_digest, target)
+                if not target.exists():  # else the same bytes: a layer listed twice
+                    os.replace(blobs / hex_digest, target)
                 layers.append(Layer(path=target, digest=descriptor.digest,
                                     size=descriptor.size, created_by=created_by))
         return PulledLayers(layers=tuple(layers), facts=entry.facts)
