@@ -142,13 +142,42 @@ def cache_ls() -> None:
         click.echo(f"{entry.step:<18} {entry.key}  {entry.image_id[:12]}  {entry.size}")
 
 
+def _checked_cache_repo(ctx: click.Context, param: click.Parameter,
+                        value: str | None) -> str | None:
+    from uvbuild.build.regcache import repository_problem
+
+    problem = None if value is None else repository_problem(value)
+    if problem:
+        raise click.BadParameter(f"{value!r}: {problem}")
+    return value
+
+
 @cache.command("prune")
 @click.option("--all", "everything", is_flag=True,
               help="Also remove bootstrapped bases and cached final images.")
-def cache_prune(everything: bool) -> None:
-    """Remove what killed builds left, and cached step images (not under a running build)."""
+@click.option("--registry", "registry_repo", metavar="REGISTRY/REPO",
+              callback=_checked_cache_repo,
+              help="Prune this registry cache (--cache-to's repository) instead of the "
+              "local store.")
+@click.option("--keep", type=click.IntRange(min=0), metavar="N",
+              help="With --registry: keep the N newest entries of each step.")
+@click.option("--dry-run", is_flag=True, help="With --registry: list what would be deleted.")
+@click.option("--tls-verify/--no-tls-verify", default=None,
+              help="With --registry: verify its TLS (--no-tls-verify for plain HTTP).")
+@click.option("--creds", envvar="UVBUILD_CREDS",
+              help="With --registry: USER[:PASSWORD] (or $UVBUILD_CREDS).")
+@click.option("--authfile", help="With --registry: a registry auth file.")
+def cache_prune(everything: bool, registry_repo: str | None, keep: int | None, dry_run: bool,
+                tls_verify: bool | None, creds: str | None, authfile: str | None) -> None:
+    """Remove what killed builds left, and cached step images (not under a running build);
+    with --registry, the older entries of a registry cache."""
     from uvbuild.commands.cache import prune
 
+    if registry_repo is not None:
+        _prune_registry(registry_repo, keep, dry_run, everything, tls_verify, creds, authfile)
+        return
+    if keep is not None or dry_run:
+        raise click.UsageError("--keep and --dry-run go with --registry REGISTRY/REPO")
     pruned = prune(everything=everything)
     swept = pruned.swept
     click.echo(f"removed {swept.containers} leftover working container(s), "
@@ -157,6 +186,28 @@ def cache_prune(everything: bool) -> None:
     if pruned.running:
         click.echo(f"kept the cache images: {pruned.running} build(s) running in this store "
                    "may need them; prune again when they have ended", err=True)
+
+
+def _prune_registry(repo: str, keep: int | None, dry_run: bool, everything: bool,
+                    tls_verify: bool | None, creds: str | None, authfile: str | None) -> None:
+    from uvbuild.commands.cache import prune_registry
+    from uvbuild.engine.buildah import RegistryAccess
+
+    if keep is None:
+        raise click.UsageError("--registry needs --keep N (the entries to keep per step)")
+    if everything:
+        raise click.UsageError("--all is for the local store, not with --registry")
+    if creds:
+        redact.add(creds)
+        redact.add(creds.partition(":")[2])
+    access = RegistryAccess(tls_verify=tls_verify, creds=creds, authfile=authfile)
+    pruned = prune_registry(repo, keep=keep, dry_run=dry_run, access=access)
+    verb = "would delete" if dry_run else "deleted"
+    for entry in pruned.deleted:
+        click.echo(f"{verb} {repo}:{entry.tag}  exported {entry.exported or 'unknown'}")
+    click.echo(f"{verb} {len(pruned.deleted)} entr{'y' if len(pruned.deleted) == 1 else 'ies'}"
+               f", kept {pruned.kept}" + (f"; left {len(pruned.foreign)} tag(s) that are not "
+                                          "uvbuild cache entries" if pruned.foreign else ""))
 
 
 @cli.command()

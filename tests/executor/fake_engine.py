@@ -31,7 +31,7 @@ from typing import Any
 
 from uvbuild.build.batch import GATE, GATE_SHUT, JOB, RUN
 from uvbuild.build.labels import STEP_LABEL
-from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount
+from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount, RegistryAccess
 from uvbuild.engine.cmd import Gate, Result
 from uvbuild.engine.protocol import Engine
 from uvbuild.errors import EngineError
@@ -161,6 +161,25 @@ class _Interrupt:
     done: bool = False
 
 
+@dataclass(slots=True)
+class FakeRegistry:
+    """One registry, in memory, for the registry cache's engine calls: tags, manifests
+    and blobs, the blobs each push uploaded (those it lacked), and the fake images whose
+    layouts were exported (an import gives them back)."""
+
+    tags: dict[str, str] = field(default_factory=dict)  # "REPO:TAG" → manifest digest
+    manifests: dict[str, bytes] = field(default_factory=dict)  # digest → manifest
+    blobs: dict[str, bytes] = field(default_factory=dict)  # digest → bytes
+    images: dict[str, FakeImage] = field(default_factory=dict)  # config hex → image
+    uploaded: list[str] = field(default_factory=list)
+    down: bool = False  # every call fails as an unreachable registry's would
+
+    def digest_of(self, ref: str) -> str | None:
+        """The manifest digest that REPO:TAG or REPO@DIGEST names (None: no such tag)."""
+        _, at, digest = ref.partition("@")
+        return digest if at else self.tags.get(ref)
+
+
 class FakeEngine:
     """Buildah's surface, in memory. See the module docstring."""
 
@@ -182,6 +201,7 @@ class FakeEngine:
         self.graph_root: str | None = "/var/lib/containers/storage"  # what `graphroot` says
         self.run_root_dir: Path | None = None  # see run_root
         self.owner_env: dict[str, str] = {}  # set by the build, as on Buildah
+        self.registry = FakeRegistry()  # share one between engines: two runners, one cache
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -366,6 +386,108 @@ class FakeEngine:
         if self._resolve(image) is None:
             raise EngineError(f"pushing to {dest}: image {image!r} not known")
         after()
+
+    # -- a registry as a step cache (regcache.py), in memory: see FakeRegistry -----------
+
+    def _reach(self, method: str, *args: Any) -> Callable[[], None]:
+        after = self._record(method, *args)
+        if self.registry.down:
+            raise EngineError(f"{method}: dial tcp 10.0.0.1:5000: connect: connection refused")
+        return after
+
+    def registry_manifest(self, ref: str, access: RegistryAccess) -> bytes | None:
+        after = self._reach("registry_manifest", ref)
+        digest = self.registry.digest_of(ref)
+        after()
+        return self.registry.manifests.get(digest) if digest else None
+
+    def registry_tags(self, repo: str, access: RegistryAccess) -> tuple[str, ...]:
+        after = self._reach("registry_tags", repo)
+        after()
+        return tuple(ref.rpartition(":")[2] for ref in self.registry.tags
+                     if ref.rpartition(":")[0] == repo)
+
+    def registry_delete(self, ref: str, access: RegistryAccess) -> None:
+        after = self._reach("registry_delete", ref)
+        digest = ref.partition("@")[2]
+        if self.registry.manifests.pop(digest, None) is None:
+            raise EngineError(f"deleting {ref}: manifest unknown")
+        self.registry.tags = {t: d for t, d in self.registry.tags.items() if d != digest}
+        after()
+
+    def image_to_layout(self, image: str, layout: Path) -> None:
+        """A layout of the image: a config naming it, and a small blob per layer (its
+        digest is the fake's, not the bytes')."""
+        after = self._record("image_to_layout", image, layout)
+        found = self._resolve(image)
+        if found is None:
+            raise EngineError(f"copying {image} to {layout}: image not known")
+        blobs = layout / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+        config = json.dumps({"fake-image": found.id, "config": {
+            "Labels": found.labels, "Env": list(found.env), "User": found.user}}).encode()
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        (blobs / config_digest[7:]).write_bytes(config)
+        for digest, _ in found.layers:
+            (blobs / digest[7:]).write_bytes(f"fake layer {digest}".encode())
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": digest, "size": size} for digest, size in found.layers],
+        }).encode()
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        (blobs / digest[7:]).write_bytes(manifest)
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+             "size": len(manifest)}]}))
+        self.registry.images[config_digest[7:]] = found
+        after()
+
+    def layout_to_registry(self, layout: Path, dest: str, access: RegistryAccess) -> None:
+        after = self._reach("layout_to_registry", layout, dest)
+        blobs = layout / "blobs" / "sha256"
+        digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+        manifest = (blobs / digest[7:]).read_bytes()
+        data = json.loads(manifest)
+        for descriptor in (data["config"], *data["layers"]):
+            if descriptor["digest"] not in self.registry.blobs:
+                self.registry.blobs[descriptor["digest"]] = (
+                    blobs / descriptor["digest"][7:]).read_bytes()
+                self.registry.uploaded.append(descriptor["digest"])
+        self.registry.manifests[digest] = manifest
+        self.registry.tags[dest] = digest
+        after()
+
+    def registry_to_layout(self, ref: str, layout: Path, access: RegistryAccess) -> None:
+        after = self._reach("registry_to_layout", ref, layout)
+        manifest = self.registry.manifests[self.registry.digest_of(ref) or ""]
+        data = json.loads(manifest)
+        blobs = layout / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        (blobs / digest[7:]).write_bytes(manifest)
+        for descriptor in (data["config"], *data["layers"]):
+            (blobs / descriptor["digest"][7:]).write_bytes(
+                self.registry.blobs[descriptor["digest"]])
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+            {"mediaType": data["mediaType"], "digest": digest, "size": len(manifest)}]}))
+        after()
+
+    def registry_to_store(self, ref: str, name: str, access: RegistryAccess) -> str:
+        """The entry's image in local storage as `name`, by its config's digest (as a real
+        store names it), with what the exported fake image held."""
+        after = self._reach("registry_to_store", ref, name)
+        manifest = json.loads(self.registry.manifests[self.registry.digest_of(ref) or ""])
+        image_id = str(manifest["config"]["digest"])[7:]
+        exported = self.registry.images[image_id]
+        self.store[image_id] = FakeImage(
+            id=image_id, labels=dict(exported.labels), env=exported.env, user=exported.user,
+            layers=exported.layers, python=exported.python)
+        self.names[name] = image_id
+        after()
+        return image_id
 
     # -- working containers -------------------------------------------------------------
 

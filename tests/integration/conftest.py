@@ -11,6 +11,7 @@ Fixtures (all session-scoped):
 - ``run_uvbuild(args, *, env=None, cwd=None, check=True, timeout=900)``
       -> subprocess.CompletedProcess[str]
 - ``registry`` -> "127.0.0.1:PORT" of a plain-HTTP docker-registry
+- ``registry_log`` -> Path of its log, with one access-log line per request
 - ``rootless_user`` -> RootlessUser (see its docstring)
 - ``uvbuild_popen(args, *, env=None, cwd=None, timeout=900)`` -> UvbuildRun
       (pid, exit code, output; ``leftover_containers()``, ``error_messages()``)
@@ -202,7 +203,7 @@ version: 0.1
 log:
   level: warn
   accesslog:
-    disabled: true
+    disabled: false
 storage:
   filesystem:
     rootdirectory: {root}
@@ -215,6 +216,9 @@ http:
   addr: 127.0.0.1:{port}
   secret: uvbuild-test-registry
 """
+
+
+_REGISTRY_LOGS: dict[str, Path] = {}  # address → the log of the registry serving it
 
 
 def _registry_answers(address: str) -> bool:
@@ -274,6 +278,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if "127.0.0.1" not in current:
                 os.environ[var] = ",".join(p for p in (current, "127.0.0.1,localhost") if p)
 
+    _REGISTRY_LOGS[address] = log_path
     try:
         yield address
     finally:
@@ -283,6 +288,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def registry_log(registry: str) -> Path:
+    """The `registry`'s log: an access-log line per request (`"POST /v2/NAME/blobs/uploads/
+    HTTP/1.1" 202`), so a test can tell what a client uploaded."""
+    return _REGISTRY_LOGS[registry]
 
 
 # --------------------------------------------------------------------------- rootless user

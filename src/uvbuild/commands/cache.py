@@ -4,6 +4,9 @@
 and `uvbuild cache prune` removes them, together with what killed builds left (working
 containers named uvbuild-<run id>-..., host folders, orphaned processes, unnamed images),
 judged by the runs' locks (see liveness.py), never by a pid.
+
+`uvbuild cache prune --registry REGISTRY/REPO --keep N` trims a shared registry cache
+(build/regcache.py) instead: the N newest entries of each step stay.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from dataclasses import dataclass
 
 from uvbuild.build import liveness
 from uvbuild.build.liveness import Places
-from uvbuild.engine.buildah import Buildah
+from uvbuild.build.regcache import Pruned as RegistryPruned
+from uvbuild.build.regcache import RegistryCache
+from uvbuild.engine.buildah import Buildah, RegistryAccess
 from uvbuild.plan.planner import cache_name_parts
 
 
@@ -75,3 +80,10 @@ def prune(*, everything: bool, engine: Buildah | None = None) -> Pruned:
 
 def _is_base(entry: CacheEntry) -> bool:
     return entry.step.startswith("debian-")
+
+
+def prune_registry(repo: str, *, keep: int, dry_run: bool, access: RegistryAccess,
+                   engine: Buildah | None = None) -> RegistryPruned:
+    """Delete all but the `keep` newest entries of each step in the registry cache `repo`
+    (with `dry_run`, only say which); registry errors are EngineErrors here."""
+    return RegistryCache(repo, access, engine or Buildah()).prune(keep, dry_run=dry_run)

@@ -364,6 +364,122 @@ class Buildah:
         finally:
             self.rm(container)
 
+    # -- a registry as a step cache (skopeo: manifests, tags, layouts) -------------------
+    #
+    # Every call below goes to a registry through skopeo, which asks for a manifest or a
+    # blob by name and never lists or pulls more than that. RegistryAccess reaches it as
+    # it reaches buildah (TLS, credentials in a 0600 auth file, never on argv).
+
+    def registry_manifest(self, ref: str, access: RegistryAccess) -> bytes | None:
+        """The raw manifest of `ref` (REGISTRY/REPO:TAG or @sha256:...), with one manifest
+        request; None when the registry has no such tag or repository. Any other failure
+        (unreachable, refused, TLS) is an EngineError."""
+        result = self._skopeo("inspect", "--raw", f"docker://{ref}", access=access,
+                              registry=registry_of(ref))
+        if result.ok:
+            return result.stdout.encode("utf-8", "surrogateescape")
+        if _MISSING.search(result.stderr):
+            return None
+        raise _registry_error(f"reading the manifest of {ref}", result)
+
+    def registry_tags(self, repo: str, access: RegistryAccess) -> tuple[str, ...]:
+        """Every tag of REGISTRY/REPO (none when the repository does not exist)."""
+        result = self._skopeo("list-tags", f"docker://{repo}", access=access,
+                              registry=registry_of(repo))
+        if not result.ok:
+            if _MISSING.search(result.stderr):
+                return ()
+            raise _registry_error(f"listing the tags of {repo}", result)
+        return tuple(str(tag) for tag in json.loads(result.stdout).get("Tags") or ())
+
+    def registry_delete(self, ref: str, access: RegistryAccess) -> None:
+        """Delete the manifest REGISTRY/REPO@sha256:... (every tag on it goes with it; the
+        registry's garbage collection frees the blobs no manifest uses)."""
+        result = self._skopeo("delete", f"docker://{ref}", access=access,
+                              registry=registry_of(ref))
+        if not result.ok:
+            raise _registry_error(f"deleting {ref}", result, hint=(
+                "the registry must accept manifest deletes through its API (docker-registry: "
+                "`storage: delete: enabled: true`); GHCR and Docker Hub do not: prune "
+                "there with the service's own API"))
+
+    def image_to_layout(self, image: str, layout: Path) -> None:
+        """Copy the local image `image` into the OCI layout folder `layout`, its layers
+        uncompressed, as the store holds them."""
+        result = cmd.run(["skopeo", "copy", "--quiet", "--dest-oci-accept-uncompressed-layers",
+                          self._stored(image), f"oci:{layout}"], shielded=True)
+        if not result.ok:
+            _check_space(result, f"copying {image} to {layout}")
+            raise EngineError(f"copying {image} to {layout}: {cmd.describe_failure(result)}")
+
+    def layout_to_registry(self, layout: Path, dest: str, access: RegistryAccess) -> None:
+        """Push the OCI layout `layout` to REGISTRY/REPO:TAG `dest` byte for byte (the
+        manifest's digest kept); a blob the repository has already is not uploaded."""
+        result = self._skopeo_copy(f"oci:{layout}", f"docker://{dest}", access=access,
+                                   registry=registry_of(dest), side="dest")
+        if not result.ok:
+            raise _registry_error(f"pushing to {dest}", result)
+
+    def registry_to_layout(self, ref: str, layout: Path, access: RegistryAccess) -> None:
+        """Fetch REGISTRY/REPO@sha256:... into the OCI layout folder `layout`, as stored."""
+        result = self._skopeo_copy(f"docker://{ref}", f"oci:{layout}", access=access,
+                                   registry=registry_of(ref), side="src")
+        if not result.ok:
+            _check_space(result, f"fetching {ref}")
+            raise _registry_error(f"fetching {ref}", result)
+
+    def registry_to_store(self, ref: str, name: str, access: RegistryAccess) -> str:
+        """Pull REGISTRY/REPO@sha256:... into local storage as `name`, digests kept (so
+        the image ID is its config's digest, as where it was exported); return the ID."""
+        result = self._skopeo_copy(f"docker://{ref}", self._stored(name), access=access,
+                                   registry=registry_of(ref), side="src")
+        if not result.ok:
+            _check_space(result, f"fetching {ref}")
+            raise _registry_error(f"fetching {ref}", result)
+        info = self.image(name)
+        if info is None:
+            raise EngineError(f"fetching {ref}: {name} is not in local storage after")
+        return info.id
+
+    def _stored(self, ref: str) -> str:
+        """`ref` in skopeo's containers-storage transport, in the store buildah uses (with a
+        storage driver set, named with the store's folders: skopeo has no such option)."""
+        if not self.storage_driver:
+            return f"containers-storage:{ref}"
+        store = json.loads(self._call("info", what="reading buildah's storage settings"))["store"]
+        return (f"containers-storage:[{self.storage_driver}@{store['GraphRoot']}"
+                f"+{store['RunRoot']}]{ref}")
+
+    def _skopeo(self, verb: str, *args: str, access: RegistryAccess,
+                registry: str) -> cmd.Result:
+        """`skopeo VERB [access options] ARGS`: one request or a few, given up after a
+        minute, so a registry that does not answer costs a build a minute, not forever."""
+        with access.args(registry) as extra:
+            return cmd.run(["skopeo", "--command-timeout", "60s", verb, *extra, *args],
+                           shielded=True)
+
+    def _skopeo_copy(self, source: str, dest: str, *, access: RegistryAccess, registry: str,
+                     side: str) -> cmd.Result:
+        """`skopeo copy --preserve-digests`, the access options on the registry's `side`
+        ("src" or "dest"): skopeo copy spells them --src-OPTION and --dest-OPTION."""
+        with access.args(registry) as extra:
+            sided = [f"--{side}-{arg[2:]}" if arg.startswith("--") else arg for arg in extra]
+            return cmd.run(["skopeo", "copy", "--quiet", "--preserve-digests", *sided,
+                            source, dest], shielded=True)
+
+
+# skopeo's words for a tag or repository that the registry does not have.
+_MISSING = re.compile(r"manifest unknown|name unknown|\b404\b", re.IGNORECASE)
+
+
+def _registry_error(what: str, result: cmd.Result, hint: str | None = None) -> EngineError:
+    """A failed registry call, with what to do about its cause."""
+    output = result.stderr + result.stdout
+    if registry_cause(output) == "unreachable":
+        hint = "the registry cannot be reached: check its address and that it is running"
+    return EngineError(f"{what}: {cmd.describe_failure(result)}",
+                       hint=registry_hint(output) or hint)
+
 
 # What buildah (containers/image) says, by cause of a refused pull or push.
 _AUTH = re.compile(r"\b40[13]\b|unauthorized|authentication required|access.* denied"

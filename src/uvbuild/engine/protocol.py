@@ -12,12 +12,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount
+from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount, RegistryAccess
 from uvbuild.engine.cmd import Gate, Result
 
 
-class Engine(Protocol):
-    """Images and working containers: make, run in, copy into, configure, commit, tag."""
+class RegistryEngine(Protocol):
+    """A registry as a step cache (build/regcache.py): manifests by name, tags, deletes,
+    and copies between local storage, OCI layout folders and the registry."""
+
+    def registry_manifest(self, ref: str, access: RegistryAccess) -> bytes | None: ...
+
+    def registry_tags(self, repo: str, access: RegistryAccess) -> tuple[str, ...]: ...
+
+    def registry_delete(self, ref: str, access: RegistryAccess) -> None: ...
+
+    def image_to_layout(self, image: str, layout: Path) -> None: ...
+
+    def layout_to_registry(self, layout: Path, dest: str, access: RegistryAccess) -> None: ...
+
+    def registry_to_layout(self, ref: str, layout: Path, access: RegistryAccess) -> None: ...
+
+    def registry_to_store(self, ref: str, name: str, access: RegistryAccess) -> str: ...
+
+    def rmi(self, image: str) -> bool: ...
+
+
+class Engine(RegistryEngine, Protocol):
+    """Images and working containers: make, run in, copy into, configure, commit, tag;
+    and a registry as a step cache (RegistryEngine)."""
 
     # Set by the build (liveness.Claim.owner_env) and put into every command's environment.
     owner_env: dict[str, str]

@@ -195,3 +195,37 @@ def _place(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another filesystem
         shutil.copyfile(source, target)
+
+
+# The first bytes of a compressed layer blob: gzip, zstd.
+_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
+
+
+def annotate_layout(layout: Path, annotations: Mapping[str, str]) -> str:
+    """Put `annotations` into the manifest of the one image in the OCI layout `layout`
+    (keeping those it has) and return the new manifest's digest; the config, and so the
+    image ID, stay as they are.
+
+    A layer whose blob is an uncompressed tar is also named so (LAYER_TAR): skopeo 1.9,
+    copying a pulled image out of containers-storage, writes the uncompressed blob but
+    keeps the `+gzip` media type of the manifest it was pulled with.
+    """
+    blobs = layout / "blobs" / "sha256"
+    index = json.loads((layout / "index.json").read_bytes())
+    if len(index.get("manifests") or ()) != 1:
+        raise ValueError(f"{layout}: an OCI layout of one image was expected")
+    old = index["manifests"][0]
+    manifest = json.loads((blobs / old["digest"].removeprefix("sha256:")).read_bytes())
+    for layer in manifest.get("layers") or ():
+        with open(blobs / layer["digest"].removeprefix("sha256:"), "rb") as blob:
+            head = blob.read(4)
+        if not head.startswith(_COMPRESSED):
+            layer["mediaType"] = LAYER_TAR
+    manifest["annotations"] = {**(manifest.get("annotations") or {}), **annotations}
+    data = canonical_json(manifest)
+    digest = _store(blobs, data)
+    if digest != old["digest"]:
+        (blobs / old["digest"].removeprefix("sha256:")).unlink()
+    index["manifests"] = [{"mediaType": MANIFEST_TYPE, "digest": digest, "size": len(data)}]
+    (layout / "index.json").write_bytes(canonical_json(index))
+    return digest
