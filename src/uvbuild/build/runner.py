@@ -144,7 +144,7 @@ class Runner:
             else:
                 result = self.once(("shared", kind.shared_by(step)),
                                    lambda: kind.run(ctx, step, inputs))
-        if kind.stored and isinstance(result, ImageResult) and step is not self.plan.final:
+        if kind.stored and isinstance(result, ImageResult) and step is not self.plan.steps[-1]:
             self.engine.tag(result.image_id, step.cache_ref)  # the final one: with the output name
         return result
 
