@@ -81,7 +81,7 @@ def test_a_step_hands_on_a_layer_file_and_each_step_runs_once() -> None:
     for thread in threads:
         thread.join()
     result = runner.result(PLAN.steps[-1], CTX, {})
-    runner.join()
+    runner.threads.join()
 
     assert made == ["write", "apply"]
     assert isinstance(result, ImageResult)
@@ -112,7 +112,7 @@ def test_an_unregistered_step_type_is_a_clear_error() -> None:
     runner = toy_runner(FakeEngine(), plan, [])
     with pytest.raises(TypeError, match="no step kind is registered for Unknown"):
         runner.result(plan.steps[0], CTX, {})
-    assert runner.failed.is_set()
+    assert runner.threads.failed.is_set()
 
 
 def test_the_first_failure_stops_the_steps_not_yet_started() -> None:
@@ -126,7 +126,7 @@ def test_the_first_failure_stops_the_steps_not_yet_started() -> None:
 
     with pytest.raises(StepFailed):  # this thread's own: "not started" (Build says why)
         runner.result(plan.steps[-1], CTX, {})
-    runner.join()
+    runner.threads.join()
 
-    assert runner.failed.is_set() and str(runner.first_error) == "broken"
+    assert runner.threads.failed.is_set() and str(runner.threads.first_error) == "broken"
     assert "apply" not in made

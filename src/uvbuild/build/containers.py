@@ -10,7 +10,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
-from uvbuild.build.runner import signals_held
+from uvbuild.build.threads import signals_held
 from uvbuild.engine.protocol import Engine
 
 

@@ -82,17 +82,18 @@ class BuildContext:
     def __init__(self, engine: Engine, plan: Plan, settings: BuildSettings, *, runner: Runner,
                  containers: Containers, claim: Claim, scratch: Path) -> None:
         self.engine, self.plan, self.settings = engine, plan, settings
-        self._runner, self._containers, self._claim = runner, containers, claim
+        self._runner, self._threads = runner, runner.threads
+        self._containers, self._claim = containers, claim
         self._scratch = scratch  # this run's locked host folder: files steps hand over
         self._jobs = itertools.count(1)
         self._lock = threading.Lock()
         self.sizes: dict[str, int] = {}  # image ID → size, read while the tests ran
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
-        return self._runner.spawn(work, name=name)
+        return self._threads.spawn(work, name=name)
 
     def gate(self) -> cmd.Gate:
-        return self._runner.gate()
+        return self._threads.gate()
 
     def scratch_dir(self, name: str) -> Path:
         """A new empty host folder, removed when the build ends (or, after a kill, by the
@@ -133,7 +134,7 @@ class BuildContext:
             self._claim.release(folder)
 
     def base_lock(self, ref: str) -> contextlib.AbstractContextManager[None]:
-        return self._claim.base_lock(ref, give_up=self._runner.failed)
+        return self._claim.base_lock(ref, give_up=self._threads.failed)
 
     def commit_options(self, step: Step, **labels: str) -> CommitOptions:
         """How every step commits: the plan's timestamp, and labelled with the step."""
@@ -158,7 +159,7 @@ class BuildContext:
         def size() -> None:
             self.sizes[image_id] = self.engine.image_size(image_id)
 
-        self._runner.all([size, lambda: self._containers.remove_live(
+        self._threads.all([size, lambda: self._containers.remove_live(
             keep=(keep,) if keep else ())])
         return image_id
 
@@ -182,13 +183,13 @@ class Build:
     @property
     def failed(self) -> threading.Event:
         """Set once a step (or the build's own work) failed."""
-        return self.runner.failed
+        return self.runner.threads.failed
 
     def run(self) -> BuildResult:
         """Build the final image (or find it), test it, tag it."""
         started = time.monotonic()
         claim = self.claim = self.claim or Claim(Places.of(self.engine.run_root()))
-        runner = self.runner
+        runner, threads = self.runner, self.runner.threads
         containers = Containers(self.engine, claim.container_name)
         scratch: Path | None = None
         try:
@@ -199,7 +200,7 @@ class Build:
                                containers=containers, claim=claim, scratch=scratch)
             # What builds that were killed (SIGKILL, power loss) left is removed while
             # the cache is listed.
-            sweep = runner.spawn(
+            sweep = threads.spawn(
                 lambda: liveness.sweep(self.engine, claim.places, me=claim.id),
                 name="uvbuild-sweep")
             cache = ({} if self.settings.no_cache
@@ -213,9 +214,9 @@ class Build:
             # The image is tested: its working containers are removed and its size (for
             # the report) read while it is named.
             # (A final image made now had both done while its tests ran: finish_final.)
-            cleanup = runner.spawn(containers.remove_live, name="uvbuild-cleanup")
+            cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
             known = ctx.sizes.get(image_id)
-            size = runner.spawn(lambda: known if known is not None
+            size = threads.spawn(lambda: known if known is not None
                                 else self.engine.image_size(image_id), name="uvbuild-size")
             # A final image made now gets its cache name with the output name: one call.
             names = (final.cache_ref,) if cache.get(final.cache_ref) != image_id else ()
@@ -223,8 +224,8 @@ class Build:
             cleanup.result()
             image_size = size.result()
         except BaseException as exc:
-            runner.fail(exc)
-            first = runner.first_error
+            threads.fail(exc)
+            first = threads.first_error
             # A full disk is told as such, measured now, before the cleanup frees space.
             if first is not None and first is not exc:
                 # Another thread failed first, and interrupted this one: say why.
@@ -234,8 +235,8 @@ class Build:
                 raise full from exc
             raise
         finally:
-            runner.shut_gates()  # nothing may wait at a gate for ever
-            runner.join()
+            threads.shut_gates()  # nothing may wait at a gate for ever
+            threads.join()
             try:
                 containers.remove_live()
             finally:
