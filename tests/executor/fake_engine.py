@@ -12,6 +12,11 @@ no output unless a test asks for a failure (`fail_run`) or an interrupt (`interr
 A batch (a job folder, see batch.write_job) is read when its run starts, as the real
 one reads it (the folder is gone after the run), and answered command by command, with
 batch.sh's markers; the call records the job (`job`) and its environment (`env`).
+
+Builds run their steps in threads, so the global order of calls varies from run to
+run. Tests that need one order hold a call until another has been made (`on_call`
+with events); tests that pick a call name it by what it is (`call_key`, `interrupt(...,
+where=...)`), not by its place in the global order.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import re
 import shlex
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +116,33 @@ class Call:
     method: str
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    thread: str = field(default="", compare=False)  # the name of the thread that made it
+    key: str = field(default="", compare=False)  # see call_key
+
+
+# uvbuild-<pid>-<letters>-<n>-<purpose>: the run id and counter vary, the purpose does not.
+_CONTAINER = re.compile(r"uvbuild-\d+-[a-z]{8}-\d+-")
+_ID = re.compile(r"\b[0-9a-f]{64}\b")
+_RUN_ID = re.compile(r"-\d+-[a-z]{8}\b")  # in the names of a run's host folders
+
+
+def purpose(container: str) -> str:
+    """A working container's purpose: its name without run id and counter."""
+    return _CONTAINER.sub("", container)
+
+
+def call_key(call: Call) -> str:
+    """What a call is, the same in every run of a build whatever the threads' timing:
+    its method and arguments, with containers (by name or ID) reduced to their purpose,
+    image IDs (which the fake hands out in call order) to <id>, and the run's id out."""
+    return call.key
+
+
+def _key(method: str, args: tuple[Any, ...], names: Mapping[str, str]) -> str:
+    args = tuple(purpose(names.get(a, a)) if isinstance(a, str) else a for a in args)
+    if method == "rm":  # one call for many containers, named in counter order
+        args = tuple(sorted(args))
+    return _RUN_ID.sub("-<run>", _ID.sub("<id>", f"{method} {args!r}"))
 
 
 @dataclass(slots=True)
@@ -155,6 +188,7 @@ class _Failure:
 @dataclass(slots=True)
 class _Interrupt:
     method: str | None
+    where: Callable[[Call], bool] | None
     nth: int
     after: bool  # raise after the call took effect (e.g. the container exists)
     seen: int = 0
@@ -198,6 +232,7 @@ class FakeEngine:
         # to see two steps at work at once hold one of them here).
         self.on_call: Callable[[Call], None] | None = None
         self._interrupt: _Interrupt | None = None
+        self._lock = threading.Lock()  # steps call from several threads
         self.graph_root: str | None = "/var/lib/containers/storage"  # what `graphroot` says
         self.run_root_dir: Path | None = None  # see run_root
         self.owner_env: dict[str, str] = {}  # set by the build, as on Buildah
@@ -234,9 +269,15 @@ class FakeEngine:
             matches = command
         self._failures.append(_Failure(matches, returncode, stdout, stderr))
 
-    def interrupt(self, nth: int, *, method: str | None = None, after: bool = False) -> None:
-        """Raise KeyboardInterrupt at the `nth` call (of `method`, or of any method), once."""
-        self._interrupt = _Interrupt(method=method, nth=nth, after=after)
+    def interrupt(self, nth: int, *, method: str | None = None,
+                  where: Callable[[Call], bool] | None = None, after: bool = False) -> None:
+        """Raise KeyboardInterrupt at the `nth` call (of `method`, or of any method, that
+        `where` accepts if given), once, in the thread that makes it.
+
+        Calls from several threads come in varying order: name the call by `where` (e.g.
+        `call_key(call) == key`) when it must be the same call in every run.
+        """
+        self._interrupt = _Interrupt(method=method, where=where, nth=nth, after=after)
 
     def called(self, *methods: str) -> list[Call]:
         """The calls of the given methods, in order."""
@@ -264,17 +305,22 @@ class FakeEngine:
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> Callable[[], None]:
         """Log the call; raise a planned interrupt before it, or return a check for after."""
-        call = Call(method, args, kwargs)
-        self.calls.append(call)
+        names = {c.id: c.name for c in list(self.live.values())}
+        call = Call(method, args, kwargs, thread=threading.current_thread().name,
+                    key=_key(method, args, names))
+        with self._lock:
+            self.calls.append(call)
         if self.on_call is not None:
             self.on_call(call)
         planned = self._interrupt
-        if planned is None or planned.done or planned.method not in (None, method):
-            return lambda: None
-        planned.seen += 1
-        if planned.seen != planned.nth:
-            return lambda: None
-        planned.done = True
+        with self._lock:
+            if planned is None or planned.done or planned.method not in (None, method) or (
+                    planned.where is not None and not planned.where(call)):
+                return lambda: None
+            planned.seen += 1
+            if planned.seen != planned.nth:
+                return lambda: None
+            planned.done = True
         if not planned.after:
             raise KeyboardInterrupt(f"at call {len(self.calls)}: {method}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, commands_of
+from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, call_key, commands_of, purpose
 
 from uvbuild.build import liveness
 from uvbuild.build.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
@@ -67,7 +67,7 @@ RUN_ORDER = [
     "builder-base", "prepare-builder", "sync-dependencies", "install-project", "runtime-base",
     "prepare-runtime", "add-dependencies", "add-project",
 ]
-# The order the lazy walk from the final step, one step at a time, commits in.
+# The steps a first build commits (the two chains commit in an order that varies).
 COMMITTED = [
     "prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies",
     "install-project", "add-project",
@@ -122,21 +122,19 @@ def plan_of(project: Path, text: str = RECIPE, **changes: Any) -> Plan:
     return make_plan(recipe_of(project, text), dataclasses.replace(inputs, **changes))
 
 
-def settings_of(tmp_path: Path, *, no_cache: bool = False, verbose: bool = False,
-                parallel: bool = False) -> BuildSettings:
-    # One step at a time unless a test asks: the order of engine calls is then fixed.
+def settings_of(tmp_path: Path, *, no_cache: bool = False,
+                verbose: bool = False) -> BuildSettings:
     return BuildSettings(
         uv_binary="/opt/uv/bin/uv", uv_cache=tmp_path / "uv-cache",
         network_env={"HTTPS_PROXY": "http://proxy:3128"},
         network_mounts=(Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),),
-        secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose,
-        parallel=parallel)
+        secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose)
 
 
 def build(engine: FakeEngine, plan: Plan, tmp_path: Path, *, no_cache: bool = False,
-          verbose: bool = False, parallel: bool = False) -> BuildResult:
+          verbose: bool = False) -> BuildResult:
     reporter = Reporter(style="human", stream=io.StringIO())
-    settings = settings_of(tmp_path, no_cache=no_cache, verbose=verbose, parallel=parallel)
+    settings = settings_of(tmp_path, no_cache=no_cache, verbose=verbose)
     return Build(cast(Buildah, engine), plan, settings, reporter).run()
 
 
@@ -148,6 +146,13 @@ def calls_since(engine: FakeEngine, mark: int) -> list[Call]:
     return engine.calls[mark:]
 
 
+def the_tests_run(engine: FakeEngine) -> Call:
+    """The run of runtime.test (started early, held at its gate: not the last run)."""
+    runs = [c for c in engine.called("run") if commands_of(c) == [("app", "--self-test")]]
+    assert len(runs) == 1
+    return runs[0]
+
+
 # -- a first build --------------------------------------------------------------------------
 
 
@@ -157,11 +162,20 @@ def test_first_build_runs_every_step_needs_first(engine: FakeEngine, project: Pa
     result = build(engine, plan, tmp_path)
 
     assert ran(result) == RUN_ORDER
-    done = {"builder-base", "runtime-base"}  # no commit: the base images themselves
-    for name in engine.commits():
-        assert set(plan.step(name).needs) <= done, name
-        done.add(name)
-    assert engine.commits() == COMMITTED
+    assert sorted(engine.commits()) == sorted(COMMITTED)
+    # Where each step's files were ready: its commit, or for install-project (committed
+    # in the background while add-project reads its working container) its batch.
+    step_of = {"builder": "prepare-builder", "deps": "sync-dependencies",
+               "runtime": "prepare-runtime", "add-dependencies": "add-dependencies",
+               "add-project": "add-project"}  # the purpose of each step's container
+    ready = {step_of[purpose(c.args[0])]: i for i, c in enumerate(engine.calls)
+             if c.method == "commit" and purpose(c.args[0]) in step_of}
+    ready["install-project"] = next(i for i, c in enumerate(engine.calls) if c.method == "run"
+                                    and ("make", "assets") in commands_of(c))
+    for name in COMMITTED:
+        for need in plan.step(name).needs:
+            if need in ready:  # not a base: those are the base images themselves
+                assert ready[need] < ready[name], (need, name)
     assert engine.called("pull") == []  # the base was already in local storage
 
 
@@ -170,7 +184,8 @@ def test_first_build_tags_every_cache_ref_then_the_image(engine: FakeEngine, pro
     plan = plan_of(project)
     result = build(engine, plan, tmp_path)
 
-    assert engine.tags() == [plan.step(name).cache_ref for name in COMMITTED] + [IMAGE]
+    assert sorted(engine.tags()[:-1]) == sorted(plan.step(name).cache_ref for name in COMMITTED)
+    assert engine.tags()[-1] == IMAGE
     assert all(plan.step(name).cache_ref.startswith(CACHE_REPO + "/") for name in COMMITTED)
     assert engine.names[IMAGE] == result.image_id
     assert engine.names[plan.final.cache_ref] == result.image_id
@@ -185,7 +200,8 @@ def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Pa
     made = [c.args[1] for c in engine.called("from_image")]
     # One per step, and the twin of add-project's where its tests run.
     assert len(made) == len(set(made)) == 7
-    assert made[-1].endswith("-add-project-test")
+    assert [purpose(name) for name in made if "add-project" in name] == [
+        "add-project", "add-project-test"]
     assert {name for c in engine.called("rm") for name in c.args} == set(made)
 
 
@@ -338,8 +354,9 @@ def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: P
     assert raised.value.message == (
         "runtime.copy[0]: /src/assets is not in the builder after builder.run")
     assert raised.value.hint == "check the path, or make a builder.run command create it"
-    assert engine.commits() == ["prepare-builder", "sync-dependencies", "prepare-runtime",
-                                "add-dependencies"]
+    # The runtime chain may or may not have committed before the failure stopped it.
+    assert {"prepare-builder", "sync-dependencies"} <= set(engine.commits()) <= {
+        "prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies"}
     assert engine.live == {}
 
 
@@ -382,8 +399,7 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     stored = [c for c in engine.calls if c.method in ("commit", "configure", "tag", "copy")]
     assert SECRET not in repr(stored)
     assert not [i for i in engine.store.values() if SECRET in repr(i)]
-    test_run = engine.called("run")[-1]
-    assert commands_of(test_run) == [("app", "--self-test")]
+    test_run = the_tests_run(engine)
     # The tests run as the runtime user: their job is readable, and has no environment.
     assert test_run.kwargs["job"].env is None
     assert set(test_run.kwargs["job"].modes.values()) == {0o644, 0o755}
@@ -393,7 +409,7 @@ def test_the_test_runs_as_the_runtime_user_in_the_workdir(engine: FakeEngine, pr
                                                           tmp_path: Path) -> None:
     result = build(engine, plan_of(project), tmp_path)
 
-    test_run = engine.called("run")[-1]
+    test_run = the_tests_run(engine)
     assert (test_run.kwargs["user"], test_run.kwargs["workdir"]) == ("10001:10001", "/app")
     final = engine.image(result.image_id)
     assert final is not None
@@ -419,7 +435,7 @@ def test_without_builder_packages_the_base_is_the_prepared_builder(
     plan = plan_of(project, RECIPE.replace("  packages: [build-essential]\n", ""))
     build(engine, plan, tmp_path)
 
-    assert engine.commits() == COMMITTED[1:]
+    assert sorted(engine.commits()) == sorted(COMMITTED[1:])
     assert engine.names[plan.step("prepare-builder").cache_ref] == engine.names[BASE]
 
 
@@ -534,7 +550,8 @@ def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project
     assert ran(result) == ["install-project", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
         "sync-dependencies", "add-dependencies"]
-    assert engine.committed_steps[mark:] == ["install-project", "add-project"]
+    # (install-project's commit runs in the background, beside add-project's)
+    assert sorted(engine.committed_steps[mark:]) == ["add-project", "install-project"]
     assert engine.names[IMAGE] == result.image_id
 
 
@@ -556,15 +573,14 @@ def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
 # -- failures -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 def test_a_failing_runtime_test_tags_nothing_and_removes_the_image(
-        engine: FakeEngine, project: Path, tmp_path: Path, parallel: bool) -> None:
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     previous = engine.add_image(IMAGE)
     engine.fail_run("app --self-test", stderr="self-test: no database\n")
     plan = plan_of(project)
 
     with pytest.raises(StepFailed) as raised:
-        build(engine, plan, tmp_path, parallel=parallel)
+        build(engine, plan, tmp_path)
 
     assert raised.value.message == (
         "runtime.test[0] `app --self-test` failed: `/bin/sh -c 'app --self-test'` failed with "
@@ -644,7 +660,7 @@ def test_a_base_without_a_package_manager_says_so(engine: FakeEngine, project: P
     assert raised.value.hint == (
         "use a Debian, Ubuntu, Alpine or Fedora-family base, or a base that already has "
         "these packages")
-    assert engine.commits() == []
+    assert set(engine.commits()) <= {"prepare-runtime"}  # the runtime chain may be done
     assert engine.live == {}
 
 
@@ -733,7 +749,7 @@ def test_the_tests_run_in_a_twin_while_the_final_image_is_committed(
             assert committed.wait(timeout=10), "the commit did not run during the tests"
 
     engine.on_call = hold_the_tests
-    result = build(engine, plan_of(project), tmp_path, parallel=True)
+    result = build(engine, plan_of(project), tmp_path)
 
     assert twins["tested_name"].endswith("-add-project-test")
     # Same base, same files, same config: the twin holds what the image holds.
@@ -759,7 +775,7 @@ def test_the_tests_run_starts_while_the_project_installs_and_waits_for_its_files
             assert started.wait(timeout=10), "the tests' run did not start during the install"
 
     engine.on_call = hold_the_install
-    result = build(engine, plan_of(project), tmp_path, parallel=True)
+    result = build(engine, plan_of(project), tmp_path)
 
     gated = [i for i, c in enumerate(engine.calls) if c.method == "run" and c.kwargs["gated"]]
     assert len(gated) == 1
@@ -784,7 +800,7 @@ def test_a_failed_install_shuts_the_waiting_tests_and_says_what_failed(
                         stderr="boom\n")
 
     with pytest.raises(StepFailed) as raised:
-        build(engine, plan_of(project), tmp_path, parallel=True)
+        build(engine, plan_of(project), tmp_path)
 
     assert "runtime.test" not in raised.value.message
     assert IMAGE not in engine.names
@@ -805,7 +821,7 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
             assert prepared.wait(timeout=10), "prepare-runtime did not run during the sync"
 
     engine.on_call = hold_the_sync
-    result = build(engine, plan_of(project), tmp_path, parallel=True)
+    result = build(engine, plan_of(project), tmp_path)
 
     assert ran(result) == RUN_ORDER
     assert sorted(engine.commits()) == sorted(COMMITTED)
@@ -813,10 +829,22 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
     assert engine.live == {}
 
 
-def test_parallel_and_serial_builds_make_the_same_images(project: Path, tmp_path: Path) -> None:
+def test_two_builds_make_the_same_images_whatever_the_threads_timing(
+        project: Path, tmp_path: Path) -> None:
     serial, parallel = fresh_engine(), fresh_engine()
     one = build(serial, plan_of(project), tmp_path)
-    other = build(parallel, plan_of(project), tmp_path, parallel=True)
+
+    def runtime_first(call: Call) -> None:
+        # The other build: the builder chain waits until the runtime chain is done.
+        if call.method == "from_image" and purpose(call.args[1]) == "deps":
+            assert prepared.wait(timeout=10)
+        elif call.method == "commit" and call.args[1].labels.get(
+                "io.uvbuild.step") == "prepare-runtime":
+            prepared.set()
+
+    prepared = threading.Event()
+    parallel.on_call = runtime_first
+    other = build(parallel, plan_of(project), tmp_path)
 
     def shape(engine: FakeEngine, image_id: str) -> tuple[object, ...]:
         info = engine.image(image_id)  # the fake's IDs count calls: compare the rest
@@ -834,14 +862,14 @@ def test_a_failure_in_one_chain_is_the_error_and_stops_the_other(
                     stderr="E: Unable to locate package libpq5\n")
     reporter = Reporter(style="human", stream=io.StringIO())
     running = Build(cast(Buildah, engine), plan_of(project),
-                    settings_of(tmp_path, parallel=True), reporter)
+                    settings_of(tmp_path), reporter)
 
     def sync_until_the_runtime_failed(call: Call) -> None:
         # The fake answers at once: without this, the builder chain could be done
         # before the runtime chain fails. Here the sync is still running when it does.
         if call.method == "run" and any("--no-install-workspace" in words
                                         for words in commands_of(call)):
-            assert running._failed.wait(timeout=10), "the runtime chain never failed"
+            assert running.failed.wait(timeout=10), "the runtime chain never failed"
 
     engine.on_call = sync_until_the_runtime_failed
     with pytest.raises(StepFailed) as raised:
@@ -854,31 +882,21 @@ def test_a_failure_in_one_chain_is_the_error_and_stops_the_other(
     assert engine.live == {}
 
 
-@pytest.mark.parametrize("after", [False, True], ids=["before-effect", "after-effect"])
-def test_ctrl_c_at_any_engine_call_of_a_parallel_build_leaves_no_container(
-        project: Path, tmp_path: Path, after: bool) -> None:
-    plan = plan_of(project)
-    clean = fresh_engine()
-    build(clean, plan, tmp_path, parallel=True)
-    for nth in range(1, len(clean.calls) + 1):
-        engine = fresh_engine()
-        engine.interrupt(nth, after=after)
-        with pytest.raises(KeyboardInterrupt):
-            build(engine, plan, tmp_path, parallel=True)
-        assert engine.live == {}, f"interrupted at call {nth}"
-
-
 # -- interrupts -----------------------------------------------------------------------------
 
 
 def test_ctrl_c_during_a_builder_command_leaves_no_container(engine: FakeEngine, project: Path,
                                                              tmp_path: Path) -> None:
-    engine.interrupt(2, method="run")  # builder packages, then uv sync of the dependencies
+    def in_deps(call: Call) -> bool:
+        return call_key(call).startswith("run ('deps', ")
+
+    engine.interrupt(1, method="run", where=in_deps)  # the batch with uv sync of the dependencies
 
     with pytest.raises(KeyboardInterrupt):
         build(engine, plan_of(project), tmp_path)
 
-    assert commands_of(engine.called("run")[-1])[1][:2] == (UV_TARGET, "sync")
+    deps_run, = [c for c in engine.called("run") if in_deps(c)]
+    assert commands_of(deps_run)[1][:2] == (UV_TARGET, "sync")
     assert engine.live == {}
     assert "sync-dependencies" not in engine.commits()
     assert IMAGE not in engine.names
@@ -886,21 +904,28 @@ def test_ctrl_c_during_a_builder_command_leaves_no_container(engine: FakeEngine,
 
 def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_path: Path, *,
                          after: bool) -> None:
-    """Ctrl-C at each engine call of a clean build in turn: no working container survives."""
+    """Ctrl-C at each engine call of a clean build in turn: no working container survives.
+
+    A call is named by what it is (call_key) and how many such calls came before it, not
+    by its place among the calls of all threads, which varies: each run stops at the same
+    call whatever the timing.
+    """
     clean = make_engine()
     build(clean, plan, tmp_path)
-    total = len(clean.calls)
-    assert total > 35
-    final_tag = max(n for n, c in enumerate(clean.calls, 1)
+    keys = [call_key(c) for c in clean.calls]
+    assert len(keys) > 35
+    final_tag = max(n for n, c in enumerate(clean.calls)
                     if c.method == "tag" and plan.image in c.args[1:])
-    for nth in range(1, total + 1):
+    for n, key in enumerate(keys):
         engine = make_engine()
-        engine.interrupt(nth, after=after)
+        engine.interrupt(keys[:n].count(key) + 1, after=after,
+                         where=lambda call, key=key: call_key(call) == key)  # type: ignore[misc]
         with pytest.raises(KeyboardInterrupt):
             build(engine, plan, tmp_path)
-        where = f"interrupted at call {nth} ({engine.calls[nth - 1].method})"
+        where = f"interrupted at {key} (#{keys[:n].count(key) + 1})"
         assert engine.live == {}, where
-        if nth < final_tag:
+        # What the tag needs came first; the final clean-up and size run beside it.
+        if n < final_tag and clean.calls[n].thread not in ("uvbuild-cleanup", "uvbuild-size"):
             assert plan.image not in engine.names, where
 
 
@@ -912,10 +937,7 @@ def test_ctrl_c_at_any_engine_call_leaves_no_container(project: Path, tmp_path: 
 
 def test_an_interrupted_test_removes_the_image(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    clean = fresh_engine()
-    build(clean, plan_of(project), tmp_path)
-    test_run = len(clean.called("run"))  # the last run: the tests, after add-project's commit
-    engine.interrupt(test_run, method="run")
+    engine.interrupt(1, method="run", where=lambda c: commands_of(c) == [("app", "--self-test")])
 
     with pytest.raises(KeyboardInterrupt):
         build(engine, plan_of(project), tmp_path)
@@ -938,14 +960,13 @@ def test_ctrl_c_while_bootstrapping_leaves_no_container(
 BOTH_BOOTSTRAP_RECIPE = RECIPE.replace(f"from: {BASE}", "from: {bootstrap: debian}")
 
 
-@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
 def test_builder_and_runtime_with_one_base_definition_bootstrap_it_once(
         mmdebstrap: list[tuple[tuple[str, ...], dict[str, str]]], project: Path,
-        tmp_path: Path, parallel: bool) -> None:
+        tmp_path: Path) -> None:
     engine = bootstrap_engine()
     plan = plan_of(project, BOTH_BOOTSTRAP_RECIPE)
     assert plan.step("builder-base").cache_ref == plan.step("runtime-base").cache_ref
-    build(engine, plan, tmp_path, parallel=parallel)
+    build(engine, plan, tmp_path)
 
     assert len(mmdebstrap) == 1
     assert len(engine.called("from_scratch")) == 1

@@ -12,14 +12,16 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import BOOTSTRAP_LABEL
+from uvbuild.build.results import ImageResult
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import CommitOptions, ImageConfig
 from uvbuild.engine.diskfull import failed_for_space
 from uvbuild.engine.protocol import Engine
 from uvbuild.errors import EngineError
 from uvbuild.plan import slimroot
-from uvbuild.plan.planner import STANDARD_PATH
+from uvbuild.plan.planner import STANDARD_PATH, ResolveBase
 from uvbuild.recipe.model import BootstrapBase
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -61,6 +63,35 @@ def mmdebstrap_argv(base: BootstrapBase, output: str, *, rootful: bool) -> list[
         mirror = SNAPSHOT_MIRROR.format(snapshot=base.snapshot)
         argv.append('--aptopt=Acquire::Check-Valid-Until "false"')
     return argv + [base.suite, output, mirror]
+
+
+def base_ref(step: ResolveBase) -> str:
+    """What a base is made once per build by: builder and runtime with the same base share
+    one making (one mmdebstrap, one pull)."""
+    return step.cache_ref if isinstance(step.base, BootstrapBase) else step.base.ref
+
+
+def resolve_base(ctx: StepContext, step: ResolveBase, inputs: Inputs) -> ImageResult:
+    """The base's image: found in local storage, pulled, or bootstrapped."""
+    engine = ctx.engine
+    if not isinstance(step.base, BootstrapBase):
+        info = engine.image(step.base.ref)
+        return ImageResult(info.id if info else engine.pull(step.base.ref))
+    info = engine.image(step.cache_ref)
+    if info:
+        return ImageResult(info.id)
+    # One build at a time bootstraps a base in a store: one that waited finds it made.
+    with ctx.base_lock(step.cache_ref):
+        info = engine.image(step.cache_ref)
+        if info:
+            return ImageResult(info.id)
+        # build_bootstrap_base removes its scratch container, but a Ctrl-C just after
+        # `buildah from` or during its `buildah rm` would leave it: it is tracked.
+        with ctx.host_folder("bootstrap") as (folder, mark), \
+                ctx.tracked_container("bootstrap") as name:
+            return ImageResult(build_bootstrap_base(
+                engine, step.base, step.cache_ref, timestamp=ctx.plan.timestamp,
+                container_name=name, folder=folder, mark=mark))
 
 
 def build_bootstrap_base(engine: Engine, base: BootstrapBase, ref: str, *,

@@ -15,8 +15,9 @@ import shlex
 from pathlib import Path
 
 from uvbuild.build import batch
-from uvbuild.build.context import StepContext
+from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import INSTALLED_LABEL, PYTHON_LABEL
+from uvbuild.build.results import ImageResult, InstallResult
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import ProjectError, StepFailed
@@ -95,13 +96,14 @@ def _remove_mount_points(build: StepContext, container: str) -> None:
     build.engine.run(container, ["/bin/sh", "-c", script_text], network=False, stream=False)
 
 
-def prepare_builder(build: StepContext, step: PrepareBuilder, base: str) -> str:
+def prepare_builder(build: StepContext, step: PrepareBuilder, inputs: Inputs) -> ImageResult:
     """The builder base with `builder.packages` installed."""
     if not step.packages:
-        return base
+        return inputs.of("builder-base", ImageResult)
+    base = inputs.ref("builder-base")
     with build.container(base, "builder") as ctr:
         install_packages(build, ctr, step.packages, "builder")
-        return build.engine.commit(ctr, build.commit_options(step))
+        return ImageResult(build.engine.commit(ctr, build.commit_options(step)))
 
 
 def _builder_env(build: StepContext, step: SyncDependencies, *,
@@ -242,8 +244,10 @@ def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
     return outcome
 
 
-def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -> str:
+def sync_dependencies(build: StepContext, step: SyncDependencies,
+                      inputs: Inputs) -> ImageResult:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
+    parent = inputs.ref("prepare-builder")
     with build.container(parent, "deps") as ctr:
         unpack, files = _files_in(step, step.manifests_tar, SOURCE_DIR)
         commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
@@ -259,16 +263,17 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
                              f"{cmd.describe_failure(outcome.results[-1])}")
         check_made_venv(step.python_request, str(python.get("version", "")),
                         f"the builder's {python.get('python', step.python)}")
-        return build.engine.commit(ctr, build.commit_options(step, **{
-            PYTHON_LABEL: json.dumps(python, sort_keys=True)}))
+        return ImageResult(build.engine.commit(ctr, build.commit_options(step, **{
+            PYTHON_LABEL: json.dumps(python, sort_keys=True)})))
 
 
-def install_project(build: StepContext, step: InstallProject, parent: str) -> str:
+def install_project(build: StepContext, step: InstallProject, inputs: Inputs) -> InstallResult:
     """Sources in /src, the project installed non-editable, builder.run, layer staged.
 
     The commit runs in the background: add-project copies the staged layer from the
-    working container meanwhile (see Build.defer_commit).
+    working container meanwhile (see StepContext.defer_commit).
     """
+    parent = inputs.ref("sync-dependencies")
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
     ctr = build.open_container(parent, "project")
@@ -324,10 +329,15 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
     if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.results[-1])}")
-    build.reported[step.name] = {"installed": installed, "layer_tar": str(tarball)}
     options = build.commit_options(step, **{INSTALLED_LABEL: json.dumps(installed,
-                                                                 sort_keys=True)})
-    return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
+                                                                        sort_keys=True)})
+    held = build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
+    return InstallResult(files=held, installed=installed, layer_tar=tarball)
+
+
+def install_from_cache(image: ImageResult) -> InstallResult:
+    """install-project found in the cache: what it installed is in its image's labels."""
+    return InstallResult(files=image)
 
 
 def copy_missing(index: int, source: str) -> StepFailed:

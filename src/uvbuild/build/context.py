@@ -1,10 +1,12 @@
-"""What a step function may use of the build: the `StepContext` protocol, and the settings.
+"""What a step function may use of the build: the `StepContext` protocol, its `Inputs`,
+and the settings.
 
-The step modules (`builder_steps`, `runtime_steps`) take a `StepContext`, not the
-executor's `Build`: they see the engine, the plan, scratch space, containers that are
-removed when the build ends, batches and commits, and nothing of the threads, the cache
-or the clean-up bookkeeping. `Build` satisfies it (mypy checks where it passes itself),
-and the step modules need not import the executor, which imports them.
+A step function (builder_steps, runtime_steps, bootstrap.resolve_base) is called as
+`function(ctx, step, inputs)` and returns a typed result (results.py). It sees the
+engine, the plan, scratch space, containers that are removed when the build ends,
+batches and commits, and the results of its needs; nothing of the runner's threads, the
+cache or the clean-up bookkeeping. The executor's `BuildContext` implements it, and the
+step modules need not import the executor, which imports them.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from uvbuild.build.batch import Command, Job
+from uvbuild.build.results import ContainerResult, StepResult
 from uvbuild.engine.buildah import CommitOptions, Mount
 from uvbuild.engine.cmd import Gate
 from uvbuild.engine.protocol import Engine
@@ -36,35 +39,87 @@ class BuildSettings:
     secrets: Mapping[str, str]  # builder.secrets values from the host environment
     no_cache: bool = False
     verbose: bool = False
-    parallel: bool = True  # make a step's needs at the same time (False: one by one)
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What a step reads of its needs (the plan's `needs`), all made before it runs."""
+
+    results: Mapping[str, StepResult]  # need's name → its result
+    refs: Mapping[str, str]  # need's name → where its files are read (results.files_ref)
+    # What the runner opened for this step while its needs were made (StepKind.opens).
+    early: Future[object] | None = None
+
+    def ref(self, name: str) -> str:
+        """The name a container is made from, or copied from, to read need `name`'s files."""
+        if name not in self.refs:
+            raise KeyError(f"{name!r} is not a need of this step with files to read")
+        return self.refs[name]
+
+    def of(self, name: str, kind: type[T]) -> T:
+        """Need `name`'s result, which must be a `kind` (a step kind's contract)."""
+        result = self.results[name]
+        if not isinstance(result, kind):
+            raise TypeError(f"{name} handed on a {type(result).__name__}, not a {kind.__name__}")
+        return result
+
+    def opened(self, kind: type[T]) -> T:
+        """What the step kind's opener made (waits for it; raises its failure)."""
+        assert self.early is not None, "this step kind opens nothing early (StepKind.opens)"
+        made = self.early.result()
+        if not isinstance(made, kind):
+            raise TypeError(f"opened a {type(made).__name__}, not a {kind.__name__}")
+        return made
 
 
 class StepContext(Protocol):
-    """The build as a step sees it (implemented by `executor.Build`)."""
+    """The build as a step sees it (implemented by `executor.BuildContext`)."""
 
     engine: Engine
     plan: Plan
     settings: BuildSettings
-    reported: dict[str, dict[str, object]]  # step name → facts its commands reported
 
-    def submit(self, work: Callable[[], T], *, name: str) -> Future[T]: ...
+    def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
+        """`work` in a thread of its own; a failure there fails the build."""
+        ...
 
-    def gate(self) -> Gate: ...
+    def gate(self) -> Gate:
+        """A gate for a command started early (cmd.Gate); shut if the build fails."""
+        ...
 
-    def scratch_dir(self, name: str) -> Path: ...
+    def scratch_dir(self, name: str) -> Path:
+        """A new empty host folder, removed when the build ends."""
+        ...
 
     def job(self, commands: Sequence[Command], *, env: Mapping[str, str] | None = None,
             gated: bool = False) -> AbstractContextManager[Job]: ...
 
-    def open_container(self, image: str, purpose: str) -> str: ...
+    def open_container(self, image: str, purpose: str) -> str:
+        """A working container from `image`, removed when the build ends."""
+        ...
 
-    def container(self, image: str, purpose: str) -> AbstractContextManager[str]: ...
+    def container(self, image: str, purpose: str) -> AbstractContextManager[str]:
+        """A working container from `image`, removed when the block ends."""
+        ...
 
-    def step_container(self, step: Step, image: str) -> Any: ...
+    def tracked_container(self, purpose: str) -> AbstractContextManager[str]:
+        """A name for a container the step makes itself (e.g. from scratch): removed when
+        the build ends if the block ends with an exception."""
+        ...
+
+    def host_folder(self, kind: str) -> AbstractContextManager[tuple[Path, dict[str, str]]]:
+        """A private host folder and the environment mark for processes working in it
+        (liveness.py), both gone when the block ends."""
+        ...
+
+    def base_lock(self, ref: str) -> AbstractContextManager[None]:
+        """One build at a time makes base `ref` in this store; gives up if the build fails."""
+        ...
 
     def commit_options(self, step: Step, **labels: str) -> CommitOptions: ...
 
-    def defer_commit(self, step: Step, container: str, commit: Callable[[], str]) -> str: ...
+    def defer_commit(self, step: Step, container: str,
+                     commit: Callable[[], str]) -> ContainerResult: ...
 
     def finish_final(self, container: str, options: CommitOptions, *,
                      keep: str | None = None) -> str: ...

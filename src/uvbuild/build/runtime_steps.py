@@ -3,8 +3,8 @@
 No command runs in the final image's working container: it is configured early, the
 project layer and runtime.copy are put in, and it is committed. `runtime.test` runs
 meanwhile in a twin container (same base image, same files, same config), which is
-removed afterwards, so tests cannot leave files in what ships. In a parallel build the
-tests' `buildah run` starts with the twin, held at a gate (cmd.Gate) until the twin
+removed afterwards, so tests cannot leave files in what ships. The tests'
+`buildah run` starts with the twin, held at a gate (cmd.Gate) until the twin
 has its files: the run's set-up is done while the project installs.
 """
 
@@ -25,8 +25,9 @@ from uvbuild.build.builder_steps import (
     install_packages,
     read_python_label,
 )
-from uvbuild.build.context import StepContext
+from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import INSTALLED_LABEL, KEY_LABEL, PYTHON_LABEL, USER_LABEL
+from uvbuild.build.results import ImageResult, InstallResult
 from uvbuild.build.tarball import append_file
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import CommitOptions, ImageConfig
@@ -55,13 +56,14 @@ def _describe(python: Mapping[str, str]) -> str:
     return f"{python.get('python', '?')} (Python {python.get('version', '?')})"
 
 
-def prepare_runtime(build: StepContext, step: PrepareRuntime, base: str) -> str:
+def prepare_runtime(build: StepContext, step: PrepareRuntime, inputs: Inputs) -> ImageResult:
     """The runtime base with `runtime.packages` and the runtime user.
 
     Needs nothing from the builder, so it runs while the builder syncs: whether the
     runtime's Python is the builder's is checked when the two meet (add-dependencies).
     """
     interpreter = step.python
+    base = inputs.ref("runtime-base")
     with build.container(base, "runtime") as ctr:
         if step.packages:
             install_packages(build, ctr, step.packages, "runtime")
@@ -81,11 +83,11 @@ def prepare_runtime(build: StepContext, step: PrepareRuntime, base: str) -> str:
                               f"{cmd.describe_failure(result)}") from exc
         user = f"{facts['uid']}:{facts['gid']}"
         build.engine.configure(ctr, ImageConfig(user=user))
-        return build.engine.commit(ctr, build.commit_options(step, **{
+        return ImageResult(build.engine.commit(ctr, build.commit_options(step, **{
             USER_LABEL: user,
             PYTHON_LABEL: json.dumps({"python": facts["python"],
-                                      "version": facts["version"]}),
-        }))
+                                             "version": facts["version"]}),
+        })))
 
 
 def check_python(builder: Mapping[str, str], runtime: Mapping[str, str]) -> None:
@@ -98,13 +100,20 @@ def check_python(builder: Mapping[str, str], runtime: Mapping[str, str]) -> None
             hint="use bases with the same Python (same path and major.minor) for both stages")
 
 
-def add_dependencies(build: StepContext, step: AddDependencies, parents: Mapping[str, str]) -> str:
+def open_dependencies(build: StepContext, step: AddDependencies, runtime_image: str) -> str:
+    """add-dependencies' working container, from prepare-runtime's image: opened early,
+    while the builder still syncs (StepKind.opens)."""
+    return build.open_container(runtime_image, step.name)
+
+
+def add_dependencies(build: StepContext, step: AddDependencies, inputs: Inputs) -> ImageResult:
     """The dependencies layer: /app/.venv as synced without the project."""
+    parents = inputs.refs
     check_python(read_python_label(_labels(build, parents["sync-dependencies"])),
                  read_python_label(_labels(build, parents["prepare-runtime"])))
-    ctr = build.step_container(step, parents["prepare-runtime"])
+    ctr = inputs.opened(str)
     build.engine.copy(ctr, VENV, VENV, from_ref=parents["sync-dependencies"])
-    return build.engine.commit(ctr, build.commit_options(step))
+    return ImageResult(build.engine.commit(ctr, build.commit_options(step)))
 
 
 def _path(env: tuple[str, ...]) -> str:
@@ -134,7 +143,7 @@ class FinalContainers:
     container: str  # committed: becomes the final image
     test: str | None  # the same base, files and config; None without runtime.test
     user: str  # the runtime user (uid:gid) the tests run as
-    # The tests' run, started early and waiting at `gate` (parallel builds only).
+    # The tests' run, started early and waiting at `gate` (with runtime.test only).
     tests: Future[cmd.Result] | None = None
     gate: cmd.Gate | None = None
 
@@ -147,8 +156,8 @@ def open_final(build: StepContext, step: AddProject, deps_image: str) -> FinalCo
     """The final step's containers, configured: done early, while the project installs.
 
     The tests get a container of their own, filled and configured exactly like the one
-    committed, so they run while the commit does and cannot leave files in it. In a
-    parallel build their `buildah run` starts here and waits at a gate for the files.
+    committed, so they run while the commit does and cannot leave files in it. Their
+    `buildah run` starts here and waits at a gate for the files.
     """
     info = build.engine.image(deps_image)
     base_env = info.env if info else ()
@@ -164,7 +173,7 @@ def open_final(build: StepContext, step: AddProject, deps_image: str) -> FinalCo
         build.engine.configure(ctr, config)
         made.append(ctr)
     final = FinalContainers(container=made[0], test=made[1] if step.test else None, user=user)
-    if final.test is None or not build.settings.parallel:
+    if final.test is None:
         return final
     gate = build.gate()
     tests = build.submit(lambda: _run_tests(build, step, str(final.test), user, gate),
@@ -172,14 +181,13 @@ def open_final(build: StepContext, step: AddProject, deps_image: str) -> FinalCo
     return replace(final, tests=tests, gate=gate)
 
 
-def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]) -> str:
-    """Project layer + runtime.copy into the configured containers; the image committed
-    while the tests run in its twin; returns the image ID."""
-    deps_image, project_image = parents["add-dependencies"], parents["install-project"]
-    final = build.step_container(step, deps_image)
-    assert isinstance(final, FinalContainers)
+def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> ImageResult:
+    """Project layer + runtime.copy into the configured containers (opened early by
+    open_final); the image committed while the tests run in its twin."""
+    project_image = inputs.ref("install-project")
+    final = inputs.opened(FinalContainers)
     try:
-        fill = _filler(build, step, project_image)
+        fill = _filler(build, step, project_image, inputs.of("install-project", InstallResult))
         # The twin first (two `buildah add` at once take as long as both one by one):
         # its tests are the longer way to the end than the commit.
         if final.test is not None:
@@ -201,7 +209,7 @@ def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]
     finally:
         if final.gate is not None:
             final.gate.shut()  # no-op once open
-    return commit.result()
+    return ImageResult(commit.result())
 
 
 def _discard(build: StepContext, commit: Future[str]) -> None:
@@ -213,7 +221,8 @@ def _discard(build: StepContext, commit: Future[str]) -> None:
     build.discard_image(image_id)
 
 
-def _filler(build: StepContext, step: AddProject, project_image: str) -> Callable[[str], None]:
+def _filler(build: StepContext, step: AddProject, project_image: str,
+            made: InstallResult) -> Callable[[str], None]:
     """What puts the project layer, the SBOM and runtime.copy into a final container.
 
     The SBOM lists the installed packages: what install-project's commands reported
@@ -221,10 +230,9 @@ def _filler(build: StepContext, step: AddProject, project_image: str) -> Callabl
     the SBOM joins it), else what its image's label recorded (the layer is copied from
     that image, the SBOM added from a tar of its own). Made once for both containers.
     """
-    made = build.reported.get("install-project", {})
-    layer_tar = made.get("layer_tar")
-    if isinstance(layer_tar, str):
-        installed, tarball = made.get("installed"), layer_tar
+    layer_tar = made.layer_tar
+    if layer_tar is not None:
+        installed, tarball = made.installed, str(layer_tar)
     else:
         installed = json.loads(_labels(build, project_image).get(INSTALLED_LABEL, "{}"))
         tarball = str(build.scratch_dir("sbom") / "sbom.tar")
@@ -232,10 +240,10 @@ def _filler(build: StepContext, step: AddProject, project_image: str) -> Callabl
     if document is not None:  # at SBOM_PATH, owned by root
         append_file(Path(tarball), posixpath.relpath(SBOM_PATH, APP), document,
                     timestamp=build.plan.timestamp)
-    add_tarball = isinstance(layer_tar, str) or document is not None
+    add_tarball = layer_tar is not None or document is not None
 
     def fill(ctr: str) -> None:
-        if not isinstance(layer_tar, str):
+        if layer_tar is None:
             build.engine.copy(ctr, PROJECT_LAYER, APP, from_ref=project_image)
         if add_tarball:
             build.engine.add_archive(ctr, tarball, APP)

@@ -1,0 +1,168 @@
+"""Run a plan's steps as a graph: each step once, its needs first and at the same time.
+
+Steps are made lazily from the one asked for (the final one), so a step whose image is
+already in the cache is not run and neither are the steps only it needed: a code change
+runs `install-project` and `add-project` and nothing else.
+
+A step's needs (the plan's `needs`) are made at the same time, each in its own thread:
+the runtime chain (base, packages, user) runs while the builder syncs. A step kind may
+also open its working container from one need while the others are still being made
+(`StepKind.opens`). The threads are `threads.Threads`: when one fails, no other step
+starts, the others' commands are interrupted and the gates shut; `Threads.join()` waits
+for every thread, and only then may the caller remove containers.
+
+How a type of step is made is a `StepKind`, looked up in a table: adding a step type
+is one entry there (executor.STEP_KINDS).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from uvbuild.build.context import Inputs, StepContext
+from uvbuild.build.results import ContainerResult, ImageResult, StepResult, files_ref
+from uvbuild.build.threads import Once, Threads
+from uvbuild.engine.protocol import Engine
+from uvbuild.errors import StepFailed
+from uvbuild.output.progress import Reporter
+from uvbuild.plan.planner import Plan, Step
+
+S = TypeVar("S", bound=Step)
+
+
+@dataclass(frozen=True, slots=True)
+class Opens(Generic[S]):
+    """A step kind's working container, opened as soon as need `need` is made, while the
+    step's other needs are still being made (`buildah from` need not wait for them).
+    The step function gets it with `inputs.opened(...)`."""
+
+    need: str
+    open: Callable[[StepContext, S, str], object]  # (ctx, step, the need's files_ref)
+
+
+def _image_as_is(image: ImageResult) -> StepResult:
+    return image
+
+
+@dataclass(frozen=True, slots=True)
+class StepKind(Generic[S]):
+    """How one type of step is made.
+
+    `run(ctx, step, inputs)` makes it and returns its typed result. A step found in the
+    cache is not run: its result is `from_cache(ImageResult(id))`. Steps of the kind that
+    have the same `shared_by(step)` are made once (builder and runtime with one base).
+    A `stored` kind's image is named by its cache name when made (a base is found by its
+    own name instead); the final step is named with the output name at the end.
+    """
+
+    run: Callable[[StepContext, S, Inputs], StepResult]
+    opens: Opens[S] | None = None
+    from_cache: Callable[[ImageResult], StepResult] = _image_as_is
+    shared_by: Callable[[S], str] | None = None
+    stored: bool = True
+
+
+StepKinds = Mapping[type[Step], StepKind[Any]]
+
+
+class Runner:
+    """One build's step graph: which steps are made, by whom, with what (see the module
+    docstring). Its threads are `self.threads`."""
+
+    def __init__(self, plan: Plan, kinds: StepKinds, engine: Engine, reporter: Reporter) -> None:
+        self.plan, self.kinds, self.engine, self.reporter = plan, kinds, engine, reporter
+        self.threads = Threads()
+        self._steps: Once[str, StepResult] = Once()  # step name → its result
+        self._shared: Once[str, StepResult] = Once()  # StepKind.shared_by → the result
+        self._opened: dict[str, Future[object]] = {}  # step name → its early container(s)
+        self._lock = threading.Lock()
+        self._deferred: list[Future[str]] = []  # commits under way in the background
+
+    def result(self, step: Step, ctx: StepContext, cache: Mapping[str, str]) -> StepResult:
+        """`step`'s result, running it (and what it needs) unless `cache` (cache name →
+        image ID) has it. Safe from several threads: each step is made once, by the first
+        caller; the others wait for its result (or its exception)."""
+        def make() -> StepResult:
+            try:
+                return self._make(step, ctx, cache)
+            except BaseException as exc:
+                self.threads.fail(exc)  # before anyone waiting hears of it
+                raise
+
+        return self._steps(step.name, make)
+
+    def files_of(self, name: str) -> str:
+        """Where a later step reads made step `name`'s files (results.files_ref)."""
+        result = self._steps.get(name)
+        ref = files_ref(result, self.plan.step(name).cache_ref)
+        if ref is None:
+            raise TypeError(f"{name} handed on a {type(result).__name__}: no files to read")
+        return ref
+
+    def _kind(self, step: Step) -> StepKind[Any]:
+        kind = self.kinds.get(type(step))
+        if kind is None:
+            raise TypeError(f"no step kind is registered for {type(step).__name__}")
+        return kind
+
+    def _make(self, step: Step, ctx: StepContext, cache: Mapping[str, str]) -> StepResult:
+        kind = self._kind(step)
+        cached = step.cached(cache)
+        if cached:
+            self.reporter.cached(step)
+            return kind.from_cache(ImageResult(cached))
+        if kind.opens is not None:
+            self._open_early(step, kind.opens, ctx, cache)
+        self.threads.all([functools.partial(self.result, self.plan.step(name), ctx, cache)
+                          for name in step.needs])
+        if self.threads.failed.is_set():
+            raise StepFailed(f"{step.name}: not started, another step failed")
+        results = {name: self._steps.get(name) for name in step.needs}
+        refs = {name: ref for name, result in results.items()
+                if (ref := files_ref(result, self.plan.step(name).cache_ref)) is not None}
+        inputs = Inputs(results=results, refs=refs, early=self._opened.pop(step.name, None))
+        with self.reporter.running(step):
+            if kind.shared_by is None:
+                result = kind.run(ctx, step, inputs)
+            else:
+                result = self._shared(kind.shared_by(step), lambda: kind.run(ctx, step, inputs))
+        if kind.stored and isinstance(result, ImageResult) and step is not self.plan.steps[-1]:
+            # The final step is named by the build, with the output name, once tested.
+            self.engine.tag(result.image_id, step.cache_ref)
+        return result
+
+    def _open_early(self, step: Step, opens: Opens[Any], ctx: StepContext,
+                    cache: Mapping[str, str]) -> None:
+        def open_it() -> object:
+            self.result(self.plan.step(opens.need), ctx, cache)
+            return opens.open(ctx, step, self.files_of(opens.need))
+
+        self._opened[step.name] = self.threads.spawn(open_it, name=f"uvbuild-from-{step.name}")
+
+    def defer(self, step: Step, container: str, commit: Callable[[], str]) -> ContainerResult:
+        """Commit and name `step`'s image in the background; later steps read `container`.
+
+        The commit is waited for before the final image is named (`wait_deferred`), and a
+        failed one fails the build.
+        """
+        def finish() -> str:
+            image_id = commit()
+            self.engine.tag(image_id, step.cache_ref)
+            return image_id
+
+        future = self.threads.spawn(finish, name=f"uvbuild-commit-{step.name}")
+        with self._lock:
+            self._deferred.append(future)
+        return ContainerResult(container)
+
+    def wait_deferred(self) -> None:
+        """Wait for the background commits; the first that failed is raised."""
+        with self._lock:
+            pending = list(self._deferred)
+        for future in pending:
+            future.result()
