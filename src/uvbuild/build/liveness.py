@@ -11,7 +11,8 @@ the id is only there for people reading `buildah containers` or `ps`; it never d
 What a run makes is named with its id:
 
 - working containers `uvbuild-<id>-<n>-<purpose>`;
-- host folders `$TMPDIR/uvbuild-build-<id>` (scratch) and `uvbuild-bootstrap-<id>-<n>`, each
+- host folders `$TMPDIR/uvbuild-build-<id>` (scratch), `uvbuild-<kind>-<id>-<n>` for the
+  other FOLDER_KINDS (bootstrap tars, the project's tars, push files), each
   holding a `.lock` the run also keeps locked: a $TMPDIR may be shared by builds of other
   stores, which this store's runroot knows nothing of, so a folder is judged by its own lock;
 - processes that could outlive it (mmdebstrap and its children, builder commands) carry
@@ -59,7 +60,9 @@ SETUP_GRACE = 60.0
 
 _RUN_ID = r"\d+-[a-z]{8}"
 CONTAINER_NAME = re.compile(rf"uvbuild-(?P<id>{_RUN_ID})-\d+-")
-FOLDER_NAME = re.compile(rf"uvbuild-(?:build|bootstrap|push)-(?P<id>{_RUN_ID})(?:-\d+)?")
+# The kinds of host folder a run makes (Claim.folder); the sweep knows them all by name.
+FOLDER_KINDS = ("build", "bootstrap", "push", "inputs")
+FOLDER_NAME = re.compile(rf"uvbuild-(?:{'|'.join(FOLDER_KINDS)})-(?P<id>{_RUN_ID})(?:-\d+)?")
 # Names older uvbuild versions gave (uvbuild-<pid>-...): only the pid can judge them.
 LEGACY_CONTAINER_NAME = re.compile(r"uvbuild-(?P<pid>\d+)-")
 _NEW = ".new-"  # prefix of lock files and folders not yet in place
@@ -185,6 +188,7 @@ class Claim:
     def folder(self, kind: str) -> Path:
         """A new private host folder `uvbuild-<kind>-<id>[-<n>]` in $TMPDIR, locked by this
         run until `release(folder)` or `close()` removes it."""
+        assert kind in FOLDER_KINDS, f"a sweep would not know {kind!r} folders"
         n = next(self._folder_serial)
         name = f"uvbuild-{kind}-{self.id}" + (f"-{n}" if kind != "build" else "")
         try:
