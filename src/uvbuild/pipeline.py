@@ -147,7 +147,8 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     net_env, net_mounts = network_settings(host_environ())
     settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
                              network_env=net_env, network_mounts=net_mounts, secrets=secrets,
-                             no_cache=no_cache, verbose=verbose)
+                             no_cache=no_cache, verbose=verbose,
+                             layer_cache=cache_home() / "layers")
     reporter.note(f"building {plan.image} from {path}")
     # This run's id and locks (liveness.py): its containers and folders are known as its
     # own, and swept by the next build or `cache prune` if it is killed.

@@ -1,7 +1,8 @@
 """The builder stage: packages, `uv sync` of dependencies, then of the project.
 
 The builder is never shipped: the runtime takes only `/app` (as two layers) and the
-`runtime.copy` entries from its images. uv, its cache, the CA bundle, proxies and
+`runtime.copy` entries, as canonical layer tars (incontainer/layertar.py) that the
+builder's own batches write into host folders mounted for them (never into a layer). uv, its cache, the CA bundle, proxies and
 secrets reach builder commands as per-command mounts only: the environment (uv's
 settings, builder.env, builder.secrets, proxies) in a job's private file (batch.py).
 """
@@ -38,8 +39,11 @@ UV_CACHE_TARGET = f"{TOOLS}/cache"
 STATE = "/uvbuild-state"  # builder-only bookkeeping: manifest of the deps venv, staged layer
 DEPS_MANIFEST = f"{STATE}/deps.json"
 PROJECT_LAYER = f"{STATE}/layer"
-LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the project batch only
+LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the batch that writes a layer
 LAYER_TAR = "layer.tar"
+DEPS_TAR = "dependencies.tar"
+PROJECT_OUTSIDE = PROJECT_LAYER + ".outside"  # runtime.copy entries outside /app
+PROJECT_REMOVED = PROJECT_LAYER + ".removed"  # what the project install removed from /app
 FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
 FILES_TAR = "files.tar"
 
@@ -50,33 +54,47 @@ UNPACK = "unpack"
 UV_SYNC = "uv-sync"
 SNAPSHOT = "venv-snapshot"
 STAGE = "stage-layer"
+WRITE_LAYER = "write-layer"
+
+
+def packages_command(packages: tuple[str, ...]) -> batch.Command:
+    """packages.sh as a batch command: the package names as its arguments (nothing on
+    buildah's command line)."""
+    return batch.Command(PACKAGES, f"set -- {shlex.join(packages)}\n{script('packages.sh')}")
 
 
 def install_packages(build: StepContext, container: str, packages: tuple[str, ...],
                      stage: str) -> None:
     """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
-    # The package names as packages.sh's arguments, and the proxies in the job's private
-    # environment: nothing on buildah's command line.
-    commands = [batch.Command(PACKAGES, f"set -- {shlex.join(packages)}\n{script('packages.sh')}")]
+    # The proxies in the job's private environment.
+    commands = [packages_command(packages)]
     with build.job(commands, env=dict(build.settings.network_env)) as job:
         run = build.engine.run(container, job.argv,
                                mounts=(*build.settings.network_mounts, job.mount),
                                stream=build.settings.verbose)
     outcome = batch.parse(commands, run)
-    result = run
-    if outcome.failed == PACKAGES:
-        # Named as it would be typed, not by the script's text.
-        result = dataclasses.replace(outcome.failure, argv=("packages.sh", *packages))
-    if result.returncode == 100:
-        raise StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
-                         hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
-                         "that already has these packages")
-    if not result.ok:
-        raise StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
-                         f"{cmd.describe_failure(result)}",
-                         hint="check the package names for this base's distribution")
+    failure = packages_failure(run if outcome.failed != PACKAGES else outcome.failure,
+                               packages, stage)
+    if failure is not None:
+        raise failure
     if stage == "runtime":
         _remove_mount_points(build, container)
+
+
+def packages_failure(result: cmd.Result, packages: tuple[str, ...],
+                     stage: str) -> StepFailed | None:
+    """The error of a failed packages.sh (None if it did not fail), its argv named as it
+    would be typed, not by the script's text."""
+    if result.ok:
+        return None
+    result = dataclasses.replace(result, argv=("packages.sh", *packages))
+    if result.returncode == 100:
+        return StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
+                          hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
+                          "that already has these packages")
+    return StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
+                      f"{cmd.describe_failure(result)}",
+                      hint="check the package names for this base's distribution")
 
 
 def _remove_mount_points(build: StepContext, container: str) -> None:
@@ -225,6 +243,32 @@ def _venvdelta(label: str, *args: str) -> batch.Command:
                                              *args]))
 
 
+def layer_command(python: str, *args: str) -> batch.Command:
+    """layertar.py as the batch command that writes a layer tar (reported as "layer")."""
+    return batch.Command(WRITE_LAYER, batch.shell([python, "-c", script("layertar.py"), *args]))
+
+
+def deps_layer_args(out: str) -> tuple[str, ...]:
+    """layertar's arguments for the dependencies layer: /app/.venv, whole."""
+    return (f"{out}/{DEPS_TAR}", VENV, VENV)
+
+
+def project_layer_args(out: str) -> tuple[str, ...]:
+    """layertar's arguments for the project layer: what venvdelta staged for /app (and
+    for elsewhere), with whiteouts for what the install removed."""
+    return (f"{out}/{LAYER_TAR}", PROJECT_LAYER, APP, "--tree", PROJECT_OUTSIDE, "",
+            "--whiteouts-from", PROJECT_REMOVED, APP)
+
+
+def layer_made(out: Path, name: str, reported: object) -> dict[str, object]:
+    """The facts of a layer tar a batch wrote into the host folder `out` (see
+    layer_command): path, digest, size."""
+    path = out / name
+    if not isinstance(reported, dict) or not path.is_file():
+        raise StepFailed(f"writing the layer {name} gave no layer")
+    return {"path": str(path), "digest": str(reported["digest"]), "size": int(reported["size"])}
+
+
 def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
                commands: list[batch.Command],
                *, project: bool, extra_mounts: tuple[Mount, ...] = ()) -> batch.Outcome:
@@ -248,9 +292,14 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
     with build.container(parent, "deps") as ctr:
         unpack, files = _files_in(build, step, "manifests", step.manifests, SOURCE_DIR)
+        # The dependencies layer is written here, in the same run (dependencies-layer
+        # keeps it): the venv as it ships, read while it is at hand.
+        out = build.scratch_dir("deps-layer")
         commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
-                    _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST)]
-        outcome = _run_batch(build, ctr, step, commands, project=False, extra_mounts=(files,))
+                    _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
+                    layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT))]
+        outcome = _run_batch(build, ctr, step, commands, project=False,
+                             extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
         if outcome.failed == UNPACK:
             raise _unpack_failure(step, outcome.failure)
         if outcome.failed == UV_SYNC:
@@ -261,6 +310,8 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
                              f"{cmd.describe_failure(outcome.results[-1])}")
         check_made_venv(step.python_request, str(python.get("version", "")),
                         f"the builder's {python.get('python', step.python)}")
+        build.reported[step.name] = {"python": python, "layer": layer_made(
+            out, DEPS_TAR, outcome.reported.get("layer"))}
         return build.engine.commit(ctr, build.commit_options(step, **{
             "io.uvbuild.python": json.dumps(python, sort_keys=True)}))
 
@@ -279,14 +330,13 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(build, sync, "sources", step.sources,
                               *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
-    # The staged layer also comes out as a tar in a host folder: add-project adds it,
-    # with the SBOM appended, in one `buildah add` (it copies PROJECT_LAYER from the
-    # image only when this step was cached, and there is no tar).
+    # The staged layer comes out as a canonical layer tar in a host folder, written in
+    # the same run (project-layer keeps it, with the SBOM); the image keeps it staged
+    # in PROJECT_LAYER too, for a project-layer whose entry has left the layer cache.
     out = build.scratch_dir("layer")
     stage_options = ["--compile"] if sync.sync.compile_bytecode else []
     for entry in step.copy:
         stage_options += ["--copy", str(entry.index), entry.source, entry.dest]
-    stage_options += ["--tar", f"{LAYER_OUT}/{LAYER_TAR}"]
 
     run_commands = batch.labelled("builder.run", step.run)
 
@@ -296,7 +346,8 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
                                                                 offline=offline))),
                 *run_commands,
                 _venvdelta(STAGE, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER,
-                           *stage_options)]
+                           *stage_options),
+                layer_command(f"{VENV}/bin/python", *project_layer_args(LAYER_OUT))]
 
     def run(offline: bool) -> batch.Outcome:
         return _run_batch(build, ctr, sync, commands(offline), project=True,
@@ -322,11 +373,11 @@ def install_project(build: StepContext, step: InstallProject, parent: str) -> st
     if isinstance(missing, dict):
         raise copy_missing(int(missing["index"]), str(missing["from"]))
     installed = outcome.reported.get("installed")
-    tarball = out / LAYER_TAR
-    if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
+    if outcome.failed is not None or not isinstance(installed, dict):
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.results[-1])}")
-    build.reported[step.name] = {"installed": installed, "layer_tar": str(tarball)}
+    build.reported[step.name] = {"installed": installed, "layer": layer_made(
+        out, LAYER_TAR, outcome.reported.get("layer"))}
     options = build.commit_options(step, **{"io.uvbuild.installed": json.dumps(installed,
                                                                         sort_keys=True)})
     return build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from uvbuild.build.batch import Command, Job
+from uvbuild.build.layercache import LayerCache
 from uvbuild.engine.buildah import CommitOptions, Mount
 from uvbuild.engine.cmd import Gate
 from uvbuild.engine.protocol import Engine
@@ -35,6 +36,7 @@ class BuildSettings:
     network_mounts: tuple[Mount, ...]
     secrets: Mapping[str, str]  # builder.secrets values from the host environment
     no_cache: bool = False
+    layer_cache: Path | None = None  # the host's layer cache (None: this build's alone)
     verbose: bool = False
     parallel: bool = True  # make a step's needs at the same time (False: one by one)
 
@@ -46,6 +48,9 @@ class StepContext(Protocol):
     plan: Plan
     settings: BuildSettings
     reported: dict[str, dict[str, object]]  # step name → facts its commands reported
+
+    @property
+    def layers(self) -> LayerCache: ...
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]: ...
 

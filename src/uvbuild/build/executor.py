@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from uvbuild.build import batch, builder_steps, liveness, runtime_steps
+from uvbuild.build import assemble, batch, builder_steps, layer_steps, liveness
 from uvbuild.build.bootstrap import build_bootstrap_base
 from uvbuild.build.context import BuildSettings
+from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.engine import cmd, diskfull
 from uvbuild.engine.buildah import CommitOptions
@@ -36,12 +37,14 @@ from uvbuild.errors import StepFailed
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.planner import (
     CACHE_REPO,
-    AddDependencies,
     AddProject,
+    DependenciesLayer,
     InstallProject,
+    LayerStep,
     Plan,
     PrepareBuilder,
     PrepareRuntime,
+    ProjectLayer,
     ResolveBase,
     Step,
     SyncDependencies,
@@ -50,8 +53,9 @@ from uvbuild.recipe.model import BootstrapBase
 
 T = TypeVar("T")
 
-# The need a runtime step's working container is made from.
-CONTAINER_FROM = {"add-dependencies": "prepare-runtime", "add-project": "add-dependencies"}
+# The need a runtime step's working container is made from (none since the runtime image
+# is assembled from layer tars: build/assemble.py).
+CONTAINER_FROM: dict[str, str] = {}
 
 
 @dataclass(kw_only=True)
@@ -92,6 +96,8 @@ class Build:
         self._first_error: BaseException | None = None
         self._gates: list[cmd.Gate] = []  # commands held at their start: shut on failure
         self._sizes: dict[str, int] = {}  # image ID → size, read while the tests run
+        # The layer steps' tars (layercache.py): the host's cache, or this run's scratch.
+        self._layers = LayerCache(settings.layer_cache) if settings.layer_cache else None
 
     # -- the pipeline -----------------------------------------------------------
 
@@ -107,8 +113,11 @@ class Build:
             # What builds that were killed (SIGKILL, power loss) left is removed while
             # the cache is listed.
             sweep = self._in_thread(self._sweep, name="uvbuild-sweep")
+            if self._layers is None:
+                self._layers = LayerCache(self._scratch / "layers")
             self._cached = ({} if self.settings.no_cache
-                            else self.engine.images_named(CACHE_REPO + "/"))
+                            else {**self.engine.images_named(CACHE_REPO + "/"),
+                                  **self.layers.listing()})
             sweep.result()
             final = self.plan.final
             image_id = self.ensure(final)
@@ -203,7 +212,8 @@ class Build:
             image_id = self._execute(step, parents)
         if step.name in self._sources:
             return self._sources[step.name]
-        if not isinstance(step, ResolveBase) and step is not self.plan.final:
+        if (not isinstance(step, ResolveBase | LayerStep)  # a layer step's are tars
+                and step is not self.plan.final):
             self.engine.tag(image_id, step.cache_ref)  # the final one: with the output name
         return image_id
 
@@ -224,9 +234,13 @@ class Build:
         self._early[step.name] = self._in_thread(open_it, name=f"uvbuild-from-{step.name}")
 
     def _open_for(self, step: Step, image: str) -> object:
-        if isinstance(step, AddProject):
-            return runtime_steps.open_final(self, step, image)
         return self.open_container(image, step.name)
+
+    @property
+    def layers(self) -> LayerCache:
+        """Where layer steps keep their tars (made by run())."""
+        assert self._layers is not None, "run() makes it first"
+        return self._layers
 
     def step_container(self, step: Step, image: str) -> Any:
         """The working container `step` builds in, from `image` (its CONTAINER_FROM need):
@@ -406,12 +420,14 @@ class Build:
             return builder_steps.sync_dependencies(self, step, parents["prepare-builder"])
         if isinstance(step, InstallProject):
             return builder_steps.install_project(self, step, parents["sync-dependencies"])
+        if isinstance(step, DependenciesLayer):
+            return layer_steps.dependencies_layer(self, step, parents["sync-dependencies"])
+        if isinstance(step, ProjectLayer):
+            return layer_steps.project_layer(self, step, parents["install-project"])
         if isinstance(step, PrepareRuntime):
-            return runtime_steps.prepare_runtime(self, step, parents["runtime-base"])
-        if isinstance(step, AddDependencies):
-            return runtime_steps.add_dependencies(self, step, parents)
+            return layer_steps.prepare_runtime(self, step, parents["runtime-base"])
         if isinstance(step, AddProject):
-            return runtime_steps.add_project(self, step, parents)
+            return assemble.add_project(self, step, parents)
         raise TypeError(f"unknown step {step!r}")
 
     def _resolve_base(self, step: ResolveBase) -> str:

@@ -1,0 +1,67 @@
+"""add-project: the runtime image, assembled by uvbuild from the base and its layer tars.
+
+No buildah commit: the runtime base's manifest and config, the layers the layer steps
+keep (runtime packages, user, dependencies, project) and the config the recipe asks
+for become an OCI layout (output/oci.py) holding only the new layers, which the engine
+imports keeping its digests. The image ID is then the config's digest: the same in
+every kind of image store. `runtime.test` runs in a container of the imported image,
+which is removed if a test fails (nothing tagged; the output name untouched).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+
+from uvbuild.build.context import StepContext
+from uvbuild.build.layer_steps import cached_layers
+from uvbuild.build.runtime_steps import check_python, final_config, judge_tests, run_tests
+from uvbuild.errors import EngineError
+from uvbuild.output import oci
+from uvbuild.plan.planner import AddProject, LayerStep
+
+
+def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]) -> str:
+    """Assemble, import and test the final image; returns its ID."""
+    sets = {}
+    for name in ("prepare-runtime", "dependencies-layer", "project-layer"):
+        layer_step = build.plan.step(name)
+        assert isinstance(layer_step, LayerStep)
+        sets[name] = cached_layers(build, layer_step)
+    runtime, deps = sets["prepare-runtime"].facts, sets["dependencies-layer"].facts
+    check_python(_python(deps.get("python")), _python(runtime.get("python")))
+    manifest, config = build.engine.image_manifest(parents["runtime-base"])
+    base = oci.base_image(manifest, config)
+    base_env = tuple(json.loads(config).get("config", {}).get("Env") or ())
+    user = str(runtime.get("user") or "")
+    labels = {"io.uvbuild.step": step.name, "io.uvbuild.key": step.key,
+              "io.uvbuild.user": user,
+              "io.uvbuild.python": json.dumps(_python(runtime.get("python")))}
+    settings = final_config(step, base_env, labels)
+    # The step's own labels win over the recipe's (as a commit's labels did).
+    settings = dataclasses.replace(settings, user=user or None, labels=tuple(
+        sorted({**dict(settings.labels), **labels}.items())))
+    layers = [layer for name in ("prepare-runtime", "dependencies-layer", "project-layer")
+              for layer in sets[name].layers]
+    layout = build.scratch_dir("layout")
+    assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
+    image_id = build.engine.import_layout(layout, step.cache_ref)
+    if image_id != assembled.image_id:
+        build.discard_image(step.cache_ref)
+        raise EngineError(f"the assembled image was stored as {image_id[:12]}, not as its "
+                          f"config's digest {assembled.image_id[:12]}",
+                          hint="check that skopeo supports --preserve-digests (skopeo 1.6+)")
+    if step.test:
+        try:
+            with build.container(image_id, f"{step.name}-test") as ctr:
+                ran = run_tests(build, step, ctr, user)
+            judge_tests(build, step, ran)
+        except BaseException:
+            build.discard_image(step.cache_ref)
+            raise
+    return image_id
+
+
+def _python(facts: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in facts.items()} if isinstance(facts, dict) else {}
