@@ -108,12 +108,12 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
 def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     """Print the planned steps, their cache keys and whether each is cached."""
     from uvbuild.engine.buildah import Buildah
-    from uvbuild.pipeline import plan_recipe
-    from uvbuild.plan.planner import CACHE_REPO, ResolveBase
+    from uvbuild.pipeline import cached_names, plan_recipe
+    from uvbuild.plan.planner import ResolveBase
 
     engine = None if no_engine else Buildah()
     _, the_plan = plan_recipe(recipe, tag=tag, engine=engine, pull=False)
-    cached = engine.images_named(CACHE_REPO + "/") if engine else {}
+    cached = cached_names(engine) if engine else {}
     click.echo(f"image: {the_plan.image}")
     click.echo(f"timestamp: {the_plan.timestamp}")
     for step in the_plan.steps:
