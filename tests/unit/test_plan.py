@@ -16,14 +16,16 @@ from uvbuild.plan.planner import (
     BASE_REPO,
     CACHE_REPO,
     DEFAULT_TIMESTAMP,
-    AddDependencies,
     AddProject,
+    DependenciesLayer,
     InstallProject,
     LayerCopy,
+    LayerStep,
     Plan,
     PlanInputs,
     PrepareBuilder,
     PrepareRuntime,
+    ProjectLayer,
     ResolveBase,
     SyncDependencies,
     bootstrap_key,
@@ -67,9 +69,10 @@ ORDER = (
     "prepare-builder",
     "sync-dependencies",
     "install-project",
+    "dependencies-layer",
+    "project-layer",
     "runtime-base",
     "prepare-runtime",
-    "add-dependencies",
     "add-project",
 )
 
@@ -79,9 +82,10 @@ NEEDS = {
     "sync-dependencies": ("prepare-builder",),
     "install-project": ("sync-dependencies",),
     "runtime-base": (),
+    "dependencies-layer": ("sync-dependencies",),
+    "project-layer": ("install-project",),
     "prepare-runtime": ("runtime-base",),
-    "add-dependencies": ("sync-dependencies", "prepare-runtime"),
-    "add-project": ("add-dependencies", "install-project"),
+    "add-project": ("runtime-base", "prepare-runtime", "dependencies-layer", "project-layer"),
 }
 
 INPUTS = PlanInputs(
@@ -105,10 +109,11 @@ GOLDEN_KEYS = {
     "prepare-builder": "40f01416858295a5eb068475664fb023c70976705420e71838af96362521aae6",
     "sync-dependencies": "dde2065c06591c89e49091c8fbb660b32b2c912f95d7dbbf8061c3f6d2cba85d",
     "install-project": "faa855dc8e7bede6728ef7b058468a0879f292ec91cfce6e48820d2a3eb41cd1",
+    "dependencies-layer": "a455b70f5fc2c9e786a836e4f29271f2a16780fa6ee66d2683ae44fff110afd9",
+    "project-layer": "3f94e26c9b9d75b5b3e4d58cf934ade38d26f59562992d0395c0ee41cdf6b319",
     "runtime-base": "9523a316ca01efa7fc66f54b98ec6321430cee42568520335666f6a6c0fdab3e",
-    "prepare-runtime": "5c346da2e7b78b51397546f5a204f8c6e090839f06f389da34b57d648ee51180",
-    "add-dependencies": "997ae3463027a344efcdcdc64775ef0263bfa08f6f8608d153ba9032f848cd5d",
-    "add-project": "4f3738b8cbc170f238802787368cbfeae4487d76450a9c79854e3988e0956c13",
+    "prepare-runtime": "15e01d9f1d7ec6245d8643e6769e627b72ca4659017a2e415b173f06250faf58",
+    "add-project": "55d410c5086e874bff2778ed079c47395d48e08211fac8f9e565e7ebd33734eb",
 }
 
 
@@ -139,14 +144,14 @@ def edit(text: str, old: str, new: str) -> str:
 # -- shape ------------------------------------------------------------------------------
 
 
-def test_eight_steps_in_order_with_their_needs() -> None:
+def test_nine_steps_in_order_with_their_needs() -> None:
     plan = plan_of()
 
     assert tuple(step.name for step in plan.steps) == ORDER
     assert {step.name: step.needs for step in plan.steps} == NEEDS
     assert [type(step) for step in plan.steps] == [
-        ResolveBase, PrepareBuilder, SyncDependencies, InstallProject,
-        ResolveBase, PrepareRuntime, AddDependencies, AddProject,
+        ResolveBase, PrepareBuilder, SyncDependencies, InstallProject, DependenciesLayer,
+        ProjectLayer, ResolveBase, PrepareRuntime, AddProject,
     ]
 
 
@@ -200,7 +205,7 @@ def test_steps_carry_the_recipe_and_inputs() -> None:
     assert install.is_package is True
     assert install.sources == ("pyproject.toml", "src/app/__init__.py", "uv.lock")
     assert install.run == ("make assets",)
-    # The entry lands in /app: it is staged with the project layer, not copied at the end.
+    # Every entry is staged with the project layer, wherever it lands.
     assert install.copy == (LayerCopy(index=0, source="/src/assets", dest="/app/assets"),)
 
     runtime_base = plan.step("runtime-base")
@@ -213,7 +218,6 @@ def test_steps_carry_the_recipe_and_inputs() -> None:
         ("libpq5",), "app", "python3")
 
     final = plan.final
-    assert final.copy == ()
     assert final.workdir == "/app"
     assert final.env == (("LOG_LEVEL", "info"),)
     assert final.entrypoint == ("python", "-m", "app")
@@ -232,10 +236,11 @@ def test_describe_each_step() -> None:
         "builder packages: build-essential",
         "uv sync dependencies into /app/.venv (pyproject.toml, uv.lock)",
         "install the project (non-editable), then 1 builder command(s)",
-        "runtime base: docker.io/library/python:3.13-slim",
-        "runtime packages: libpq5; user app",
         "dependencies layer: /app/.venv without the project",
-        "project layer + config, 1 test(s)",
+        "project layer: the project, runtime.copy, SBOM",
+        "runtime base: docker.io/library/python:3.13-slim",
+        "runtime layers: packages libpq5; user app",
+        "assemble the image: base, layers, config, 1 test(s)",
     ]
 
 
@@ -293,14 +298,15 @@ def test_output_name_is_not_in_any_key() -> None:
 def test_source_change_invalidates_only_the_project_steps() -> None:
     after = plan_of(source_digest="sha256:" + "3" * 64)
 
-    assert changed(plan_of(), after) == {"install-project", "add-project"}
+    assert changed(plan_of(), after) == {"install-project", "project-layer", "add-project"}
 
 
 def test_lock_change_invalidates_the_dependency_and_project_steps() -> None:
     after = plan_of(manifest_digest="sha256:" + "4" * 64)
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 @pytest.mark.parametrize(("old", "new"), [
@@ -320,7 +326,7 @@ def test_runtime_config_changes_only_the_final_step(old: str, new: str) -> None:
     assert changed(plan_of(), after) == {"add-project"}
 
 
-def test_copies_into_app_are_staged_with_the_project_layer() -> None:
+def test_copies_are_staged_with_the_project_layer() -> None:
     copies = edit(RECIPE, "    - {from: /src/assets, to: /app/assets}",
                   "    - {from: /src/a, to: /srv/a}\n"
                   "    - {from: '/src/*.json', to: /app/static/../data/}\n"
@@ -330,16 +336,17 @@ def test_copies_into_app_are_staged_with_the_project_layer() -> None:
     plan = plan_of(recipe_of(copies))
 
     assert plan.step("install-project").copy == (  # type: ignore[attr-defined]
-        LayerCopy(index=1, source="/src/*.json", dest="/app/data"),
-        LayerCopy(index=2, source="/src/b", dest="/app"))
-    assert plan.final.copy == (LayerCopy(index=0, source="/src/a", dest="/srv/a"),
-                               LayerCopy(index=3, source="/src/c", dest="/application/c"))
+        LayerCopy(index=0, source="/src/a", dest="/srv/a"),
+        LayerCopy(index=1, source="/src/*.json", dest="/app/data/"),
+        LayerCopy(index=2, source="/src/b", dest="/app"),
+        LayerCopy(index=3, source="/src/c", dest="/application/c"))
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
-    ("to: /app/assets}", "to: /app/static}", {"install-project", "add-project"}),
-    ("to: /app/assets}", "to: /srv/assets}", {"install-project", "add-project"}),
-    ("from: /src/assets", "from: /src/static", {"install-project", "add-project"}),
+    ("to: /app/assets}", "to: /app/static}", {"install-project", "project-layer", "add-project"}),
+    ("to: /app/assets}", "to: /srv/assets}", {"install-project", "project-layer", "add-project"}),
+    ("from: /src/assets", "from: /src/static",
+     {"install-project", "project-layer", "add-project"}),
 ])
 def test_a_copy_into_app_changes_the_project_steps(old: str, new: str,
                                                    expected: set[str]) -> None:
@@ -348,24 +355,26 @@ def test_a_copy_into_app_changes_the_project_steps(old: str, new: str,
     assert changed(plan_of(), after) == expected
 
 
-def test_a_copy_elsewhere_changes_only_the_final_step() -> None:
+def test_a_copy_elsewhere_changes_the_project_steps_not_the_dependencies() -> None:
     before = recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/assets}"))
     after = recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/static}"))
 
-    assert changed(plan_of(before), plan_of(after)) == {"add-project"}
+    assert changed(plan_of(before), plan_of(after)) == {
+        "install-project", "project-layer", "add-project"}
 
 
-def test_the_install_key_of_a_recipe_without_copies_into_app_is_unchanged() -> None:
+def test_the_install_key_of_a_recipe_without_copies_is_unchanged() -> None:
     # Staging runtime.copy into the project layer added a field to install-project's key
     # only for recipes that have such entries: the other recipes' caches still hold.
-    without = plan_of(recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/assets}")))
+    without = plan_of(recipe_of(edit(RECIPE, "  copy:\n    - {from: /src/assets, to: /app/assets}\n",
+                                     "")))
 
     assert without.step("install-project").key == (
         "063cf81fc7834b1d98b39aa76d2958923b00f44c3658e92672cf058ec581479d")
 
 
 def test_runtime_packages_or_user_change_the_runtime_chain() -> None:
-    expected = {"prepare-runtime", "add-dependencies", "add-project"}
+    expected = {"prepare-runtime", "add-project"}
     packages = recipe_of(edit(RECIPE, "  packages: [libpq5]", "  packages: [libpq5, curl]"))
     user = recipe_of(edit(RECIPE, "  env: {LOG_LEVEL: info}",
                           "  env: {LOG_LEVEL: info}\n  user: web"))
@@ -377,11 +386,12 @@ def test_runtime_packages_or_user_change_the_runtime_chain() -> None:
 def test_builder_run_changes_only_the_project_steps() -> None:
     after = plan_of(recipe_of(edit(RECIPE, "    - make assets", "    - make assets docs")))
 
-    assert changed(plan_of(), after) == {"install-project", "add-project"}
+    assert changed(plan_of(), after) == {"install-project", "project-layer", "add-project"}
 
 
 def test_package_or_not_changes_only_the_project_steps() -> None:
-    assert changed(plan_of(), plan_of(is_package=False)) == {"install-project", "add-project"}
+    assert changed(plan_of(), plan_of(is_package=False)) == {
+        "install-project", "project-layer", "add-project"}
 
 
 @pytest.mark.parametrize(("old", "new"), [
@@ -395,7 +405,8 @@ def test_sync_options_change_the_dependency_and_project_steps(old: str, new: str
     after = plan_of(recipe_of(edit(RECIPE, old, new)))
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 def test_builder_packages_change_the_builder_chain_not_the_runtime_base() -> None:
@@ -403,8 +414,8 @@ def test_builder_packages_change_the_builder_chain_not_the_runtime_base() -> Non
                                    "  packages: [build-essential, libpq-dev]")))
 
     assert changed(plan_of(), after) == {
-        "prepare-builder", "sync-dependencies", "install-project", "add-dependencies",
-        "add-project"}
+        "prepare-builder", "sync-dependencies", "install-project", "dependencies-layer",
+        "project-layer", "add-project"}
 
 
 def test_builder_python_changes_both_chains_after_the_bases() -> None:
@@ -420,21 +431,21 @@ def test_a_new_builder_base_leaves_the_runtime_chain_start_alone() -> None:
 
     assert changed(plan_of(), after) == {
         "builder-base", "prepare-builder", "sync-dependencies", "install-project",
-        "add-dependencies", "add-project"}
+        "dependencies-layer", "project-layer", "add-project"}
 
 
 def test_a_new_runtime_base_leaves_the_builder_chain_alone() -> None:
     after = plan_of(runtime_base_id="d" * 64)
 
-    assert changed(plan_of(), after) == {
-        "runtime-base", "prepare-runtime", "add-dependencies", "add-project"}
+    assert changed(plan_of(), after) == {"runtime-base", "prepare-runtime", "add-project"}
 
 
 def test_uv_version_changes_every_step_from_the_sync_on() -> None:
     after = plan_of(uv_version="0.7.4")
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 def test_timestamp_changes_every_key() -> None:
@@ -454,7 +465,8 @@ def test_secret_names_are_key_inputs() -> None:
                                    "  secrets: [UV_INDEX_PASSWORD, GITHUB_TOKEN]")))
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 def test_secret_values_never_reach_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -487,7 +499,7 @@ def test_cache_refs_name_the_step_and_32_hex_of_its_key() -> None:
 
     for name in ORDER:
         step = plan.step(name)
-        if isinstance(step, ResolveBase):
+        if isinstance(step, ResolveBase | LayerStep):
             continue
         assert step.cache_ref == f"localhost/uvbuild-cache/{name}-{step.key[:32]}:latest"
         assert step.cache_ref.startswith(CACHE_REPO + "/")
@@ -585,7 +597,7 @@ def test_slim_runtime_packages_join_the_bootstrap() -> None:
     assert runtime_base(recipe.runtime) == base.base
     assert prepare.packages == ()
     assert base.describe() == "runtime base: bootstrap debian bookworm (slim) +python3,libpq5"
-    assert prepare.describe() == "runtime packages: (none); user app"
+    assert prepare.describe() == "runtime layers: packages (none); user app"
     # The builder's packages stay the builder's: its base is standard.
     builder = plan.step("prepare-builder")
     assert isinstance(builder, PrepareBuilder) and builder.packages == ("libpq-dev",)

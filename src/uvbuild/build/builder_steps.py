@@ -2,7 +2,8 @@
 
 The builder is never shipped: the runtime takes only `/app` (as two layers) and the
 `runtime.copy` entries, as canonical layer tars (incontainer/layertar.py) that the
-builder's own batches write into host folders mounted for them (never into a layer). uv, its cache, the CA bundle, proxies and
+builder's own batches write into host folders mounted for them (never into a
+layer). uv, its cache, the CA bundle, proxies and
 secrets reach builder commands as per-command mounts only: the environment (uv's
 settings, builder.env, builder.secrets, proxies) in a job's private file (batch.py).
 """

@@ -193,7 +193,7 @@ def prepare_runtime(build: StepContext, step: PrepareRuntime, base: str) -> str:
     if outcome.failed is not None:
         raise StepFailed(f"writing the runtime layers failed ({outcome.failed}): "
                          f"{cmd.describe_failure(outcome.failure)}")
-    made = next(r for r, c in zip(outcome.results, commands) if c.label == MAKE_USER)
+    made = outcome.results[[c.label for c in commands].index(MAKE_USER)]
     try:
         facts = json.loads(made.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError) as exc:
