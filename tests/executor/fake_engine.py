@@ -183,6 +183,7 @@ class FakeEngine:
         self.run_root_dir: Path | None = None  # see run_root
         self.owner_env: dict[str, str] = {}  # set by the build, as on Buildah
         self.config_of: dict[str, dict[str, Any]] = {}  # image ID → an imported config
+        self.imported: list[str] = []  # the IDs import_layout made, in order
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -625,7 +626,7 @@ class FakeEngine:
             layers=tuple((d["digest"], int(d["size"])) for d in manifest["layers"]))
         self.config_of[image_id] = config
         self.names[name] = image_id
-        self.committed_steps.append(run.get("Labels", {}).get("io.uvbuild.step", "?"))
+        self.imported.append(image_id)
         after()
         return image_id
 

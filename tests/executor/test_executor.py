@@ -12,10 +12,24 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, commands_of
+from fake_engine import (
+    LAYERTAR,
+    MKUSER,
+    PY312,
+    VENVDELTA,
+    Call,
+    FakeEngine,
+    Python,
+    commands_of,
+)
 
 from uvbuild.build import liveness
-from uvbuild.build.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
+from uvbuild.build.builder_steps import (
+    LAYER_OUT,
+    UV_CACHE_TARGET,
+    UV_TARGET,
+    project_layer_args,
+)
 from uvbuild.build.context import BuildSettings
 from uvbuild.build.executor import Build, BuildResult
 from uvbuild.build.liveness import OWNER_VAR, Claim, Places
@@ -62,14 +76,11 @@ PROJECT_FILES = {
 
 # Every step, as results list them (in the plan's order).
 RUN_ORDER = [
-    "builder-base", "prepare-builder", "sync-dependencies", "install-project", "runtime-base",
-    "prepare-runtime", "add-dependencies", "add-project",
+    "builder-base", "prepare-builder", "sync-dependencies", "install-project",
+    "dependencies-layer", "project-layer", "runtime-base", "prepare-runtime", "add-project",
 ]
 # The order the lazy walk from the final step, one step at a time, commits in.
-COMMITTED = [
-    "prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies",
-    "install-project", "add-project",
-]
+COMMITTED = ["prepare-builder", "sync-dependencies", "install-project"]
 # Engine calls that change storage or run something (the rest only look).
 CHANGING_METHODS = ("from_image", "from_scratch", "run", "copy", "add_archive", "configure",
                     "commit", "rm", "tag", "rmi", "pull", "push")
@@ -121,7 +132,7 @@ def settings_of(tmp_path: Path, *, no_cache: bool = False, verbose: bool = False
         network_env={"HTTPS_PROXY": "http://proxy:3128"},
         network_mounts=(Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),),
         secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose,
-        parallel=parallel)
+        parallel=parallel, layer_cache=tmp_path / "layers")
 
 
 def build(engine: FakeEngine, plan: Plan, tmp_path: Path, *, no_cache: bool = False,
@@ -161,7 +172,10 @@ def test_first_build_tags_every_cache_ref_then_the_image(engine: FakeEngine, pro
     plan = plan_of(project)
     result = build(engine, plan, tmp_path)
 
-    assert engine.tags() == [plan.step(name).cache_ref for name in COMMITTED] + [IMAGE]
+    # The final image is imported under its cache name, then tagged with both names.
+    assert engine.tags() == [plan.step(name).cache_ref for name in COMMITTED] + [
+        plan.final.cache_ref, IMAGE]
+    assert engine.imported == [result.image_id]
     assert all(plan.step(name).cache_ref.startswith(CACHE_REPO + "/") for name in COMMITTED)
     assert engine.names[IMAGE] == result.image_id
     assert engine.names[plan.final.cache_ref] == result.image_id
@@ -174,8 +188,9 @@ def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Pa
 
     assert engine.live == {}
     made = [c.args[1] for c in engine.called("from_image")]
-    # One per step, and the twin of add-project's where its tests run.
-    assert len(made) == len(set(made)) == 7
+    # One per step that runs commands (the runtime's layers, builder packages, sync,
+    # install), and one of the assembled image where its tests run.
+    assert len(made) == len(set(made)) == 5
     assert made[-1].endswith("-add-project-test")
     assert {name for c in engine.called("rm") for name in c.args} == set(made)
 
@@ -196,11 +211,7 @@ def test_dependencies_see_only_manifests_and_the_project_sees_its_sources(
         ("deps", "/src", ("pyproject.toml", "uv.lock")),
         ("project", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
                              "uv.lock")),
-        # The layer the project batch staged (with the runtime.copy entry into /app), in
-        # the twin for the tests (first: they wait for it), then in the final container.
-        ("test", "/app", ("lib/app/__init__.py", "assets")),
-        ("project", "/app", ("lib/app/__init__.py", "assets")),
-    ]
+    ]  # nothing else: the runtime image is assembled from layer tars, not filled
 
 
 def test_uv_sync_runs_locked_without_then_with_the_project(engine: FakeEngine, project: Path,
@@ -284,38 +295,41 @@ TWO_COPIES = RECIPE.replace("    - {from: /src/assets, to: /app/assets}\n",
                             "    - {from: /src/docs, to: /srv/docs}\n")
 
 
-def test_a_copy_into_app_is_staged_with_the_layer_and_one_elsewhere_copied(
+def test_every_copy_is_staged_and_written_with_the_project_layer(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     build(engine, plan_of(project, TWO_COPIES), tmp_path)
 
     stage = next(argv for argv in engine.runs() if VENVDELTA in argv and "stage" in argv)
     assert [stage[i:i + 4] for i, word in enumerate(stage) if word == "--copy"] == [
-        ("--copy", "0", "/src/assets", "/app/assets")]
-    final = [c for c in engine.calls if c.method in ("copy", "add_archive")
-             and c.args[2] not in ("/src", "/app/.venv")]  # not the sources, not the venv
-    assert [(c.method, *c.args[1:3]) for c in final] == [
-        ("add_archive", final[0].args[1], "/app"),  # the staged layer, as a tar
-        ("copy", "/src/docs", "/srv/docs"),
-    ] * 2  # the final container, then the tests' twin
+        ("--copy", "0", "/src/assets", "/app/assets"), ("--copy", "1", "/src/docs", "/srv/docs")]
+    # The layer is written in the same batch: the staged /app, and what lands elsewhere.
+    project_batch = next(c for c in engine.called("run") if any(
+        VENVDELTA in words and "stage" in words for words in commands_of(c)))
+    written = [words for words in commands_of(project_batch) if LAYERTAR in words]
+    assert [w[w.index(LAYERTAR) + 1:] for w in written] == [project_layer_args(LAYER_OUT)]
+    # Nothing is copied into a container: the image is assembled from the layer tars.
+    assert engine.called("copy", "add_archive", "commit")[-1].method == "commit"
+    assert not [c for c in engine.calls if c.method in ("copy", "add_archive")]
 
 
-def test_with_the_project_step_cached_its_layer_is_copied_from_its_image(
+def test_a_project_layer_gone_from_the_layer_cache_is_written_from_the_install_image(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     plan = plan_of(project, TWO_COPIES)
     first = build(engine, plan, tmp_path)
-    del engine.names[plan.final.cache_ref]  # only the final step runs again
+    del engine.names[plan.final.cache_ref]  # only the final step and the layer run again
+    for entry in (tmp_path / "layers").glob("project-layer-*.json"):
+        entry.unlink()
     mark = len(engine.calls)
 
     again = build(engine, plan, tmp_path)
 
-    assert ran(again) == ["add-project"]
-    project_image = plan.step("install-project").cache_ref
-    final = [c for c in calls_since(engine, mark) if c.method in ("copy", "add_archive")]
-    assert [(c.method, *c.args[1:3], c.kwargs.get("from_ref")) for c in final] == [
-        ("copy", PROJECT_LAYER, "/app", project_image),  # runtime.copy into /app is in it
-        ("copy", "/src/docs", "/srv/docs", project_image),
-    ] * 2  # the final container, then the tests' twin
-    assert again.image_id != first.image_id  # the fake makes a new ID for every commit
+    assert ran(again) == ["project-layer", "runtime-base", "add-project"]
+    made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
+    assert made[0] == plan.step("install-project").cache_ref
+    writes = [words for c in calls_since(engine, mark) if c.method == "run"
+              for words in commands_of(c) if LAYERTAR in words]
+    assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [project_layer_args(LAYER_OUT)]
+    assert again.image_id == first.image_id  # the same layers: the same image
 
 
 def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: Path,
@@ -329,8 +343,7 @@ def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: P
     assert raised.value.message == (
         "runtime.copy[0]: /src/assets is not in the builder after builder.run")
     assert raised.value.hint == "check the path, or make a builder.run command create it"
-    assert engine.commits() == ["prepare-builder", "sync-dependencies", "prepare-runtime",
-                                "add-dependencies"]
+    assert engine.commits() == ["prepare-builder", "sync-dependencies"]
     assert engine.live == {}
 
 
@@ -340,8 +353,8 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
 
     builder_runs = [c for c in engine.called("run")
                     if any(words[0] == UV_TARGET for words in commands_of(c))]
-    # unpack the project files, uv sync, (make assets), venvdelta
-    assert [len(commands_of(c)) for c in builder_runs] == [3, 4]
+    # unpack the project files, uv sync, (make assets), venvdelta, the layer's tar
+    assert [len(commands_of(c)) for c in builder_runs] == [4, 5]
     assert ("make", "assets") in commands_of(builder_runs[1])
     for call in builder_runs:
         assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
@@ -353,12 +366,13 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
             Mount(str(tmp_path / "uv-cache"), UV_CACHE_TARGET, read_only=False),
             Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),
         )
-    # Both batches read the project's files from a host folder; the project batch also
-    # writes the staged layer's tar to one. Both are removed when the build ends.
+    # Both batches read the project's files from a host folder, and write their layer's
+    # tar to another. All are removed when the build ends.
     # The commands and their environment come in a job folder (the last mount): private,
     # as it holds the secret.
     scratch = [[(m.target, m.read_only) for m in c.kwargs["mounts"][3:]] for c in builder_runs]
-    assert scratch == [[("/run/uvbuild/in", True), ("/run/uvbuild/job", True)],
+    assert scratch == [[("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
+                        ("/run/uvbuild/job", True)],
                        [("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
                         ("/run/uvbuild/job", True)]]
     assert not [m for c in builder_runs for m in c.kwargs["mounts"][3:]
@@ -372,6 +386,9 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     stored = [c for c in engine.calls if c.method in ("commit", "configure", "tag", "copy")]
     assert SECRET not in repr(stored)
     assert not [i for i in engine.store.values() if SECRET in repr(i)]
+    assert SECRET not in repr(engine.config_of)
+    assert not [p for p in (tmp_path / "layers").rglob("*") if p.is_file()
+                and SECRET.encode() in p.read_bytes()]
     test_run = engine.called("run")[-1]
     assert commands_of(test_run) == [("app", "--self-test")]
     # The tests run as the runtime user: their job is readable, and has no environment.
@@ -521,11 +538,28 @@ def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project
     changed = plan_of(project, source_digest="sha256:" + "3" * 64)
     result = build(engine, changed, tmp_path)
 
-    assert ran(result) == ["install-project", "add-project"]
+    # One new layer (the project's); the runtime's layers and the dependencies' are kept.
+    assert ran(result) == ["install-project", "project-layer", "runtime-base", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
-        "sync-dependencies", "add-dependencies"]
-    assert engine.committed_steps[mark:] == ["install-project", "add-project"]
+        "sync-dependencies", "dependencies-layer", "prepare-runtime"]
+    assert engine.committed_steps[mark:] == ["install-project"]
     assert engine.names[IMAGE] == result.image_id
+
+
+def test_a_runtime_base_refresh_runs_no_builder_step(engine: FakeEngine, project: Path,
+                                                      tmp_path: Path) -> None:
+    first = build(engine, plan_of(project), tmp_path)
+    mark = len(engine.calls)
+    refreshed = plan_of(project, runtime_base_id="refreshed-base-id")
+    result = build(engine, refreshed, tmp_path)
+
+    assert ran(result) == ["runtime-base", "prepare-runtime", "add-project"]
+    assert [str(r["step"]) for r in result.steps if r["cached"]] == [
+        "dependencies-layer", "project-layer"]
+    builder = [c for c in calls_since(engine, mark) if c.method == "run"
+               and any(words[0] == UV_TARGET for words in commands_of(c))]
+    assert builder == [] and "commit" not in [c.method for c in calls_since(engine, mark)]
+    assert result.image_id != first.image_id
 
 
 def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
@@ -660,9 +694,11 @@ def test_verbose_streams_user_commands_but_reads_probes(engine: FakeEngine, proj
     streamed = {words[0] if words[0] != "/bin/sh" else words[-1]
                 for c in engine.called("run") if c.kwargs["stream"]
                 for words in commands_of(c)}
-    # venvdelta and the unpacking of the project's files run in the builder's batches
+    # venvdelta and the unpacking of the project's files run in the builder's batches;
+    # the runtime's layers are made in one batch (its start marks, ":", the packages, the
+    # user and the layers' tars)
     assert streamed == {UV_TARGET, "build-essential", "libpq5", "make", "app",
-                        "/app/.venv/bin/python", "python3"}
+                        "/app/.venv/bin/python", "python3", ":"}
     assert engine.names[IMAGE] == result.image_id
 
 
@@ -705,62 +741,30 @@ def test_a_runtime_without_the_builders_interpreter_says_so(project: Path,
 # -- steps at the same time ------------------------------------------------------------------
 
 
-def test_the_tests_run_in_a_twin_while_the_final_image_is_committed(
+def test_the_tests_run_in_a_container_of_the_assembled_image_before_it_is_tagged(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    committed = threading.Event()
-    twins: dict[str, Any] = {}
+    plan = plan_of(project)
+    result = build(engine, plan, tmp_path, parallel=True)
 
-    def name_of(ref: str) -> str:
-        return next(n for n, c in list(engine.live.items()) if ref in (n, c.id))
-
-    def hold_the_tests(call: Call) -> None:
-        if call.method == "commit" and name_of(call.args[0]).endswith("-add-project"):
-            twins["committed"] = call.args[0]
-            committed.set()
-        elif call.method == "run" and commands_of(call) == [("app", "--self-test")]:
-            twins["tested"], twins["tested_name"] = call.args[0], name_of(call.args[0])
-            # One after the other, this would wait for ever: the commit comes first.
-            assert committed.wait(timeout=10), "the commit did not run during the tests"
-
-    engine.on_call = hold_the_tests
-    result = build(engine, plan_of(project), tmp_path, parallel=True)
-
-    assert twins["tested_name"].endswith("-add-project-test")
-    # Same base, same files, same config: the twin holds what the image holds.
-    final = engine.image(result.image_id)
-    assert final is not None
-    tested = [c for c in engine.calls if c.method in ("configure", "add_archive", "copy")
-              and c.args[0] in (twins["tested"], twins["committed"])]
-    assert [c.args[1:] for c in tested if c.args[0] == twins["tested"]] == [
-        c.args[1:] for c in tested if c.args[0] == twins["committed"]]
-    assert engine.live == {}
-
-
-def test_the_tests_run_starts_while_the_project_installs_and_waits_for_its_files(
-        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    started = threading.Event()
-
-    def hold_the_install(call: Call) -> None:
-        if call.method == "run" and call.kwargs.get("gated"):
-            started.set()
-        elif call.method == "run" and ("make", "assets") in commands_of(call):
-            # The project's batch (with builder.run). Started only after the install, the
-            # tests' run would never come.
-            assert started.wait(timeout=10), "the tests' run did not start during the install"
-
-    engine.on_call = hold_the_install
-    result = build(engine, plan_of(project), tmp_path, parallel=True)
-
-    gated = [i for i, c in enumerate(engine.calls) if c.method == "run" and c.kwargs["gated"]]
-    assert len(gated) == 1
-    tests_run = engine.calls[gated[0]]
+    imported = engine.called("import_layout")
+    assert [c.args[1] for c in imported] == [plan.final.cache_ref]
+    at = engine.calls.index(imported[0])
+    tests_run = next(c for c in engine.calls[at:] if c.method == "run")
     assert commands_of(tests_run) == [("app", "--self-test")]
-    # Held at its gate, it saw the files added after it started (the fake answers the
-    # batch only when the gate opens, from what the container holds then).
-    twin_filled = [i for i, c in enumerate(engine.calls)
-                   if c.method == "add_archive" and c.args[0] == tests_run.args[0]]
-    assert twin_filled and twin_filled[0] > gated[0]
-    assert engine.names[IMAGE] == result.image_id
+    assert tests_run.kwargs["user"] == "10001:10001"
+    made = next(c for c in engine.calls[at:] if c.method == "from_image")
+    assert made.args[0] == result.image_id and made.args[1].endswith("-add-project-test")
+    tagged = next(c for c in engine.calls[at:] if c.method == "tag" and IMAGE in c.args)
+    assert engine.calls.index(tests_run) < engine.calls.index(tagged)
+    # The config uvbuild wrote: the runtime user, the venv first on PATH, the recipe's.
+    config = engine.config_of[result.image_id]["config"]
+    assert config["User"] == "10001:10001"
+    assert config["Env"][0].startswith("PATH=/app/.venv/bin:")
+    assert config["Entrypoint"] == ["app"]
+    assert config["Labels"]["io.uvbuild.step"] == "add-project"
+    history = engine.config_of[result.image_id]["history"]
+    assert [h["created_by"].split(":")[0] for h in history if h.get("comment") == "uvbuild"] \
+        == ["uvbuild"] * 4  # packages, user, dependencies, project
     assert engine.live == {}
 
 
@@ -786,13 +790,12 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
     prepared = threading.Event()
 
     def hold_the_sync(call: Call) -> None:
-        if call.method == "commit" and call.args[1].labels.get(
-                "io.uvbuild.step") == "prepare-runtime":
+        if call.method == "run" and any(MKUSER in words for words in commands_of(call)):
             prepared.set()
         elif call.method == "run" and any("--no-install-workspace" in words
                                           for words in commands_of(call)):
             # One step at a time, this would wait for ever: prepare-runtime comes after.
-            assert prepared.wait(timeout=10), "prepare-runtime did not run during the sync"
+            assert prepared.wait(timeout=10), "prepare-runtime did not start during the sync"
 
     engine.on_call = hold_the_sync
     result = build(engine, plan_of(project), tmp_path, parallel=True)
@@ -805,8 +808,9 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
 
 def test_parallel_and_serial_builds_make_the_same_images(project: Path, tmp_path: Path) -> None:
     serial, parallel = fresh_engine(), fresh_engine()
-    one = build(serial, plan_of(project), tmp_path)
-    other = build(parallel, plan_of(project), tmp_path, parallel=True)
+    one = build(serial, plan_of(project), tmp_path / "serial")
+    other = build(parallel, plan_of(project), tmp_path / "parallel", parallel=True)
+    assert one.image_id == other.image_id  # assembled: the config's digest
 
     def shape(engine: FakeEngine, image_id: str) -> tuple[object, ...]:
         info = engine.image(image_id)  # the fake's IDs count calls: compare the rest
@@ -849,12 +853,12 @@ def test_ctrl_c_at_any_engine_call_of_a_parallel_build_leaves_no_container(
         project: Path, tmp_path: Path, after: bool) -> None:
     plan = plan_of(project)
     clean = fresh_engine()
-    build(clean, plan, tmp_path, parallel=True)
+    build(clean, plan, tmp_path / "clean", parallel=True)
     for nth in range(1, len(clean.calls) + 1):
         engine = fresh_engine()
         engine.interrupt(nth, after=after)
         with pytest.raises(KeyboardInterrupt):
-            build(engine, plan, tmp_path, parallel=True)
+            build(engine, plan, tmp_path / f"run-{nth}", parallel=True)
         assert engine.live == {}, f"interrupted at call {nth}"
 
 
@@ -863,7 +867,8 @@ def test_ctrl_c_at_any_engine_call_of_a_parallel_build_leaves_no_container(
 
 def test_ctrl_c_during_a_builder_command_leaves_no_container(engine: FakeEngine, project: Path,
                                                              tmp_path: Path) -> None:
-    engine.interrupt(2, method="run")  # builder packages, then uv sync of the dependencies
+    # The runtime's layers, builder packages, then uv sync of the dependencies.
+    engine.interrupt(3, method="run")
 
     with pytest.raises(KeyboardInterrupt):
         build(engine, plan_of(project), tmp_path)
@@ -878,16 +883,17 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
                          after: bool) -> None:
     """Ctrl-C at each engine call of a clean build in turn: no working container survives."""
     clean = make_engine()
-    build(clean, plan, tmp_path)
+    # Each build with a layer cache of its own: from empty, as the clean one.
+    build(clean, plan, tmp_path / "clean")
     total = len(clean.calls)
-    assert total > 35
+    assert total > 25
     final_tag = max(n for n, c in enumerate(clean.calls, 1)
                     if c.method == "tag" and plan.image in c.args[1:])
     for nth in range(1, total + 1):
         engine = make_engine()
         engine.interrupt(nth, after=after)
         with pytest.raises(KeyboardInterrupt):
-            build(engine, plan, tmp_path)
+            build(engine, plan, tmp_path / f"run-{nth}")
         where = f"interrupted at call {nth} ({engine.calls[nth - 1].method})"
         assert engine.live == {}, where
         if nth < final_tag:
@@ -903,12 +909,12 @@ def test_ctrl_c_at_any_engine_call_leaves_no_container(project: Path, tmp_path: 
 def test_an_interrupted_test_removes_the_image(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     clean = fresh_engine()
-    build(clean, plan_of(project), tmp_path)
-    test_run = len(clean.called("run"))  # the last run: the tests, after add-project's commit
+    build(clean, plan_of(project), tmp_path / "clean")
+    test_run = len(clean.called("run"))  # the last run: the tests, after the import
     engine.interrupt(test_run, method="run")
 
     with pytest.raises(KeyboardInterrupt):
-        build(engine, plan_of(project), tmp_path)
+        build(engine, plan_of(project), tmp_path / "interrupted")
 
     assert engine.images_labelled("io.uvbuild.step", "add-project") == []
     assert engine.live == {}
