@@ -135,10 +135,11 @@ def cache() -> None:
 
 @cache.command("ls")
 def cache_ls() -> None:
-    """List cached step images."""
+    """List cached step images and layer cache entries."""
     from uvbuild.commands.cache import list_entries
+    from uvbuild.pipeline import layer_cache
 
-    for entry in list_entries():
+    for entry in list_entries(layers=layer_cache()):
         click.echo(f"{entry.step:<18} {entry.key}  {entry.image_id[:12]}  {entry.size}")
 
 
@@ -148,12 +149,14 @@ def cache_ls() -> None:
 def cache_prune(everything: bool) -> None:
     """Remove what killed builds left, and cached step images (not under a running build)."""
     from uvbuild.commands.cache import prune
+    from uvbuild.pipeline import layer_cache
 
-    pruned = prune(everything=everything)
+    pruned = prune(everything=everything, layers=layer_cache())
     swept = pruned.swept
     click.echo(f"removed {swept.containers} leftover working container(s), "
                f"{swept.folders} leftover folder(s), {swept.processes} orphaned process(es), "
-               f"{swept.images} unnamed image(s), {pruned.images} cache image(s)")
+               f"{swept.images} unnamed image(s), {pruned.images} cache image(s), "
+               f"{pruned.layers} layer cache entr{'y' if pruned.layers == 1 else 'ies'}")
     if pruned.running:
         click.echo(f"kept the cache images: {pruned.running} build(s) running in this store "
                    "may need them; prune again when they have ended", err=True)

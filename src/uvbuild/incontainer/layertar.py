@@ -22,7 +22,7 @@
 #   paths (relative to PREFIX) that the layer removes.
 #        python layertar.py [--as NAME] delta TAR MARKER BEFORE SCOPE...
 #   a layer of what changed under the folders SCOPE since the file MARKER was made
-#   (a ctime at or after MARKER's: new and changed files, and the folders that lead
+#   (a ctime after MARKER's: new and changed files, and the folders that lead
 #   to them), with owners as on disk, and whiteouts for the paths listed in the file
 #   BEFORE (one per line, as `find` printed them; "-" for none) that are gone. The
 #   pseudo and scratch file systems (/proc, /sys, /dev, /run, /tmp) are left out.
@@ -182,7 +182,7 @@ SKIPPED = ("/proc", "/sys", "/dev", "/run", "/tmp")
 
 
 def changed_since(marker, scopes):
-    """(tar name, path) of what under `scopes` has a ctime at or after `marker`'s, with
+    """(tar name, path) of what under `scopes` has a ctime after `marker`'s, with
     the folders that lead to each (a layer holds a path's parents)."""
     since = os.stat(marker).st_ctime_ns
     found = {}
@@ -195,7 +195,10 @@ def changed_since(marker, scopes):
                     st = os.lstat(path)
                 except OSError:
                     continue
-                if st.st_ctime_ns < since:
+                # Strictly after: file times come from a coarse clock (a tick of a few
+                # ms), and what changed in the marker's own tick was there before it (the
+                # container's set-up); what the commands after it write comes ticks later.
+                if st.st_ctime_ns <= since:
                     continue
                 rel = path.lstrip("/")
                 found[rel] = path
