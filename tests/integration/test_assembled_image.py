@@ -59,8 +59,15 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
         confs[name] = conf
     yield confs
     for conf in confs.values():
-        subprocess.run(["buildah", "rmi", "--all", "--force"], capture_output=True,
-                       env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}, check=False)
+        # Nothing is mounted once the builds are over (they remove their containers):
+        # the folders go as they are, faster than `buildah rmi --all` (a minute for vfs).
+        leftovers = subprocess.run(["buildah", "containers", "--quiet"], capture_output=True,
+                                   text=True, check=False,
+                                   env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)})
+        if leftovers.stdout.strip():
+            subprocess.run(["buildah", "rm", "--all"], capture_output=True, check=False,
+                           env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)})
+        shutil.rmtree(conf.parent, ignore_errors=True)
 
 
 def _tree(root: Path) -> Path:
