@@ -24,6 +24,7 @@ from fake_engine import (
 )
 
 from uvbuild.build import liveness
+from uvbuild.build.assemble import untested_ref
 from uvbuild.build.builder_steps import (
     LAYER_OUT,
     UV_CACHE_TARGET,
@@ -172,10 +173,13 @@ def test_first_build_tags_every_cache_ref_then_the_image(engine: FakeEngine, pro
     plan = plan_of(project)
     result = build(engine, plan, tmp_path)
 
-    # The final image is imported under its cache name, then tagged with both names.
+    # The final image is imported under a name of its own, gets its cache name once its
+    # tests pass (assemble.py), then the output name (with its cache name again: run()).
     assert engine.tags() == [plan.step(name).cache_ref for name in COMMITTED] + [
-        plan.final.cache_ref, IMAGE]
+        plan.final.cache_ref, plan.final.cache_ref, IMAGE]
     assert engine.imported == [result.image_id]
+    assert [c.args[1] for c in engine.called("import_layout")] == [untested_ref(plan.final)]
+    assert untested_ref(plan.final) not in engine.names
     assert all(plan.step(name).cache_ref.startswith(CACHE_REPO + "/") for name in COMMITTED)
     assert engine.names[IMAGE] == result.image_id
     assert engine.names[plan.final.cache_ref] == result.image_id
@@ -747,7 +751,7 @@ def test_the_tests_run_in_a_container_of_the_assembled_image_before_it_is_tagged
     result = build(engine, plan, tmp_path, parallel=True)
 
     imported = engine.called("import_layout")
-    assert [c.args[1] for c in imported] == [plan.final.cache_ref]
+    assert [c.args[1] for c in imported] == [untested_ref(plan.final)]
     at = engine.calls.index(imported[0])
     tests_run = next(c for c in engine.calls[at:] if c.method == "run")
     assert commands_of(tests_run) == [("app", "--self-test")]

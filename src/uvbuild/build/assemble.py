@@ -6,6 +6,11 @@ for become an OCI layout (output/oci.py) holding only the new layers, which the 
 imports keeping its digests. The image ID is then the config's digest: the same in
 every kind of image store. `runtime.test` runs in a container of the imported image,
 which is removed if a test fails (nothing tagged; the output name untouched).
+
+The import names the image UNTESTED_REPO/...: only once its tests pass does it get its
+cache name (which later builds take as "made and tested"). A build killed meanwhile
+leaves that name alone, which the next build's import takes over and `cache prune`
+removes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from uvbuild.build.runtime_steps import check_python, final_config, judge_tests,
 from uvbuild.errors import EngineError
 from uvbuild.output import oci
 from uvbuild.plan.planner import AddProject, LayerStep
+
+UNTESTED_REPO = "localhost/uvbuild-untested"
+
+
+def untested_ref(step: AddProject) -> str:
+    """The name an assembled image has until its tests pass."""
+    return f"{UNTESTED_REPO}/{step.name}-{step.key[:32]}:latest"
 
 
 def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]) -> str:
@@ -46,9 +58,10 @@ def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]
               for layer in sets[name].layers]
     layout = build.scratch_dir("layout")
     assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
-    image_id = build.engine.import_layout(layout, step.cache_ref)
+    untested = untested_ref(step)
+    image_id = build.engine.import_layout(layout, untested)
     if image_id != assembled.image_id:
-        build.discard_image(step.cache_ref)
+        build.discard_image(untested)
         raise EngineError(f"the assembled image was stored as {image_id[:12]}, not as its "
                           f"config's digest {assembled.image_id[:12]}",
                           hint="check that skopeo supports --preserve-digests (skopeo 1.6+)")
@@ -58,8 +71,10 @@ def add_project(build: StepContext, step: AddProject, parents: Mapping[str, str]
                 ran = run_tests(build, step, ctr, user)
             judge_tests(build, step, ran)
         except BaseException:
-            build.discard_image(step.cache_ref)
+            build.discard_image(untested)
             raise
+    build.engine.tag(image_id, step.cache_ref)
+    build.discard_image(untested)  # a name only: the image has its cache name now
     return image_id
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import posixpath
 import shlex
 from pathlib import Path
 
@@ -66,7 +65,10 @@ def packages_command(packages: tuple[str, ...]) -> batch.Command:
 
 def install_packages(build: StepContext, container: str, packages: tuple[str, ...],
                      stage: str) -> None:
-    """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
+    """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf).
+
+    (The builder is never shipped: the mount points `buildah run -v` leaves may stay. The
+    runtime's packages are a layer of what the install changed: layer_steps.py.)"""
     # The proxies in the job's private environment.
     commands = [packages_command(packages)]
     with build.job(commands, env=dict(build.settings.network_env)) as job:
@@ -78,8 +80,6 @@ def install_packages(build: StepContext, container: str, packages: tuple[str, ..
                                packages, stage)
     if failure is not None:
         raise failure
-    if stage == "runtime":
-        _remove_mount_points(build, container)
 
 
 def packages_failure(result: cmd.Result, packages: tuple[str, ...],
@@ -96,23 +96,6 @@ def packages_failure(result: cmd.Result, packages: tuple[str, ...],
     return StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
                       f"{cmd.describe_failure(result)}",
                       hint="check the package names for this base's distribution")
-
-
-def _remove_mount_points(build: StepContext, container: str) -> None:
-    """Remove the targets `buildah run -v` made for the mounts of install_packages, and
-    their folders.
-
-    buildah leaves an empty file or folder at each mount target (the job's folder
-    /run/uvbuild/job, the CA bundle /run/uvbuild/ca-certificates.crt); committed into
-    the runtime, it would ship a trace of the host's build settings. (The builder is
-    never shipped, and its later steps mount the same targets again.)
-    """
-    targets = [m.target for m in build.settings.network_mounts]
-    folders = sorted({posixpath.dirname(t) for t in [*targets, batch.JOB]} | {batch.JOB},
-                     key=len, reverse=True)
-    script_text = (f"rm -f -- {shlex.join(targets)}; " if targets else "") + "".join(
-        f"rmdir {shlex.quote(d)} 2>/dev/null; " for d in folders) + "true"
-    build.engine.run(container, ["/bin/sh", "-c", script_text], network=False, stream=False)
 
 
 def prepare_builder(build: StepContext, step: PrepareBuilder, base: str) -> str:
@@ -320,8 +303,8 @@ def sync_dependencies(build: StepContext, step: SyncDependencies, parent: str) -
 def install_project(build: StepContext, step: InstallProject, parent: str) -> str:
     """Sources in /src, the project installed non-editable, builder.run, layer staged.
 
-    The commit runs in the background: add-project copies the staged layer from the
-    working container meanwhile (see Build.defer_commit).
+    The project layer comes out of the same batch as a canonical tar (project-layer keeps
+    it); the commit runs in the background meanwhile (see Build.defer_commit).
     """
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)

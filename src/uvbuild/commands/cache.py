@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uvbuild.build import liveness
+from uvbuild.build.assemble import UNTESTED_REPO
 from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Places
 from uvbuild.engine.buildah import Buildah
@@ -79,6 +80,10 @@ def prune(*, everything: bool, engine: Buildah | None = None,
                 continue  # bases are slow to remake; final images are what users run
             if engine.rmi(entry.name):
                 removed += 1
+        for image in engine.image_list():  # what killed builds imported and never tested
+            for name in image.get("names") or ():  # type: ignore[attr-defined]
+                if str(name).startswith(UNTESTED_REPO + "/") and engine.rmi(str(name)):
+                    removed += 1
         layer_entries = layers.prune() if layers is not None else 0
     return Pruned(swept=swept, images=removed, layers=layer_entries)
 
