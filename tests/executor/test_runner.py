@@ -58,7 +58,7 @@ def toy_runner(engine: FakeEngine, plan: Plan, made: list[str]) -> Runner:
         made.append(step.name)
         layer = inputs.of("write", LayerResult)
         assert "write" not in inputs.refs  # a layer file is no image to read from
-        with pytest.raises(TypeError, match="handed on a LayerResult, not a ImageResult"):
+        with pytest.raises(TypeError, match="handed on a Layer, not a ImageResult"):
             inputs.of("write", ImageResult)
         return ImageResult(engine.add_image(None, labels={"from": layer.digest}))
 
