@@ -32,6 +32,7 @@ from uvbuild.build.builder_steps import (
     LAYER_OUT,
     UV_CACHE_TARGET,
     UV_TARGET,
+    deps_layer_args,
     project_layer_args,
 )
 from uvbuild.build.context import BuildSettings
@@ -354,6 +355,28 @@ def test_a_project_layer_gone_from_the_layer_cache_is_written_from_the_install_i
               for words in commands_of(c) if LAYERTAR in words]
     assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [project_layer_args(LAYER_OUT)]
     assert again.image_id == first.image_id  # the same layers: the same image
+
+
+def test_a_dependencies_layer_gone_from_the_layer_cache_is_written_from_the_sync_image(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    plan = plan_of(project)
+    first = build(engine, plan, tmp_path)
+    del engine.names[plan.final.cache_ref]
+    for entry in (tmp_path / "layers").glob("dependencies-layer-*.json"):
+        entry.unlink()
+    mark = len(engine.calls)
+
+    again = build(engine, plan, tmp_path)
+
+    assert ran(again) == ["dependencies-layer", "runtime-base", "add-project"]
+    made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
+    assert made[0] == plan.step("sync-dependencies").cache_ref
+    writes = [words for c in calls_since(engine, mark) if c.method == "run"
+              for words in commands_of(c) if LAYERTAR in words]
+    assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [deps_layer_args(LAYER_OUT)]
+    # The interpreter the venv needs comes from the sync image's label then.
+    assert again.image_id == first.image_id
+    assert engine.live == {}
 
 
 def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: Path,

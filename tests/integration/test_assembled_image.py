@@ -178,7 +178,6 @@ def preloaded(stores: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
     there first if missing: ~40 s each), the same image in each store."""
     root = tmp_path_factory.mktemp("assembled")
     recipe = _flask_copy(root, f"localhost/itest-assembled-{RUN_ID}:1")
-    default = Path(os.environ.get("CONTAINERS_STORAGE_CONF") or "/etc/containers/storage.conf")
     bases = _bases(recipe)
     if any(subprocess.run(["buildah", "inspect", "--type", "image", base], capture_output=True,
                           check=False).returncode for base in bases):
@@ -186,7 +185,9 @@ def preloaded(stores: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
                      "--tag", f"localhost/itest-assembled-warm-{RUN_ID}:1"])
         subprocess.run(["buildah", "rmi", f"localhost/itest-assembled-warm-{RUN_ID}:1"],
                        capture_output=True, check=False)
-    info = json.loads(_run(["buildah", "info"], default))["store"]
+    # The default store (this test run's own), named for skopeo by its folders.
+    info = json.loads(subprocess.run(["buildah", "info"], capture_output=True, text=True,
+                                     check=True).stdout)["store"]
     source = f"[{info['GraphDriverName']}@{info['GraphRoot']}+{info['RunRoot']}]"
     for base in bases:
         ids = set()

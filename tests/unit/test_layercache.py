@@ -7,7 +7,10 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from uvbuild.build.layercache import LayerCache
+from uvbuild.errors import EngineError
 from uvbuild.output.oci import Layer
 from uvbuild.plan.planner import DependenciesLayer, PrepareRuntime, layer_ref
 
@@ -121,3 +124,15 @@ def test_the_entry_file_says_what_it_holds(tmp_path: Path) -> None:
     assert data == {"step": "dependencies-layer", "key": "a" * 64, "facts": {"k": "v"},
                     "layers": [{"digest": made.digest, "size": made.size,
                                 "created_by": "uvbuild: test"}]}
+
+
+def test_an_unwritable_cache_is_an_engine_error_that_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    cache = LayerCache(tmp_path / "file" / "layers")
+
+    with pytest.raises(EngineError) as raised:
+        cache.put(DEPS, [tar(tmp_path / "d.tar")], {})
+
+    assert raised.value.message.startswith(
+        f"keeping dependencies-layer's layers in {tmp_path / 'file' / 'layers'}: ")
+    assert "XDG_CACHE_HOME" in str(raised.value.hint)

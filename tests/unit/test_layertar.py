@@ -9,6 +9,8 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
+
 from uvbuild.incontainer import layertar
 
 STAMP = 315532800
@@ -202,3 +204,28 @@ def test_a_file_inserted_on_the_host_takes_its_sorted_place(tmp_path: Path) -> N
     layertar.insert_file(str(tmp_path / "with.tar"), str(tmp_path / "again.tar"),
                          "app/sbom.cdx.json", b"{}", STAMP)
     assert (tmp_path / "again.tar").read_bytes() == data
+
+
+def test_a_root_deltas_file_keeps_its_capability_as_the_one_pax_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # security.capability needs privileges to set: a user xattr stands in for it.
+    monkeypatch.setattr(layertar, "KEPT_XATTRS", ("user.uvbuild-test",))
+    ping = tmp_path / "root" / "bin" / "ping"
+    ping.parent.mkdir(parents=True)
+    ping.write_bytes(b"\x7fELF")
+    value = b"\x01\x00\x00\x02\x00\x20\x00\x00\xff"  # binary, as a capability is
+    os.setxattr(ping, "user.uvbuild-test", value)
+    entries = layertar.tree_entries(str(tmp_path / "root"), "")
+
+    out = io.BytesIO()
+    layertar.write_layer(out, entries, STAMP, owner=None)
+    app = io.BytesIO()
+    layertar.write_layer(app, entries, STAMP)
+
+    (member,) = [m for m in members(out.getvalue()) if m.name == "bin/ping"]
+    assert member.pax_headers["SCHILY.xattr.user.uvbuild-test"].encode(
+        "utf-8", "surrogateescape") == value
+    assert set(member.pax_headers) <= {"SCHILY.xattr.user.uvbuild-test", "hdrcharset"}
+    assert member.mtime == STAMP
+    # The app's layers (one owner) carry no xattr.
+    assert all(not m.pax_headers for m in members(app.getvalue()))

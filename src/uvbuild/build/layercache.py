@@ -16,6 +16,7 @@ killed half-way leave no torn entry.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from uvbuild.build.results import LayerResult, LayerSet
+from uvbuild.errors import EngineError
 from uvbuild.plan.planner import LayerStep, layer_ref
 
 
@@ -71,6 +73,18 @@ class LayerCache:
     def put(self, step: LayerStep, layers: Sequence[LayerResult],
             facts: Mapping[str, object]) -> LayerSet:
         """Keep `layers` (tars anywhere on the host: moved in) and `facts` as `step`'s."""
+        try:
+            return self._put(step, layers, facts)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise  # told as a full disk, with where the build writes (diskfull.py)
+            raise EngineError(f"keeping {step.name}'s layers in {self.root}: "
+                              f"{exc.strerror or exc}",
+                              hint="make that folder writable, or point XDG_CACHE_HOME at "
+                              "one you can write") from exc
+
+    def _put(self, step: LayerStep, layers: Sequence[LayerResult],
+             facts: Mapping[str, object]) -> LayerSet:
         self.blobs.mkdir(parents=True, exist_ok=True)
         kept = []
         for layer in layers:

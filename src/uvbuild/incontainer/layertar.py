@@ -11,7 +11,8 @@
 # owner and group as given (0:0 by default) with no user or group names, every time
 # set to the build's timestamp, modes as on disk less group/other write, hard links
 # written as separate files, sockets and devices left out, long names as GNU long-name
-# records (no PAX headers, which carry times and vary between writers), and `.wh.`
+# records (no PAX headers, which carry times and vary between writers: a root delta's
+# file with a capability is the one PAX entry, its xattr and nothing else), and `.wh.`
 # whiteout entries for what the layer removes. Contents are streamed.
 #
 # Usage: python layertar.py [--as NAME] TAR ROOT PREFIX [--tree ROOT PREFIX]... [--whiteout PATH]...
@@ -147,9 +148,36 @@ def write_layer(out, entries, timestamp, owner=(0, 0), whiteouts=()):
             elif stat.S_ISREG(st.st_mode):
                 info = _info(name, tarfile.REGTYPE, mode, timestamp, who)
                 info.size = st.st_size
+                kept = _kept_xattrs(path) if owner is None else {}
                 with open(path, "rb") as data:
-                    tar.addfile(info, data)
+                    if kept:
+                        # This entry alone as PAX: its xattrs in SCHILY.xattr records
+                        # (sorted; no time records: the mtime is a whole number).
+                        info.pax_headers = kept
+                        tar.format = tarfile.PAX_FORMAT
+                    try:
+                        tar.addfile(info, data)
+                    finally:
+                        tar.format = tarfile.GNU_FORMAT
     return {"digest": "sha256:" + sink.sha256.hexdigest(), "size": sink.size}
+
+
+# The extended attributes a root's files keep: file capabilities, which a package's
+# install script may set (ping's cap_net_raw) and which the file does not work without.
+KEPT_XATTRS = ("security.capability",)
+
+
+def _kept_xattrs(path):
+    """{"SCHILY.xattr.NAME": value} of KEPT_XATTRS that `path` has (values as tarfile
+    writes binary data: bytes through surrogateescape)."""
+    kept = {}
+    for attr in KEPT_XATTRS:
+        try:
+            value = os.getxattr(path, attr, follow_symlinks=False)
+        except OSError:  # not set, or no xattrs on this file system
+            continue
+        kept["SCHILY.xattr." + attr] = value.decode("utf-8", "surrogateescape")
+    return dict(sorted(kept.items()))
 
 
 def write_tree(tar_path, root, prefix, timestamp, owner=(0, 0), whiteouts=()):
