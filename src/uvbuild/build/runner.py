@@ -1,11 +1,13 @@
 """Run a plan's steps as a graph: each step once, its needs first and at the same time.
 
 Steps are made lazily from the one asked for (the final one), so a step whose image is
-already in the cache is not run and neither are the steps only it needed: a code change
-runs `install-project` and `add-project` and nothing else.
+already in the cache (a layer step: whose tars are in the layer cache, `StepKind.kept`)
+is not run and neither are the steps only it needed: a code change runs
+`install-project`, `project-layer` and `add-project` and no other step but resolving
+the runtime base; a runtime-base refresh runs no builder step.
 
 A step's needs (the plan's `needs`) are made at the same time, each in its own thread:
-the runtime chain (base, packages, user) runs while the builder syncs. A step kind may
+the runtime's layers (packages, user) are made while the builder syncs. A step kind may
 also open its working container from one need while the others are still being made
 (`StepKind.opens`). The threads are `threads.Threads`: when one fails, no other step
 starts, the others' commands are interrupted and the gates shut; `Threads.join()` waits
