@@ -59,7 +59,7 @@ SETUP_GRACE = 60.0
 
 _RUN_ID = r"\d+-[a-z]{8}"
 CONTAINER_NAME = re.compile(rf"uvbuild-(?P<id>{_RUN_ID})-\d+-")
-FOLDER_NAME = re.compile(rf"uvbuild-(?:build|bootstrap|push)-(?P<id>{_RUN_ID})(?:-\d+)?")
+FOLDER_NAME = re.compile(rf"uvbuild-(?:build|bootstrap|push|inputs)-(?P<id>{_RUN_ID})(?:-\d+)?")
 # Names older uvbuild versions gave (uvbuild-<pid>-...): only the pid can judge them.
 LEGACY_CONTAINER_NAME = re.compile(r"uvbuild-(?P<pid>\d+)-")
 _NEW = ".new-"  # prefix of lock files and folders not yet in place
