@@ -131,13 +131,16 @@ BUILDER_STEPS = ("builder-base", "prepare-builder", "sync-dependencies", "instal
 
 def _flask_copy(root: Path, image: str, runtime_from: object | None = None) -> Path:
     """recipes/flask and its recipe under `root`, named `image` (its keys are this
-    module run's own: a builder.env value)."""
+    module run's own: a builder.env value), with a runtime.copy entry outside /app."""
     if not (root / "flask").exists():
         shutil.copytree(REPO_ROOT / "recipes" / "flask", root / "flask",
                         ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc"))
     recipe = yaml.safe_load((REPO_ROOT / "recipes" / "flask.yaml").read_text())
     recipe["image"] = image
     recipe["builder"]["env"] = {"UVBUILD_ITEST_ASSEMBLED": RUN_ID}
+    # A runtime.copy entry outside /app ships in the project layer too.
+    recipe["runtime"]["copy"] = [{"from": "/src/templates", "to": "/srv/templates"}]
+    recipe["runtime"]["test"] = [*recipe["runtime"]["test"], "test -f /srv/templates/index.html"]
     if runtime_from is not None:
         recipe["runtime"]["from"] = runtime_from
     path = root / f"{image.rpartition('/')[2].replace(':', '-')}.yaml"
