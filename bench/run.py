@@ -154,6 +154,17 @@ def image_names(sh: Shell, *, host_store: bool = False) -> dict[str, str]:
             for name in entry.get("names") or ()}
 
 
+def private_cache_home(root: Path) -> Path:
+    """uvbuild's cache home for this run: its own layer cache (forgotten with its step
+    cache), the host's uv cache (warm, as the phases say)."""
+    home = root / "xdg"
+    (home / "uvbuild").mkdir(parents=True, exist_ok=True)
+    host = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uvbuild" / "uv"
+    host.mkdir(parents=True, exist_ok=True)
+    (home / "uvbuild" / "uv").symlink_to(host)
+    return home
+
+
 def forget_uvbuild(sh: Shell) -> None:
     """Remove uvbuild's cached steps and the bench image; keep the bootstrapped base.
 
@@ -163,6 +174,10 @@ def forget_uvbuild(sh: Shell) -> None:
     names = [n for n in image_names(sh) if n.startswith(CACHE_REPO) or n == UVBUILD_IMAGE]
     if names:
         sh.run(["buildah", "rmi", *names], what="forget uvbuild cache")
+    # And its layer cache (the runtime image's layer tars), private to this run.
+    assert sh.private_env is not None
+    shutil.rmtree(Path(sh.private_env["XDG_CACHE_HOME"]) / "uvbuild" / "layers",
+                  ignore_errors=True)
 
 
 def forget_bud(sh: Shell) -> None:
@@ -562,7 +577,8 @@ def prepare(sh: Shell, root: Path, uvbuild: str, uv: Path) -> Tools:
     compile_uvbuild(sh)
     store = host_storage(sh)
     ws = make_workspace(root, uv, store)
-    sh.private_env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(ws.storage_conf)}
+    sh.private_env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(ws.storage_conf),
+                      "XDG_CACHE_HOME": str(private_cache_home(root))}
     print(f"bench: working in {root} (private storage {root / 'storage'})", flush=True)
     imported = import_bases(sh, uvbuild, ws, store)
     copied = ", ".join(imported) or "none; the warm-up build bootstraps one (minutes)"

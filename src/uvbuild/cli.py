@@ -108,12 +108,12 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
 def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     """Print the planned steps, their cache keys and whether each is cached."""
     from uvbuild.engine.buildah import Buildah
-    from uvbuild.pipeline import plan_recipe
-    from uvbuild.plan.planner import CACHE_REPO, ResolveBase
+    from uvbuild.pipeline import cached_names, plan_recipe
+    from uvbuild.plan.planner import ResolveBase
 
     engine = None if no_engine else Buildah()
     _, the_plan = plan_recipe(recipe, tag=tag, engine=engine, pull=False)
-    cached = engine.images_named(CACHE_REPO + "/") if engine else {}
+    cached = cached_names(engine) if engine else {}
     click.echo(f"image: {the_plan.image}")
     click.echo(f"timestamp: {the_plan.timestamp}")
     for step in the_plan.steps:
@@ -135,10 +135,11 @@ def cache() -> None:
 
 @cache.command("ls")
 def cache_ls() -> None:
-    """List cached step images."""
+    """List cached step images and layer cache entries."""
     from uvbuild.commands.cache import list_entries
+    from uvbuild.pipeline import layer_cache
 
-    for entry in list_entries():
+    for entry in list_entries(layers=layer_cache()):
         click.echo(f"{entry.step:<18} {entry.key}  {entry.image_id[:12]}  {entry.size}")
 
 
@@ -172,17 +173,19 @@ def cache_prune(everything: bool, registry_repo: str | None, keep: int | None, d
     """Remove what killed builds left, and cached step images (not under a running build);
     with --registry, the older entries of a registry cache."""
     from uvbuild.commands.cache import prune
+    from uvbuild.pipeline import layer_cache
 
     if registry_repo is not None:
         _prune_registry(registry_repo, keep, dry_run, everything, tls_verify, creds, authfile)
         return
     if keep is not None or dry_run:
         raise click.UsageError("--keep and --dry-run go with --registry REGISTRY/REPO")
-    pruned = prune(everything=everything)
+    pruned = prune(everything=everything, layers=layer_cache())
     swept = pruned.swept
     click.echo(f"removed {swept.containers} leftover working container(s), "
                f"{swept.folders} leftover folder(s), {swept.processes} orphaned process(es), "
-               f"{swept.images} unnamed image(s), {pruned.images} cache image(s)")
+               f"{swept.images} unnamed image(s), {pruned.images} cache image(s), "
+               f"{pruned.layers} layer cache entr{'y' if pruned.layers == 1 else 'ies'}")
     if pruned.running:
         click.echo(f"kept the cache images: {pruned.running} build(s) running in this store "
                    "may need them; prune again when they have ended", err=True)

@@ -21,6 +21,7 @@ from uvbuild import redact
 from uvbuild.build import batch
 from uvbuild.build.context import BuildSettings
 from uvbuild.build.executor import Build, BuildResult
+from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.engine import subids
 from uvbuild.engine.buildah import Buildah, RegistryAccess
@@ -29,7 +30,7 @@ from uvbuild.engine.netenv import host_environ, network_settings
 from uvbuild.errors import EngineError, RecipeError
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.inputs import gather, uv_binary
-from uvbuild.plan.planner import Plan, make_plan
+from uvbuild.plan.planner import CACHE_REPO, Plan, make_plan
 from uvbuild.recipe.loader import load_recipe
 from uvbuild.recipe.model import Recipe
 
@@ -56,6 +57,16 @@ def cache_home() -> Path:
     """uvbuild's cache folder on the host (uv's download cache lives under it)."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "uvbuild"
+
+
+def layer_cache() -> LayerCache:
+    """The host's layer cache (build/layercache.py)."""
+    return LayerCache(cache_home() / "layers")
+
+
+def cached_names(engine: Buildah) -> dict[str, str]:
+    """What Step.cached looks in: the step images' names and the layer cache's entries."""
+    return {**engine.images_named(CACHE_REPO + "/"), **layer_cache().listing()}
 
 
 def plan_recipe(path: Path, *, tag: str | None, engine: Buildah | None,
@@ -154,7 +165,8 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         net_env, net_mounts = network_settings(host_environ())
         settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
                                  network_env=net_env, network_mounts=net_mounts,
-                                 secrets=secrets, no_cache=no_cache, verbose=verbose)
+                                 secrets=secrets, no_cache=no_cache, verbose=verbose,
+                                 layer_cache=layer_cache().root)
         reporter.note(f"building {plan.image} from {path}")
         with build_lock(plan.image):
             result = Build(engine, plan, settings, reporter, claim).run()

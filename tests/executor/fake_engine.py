@@ -47,6 +47,7 @@ MKUSER = script("mkuser.py")
 VENVDELTA = script("venvdelta.py")
 UNPACK = script("unpack.py")
 PACKAGES = script("packages.sh")
+LAYERTAR = script("layertar.py")
 RUNTIME_UID = 10001
 
 
@@ -237,6 +238,8 @@ class FakeEngine:
         self.run_root_dir: Path | None = None  # see run_root
         self.owner_env: dict[str, str] = {}  # set by the build, as on Buildah
         self.registry = FakeRegistry()  # share one between engines: two runners, one cache
+        self.config_of: dict[str, dict[str, Any]] = {}  # image ID → an imported config
+        self.imported: list[str] = []  # the IDs import_layout made, in order
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -643,6 +646,15 @@ class FakeEngine:
                 return Result(argv, failure.returncode, "".join(out), "".join(err))
             if VENVDELTA in words:
                 out.append(self._venvdelta(ctr, words, mounts))
+            if LAYERTAR in words:
+                out.append(self._layertar(words, mounts))
+            if MKUSER in words:
+                made = self._answer(ctr, words, mounts)
+                if not made.ok:
+                    out.append(made.stdout)
+                    err.append(made.stderr + f"@@uvbuild failed {index} {made.returncode}\n")
+                    return Result(argv, made.returncode, "".join(out), "".join(err))
+                out.append(made.stdout)
             if UNPACK in words:
                 self._unpack(ctr, words, mounts)
         return Result(argv, 0, "".join(out), "".join(err))
@@ -656,6 +668,28 @@ class FakeEngine:
             names = tuple(tar.getnames())
         for dest in dests:
             self.archives.append(Archive(container=ctr.name, dest=dest, names=names))
+
+    @staticmethod
+    def _layertar(words: tuple[str, ...], mounts: tuple[Mount, ...]) -> str:
+        """layertar.py [--as NAME] [delta] TAR ...: a small tar at TAR's host path (its
+        entries name the arguments), reported as layertar reports it."""
+        args = list(words[words.index(LAYERTAR) + 1:])
+        name = "layer"
+        if args[:1] == ["--as"]:
+            name, args = args[1], args[2:]
+        if args[:1] == ["delta"]:
+            args = args[1:]
+        target = args[0]
+        mount = next(m for m in mounts if target.startswith(m.target + "/"))
+        path = mount.host + target[len(mount.target):]
+        with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+            for arg in sorted({a.strip("/") for a in args[1:] if a.strip("/")}):
+                info = tarfile.TarInfo(arg.replace(".", "_"))
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+        data = Path(path).read_bytes()
+        facts = {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+        return f"@@uvbuild value {name} {json.dumps(facts)}\n"
 
     @staticmethod
     def _venvdelta(ctr: FakeContainer, words: tuple[str, ...], mounts: tuple[Mount, ...]) -> str:
@@ -717,6 +751,50 @@ class FakeEngine:
             id=image_id, labels=labels, env=ctr.env, user=ctr.user,
             layers=(*ctr.layers, (f"sha256:{image_id}", 10)), python=ctr.python)
         self.committed_steps.append(labels.get(STEP_LABEL, "?"))
+        after()
+        return image_id
+
+    # -- assembled images -------------------------------------------------------------------
+
+    def image_manifest(self, ref: str) -> tuple[bytes, bytes]:
+        after = self._record("image_manifest", ref)
+        found = self._resolve(ref)
+        if found is None:
+            raise EngineError(f"reading the manifest of {ref}: image not known")
+        manifest = {"schemaVersion": 2, "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest,
+             "size": size} for digest, size in found.layers]}
+        config = {"architecture": "amd64", "os": "linux",
+                  "config": {"Env": list(found.env), "Labels": dict(found.labels),
+                             **({"User": found.user} if found.user else {})},
+                  "rootfs": {"type": "layers", "diff_ids": [d for d, _ in found.layers]},
+                  "history": [{"created_by": "base"} for _ in found.layers]}
+        after()
+        return json.dumps(manifest).encode(), json.dumps(config).encode()
+
+    def import_layout(self, layout: Path, name: str) -> str:
+        """The layout's image, by its config's digest, named `name`; it holds the
+        layout's layers (the base's referenced, the new ones read from the layout)."""
+        after = self._record("import_layout", layout, name)
+        index = json.loads((layout / "index.json").read_text())
+        blobs = layout / "blobs" / "sha256"
+        manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+        config_digest = manifest["config"]["digest"]
+        config = json.loads((blobs / config_digest[7:]).read_text())
+        for layer in manifest["layers"]:
+            known = any(layer["digest"] in dict(i.layers) for i in list(self.store.values()))
+            assert known or (blobs / layer["digest"][7:]).is_file(), "a layer is missing"
+        run = config.get("config", {})
+        image_id = str(config_digest)[7:]
+        python = next((i.python for i in list(self.store.values())
+                       if dict(i.layers).keys() & {manifest["layers"][0]["digest"]}), None)
+        self.store[image_id] = FakeImage(
+            id=image_id, labels=dict(run.get("Labels") or {}), env=tuple(run.get("Env") or ()),
+            user=run.get("User") or "", python=python,
+            layers=tuple((d["digest"], int(d["size"])) for d in manifest["layers"]))
+        self.config_of[image_id] = config
+        self.names[name] = image_id
+        self.imported.append(image_id)
         after()
         return image_id
 

@@ -13,10 +13,28 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from fake_engine import PY312, VENVDELTA, Call, FakeEngine, Python, call_key, commands_of, purpose
+from fake_engine import (
+    LAYERTAR,
+    MKUSER,
+    PY312,
+    VENVDELTA,
+    Call,
+    FakeEngine,
+    Python,
+    call_key,
+    commands_of,
+    purpose,
+)
 
 from uvbuild.build import liveness
-from uvbuild.build.builder_steps import PROJECT_LAYER, UV_CACHE_TARGET, UV_TARGET
+from uvbuild.build.assemble import untested_ref
+from uvbuild.build.builder_steps import (
+    LAYER_OUT,
+    UV_CACHE_TARGET,
+    UV_TARGET,
+    deps_layer_args,
+    project_layer_args,
+)
 from uvbuild.build.context import BuildSettings
 from uvbuild.build.executor import Build, BuildResult
 from uvbuild.build.liveness import OWNER_VAR, Claim, Places
@@ -64,14 +82,12 @@ PROJECT_FILES = {
 
 # Every step, as results list them (in the plan's order).
 RUN_ORDER = [
-    "builder-base", "prepare-builder", "sync-dependencies", "install-project", "runtime-base",
-    "prepare-runtime", "add-dependencies", "add-project",
+    "builder-base", "prepare-builder", "sync-dependencies", "install-project",
+    "dependencies-layer", "project-layer", "runtime-base", "prepare-runtime", "add-project",
 ]
-# The steps a first build commits (the two chains commit in an order that varies).
-COMMITTED = [
-    "prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies",
-    "install-project", "add-project",
-]
+# The steps a first build commits: the builder chain's (the runtime's layers are tars,
+# and the final image is assembled from them).
+COMMITTED = ["prepare-builder", "sync-dependencies", "install-project"]
 # Engine calls that change storage or run something (the rest only look).
 CHANGING_METHODS = ("from_image", "from_scratch", "run", "copy", "add_archive", "configure",
                     "commit", "rm", "tag", "rmi", "pull", "push")
@@ -128,7 +144,8 @@ def settings_of(tmp_path: Path, *, no_cache: bool = False,
         uv_binary="/opt/uv/bin/uv", uv_cache=tmp_path / "uv-cache",
         network_env={"HTTPS_PROXY": "http://proxy:3128"},
         network_mounts=(Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),),
-        secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose)
+        secrets={"UV_INDEX_PASSWORD": SECRET}, no_cache=no_cache, verbose=verbose,
+        layer_cache=tmp_path / "layers")
 
 
 def build(engine: FakeEngine, plan: Plan, tmp_path: Path, *, no_cache: bool = False,
@@ -147,7 +164,7 @@ def calls_since(engine: FakeEngine, mark: int) -> list[Call]:
 
 
 def the_tests_run(engine: FakeEngine) -> Call:
-    """The run of runtime.test (started early, held at its gate: not the last run)."""
+    """The run of runtime.test (in a container of the assembled image)."""
     runs = [c for c in engine.called("run") if commands_of(c) == [("app", "--self-test")]]
     assert len(runs) == 1
     return runs[0]
@@ -162,20 +179,11 @@ def test_first_build_runs_every_step_needs_first(engine: FakeEngine, project: Pa
     result = build(engine, plan, tmp_path)
 
     assert ran(result) == RUN_ORDER
-    assert sorted(engine.commits()) == sorted(COMMITTED)
-    # Where each step's files were ready: its commit, or for install-project (committed
-    # in the background while add-project reads its working container) its batch.
-    step_of = {"builder": "prepare-builder", "deps": "sync-dependencies",
-               "runtime": "prepare-runtime", "add-dependencies": "add-dependencies",
-               "add-project": "add-project"}  # the purpose of each step's container
-    ready = {step_of[purpose(c.args[0])]: i for i, c in enumerate(engine.calls)
-             if c.method == "commit" and purpose(c.args[0]) in step_of}
-    ready["install-project"] = next(i for i, c in enumerate(engine.calls) if c.method == "run"
-                                    and ("make", "assets") in commands_of(c))
-    for name in COMMITTED:
-        for need in plan.step(name).needs:
-            if need in ready:  # not a base: those are the base images themselves
-                assert ready[need] < ready[name], (need, name)
+    done = {"builder-base", "runtime-base"}  # no commit: the base images themselves
+    for name in engine.commits():
+        assert set(plan.step(name).needs) <= done, name
+        done.add(name)
+    assert engine.commits() == COMMITTED
     assert engine.called("pull") == []  # the base was already in local storage
 
 
@@ -184,8 +192,15 @@ def test_first_build_tags_every_cache_ref_then_the_image(engine: FakeEngine, pro
     plan = plan_of(project)
     result = build(engine, plan, tmp_path)
 
-    assert sorted(engine.tags()[:-1]) == sorted(plan.step(name).cache_ref for name in COMMITTED)
+    # The final image is imported under a name of its own and gets its cache name once
+    # its tests pass (assemble.py), then the output name. (install-project's commit and
+    # tag run in the background, beside the layer steps.)
     assert engine.tags()[-1] == IMAGE
+    assert sorted(engine.tags()[:-1]) == sorted(
+        [*(plan.step(name).cache_ref for name in COMMITTED), plan.final.cache_ref])
+    assert engine.imported == [result.image_id]
+    assert [c.args[1] for c in engine.called("import_layout")] == [untested_ref(plan.final)]
+    assert untested_ref(plan.final) not in engine.names
     assert all(plan.step(name).cache_ref.startswith(CACHE_REPO + "/") for name in COMMITTED)
     assert engine.names[IMAGE] == result.image_id
     assert engine.names[plan.final.cache_ref] == result.image_id
@@ -198,10 +213,10 @@ def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Pa
 
     assert engine.live == {}
     made = [c.args[1] for c in engine.called("from_image")]
-    # One per step, and the twin of add-project's where its tests run.
-    assert len(made) == len(set(made)) == 7
-    assert [purpose(name) for name in made if "add-project" in name] == [
-        "add-project", "add-project-test"]
+    # One per step that runs commands (the runtime's layers, builder packages, sync,
+    # install), and one of the assembled image where its tests run.
+    assert len(made) == len(set(made)) == 5
+    assert purpose(made[-1]) == "add-project-test"
     assert {name for c in engine.called("rm") for name in c.args} == set(made)
 
 
@@ -221,11 +236,7 @@ def test_dependencies_see_only_manifests_and_the_project_sees_its_sources(
         ("deps", "/src", ("pyproject.toml", "uv.lock")),
         ("project", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
                              "uv.lock")),
-        # The layer the project batch staged (with the runtime.copy entry into /app), in
-        # the twin for the tests (first: they wait for it), then in the final container.
-        ("test", "/app", ("lib/app/__init__.py", "assets")),
-        ("project", "/app", ("lib/app/__init__.py", "assets")),
-    ]
+    ]  # nothing else: the runtime image is assembled from layer tars, not filled
 
 
 def test_uv_sync_runs_locked_without_then_with_the_project(engine: FakeEngine, project: Path,
@@ -309,38 +320,63 @@ TWO_COPIES = RECIPE.replace("    - {from: /src/assets, to: /app/assets}\n",
                             "    - {from: /src/docs, to: /srv/docs}\n")
 
 
-def test_a_copy_into_app_is_staged_with_the_layer_and_one_elsewhere_copied(
+def test_every_copy_is_staged_and_written_with_the_project_layer(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     build(engine, plan_of(project, TWO_COPIES), tmp_path)
 
     stage = next(argv for argv in engine.runs() if VENVDELTA in argv and "stage" in argv)
     assert [stage[i:i + 4] for i, word in enumerate(stage) if word == "--copy"] == [
-        ("--copy", "0", "/src/assets", "/app/assets")]
-    final = [c for c in engine.calls if c.method in ("copy", "add_archive")
-             and c.args[2] not in ("/src", "/app/.venv")]  # not the sources, not the venv
-    assert [(c.method, *c.args[1:3]) for c in final] == [
-        ("add_archive", final[0].args[1], "/app"),  # the staged layer, as a tar
-        ("copy", "/src/docs", "/srv/docs"),
-    ] * 2  # the final container, then the tests' twin
+        ("--copy", "0", "/src/assets", "/app/assets"), ("--copy", "1", "/src/docs", "/srv/docs")]
+    # The layer is written in the same batch: the staged /app, and what lands elsewhere.
+    project_batch = next(c for c in engine.called("run") if any(
+        VENVDELTA in words and "stage" in words for words in commands_of(c)))
+    written = [words for words in commands_of(project_batch) if LAYERTAR in words]
+    assert [w[w.index(LAYERTAR) + 1:] for w in written] == [project_layer_args(LAYER_OUT)]
+    # Nothing is copied into a container: the image is assembled from the layer tars.
+    assert engine.called("copy", "add_archive", "commit")[-1].method == "commit"
+    assert not [c for c in engine.calls if c.method in ("copy", "add_archive")]
 
 
-def test_with_the_project_step_cached_its_layer_is_copied_from_its_image(
+def test_a_project_layer_gone_from_the_layer_cache_is_written_from_the_install_image(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     plan = plan_of(project, TWO_COPIES)
     first = build(engine, plan, tmp_path)
-    del engine.names[plan.final.cache_ref]  # only the final step runs again
+    del engine.names[plan.final.cache_ref]  # only the final step and the layer run again
+    for entry in (tmp_path / "layers").glob("project-layer-*.json"):
+        entry.unlink()
     mark = len(engine.calls)
 
     again = build(engine, plan, tmp_path)
 
-    assert ran(again) == ["add-project"]
-    project_image = plan.step("install-project").cache_ref
-    final = [c for c in calls_since(engine, mark) if c.method in ("copy", "add_archive")]
-    assert [(c.method, *c.args[1:3], c.kwargs.get("from_ref")) for c in final] == [
-        ("copy", PROJECT_LAYER, "/app", project_image),  # runtime.copy into /app is in it
-        ("copy", "/src/docs", "/srv/docs", project_image),
-    ] * 2  # the final container, then the tests' twin
-    assert again.image_id != first.image_id  # the fake makes a new ID for every commit
+    assert ran(again) == ["project-layer", "runtime-base", "add-project"]
+    made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
+    assert made[0] == plan.step("install-project").cache_ref
+    writes = [words for c in calls_since(engine, mark) if c.method == "run"
+              for words in commands_of(c) if LAYERTAR in words]
+    assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [project_layer_args(LAYER_OUT)]
+    assert again.image_id == first.image_id  # the same layers: the same image
+
+
+def test_a_dependencies_layer_gone_from_the_layer_cache_is_written_from_the_sync_image(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    plan = plan_of(project)
+    first = build(engine, plan, tmp_path)
+    del engine.names[plan.final.cache_ref]
+    for entry in (tmp_path / "layers").glob("dependencies-layer-*.json"):
+        entry.unlink()
+    mark = len(engine.calls)
+
+    again = build(engine, plan, tmp_path)
+
+    assert ran(again) == ["dependencies-layer", "runtime-base", "add-project"]
+    made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
+    assert made[0] == plan.step("sync-dependencies").cache_ref
+    writes = [words for c in calls_since(engine, mark) if c.method == "run"
+              for words in commands_of(c) if LAYERTAR in words]
+    assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [deps_layer_args(LAYER_OUT)]
+    # The interpreter the venv needs comes from the sync image's label then.
+    assert again.image_id == first.image_id
+    assert engine.live == {}
 
 
 def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: Path,
@@ -354,9 +390,7 @@ def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: P
     assert raised.value.message == (
         "runtime.copy[0]: /src/assets is not in the builder after builder.run")
     assert raised.value.hint == "check the path, or make a builder.run command create it"
-    # The runtime chain may or may not have committed before the failure stopped it.
-    assert {"prepare-builder", "sync-dependencies"} <= set(engine.commits()) <= {
-        "prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies"}
+    assert engine.commits() == ["prepare-builder", "sync-dependencies"]
     assert engine.live == {}
 
 
@@ -366,8 +400,8 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
 
     builder_runs = [c for c in engine.called("run")
                     if any(words[0] == UV_TARGET for words in commands_of(c))]
-    # unpack the project files, uv sync, (make assets), venvdelta
-    assert [len(commands_of(c)) for c in builder_runs] == [3, 4]
+    # unpack the project files, uv sync, (make assets), venvdelta, the layer's tar
+    assert [len(commands_of(c)) for c in builder_runs] == [4, 5]
     assert ("make", "assets") in commands_of(builder_runs[1])
     for call in builder_runs:
         assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
@@ -380,12 +414,13 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
             Mount("/etc/ssl/certs/ca.pem", "/run/uvbuild/ca.pem"),
         )
     # Both batches read the project's files from a host folder (written when the build
-    # was planned, removed with the run's claim by pipeline.build); the project batch
-    # also writes the staged layer's tar to one, removed when the build ends.
+    # was planned, removed with the run's claim by pipeline.build), and write their
+    # layer's tar to another, removed when the build ends.
     # The commands and their environment come in a job folder (the last mount): private,
     # as it holds the secret.
     scratch = [[(m.target, m.read_only) for m in c.kwargs["mounts"][3:]] for c in builder_runs]
-    assert scratch == [[("/run/uvbuild/in", True), ("/run/uvbuild/job", True)],
+    assert scratch == [[("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
+                        ("/run/uvbuild/job", True)],
                        [("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
                         ("/run/uvbuild/job", True)]]
     assert not [m for c in builder_runs for m in c.kwargs["mounts"][3:]
@@ -399,6 +434,9 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     stored = [c for c in engine.calls if c.method in ("commit", "configure", "tag", "copy")]
     assert SECRET not in repr(stored)
     assert not [i for i in engine.store.values() if SECRET in repr(i)]
+    assert SECRET not in repr(engine.config_of)
+    assert not [p for p in (tmp_path / "layers").rglob("*") if p.is_file()
+                and SECRET.encode() in p.read_bytes()]
     test_run = the_tests_run(engine)
     # The tests run as the runtime user: their job is readable, and has no environment.
     assert test_run.kwargs["job"].env is None
@@ -547,12 +585,28 @@ def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project
     changed = plan_of(project, source_digest="sha256:" + "3" * 64)
     result = build(engine, changed, tmp_path)
 
-    assert ran(result) == ["install-project", "add-project"]
+    # One new layer (the project's); the runtime's layers and the dependencies' are kept.
+    assert ran(result) == ["install-project", "project-layer", "runtime-base", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
-        "sync-dependencies", "add-dependencies"]
-    # (install-project's commit runs in the background, beside add-project's)
-    assert sorted(engine.committed_steps[mark:]) == ["add-project", "install-project"]
+        "sync-dependencies", "dependencies-layer", "prepare-runtime"]
+    assert engine.committed_steps[mark:] == ["install-project"]
     assert engine.names[IMAGE] == result.image_id
+
+
+def test_a_runtime_base_refresh_runs_no_builder_step(engine: FakeEngine, project: Path,
+                                                      tmp_path: Path) -> None:
+    first = build(engine, plan_of(project), tmp_path)
+    mark = len(engine.calls)
+    refreshed = plan_of(project, runtime_base_id="refreshed-base-id")
+    result = build(engine, refreshed, tmp_path)
+
+    assert ran(result) == ["runtime-base", "prepare-runtime", "add-project"]
+    assert [str(r["step"]) for r in result.steps if r["cached"]] == [
+        "dependencies-layer", "project-layer"]
+    builder = [c for c in calls_since(engine, mark) if c.method == "run"
+               and any(words[0] == UV_TARGET for words in commands_of(c))]
+    assert builder == [] and "commit" not in [c.method for c in calls_since(engine, mark)]
+    assert result.image_id != first.image_id
 
 
 def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
@@ -686,9 +740,11 @@ def test_verbose_streams_user_commands_but_reads_probes(engine: FakeEngine, proj
     streamed = {words[0] if words[0] != "/bin/sh" else words[-1]
                 for c in engine.called("run") if c.kwargs["stream"]
                 for words in commands_of(c)}
-    # venvdelta and the unpacking of the project's files run in the builder's batches
+    # venvdelta and the unpacking of the project's files run in the builder's batches;
+    # the runtime's layers are made in one batch (its start marks, ":", the packages, the
+    # user and the layers' tars)
     assert streamed == {UV_TARGET, "build-essential", "libpq5", "make", "app",
-                        "/app/.venv/bin/python", "python3"}
+                        "/app/.venv/bin/python", "python3", ":"}
     assert engine.names[IMAGE] == result.image_id
 
 
@@ -706,8 +762,7 @@ def test_a_python_mismatch_stops_before_the_dependencies_layer(project: Path,
         "runtime Python does not match the builder's: the builder's virtualenv uses "
         "/usr/local/bin/python3.13 (Python 3.13), the runtime has /usr/local/bin/python3.12 "
         "(Python 3.12)")
-    assert "add-dependencies" not in engine.commits()
-    assert not any(c.args[1].endswith("-runtime-deps") for c in engine.called("from_image"))
+    assert engine.called("import_layout") == []  # nothing assembled
     assert IMAGE not in engine.names
     assert engine.live == {}
 
@@ -731,62 +786,30 @@ def test_a_runtime_without_the_builders_interpreter_says_so(project: Path,
 # -- steps at the same time ------------------------------------------------------------------
 
 
-def test_the_tests_run_in_a_twin_while_the_final_image_is_committed(
+def test_the_tests_run_in_a_container_of_the_assembled_image_before_it_is_tagged(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    committed = threading.Event()
-    twins: dict[str, Any] = {}
+    plan = plan_of(project)
+    result = build(engine, plan, tmp_path)
 
-    def name_of(ref: str) -> str:
-        return next(n for n, c in list(engine.live.items()) if ref in (n, c.id))
-
-    def hold_the_tests(call: Call) -> None:
-        if call.method == "commit" and name_of(call.args[0]).endswith("-add-project"):
-            twins["committed"] = call.args[0]
-            committed.set()
-        elif call.method == "run" and commands_of(call) == [("app", "--self-test")]:
-            twins["tested"], twins["tested_name"] = call.args[0], name_of(call.args[0])
-            # One after the other, this would wait for ever: the commit comes first.
-            assert committed.wait(timeout=10), "the commit did not run during the tests"
-
-    engine.on_call = hold_the_tests
-    result = build(engine, plan_of(project), tmp_path)
-
-    assert twins["tested_name"].endswith("-add-project-test")
-    # Same base, same files, same config: the twin holds what the image holds.
-    final = engine.image(result.image_id)
-    assert final is not None
-    tested = [c for c in engine.calls if c.method in ("configure", "add_archive", "copy")
-              and c.args[0] in (twins["tested"], twins["committed"])]
-    assert [c.args[1:] for c in tested if c.args[0] == twins["tested"]] == [
-        c.args[1:] for c in tested if c.args[0] == twins["committed"]]
-    assert engine.live == {}
-
-
-def test_the_tests_run_starts_while_the_project_installs_and_waits_for_its_files(
-        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    started = threading.Event()
-
-    def hold_the_install(call: Call) -> None:
-        if call.method == "run" and call.kwargs.get("gated"):
-            started.set()
-        elif call.method == "run" and ("make", "assets") in commands_of(call):
-            # The project's batch (with builder.run). Started only after the install, the
-            # tests' run would never come.
-            assert started.wait(timeout=10), "the tests' run did not start during the install"
-
-    engine.on_call = hold_the_install
-    result = build(engine, plan_of(project), tmp_path)
-
-    gated = [i for i, c in enumerate(engine.calls) if c.method == "run" and c.kwargs["gated"]]
-    assert len(gated) == 1
-    tests_run = engine.calls[gated[0]]
+    imported = engine.called("import_layout")
+    assert [c.args[1] for c in imported] == [untested_ref(plan.final)]
+    at = engine.calls.index(imported[0])
+    tests_run = the_tests_run(engine)
     assert commands_of(tests_run) == [("app", "--self-test")]
-    # Held at its gate, it saw the files added after it started (the fake answers the
-    # batch only when the gate opens, from what the container holds then).
-    twin_filled = [i for i, c in enumerate(engine.calls)
-                   if c.method == "add_archive" and c.args[0] == tests_run.args[0]]
-    assert twin_filled and twin_filled[0] > gated[0]
-    assert engine.names[IMAGE] == result.image_id
+    assert tests_run.kwargs["user"] == "10001:10001"
+    made = next(c for c in engine.calls[at:] if c.method == "from_image")
+    assert made.args[0] == result.image_id and made.args[1].endswith("-add-project-test")
+    tagged = next(c for c in engine.calls[at:] if c.method == "tag" and IMAGE in c.args)
+    assert engine.calls.index(tests_run) < engine.calls.index(tagged)
+    # The config uvbuild wrote: the runtime user, the venv first on PATH, the recipe's.
+    config = engine.config_of[result.image_id]["config"]
+    assert config["User"] == "10001:10001"
+    assert config["Env"][0].startswith("PATH=/app/.venv/bin:")
+    assert config["Entrypoint"] == ["app"]
+    assert config["Labels"]["io.uvbuild.step"] == "add-project"
+    history = engine.config_of[result.image_id]["history"]
+    assert [h["created_by"].split(":")[0] for h in history if h.get("comment") == "uvbuild"] \
+        == ["uvbuild"] * 4  # packages, user, dependencies, project
     assert engine.live == {}
 
 
@@ -812,13 +835,12 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
     prepared = threading.Event()
 
     def hold_the_sync(call: Call) -> None:
-        if call.method == "commit" and call.args[1].labels.get(
-                "io.uvbuild.step") == "prepare-runtime":
+        if call.method == "run" and any(MKUSER in words for words in commands_of(call)):
             prepared.set()
         elif call.method == "run" and any("--no-install-workspace" in words
                                           for words in commands_of(call)):
             # One step at a time, this would wait for ever: prepare-runtime comes after.
-            assert prepared.wait(timeout=10), "prepare-runtime did not run during the sync"
+            assert prepared.wait(timeout=10), "prepare-runtime did not start during the sync"
 
     engine.on_call = hold_the_sync
     result = build(engine, plan_of(project), tmp_path)
@@ -832,19 +854,19 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
 def test_two_builds_make_the_same_images_whatever_the_threads_timing(
         project: Path, tmp_path: Path) -> None:
     serial, parallel = fresh_engine(), fresh_engine()
-    one = build(serial, plan_of(project), tmp_path)
+    one = build(serial, plan_of(project), tmp_path / "serial")
 
     def runtime_first(call: Call) -> None:
-        # The other build: the builder chain waits until the runtime chain is done.
+        # The other build: the builder chain waits until the runtime's layers are made.
         if call.method == "from_image" and purpose(call.args[1]) == "deps":
             assert prepared.wait(timeout=10)
-        elif call.method == "commit" and call.args[1].labels.get(
-                "io.uvbuild.step") == "prepare-runtime":
+        elif call.method == "run" and any(MKUSER in words for words in commands_of(call)):
             prepared.set()
 
     prepared = threading.Event()
     parallel.on_call = runtime_first
-    other = build(parallel, plan_of(project), tmp_path)
+    other = build(parallel, plan_of(project), tmp_path / "parallel")
+    assert one.image_id == other.image_id  # assembled: the config's digest
 
     def shape(engine: FakeEngine, image_id: str) -> tuple[object, ...]:
         info = engine.image(image_id)  # the fake's IDs count calls: compare the rest
@@ -876,7 +898,7 @@ def test_a_failure_in_one_chain_is_the_error_and_stops_the_other(
         running.run()
 
     assert raised.value.message.startswith("runtime.packages: installing libpq5 failed: `")
-    assert "add-dependencies" not in engine.commits()
+    assert engine.called("import_layout") == []  # nothing assembled
     assert "install-project" not in engine.commits()
     assert IMAGE not in engine.names
     assert engine.live == {}
@@ -911,9 +933,10 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
     call whatever the timing.
     """
     clean = make_engine()
-    build(clean, plan, tmp_path)
+    # Each build with a layer cache of its own: from empty, as the clean one.
+    build(clean, plan, tmp_path / "clean")
     keys = [call_key(c) for c in clean.calls]
-    assert len(keys) > 35
+    assert len(keys) > 25
     final_tag = max(n for n, c in enumerate(clean.calls)
                     if c.method == "tag" and plan.image in c.args[1:])
     for n, key in enumerate(keys):
@@ -921,7 +944,7 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
         engine.interrupt(keys[:n].count(key) + 1, after=after,
                          where=lambda call, key=key: call_key(call) == key)  # type: ignore[misc]
         with pytest.raises(KeyboardInterrupt):
-            build(engine, plan, tmp_path)
+            build(engine, plan, tmp_path / f"run-{n}")
         where = f"interrupted at {key} (#{keys[:n].count(key) + 1})"
         assert engine.live == {}, where
         # What the tag needs came first; the final clean-up and size run beside it.
@@ -940,7 +963,7 @@ def test_an_interrupted_test_removes_the_image(
     engine.interrupt(1, method="run", where=lambda c: commands_of(c) == [("app", "--self-test")])
 
     with pytest.raises(KeyboardInterrupt):
-        build(engine, plan_of(project), tmp_path)
+        build(engine, plan_of(project), tmp_path / "interrupted")
 
     assert engine.images_labelled("io.uvbuild.step", "add-project") == []
     assert engine.live == {}

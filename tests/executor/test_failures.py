@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_engine import FakeEngine
+from fake_engine import VENVDELTA, FakeEngine
 from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa: F401, F811
 
 from uvbuild.build import batch, builder_steps
@@ -108,22 +108,15 @@ def test_a_full_scratch_space_on_the_host(engine: FakeEngine, project: Path, tmp
 
 
 def test_a_runtime_copy_source_missing_outside_app(engine: FakeEngine, project: Path,
-                                                   tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   tmp_path: Path) -> None:
+    # Entries outside /app are staged by venvdelta too (into the project layer), which
+    # tells of a missing source with its index.
     recipe = RECIPE.replace("    - {from: /src/assets, to: /app/assets}\n",
                             "    - {from: /src/assets, to: /app/assets}\n"
                             "    - {from: /src/nope, to: /srv/nope}\n")
-    real_copy = engine.copy
+    engine.fail_run(lambda argv: VENVDELTA in argv and "/srv/nope" in argv, returncode=3,
+                    stdout='@@uvbuild value copy_missing {"index": 1, "from": "/src/nope"}\n')
 
-    def copy(container: str, source: str, dest: str, **kwargs: object) -> None:
-        if source == "/src/nope":
-            raise EngineError(
-                f"copying {source} to {dest}: `buildah copy` failed with exit code 125:\n"
-                f"    Error: checking on sources under \"/var/lib/x/merged\": copier: stat: "
-                f"\"/src/nope\": no such file or directory")
-        real_copy(container, source, dest, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(engine, "copy", copy)
     with pytest.raises(StepFailed) as raised:
         build(engine, plan_of(project, recipe), tmp_path)
 

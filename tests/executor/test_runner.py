@@ -15,7 +15,7 @@ from test_executor import RECIPE, plan_of, project  # noqa: F401
 
 from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.executor import STEP_KINDS
-from uvbuild.build.results import ImageResult, InstallResult, LayerResult, StepResult
+from uvbuild.build.results import ImageResult, InstallResult, LayerResult, LayerSet, StepResult
 from uvbuild.build.runner import Runner, StepKind
 from uvbuild.errors import StepFailed
 from uvbuild.output.progress import Reporter
@@ -58,7 +58,7 @@ def toy_runner(engine: FakeEngine, plan: Plan, made: list[str]) -> Runner:
         made.append(step.name)
         layer = inputs.of("write", LayerResult)
         assert "write" not in inputs.refs  # a layer file is no image to read from
-        with pytest.raises(TypeError, match="handed on a LayerResult, not a ImageResult"):
+        with pytest.raises(TypeError, match="handed on a Layer, not a ImageResult"):
             inputs.of("write", ImageResult)
         return ImageResult(engine.add_image(None, labels={"from": layer.digest}))
 
@@ -130,3 +130,26 @@ def test_the_first_failure_stops_the_steps_not_yet_started() -> None:
 
     assert runner.threads.failed.is_set() and str(runner.threads.first_error) == "broken"
     assert "apply" not in made
+
+
+def test_a_step_kept_outside_local_storage_is_found_by_its_kind_and_its_needs_not_made(
+) -> None:
+    made: list[str] = []
+    kept = LayerSet(step="apply", key="2" * 64, layers=(), facts={"user": "0:0"})
+
+    def write(ctx: StepContext, step: Write, inputs: Inputs) -> StepResult:
+        made.append(step.name)
+        return ImageResult("never")
+
+    def apply(ctx: StepContext, step: Apply, inputs: Inputs) -> StepResult:
+        made.append(step.name)
+        return kept
+
+    kinds: dict[type[Step], StepKind[Any]] = {
+        Write: StepKind(write), Apply: StepKind(apply, kept=lambda ctx, step: kept)}
+    reporter = Reporter(style="human", stream=io.StringIO())
+    runner = Runner(PLAN, kinds, FakeEngine(), reporter)
+
+    assert runner.result(PLAN.steps[-1], CTX, {}) is kept
+    assert made == []
+    assert reporter.records == [{"step": "apply", "cached": True, "seconds": 0.0}]

@@ -3,7 +3,7 @@
 Every build here is of a copy of recipes/fastapi (project and recipe) in a temp
 folder, so nothing in the repository is touched. The copies carry a builder.env
 value unique to this module run: their sync-dependencies, install-project,
-add-dependencies and add-project keys are theirs alone, so what `plan` says about
+dependencies-layer, project-layer and add-project keys are theirs alone, so what `plan` says about
 those steps cannot be changed by other builds running on the same host. Images
 are tagged localhost/itest-layers-<random>-<purpose>:1 and untagged at the end.
 """
@@ -37,9 +37,11 @@ RUNNING_LINE = re.compile(r"^\s+(?P<step>[a-z][a-z-]+)\s+\.\.\.\s", re.M)
 CONTAINER_WORK = re.compile(r"^ *[0-9.]+ \+ buildah(?: --storage-driver \S+)? (from|run|commit|copy|add)\b",
                             re.M)
 ALL_STEPS = ("builder-base", "prepare-builder", "sync-dependencies", "install-project",
-             "runtime-base", "prepare-runtime", "add-dependencies", "add-project")
+             "dependencies-layer", "project-layer", "runtime-base", "prepare-runtime",
+             "add-project")
 # Steps whose keys hold this run's builder.env value: nobody else makes these images.
-OWN_STEPS = ("sync-dependencies", "install-project", "add-dependencies", "add-project")
+OWN_STEPS = ("sync-dependencies", "install-project", "dependencies-layer", "project-layer",
+             "add-project")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -196,17 +198,19 @@ def test_code_change_rebuilds_only_the_project_layer(
 
     states, _, out = plan_states(run_uvbuild, recipe)
     print(out)
-    assert states["install-project"] == "to run", out
-    assert states["add-project"] == "to run", out
-    for step in ("prepare-builder", "sync-dependencies", "prepare-runtime", "add-dependencies"):
+    for step in ("install-project", "project-layer", "add-project"):
+        assert states[step] == "to run", out
+    for step in ("prepare-builder", "sync-dependencies", "prepare-runtime",
+                 "dependencies-layer"):
         assert states[step] == "cached", out
 
     proc = run_uvbuild([recipe])
     print(proc.stderr)
-    assert re.search(r"^\s+sync-dependencies\s+cached\b", proc.stderr, re.M), proc.stderr
-    assert re.search(r"^\s+add-dependencies\s+cached\b", proc.stderr, re.M), proc.stderr
+    assert re.search(r"^\s+dependencies-layer\s+cached\b", proc.stderr, re.M), proc.stderr
+    assert re.search(r"^\s+prepare-runtime\s+cached\b", proc.stderr, re.M), proc.stderr
     ran = {m["step"] for m in RUNNING_LINE.finditer(proc.stderr)}
-    assert ran == {"install-project", "add-project"}, proc.stderr
+    # (runtime-base only finds the base image the assembly starts from.)
+    assert ran == {"install-project", "project-layer", "runtime-base", "add-project"}, proc.stderr
 
     before, after = warm.image, image(tag)
     print(f"before: {before}\nafter:  {after}")
@@ -238,7 +242,8 @@ def test_lock_change_rebuilds_the_dependencies_layer(
     assert 'name = "six"' in (project / "uv.lock").read_text()
 
     states, _, out = plan_states(run_uvbuild, recipe)
-    for step in ("sync-dependencies", "install-project", "add-dependencies", "add-project"):
+    for step in ("sync-dependencies", "install-project", "dependencies-layer", "project-layer",
+                 "add-project"):
         assert states[step] == "to run", out
 
     proc = run_uvbuild([recipe])
@@ -265,11 +270,13 @@ def test_cache_ls_and_prune(warm: Warm, run_uvbuild) -> None:
     states, _, out = plan_states(run_uvbuild, warm.recipe)
     print(out)
     # Only this module makes images with these keys, so nothing can have re-made them.
-    for step in ("sync-dependencies", "install-project", "add-dependencies"):
+    for step in ("sync-dependencies", "install-project", "dependencies-layer",
+                 "project-layer"):
         assert states[step] == "to run", out
     # Final images and bootstrapped bases are kept without --all.
     assert states["add-project"] == "cached", out
     listing = run_uvbuild(["cache", "ls"]).stdout
-    for step in ("sync-dependencies", "install-project", "add-dependencies"):
+    for step in ("sync-dependencies", "install-project", "dependencies-layer",
+                 "project-layer"):
         assert not re.search(rf"^{step}\s+{keys[step]}", listing, re.M), listing
     assert image(warm.tag).id == warm.image.id  # the tagged image itself is untouched

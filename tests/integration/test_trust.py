@@ -623,7 +623,7 @@ INTERRUPTIONS = [
     # (signal, step to wait for (None: from the start), seconds after it, whole group?)
     pytest.param(signal.SIGINT, None, 0.5, False, id="SIGINT-0.5s"),
     pytest.param(signal.SIGINT, "sync-dependencies", 1.5, False, id="SIGINT-sync-dependencies"),
-    pytest.param(signal.SIGINT, "add-dependencies", 0.3, False, id="SIGINT-add-dependencies"),
+    pytest.param(signal.SIGINT, "prepare-runtime", 0.3, False, id="SIGINT-prepare-runtime"),
     pytest.param(signal.SIGINT, "add-project", 0.5, True, id="Ctrl-C-add-project"),
     pytest.param(signal.SIGTERM, "install-project", 1.0, False, id="SIGTERM-install-project"),
 ]

@@ -90,6 +90,7 @@ def healthy_root() -> FakeProbe:
     probe.command("podman", "--version", stdout="podman version 4.3.1\n")
     probe.command("runc", "--version", stdout="runc version 1.1.5+ds1\ncommit: 1.1.5\n")
     probe.command("mmdebstrap", "--version", stdout="mmdebstrap 1.3.5\n")
+    probe.command("skopeo", "--version", stdout="skopeo version 1.9.3 commit: unknown\n")
     probe.command("/venv/bin/uv", "--version", stdout="uv 0.13.9 (x86_64-unknown-linux-gnu)\n")
     probe.texts["/root/.config/uvbuild/containers.conf"] = RUNC_CONF
     probe.texts["/etc/ssl/certs/ca-certificates.crt"] = PEM * 3
@@ -135,13 +136,14 @@ def test_healthy_root_host() -> None:
         ("ok   rootless: not checked, running as root (run `uvbuild doctor` as the user who "
         "builds to check rootless builds)"),
         "ok   mmdebstrap 1.3.5 (for `bootstrap:` bases; --mode=root)",
+        "ok   skopeo 1.9.3 (imports the assembled images with their digests)",
         ("ok   leftovers: running builds hold locks in /run/containers/storage/uvbuild; "
          "what a killed one left is removed by the next build or `uvbuild cache prune`"),
         "ok   uv 0.13.9 (/venv/bin/uv)",
         ("ok   network: SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt (3 certificates; "
         "mounted read-only into builder commands)"),
         "ok   proxy: none set",
-        "11 checks: 11 ok, 0 warnings, 0 problems",
+        "12 checks: 12 ok, 0 warnings, 0 problems",
     ]
 
 
@@ -169,12 +171,14 @@ def test_a_bare_host_fails_and_says_what_to_install() -> None:
         "builds to check rootless builds)"),
         "warn mmdebstrap: not found (needed only for `from: {bootstrap: ...}` bases)",
         "     fix: sudo apt-get install mmdebstrap",
+        "FAIL skopeo: not found (it imports every image uvbuild assembles)",
+        "     fix: sudo apt-get install skopeo",
         "FAIL uv: the `uv` package's binary was not found",
         "     fix: reinstall uvbuild with its dependencies (`uv sync` in a checkout)",
         ("ok   network: SSL_CERT_FILE not set: builder commands use the images' own CA "
         "certificates"),
         "ok   proxy: none set",
-        "8 checks: 4 ok, 2 warnings, 2 problems",
+        "9 checks: 4 ok, 2 warnings, 3 problems",
     ]
 
 

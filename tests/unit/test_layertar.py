@@ -6,7 +6,10 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 from pathlib import Path
+
+import pytest
 
 from uvbuild.incontainer import layertar
 
@@ -134,3 +137,95 @@ def test_walk_tree_matches_os_walk_order(tmp_path: Path) -> None:
     (tmp_path / "a" / "to-f").symlink_to(tmp_path / "f")
     assert list(layertar.walk_tree(str(tmp_path))) == list(os.walk(tmp_path))
     assert list(venvdelta.walk_tree(str(tmp_path))) == list(os.walk(tmp_path))
+
+
+def test_several_trees_make_one_layer(tmp_path: Path) -> None:
+    (tmp_path / "app" / "x").mkdir(parents=True)
+    (tmp_path / "app" / "x" / "f").write_text("f")
+    (tmp_path / "outside" / "srv").mkdir(parents=True)
+    (tmp_path / "outside" / "srv" / "doc").write_text("d")
+    target = tmp_path / "layer.tar"
+
+    facts = layertar.write_trees(str(target), [
+        (str(tmp_path / "app"), "app"), (str(tmp_path / "outside"), ""),
+        (str(tmp_path / "missing"), "gone")], STAMP, whiteouts=["app/old"])
+
+    data = target.read_bytes()
+    assert [m.name for m in members(data)] == [
+        "app", "app/.wh.old", "app/x", "app/x/f", "srv", "srv/doc"]
+    assert facts == {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def test_a_delta_holds_what_changed_since_the_marker_with_owners_and_whiteouts(
+        tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "kept").write_text("k")
+    (root / "etc" / "gone").write_text("g")
+    (root / "old").mkdir()
+    (root / "old" / "inside").write_text("i")
+    before = tmp_path / "before"
+    before.write_text("".join(f"{p}\n" for p in [root, *sorted(root.rglob("*"))]))
+    marker = tmp_path / "marker"
+    marker.write_text("")
+    time.sleep(0.05)  # file times tick coarsely: the changes come ticks after the marker
+    (root / "etc" / "new").write_text("n")
+    (root / "etc" / "new").chmod(0o4755)  # setuid stays: a root's files keep their modes
+    (root / "etc" / "gone").unlink()
+    (root / "old" / "inside").unlink()
+    (root / "old").rmdir()
+    target = tmp_path / "delta.tar"
+
+    layertar.write_delta(str(target), str(marker), str(before), [str(root)], STAMP)
+
+    rel = str(root).lstrip("/")
+    names = {m.name.removeprefix(rel + "/"): m for m in members(target.read_bytes())}
+    assert {"etc/new", "etc/.wh.gone", ".wh.old"} <= set(names)
+    assert "etc/kept" not in names and "old/.wh.inside" not in names
+    assert names["etc/new"].mode == 0o4755
+    assert (names["etc/new"].uid, names["etc/new"].gid) == (os.getuid(), os.getgid())
+    assert rel in names  # the folders that lead to a change are in the layer
+
+
+def test_a_file_inserted_on_the_host_takes_its_sorted_place(tmp_path: Path) -> None:
+    source = tmp_path / "layer.tar"
+    layertar.write_tree(str(source), str(tree(tmp_path / "t")), "app", STAMP)
+
+    facts = layertar.insert_file(str(source), str(tmp_path / "with.tar"), "app/sbom.cdx.json",
+                                 b"{}", STAMP)
+
+    data = (tmp_path / "with.tar").read_bytes()
+    names = [m.name for m in members(data)]
+    assert names == sorted(names, key=lambda n: n.encode()) and "app/sbom.cdx.json" in names
+    assert facts == {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+    sbom = next(m for m in members(data) if m.name == "app/sbom.cdx.json")
+    assert (sbom.uid, sbom.gid, sbom.mode, sbom.mtime, sbom.size) == (0, 0, 0o644, STAMP, 2)
+    # Again, over a layer that has it already: replaced, not doubled.
+    layertar.insert_file(str(tmp_path / "with.tar"), str(tmp_path / "again.tar"),
+                         "app/sbom.cdx.json", b"{}", STAMP)
+    assert (tmp_path / "again.tar").read_bytes() == data
+
+
+def test_a_root_deltas_file_keeps_its_capability_as_the_one_pax_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # security.capability needs privileges to set: a user xattr stands in for it.
+    monkeypatch.setattr(layertar, "KEPT_XATTRS", ("user.uvbuild-test",))
+    ping = tmp_path / "root" / "bin" / "ping"
+    ping.parent.mkdir(parents=True)
+    ping.write_bytes(b"\x7fELF")
+    value = b"\x01\x00\x00\x02\x00\x20\x00\x00\xff"  # binary, as a capability is
+    os.setxattr(ping, "user.uvbuild-test", value)
+    entries = layertar.tree_entries(str(tmp_path / "root"), "")
+
+    out = io.BytesIO()
+    layertar.write_layer(out, entries, STAMP, owner=None)
+    app = io.BytesIO()
+    layertar.write_layer(app, entries, STAMP)
+
+    (member,) = [m for m in members(out.getvalue()) if m.name == "bin/ping"]
+    assert member.pax_headers["SCHILY.xattr.user.uvbuild-test"].encode(
+        "utf-8", "surrogateescape") == value
+    assert set(member.pax_headers) <= {"SCHILY.xattr.user.uvbuild-test", "hdrcharset"}
+    assert member.mtime == STAMP
+    # The app's layers (one owner) carry no xattr.
+    assert all(not m.pax_headers for m in members(app.getvalue()))

@@ -113,6 +113,21 @@ def test_the_sweep_removes_dead_folders_and_leaves_live_and_other_stores_ones(
     assert not theirs.exists()
 
 
+@pytest.mark.parametrize("kind", ["build", "bootstrap", "push", "inputs"])
+def test_every_kind_of_folder_a_run_makes_is_swept_once_the_run_is_dead(
+        places: Places, kind: str) -> None:
+    # (pipeline.build writes the project's tars into an "inputs" folder of its claim.)
+    claim = Claim(places)
+    made = claim.folder(kind)
+    (made / LOCK).unlink()  # what a SIGKILL leaves: no lock held (nor, here, its file)
+    assert liveness.FOLDER_NAME.fullmatch(made.name)
+
+    liveness.sweep(Store([]), places)
+
+    assert not made.exists()
+    claim.close()
+
+
 def test_a_folder_being_set_up_is_left_alone_for_a_while(places: Places) -> None:
     fresh = places.tmp / ".new-uvbuild-x1"
     fresh.mkdir()

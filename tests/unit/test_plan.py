@@ -16,14 +16,16 @@ from uvbuild.plan.planner import (
     BASE_REPO,
     CACHE_REPO,
     DEFAULT_TIMESTAMP,
-    AddDependencies,
     AddProject,
+    DependenciesLayer,
     InstallProject,
     LayerCopy,
+    LayerStep,
     Plan,
     PlanInputs,
     PrepareBuilder,
     PrepareRuntime,
+    ProjectLayer,
     ResolveBase,
     SyncDependencies,
     bootstrap_key,
@@ -67,9 +69,10 @@ ORDER = (
     "prepare-builder",
     "sync-dependencies",
     "install-project",
+    "dependencies-layer",
+    "project-layer",
     "runtime-base",
     "prepare-runtime",
-    "add-dependencies",
     "add-project",
 )
 
@@ -79,9 +82,10 @@ NEEDS = {
     "sync-dependencies": ("prepare-builder",),
     "install-project": ("sync-dependencies",),
     "runtime-base": (),
+    "dependencies-layer": ("sync-dependencies",),
+    "project-layer": ("install-project",),
     "prepare-runtime": ("runtime-base",),
-    "add-dependencies": ("sync-dependencies", "prepare-runtime"),
-    "add-project": ("add-dependencies", "install-project"),
+    "add-project": ("runtime-base", "prepare-runtime", "dependencies-layer", "project-layer"),
 }
 
 INPUTS = PlanInputs(
@@ -105,10 +109,11 @@ GOLDEN_KEYS = {
     "prepare-builder": "b1b703dc5a2b3a828b900893cead25235223d3184a37b532b83df6b65baaa27f",
     "sync-dependencies": "36c0bc6d9127493fb1bc817493e445656631badbfb64ff5c87ab57461e60f991",
     "install-project": "01f4e03e06ff6298c22692c97ec6652667d274cc7827e7b596e84689b926152f",
+    "dependencies-layer": "e3594f3ac9e43a275727fa23860a376d40d0ca7733a65d41f55a0ee6d888cc2c",
+    "project-layer": "fee783f2337155700b999abad83048037f3c893c44937824d67630b5ee6bb275",
     "runtime-base": "cfd33b029b4782a00c9dff5d72efc119043573a48e67be5cc5e1ee4cfd632b61",
-    "prepare-runtime": "218aef2eb10a26b326d2dfdc818c56092c642bc47c703f26edb12525efc8ef86",
-    "add-dependencies": "0468bf5f9c69d40c048dc7e015cf4b12401e093b544f24b10bf0e1b08e07c43f",
-    "add-project": "ad0dcd8bfbbc25c46fd5bc44862388143db869c3d3653530e0b8c4b5dcadf00b",
+    "prepare-runtime": "e92097e505c2a7fe63d90585eddb424644e72686855b9bb57acd554031464bed",
+    "add-project": "abf31d7b95aa81d283c7eca9ef041209839cdd50379df14bc5b708697273da94",
 }
 
 
@@ -139,14 +144,14 @@ def edit(text: str, old: str, new: str) -> str:
 # -- shape ------------------------------------------------------------------------------
 
 
-def test_eight_steps_in_order_with_their_needs() -> None:
+def test_nine_steps_in_order_with_their_needs() -> None:
     plan = plan_of()
 
     assert tuple(step.name for step in plan.steps) == ORDER
     assert {step.name: step.needs for step in plan.steps} == NEEDS
     assert [type(step) for step in plan.steps] == [
-        ResolveBase, PrepareBuilder, SyncDependencies, InstallProject,
-        ResolveBase, PrepareRuntime, AddDependencies, AddProject,
+        ResolveBase, PrepareBuilder, SyncDependencies, InstallProject, DependenciesLayer,
+        ProjectLayer, ResolveBase, PrepareRuntime, AddProject,
     ]
 
 
@@ -200,7 +205,7 @@ def test_steps_carry_the_recipe_and_inputs() -> None:
     assert install.is_package is True
     assert install.sources == ("pyproject.toml", "src/app/__init__.py", "uv.lock")
     assert install.run == ("make assets",)
-    # The entry lands in /app: it is staged with the project layer, not copied at the end.
+    # Every entry is staged with the project layer, wherever it lands.
     assert install.copy == (LayerCopy(index=0, source="/src/assets", dest="/app/assets"),)
 
     runtime_base = plan.step("runtime-base")
@@ -213,7 +218,6 @@ def test_steps_carry_the_recipe_and_inputs() -> None:
         ("libpq5",), "app", "python3")
 
     final = plan.final
-    assert final.copy == ()
     assert final.workdir == "/app"
     assert final.env == (("LOG_LEVEL", "info"),)
     assert final.entrypoint == ("python", "-m", "app")
@@ -232,10 +236,11 @@ def test_describe_each_step() -> None:
         "builder packages: build-essential",
         "uv sync dependencies into /app/.venv (pyproject.toml, uv.lock)",
         "install the project (non-editable), then 1 builder command(s)",
-        "runtime base: docker.io/library/python:3.13-slim",
-        "runtime packages: libpq5; user app",
         "dependencies layer: /app/.venv without the project",
-        "project layer + config, 1 test(s)",
+        "project layer: the project, runtime.copy, SBOM",
+        "runtime base: docker.io/library/python:3.13-slim",
+        "runtime layers: packages libpq5; user app",
+        "assemble the image: base, layers, config, 1 test(s)",
     ]
 
 
@@ -293,14 +298,15 @@ def test_output_name_is_not_in_any_key() -> None:
 def test_source_change_invalidates_only_the_project_steps() -> None:
     after = plan_of(source_digest="sha256:" + "3" * 64)
 
-    assert changed(plan_of(), after) == {"install-project", "add-project"}
+    assert changed(plan_of(), after) == {"install-project", "project-layer", "add-project"}
 
 
 def test_lock_change_invalidates_the_dependency_and_project_steps() -> None:
     after = plan_of(manifest_digest="sha256:" + "4" * 64)
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 @pytest.mark.parametrize(("old", "new"), [
@@ -320,7 +326,7 @@ def test_runtime_config_changes_only_the_final_step(old: str, new: str) -> None:
     assert changed(plan_of(), after) == {"add-project"}
 
 
-def test_copies_into_app_are_staged_with_the_project_layer() -> None:
+def test_copies_are_staged_with_the_project_layer() -> None:
     copies = edit(RECIPE, "    - {from: /src/assets, to: /app/assets}",
                   "    - {from: /src/a, to: /srv/a}\n"
                   "    - {from: '/src/*.json', to: /app/static/../data/}\n"
@@ -330,16 +336,17 @@ def test_copies_into_app_are_staged_with_the_project_layer() -> None:
     plan = plan_of(recipe_of(copies))
 
     assert plan.step("install-project").copy == (  # type: ignore[attr-defined]
-        LayerCopy(index=1, source="/src/*.json", dest="/app/data"),
-        LayerCopy(index=2, source="/src/b", dest="/app"))
-    assert plan.final.copy == (LayerCopy(index=0, source="/src/a", dest="/srv/a"),
-                               LayerCopy(index=3, source="/src/c", dest="/application/c"))
+        LayerCopy(index=0, source="/src/a", dest="/srv/a"),
+        LayerCopy(index=1, source="/src/*.json", dest="/app/data/"),
+        LayerCopy(index=2, source="/src/b", dest="/app"),
+        LayerCopy(index=3, source="/src/c", dest="/application/c"))
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
-    ("to: /app/assets}", "to: /app/static}", {"install-project", "add-project"}),
-    ("to: /app/assets}", "to: /srv/assets}", {"install-project", "add-project"}),
-    ("from: /src/assets", "from: /src/static", {"install-project", "add-project"}),
+    ("to: /app/assets}", "to: /app/static}", {"install-project", "project-layer", "add-project"}),
+    ("to: /app/assets}", "to: /srv/assets}", {"install-project", "project-layer", "add-project"}),
+    ("from: /src/assets", "from: /src/static",
+     {"install-project", "project-layer", "add-project"}),
 ])
 def test_a_copy_into_app_changes_the_project_steps(old: str, new: str,
                                                    expected: set[str]) -> None:
@@ -348,15 +355,16 @@ def test_a_copy_into_app_changes_the_project_steps(old: str, new: str,
     assert changed(plan_of(), after) == expected
 
 
-def test_a_copy_elsewhere_changes_only_the_final_step() -> None:
+def test_a_copy_elsewhere_changes_the_project_steps_not_the_dependencies() -> None:
     before = recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/assets}"))
     after = recipe_of(edit(RECIPE, "to: /app/assets}", "to: /srv/static}"))
 
-    assert changed(plan_of(before), plan_of(after)) == {"add-project"}
+    assert changed(plan_of(before), plan_of(after)) == {
+        "install-project", "project-layer", "add-project"}
 
 
 def test_runtime_packages_or_user_change_the_runtime_chain() -> None:
-    expected = {"prepare-runtime", "add-dependencies", "add-project"}
+    expected = {"prepare-runtime", "add-project"}
     packages = recipe_of(edit(RECIPE, "  packages: [libpq5]", "  packages: [libpq5, curl]"))
     user = recipe_of(edit(RECIPE, "  env: {LOG_LEVEL: info}",
                           "  env: {LOG_LEVEL: info}\n  user: web"))
@@ -368,11 +376,12 @@ def test_runtime_packages_or_user_change_the_runtime_chain() -> None:
 def test_builder_run_changes_only_the_project_steps() -> None:
     after = plan_of(recipe_of(edit(RECIPE, "    - make assets", "    - make assets docs")))
 
-    assert changed(plan_of(), after) == {"install-project", "add-project"}
+    assert changed(plan_of(), after) == {"install-project", "project-layer", "add-project"}
 
 
 def test_package_or_not_changes_only_the_project_steps() -> None:
-    assert changed(plan_of(), plan_of(is_package=False)) == {"install-project", "add-project"}
+    assert changed(plan_of(), plan_of(is_package=False)) == {
+        "install-project", "project-layer", "add-project"}
 
 
 @pytest.mark.parametrize(("old", "new"), [
@@ -386,7 +395,8 @@ def test_sync_options_change_the_dependency_and_project_steps(old: str, new: str
     after = plan_of(recipe_of(edit(RECIPE, old, new)))
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 def test_builder_packages_change_the_builder_chain_not_the_runtime_base() -> None:
@@ -394,8 +404,8 @@ def test_builder_packages_change_the_builder_chain_not_the_runtime_base() -> Non
                                    "  packages: [build-essential, libpq-dev]")))
 
     assert changed(plan_of(), after) == {
-        "prepare-builder", "sync-dependencies", "install-project", "add-dependencies",
-        "add-project"}
+        "prepare-builder", "sync-dependencies", "install-project", "dependencies-layer",
+        "project-layer", "add-project"}
 
 
 def test_builder_python_changes_both_chains_after_the_bases() -> None:
@@ -411,21 +421,21 @@ def test_a_new_builder_base_leaves_the_runtime_chain_start_alone() -> None:
 
     assert changed(plan_of(), after) == {
         "builder-base", "prepare-builder", "sync-dependencies", "install-project",
-        "add-dependencies", "add-project"}
+        "dependencies-layer", "project-layer", "add-project"}
 
 
 def test_a_new_runtime_base_leaves_the_builder_chain_alone() -> None:
     after = plan_of(runtime_base_id="d" * 64)
 
-    assert changed(plan_of(), after) == {
-        "runtime-base", "prepare-runtime", "add-dependencies", "add-project"}
+    assert changed(plan_of(), after) == {"runtime-base", "prepare-runtime", "add-project"}
 
 
 def test_uv_version_changes_every_step_from_the_sync_on() -> None:
     after = plan_of(uv_version="0.7.4")
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 def test_timestamp_changes_every_key() -> None:
@@ -445,7 +455,8 @@ def test_secret_names_are_key_inputs() -> None:
                                    "  secrets: [UV_INDEX_PASSWORD, GITHUB_TOKEN]")))
 
     assert changed(plan_of(), after) == {
-        "sync-dependencies", "add-dependencies", "install-project", "add-project"}
+        "sync-dependencies", "dependencies-layer", "install-project", "project-layer",
+        "add-project"}
 
 
 def test_secret_values_never_reach_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -478,7 +489,7 @@ def test_cache_refs_name_the_step_and_32_hex_of_its_key() -> None:
 
     for name in ORDER:
         step = plan.step(name)
-        if isinstance(step, ResolveBase):
+        if isinstance(step, ResolveBase | LayerStep):
             continue
         assert step.cache_ref == f"localhost/uvbuild-cache/{name}-{step.key[:32]}:latest"
         assert step.cache_ref.startswith(CACHE_REPO + "/")
@@ -574,7 +585,7 @@ def test_slim_runtime_packages_join_the_bootstrap() -> None:
     assert runtime_base(recipe.runtime) == base.base
     assert prepare.packages == ()
     assert base.describe() == "runtime base: bootstrap debian bookworm (slim) +python3,libpq5"
-    assert prepare.describe() == "runtime packages: (none); user app"
+    assert prepare.describe() == "runtime layers: packages (none); user app"
     # The builder's packages stay the builder's: its base is standard.
     builder = plan.step("prepare-builder")
     assert isinstance(builder, PrepareBuilder) and builder.packages == ("libpq-dev",)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_plan import INPUTS, plan_of, recipe_of
 
-from uvbuild.plan import cachekey
+from uvbuild.plan import cachekey, planner
 from uvbuild.plan.cachekey import key_value, unkeyed_fields
 from uvbuild.plan.planner import LayerCopy, Plan, Step, SyncDependencies, make_plan, step_key_of
 from uvbuild.recipe.model import BootstrapBase, ImageBase, SyncOptions
@@ -154,3 +154,17 @@ def test_the_cache_format_is_in_every_key(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(cachekey, "CACHE_FORMAT", cachekey.CACHE_FORMAT + 1)
     after = plan_of()
     assert all(a.key != b.key for a, b in zip(before.steps, after.steps, strict=True))
+
+
+def test_the_layer_form_is_in_the_keys_of_the_steps_that_make_layers_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A layer step's key is its type, the layers' form and the key of the builder step it
+    # comes from: nothing of the runtime side (and no builder key holds the form).
+    before = plan_of()
+    monkeypatch.setattr(planner, "LAYER_FORM", planner.LAYER_FORM + 1)
+    after = plan_of()
+
+    assert {a.name for a, b in zip(before.steps, after.steps, strict=True) if a.key != b.key} == {
+        "dependencies-layer", "project-layer", "prepare-runtime", "add-project"}
+    assert after.step("dependencies-layer").needs == ("sync-dependencies",)
+    assert after.step("project-layer").needs == ("install-project",)

@@ -1,7 +1,9 @@
 """The builder stage: packages, `uv sync` of dependencies, then of the project.
 
 The builder is never shipped: the runtime takes only `/app` (as two layers) and the
-`runtime.copy` entries from its images. uv, its cache, the CA bundle, proxies and
+`runtime.copy` entries, as canonical layer tars (incontainer/layertar.py) that the
+builder's own batches write into host folders mounted for them (never into a
+layer). uv, its cache, the CA bundle, proxies and
 secrets reach builder commands as per-command mounts only: the environment (uv's
 settings, builder.env, builder.secrets, proxies) in a job's private file (batch.py).
 """
@@ -10,14 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import posixpath
 import shlex
 from pathlib import Path
 
 from uvbuild.build import batch
 from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import INSTALLED_LABEL, PYTHON_LABEL
-from uvbuild.build.results import ImageResult, InstallResult
+from uvbuild.build.results import ImageResult, InstallResult, LayerResult, SyncResult
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import ProjectError, StepFailed
@@ -39,8 +40,11 @@ UV_CACHE_TARGET = f"{TOOLS}/cache"
 STATE = "/uvbuild-state"  # builder-only bookkeeping: manifest of the deps venv, staged layer
 DEPS_MANIFEST = f"{STATE}/deps.json"
 PROJECT_LAYER = f"{STATE}/layer"
-LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the project batch only
+LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the batch that writes a layer
 LAYER_TAR = "layer.tar"
+DEPS_TAR = "dependencies.tar"
+PROJECT_OUTSIDE = PROJECT_LAYER + ".outside"  # runtime.copy entries outside /app
+PROJECT_REMOVED = PROJECT_LAYER + ".removed"  # what the project install removed from /app
 FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
 
 # The labels of the builder's batch commands (see batch.Command); builder.run entries
@@ -50,50 +54,48 @@ UNPACK = "unpack"
 UV_SYNC = "uv-sync"
 SNAPSHOT = "venv-snapshot"
 STAGE = "stage-layer"
+WRITE_LAYER = "write-layer"
+
+
+def packages_command(packages: tuple[str, ...]) -> batch.Command:
+    """packages.sh as a batch command: the package names as its arguments (nothing on
+    buildah's command line)."""
+    return batch.Command(PACKAGES, f"set -- {shlex.join(packages)}\n{script('packages.sh')}")
 
 
 def install_packages(build: StepContext, container: str, packages: tuple[str, ...],
                      stage: str) -> None:
-    """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf)."""
-    # The package names as packages.sh's arguments, and the proxies in the job's private
-    # environment: nothing on buildah's command line.
-    commands = [batch.Command(PACKAGES, f"set -- {shlex.join(packages)}\n{script('packages.sh')}")]
+    """Install OS packages with the image's package manager (apt-get, apk, dnf, microdnf).
+
+    (The builder is never shipped: the mount points `buildah run -v` leaves may stay. The
+    runtime's packages are a layer of what the install changed: layer_steps.py.)"""
+    # The proxies in the job's private environment.
+    commands = [packages_command(packages)]
     with build.job(commands, env=dict(build.settings.network_env)) as job:
         run = build.engine.run(container, job.argv,
                                mounts=(*build.settings.network_mounts, job.mount),
                                stream=build.settings.verbose)
     outcome = batch.parse(commands, run)
-    result = run
-    if outcome.failed == PACKAGES:
-        # Named as it would be typed, not by the script's text.
-        result = dataclasses.replace(outcome.failure, argv=("packages.sh", *packages))
+    failure = packages_failure(run if outcome.failed != PACKAGES else outcome.failure,
+                               packages, stage)
+    if failure is not None:
+        raise failure
+
+
+def packages_failure(result: cmd.Result, packages: tuple[str, ...],
+                     stage: str) -> StepFailed | None:
+    """The error of a failed packages.sh (None if it did not fail), its argv named as it
+    would be typed, not by the script's text."""
+    if result.ok:
+        return None
+    result = dataclasses.replace(result, argv=("packages.sh", *packages))
     if result.returncode == 100:
-        raise StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
-                         hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
-                         "that already has these packages")
-    if not result.ok:
-        raise StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
-                         f"{cmd.describe_failure(result)}",
-                         hint="check the package names for this base's distribution")
-    if stage == "runtime":
-        _remove_mount_points(build, container)
-
-
-def _remove_mount_points(build: StepContext, container: str) -> None:
-    """Remove the targets `buildah run -v` made for the mounts of install_packages, and
-    their folders.
-
-    buildah leaves an empty file or folder at each mount target (the job's folder
-    /run/uvbuild/job, the CA bundle /run/uvbuild/ca-certificates.crt); committed into
-    the runtime, it would ship a trace of the host's build settings. (The builder is
-    never shipped, and its later steps mount the same targets again.)
-    """
-    targets = [m.target for m in build.settings.network_mounts]
-    folders = sorted({posixpath.dirname(t) for t in [*targets, batch.JOB]} | {batch.JOB},
-                     key=len, reverse=True)
-    script_text = (f"rm -f -- {shlex.join(targets)}; " if targets else "") + "".join(
-        f"rmdir {shlex.quote(d)} 2>/dev/null; " for d in folders) + "true"
-    build.engine.run(container, ["/bin/sh", "-c", script_text], network=False, stream=False)
+        return StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
+                          hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
+                          "that already has these packages")
+    return StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
+                      f"{cmd.describe_failure(result)}",
+                      hint="check the package names for this base's distribution")
 
 
 def prepare_builder(build: StepContext, step: PrepareBuilder, inputs: Inputs) -> ImageResult:
@@ -225,6 +227,41 @@ def _venvdelta(label: str, *args: str) -> batch.Command:
                                              *args]))
 
 
+def layer_command(python: str, *args: str) -> batch.Command:
+    """layertar.py as the batch command that writes a layer tar (reported as "layer")."""
+    return batch.Command(WRITE_LAYER, batch.shell([python, "-c", script("layertar.py"), *args]))
+
+
+def deps_layer_args(out: str) -> tuple[str, ...]:
+    """layertar's arguments for the dependencies layer: /app/.venv, whole."""
+    return (f"{out}/{DEPS_TAR}", VENV, VENV)
+
+
+def project_layer_args(out: str) -> tuple[str, ...]:
+    """layertar's arguments for the project layer: what venvdelta staged for /app (and
+    for elsewhere), with whiteouts for what the install removed."""
+    return (f"{out}/{LAYER_TAR}", PROJECT_LAYER, APP, "--tree", PROJECT_OUTSIDE, "",
+            "--whiteouts-from", PROJECT_REMOVED, APP)
+
+
+def deps_history(sync: SyncDependencies) -> str:
+    """The history entry of the dependencies layer."""
+    return f"uvbuild: {VENV} dependencies (uv sync of {', '.join(sync.manifests) or 'uv.lock'})"
+
+
+PROJECT_HISTORY = "uvbuild: the project, runtime.copy and SBOM"  # the project layer's
+
+
+def layer_made(out: Path, name: str, reported: object, created_by: str) -> LayerResult:
+    """The layer tar a batch wrote into the host folder `out` (see layer_command), with
+    the digest and size layertar reported."""
+    path = out / name
+    if not isinstance(reported, dict) or not path.is_file():
+        raise StepFailed(f"writing the layer {name} gave no layer")
+    return LayerResult(path=path, digest=str(reported["digest"]), size=int(reported["size"]),
+                       created_by=created_by)
+
+
 def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
                commands: list[batch.Command],
                *, project: bool, extra_mounts: tuple[Mount, ...] = ()) -> batch.Outcome:
@@ -245,14 +282,20 @@ def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
 
 
 def sync_dependencies(build: StepContext, step: SyncDependencies,
-                      inputs: Inputs) -> ImageResult:
-    """Only manifests present, `uv sync --no-install-workspace` into /app/.venv."""
+                      inputs: Inputs) -> SyncResult:
+    """Only manifests present, `uv sync --no-install-workspace` into /app/.venv; the
+    dependencies layer is written in the same batch (dependencies-layer keeps it)."""
     parent = inputs.ref("prepare-builder")
     with build.container(parent, "deps") as ctr:
         unpack, files = _files_in(step, step.manifests_tar, SOURCE_DIR)
+        # The dependencies layer is written here, in the same run (dependencies-layer
+        # keeps it): the venv as it ships, read while it is at hand.
+        out = build.scratch_dir("deps-layer")
         commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
-                    _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST)]
-        outcome = _run_batch(build, ctr, step, commands, project=False, extra_mounts=(files,))
+                    _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
+                    layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT))]
+        outcome = _run_batch(build, ctr, step, commands, project=False,
+                             extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
         if outcome.failed == UNPACK:
             raise _unpack_failure(step, outcome.failure)
         if outcome.failed == UV_SYNC:
@@ -263,15 +306,18 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
                              f"{cmd.describe_failure(outcome.results[-1])}")
         check_made_venv(step.python_request, str(python.get("version", "")),
                         f"the builder's {python.get('python', step.python)}")
-        return ImageResult(build.engine.commit(ctr, build.commit_options(step, **{
-            PYTHON_LABEL: json.dumps(python, sort_keys=True)})))
+        layer = layer_made(out, DEPS_TAR, outcome.reported.get("layer"), deps_history(step))
+        image_id = build.engine.commit(ctr, build.commit_options(step, **{
+            PYTHON_LABEL: json.dumps(python, sort_keys=True)}))
+        return SyncResult(ImageResult(image_id), python={
+            str(k): str(v) for k, v in python.items()}, layer=layer)
 
 
 def install_project(build: StepContext, step: InstallProject, inputs: Inputs) -> InstallResult:
     """Sources in /src, the project installed non-editable, builder.run, layer staged.
 
-    The commit runs in the background: add-project copies the staged layer from the
-    working container meanwhile (see StepContext.defer_commit).
+    The project layer comes out of the same batch as a canonical tar (project-layer keeps
+    it); the commit runs in the background meanwhile (see StepContext.defer_commit).
     """
     parent = inputs.ref("sync-dependencies")
     sync = build.plan.step("sync-dependencies")
@@ -282,14 +328,13 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(sync, step.sources_tar,
                               *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
-    # The staged layer also comes out as a tar in a host folder: add-project adds it,
-    # with the SBOM appended, in one `buildah add` (it copies PROJECT_LAYER from the
-    # image only when this step was cached, and there is no tar).
+    # The staged layer comes out as a canonical layer tar in a host folder, written in
+    # the same run (project-layer keeps it, with the SBOM); the image keeps it staged
+    # in PROJECT_LAYER too, for a project-layer whose entry has left the layer cache.
     out = build.scratch_dir("layer")
     stage_options = ["--compile"] if sync.sync.compile_bytecode else []
     for entry in step.copy:
         stage_options += ["--copy", str(entry.index), entry.source, entry.dest]
-    stage_options += ["--tar", f"{LAYER_OUT}/{LAYER_TAR}"]
 
     run_commands = batch.labelled("builder.run", step.run)
 
@@ -299,7 +344,8 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
                                                                 offline=offline))),
                 *run_commands,
                 _venvdelta(STAGE, "stage", "/app", DEPS_MANIFEST, PROJECT_LAYER,
-                           *stage_options)]
+                           *stage_options),
+                layer_command(f"{VENV}/bin/python", *project_layer_args(LAYER_OUT))]
 
     def run(offline: bool) -> batch.Outcome:
         return _run_batch(build, ctr, sync, commands(offline), project=True,
@@ -325,14 +371,19 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     if isinstance(missing, dict):
         raise copy_missing(int(missing["index"]), str(missing["from"]))
     installed = outcome.reported.get("installed")
-    tarball = out / LAYER_TAR
-    if outcome.failed is not None or not isinstance(installed, dict) or not tarball.is_file():
+    if outcome.failed is not None or not isinstance(installed, dict):
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.results[-1])}")
+    layer = layer_made(out, LAYER_TAR, outcome.reported.get("layer"), PROJECT_HISTORY)
     options = build.commit_options(step, **{INSTALLED_LABEL: json.dumps(installed,
                                                                         sort_keys=True)})
     held = build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
-    return InstallResult(files=held, installed=installed, layer_tar=tarball)
+    return InstallResult(files=held, installed=installed, layer=layer)
+
+
+def sync_from_cache(image: ImageResult) -> SyncResult:
+    """sync-dependencies found in the cache: its interpreter is in its image's labels."""
+    return SyncResult(files=image)
 
 
 def install_from_cache(image: ImageResult) -> InstallResult:

@@ -1,11 +1,12 @@
 """What a step function may use of the build: the `StepContext` protocol, its `Inputs`,
 and the settings.
 
-A step function (builder_steps, runtime_steps, bootstrap.resolve_base) is called as
-`function(ctx, step, inputs)` and returns a typed result (results.py). It sees the
-engine, the plan, scratch space, containers that are removed when the build ends,
-batches and commits, and the results of its needs; nothing of the runner's threads, the
-cache or the clean-up bookkeeping. The executor's `BuildContext` implements it, and the
+A step function (builder_steps, layer_steps, assemble, bootstrap.resolve_base) is
+called as `function(ctx, step, inputs)` and returns a typed result (results.py). It
+sees the engine, the plan, scratch space, containers that are removed when the build
+ends, batches and commits, the layer cache (where layer steps keep their tars) and the
+results of its needs; nothing of the runner's threads, the image cache's listing or the
+clean-up bookkeeping. The executor's `BuildContext` implements it, and the
 step modules need not import the executor, which imports them.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from uvbuild.build.batch import Command, Job
+from uvbuild.build.layercache import LayerCache
 from uvbuild.build.results import ContainerResult, StepResult
 from uvbuild.engine.buildah import CommitOptions, Mount
 from uvbuild.engine.cmd import Gate
@@ -38,6 +40,7 @@ class BuildSettings:
     network_mounts: tuple[Mount, ...]
     secrets: Mapping[str, str]  # builder.secrets values from the host environment
     no_cache: bool = False
+    layer_cache: Path | None = None  # the host's layer cache (None: this build's alone)
     verbose: bool = False
 
 
@@ -78,6 +81,11 @@ class StepContext(Protocol):
     engine: Engine
     plan: Plan
     settings: BuildSettings
+
+    @property
+    def layers(self) -> LayerCache:
+        """The host's layer cache (or this build's own), where layer steps keep their tars."""
+        ...
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
         """`work` in a thread of its own; a failure there fails the build."""
@@ -120,8 +128,5 @@ class StepContext(Protocol):
 
     def defer_commit(self, step: Step, container: str,
                      commit: Callable[[], str]) -> ContainerResult: ...
-
-    def finish_final(self, container: str, options: CommitOptions, *,
-                     keep: str | None = None) -> str: ...
 
     def discard_image(self, image_id: str) -> None: ...

@@ -23,25 +23,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from uvbuild.build import batch, bootstrap, builder_steps, liveness, runtime_steps
+from uvbuild.build import assemble, batch, bootstrap, builder_steps, layer_steps, liveness
 from uvbuild.build.containers import Containers
 from uvbuild.build.context import BuildSettings
 from uvbuild.build.labels import STEP_LABEL
+from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.build.results import ContainerResult, ImageResult
-from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
+from uvbuild.build.runner import Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
 from uvbuild.engine.buildah import CommitOptions
 from uvbuild.engine.protocol import Engine
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.planner import (
     CACHE_REPO,
-    AddDependencies,
     AddProject,
+    DependenciesLayer,
     InstallProject,
     Plan,
     PrepareBuilder,
     PrepareRuntime,
+    ProjectLayer,
     ResolveBase,
     Step,
     SyncDependencies,
@@ -50,18 +52,20 @@ from uvbuild.plan.planner import (
 T = TypeVar("T")
 
 # How each type of step is made: `StepKind(function)`, function(ctx, step, inputs) -> a
-# typed result (see runner.StepKind for the options).
+# typed result (see runner.StepKind for the options). The builder steps are images; the
+# layer steps' results are layer tars in the layer cache (found there: `kept`);
+# add-project assembles the runtime image from them (build/assemble.py).
 STEP_KINDS: StepKinds = {
     ResolveBase: StepKind(bootstrap.resolve_base, shared_by=bootstrap.base_ref, stored=False),
     PrepareBuilder: StepKind(builder_steps.prepare_builder),
-    SyncDependencies: StepKind(builder_steps.sync_dependencies),
+    SyncDependencies: StepKind(builder_steps.sync_dependencies,
+                               from_cache=builder_steps.sync_from_cache),
     InstallProject: StepKind(builder_steps.install_project,
                              from_cache=builder_steps.install_from_cache),
-    PrepareRuntime: StepKind(runtime_steps.prepare_runtime),
-    AddDependencies: StepKind(runtime_steps.add_dependencies,
-                              opens=Opens("prepare-runtime", runtime_steps.open_dependencies)),
-    AddProject: StepKind(runtime_steps.add_project,
-                         opens=Opens("add-dependencies", runtime_steps.open_final)),
+    DependenciesLayer: StepKind(layer_steps.dependencies_layer, kept=layer_steps.kept),
+    ProjectLayer: StepKind(layer_steps.project_layer, kept=layer_steps.kept),
+    PrepareRuntime: StepKind(layer_steps.prepare_runtime, kept=layer_steps.kept),
+    AddProject: StepKind(assemble.add_project),
 }
 
 
@@ -81,14 +85,15 @@ class BuildContext:
     """What a step function may use of one build (implements context.StepContext)."""
 
     def __init__(self, engine: Engine, plan: Plan, settings: BuildSettings, *, runner: Runner,
-                 containers: Containers, claim: Claim, scratch: Path) -> None:
+                 containers: Containers, claim: Claim, scratch: Path,
+                 layers: LayerCache) -> None:
         self.engine, self.plan, self.settings = engine, plan, settings
+        self.layers = layers  # the host's layer cache, or this run's own (in `scratch`)
         self._runner, self._threads = runner, runner.threads
         self._containers, self._claim = containers, claim
         self._scratch = scratch  # this run's locked host folder: files steps hand over
         self._jobs = itertools.count(1)
         self._lock = threading.Lock()
-        self.sizes: dict[str, int] = {}  # image ID → size, read while the tests ran
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
         return self._threads.spawn(work, name=name)
@@ -148,22 +153,6 @@ class BuildContext:
         which stays until the build ends. A failed commit fails the build."""
         return self._runner.defer(step, container, commit)
 
-    def finish_final(self, container: str, options: CommitOptions, *,
-                     keep: str | None = None) -> str:
-        """Commit the final image from `container`; then, while its tests may still run,
-        read its size and remove the working containers it no longer needs (all but
-        `keep`, once the steps' own commits are done), so that the build's end is only
-        the tag. Returns the image ID."""
-        image_id = self.engine.commit(container, options)
-        self._runner.wait_deferred()  # they read their working containers until done
-
-        def size() -> None:
-            self.sizes[image_id] = self.engine.image_size(image_id)
-
-        self._threads.all([size, lambda: self._containers.remove_live(
-            keep=(keep,) if keep else ())])
-        return image_id
-
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""
         self.engine.rmi(image_id)
@@ -197,8 +186,10 @@ class Build:
             # Made now: the mark that builder commands carry names it (Buildah.owner_env).
             scratch = claim.folder("build")
             self.engine.owner_env = claim.owner_env(scratch)
+            layers = LayerCache(self.settings.layer_cache or scratch / "layers")
             ctx = BuildContext(self.engine, self.plan, self.settings, runner=runner,
-                               containers=containers, claim=claim, scratch=scratch)
+                               containers=containers, claim=claim, scratch=scratch,
+                               layers=layers)
             # What builds that were killed (SIGKILL, power loss) left is removed while
             # the cache is listed.
             sweep = threads.spawn(
@@ -214,14 +205,10 @@ class Build:
             runner.wait_deferred()  # a step's commit that failed fails the build
             # The image is tested: its working containers are removed and its size (for
             # the report) read while it is named.
-            # (A final image made now had both done while its tests ran: finish_final.)
             cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
-            known = ctx.sizes.get(image_id)
-            size = threads.spawn(lambda: known if known is not None
-                                else self.engine.image_size(image_id), name="uvbuild-size")
-            # A final image made now gets its cache name with the output name: one call.
-            names = (final.cache_ref,) if cache.get(final.cache_ref) != image_id else ()
-            self.engine.tag(image_id, *names, self.plan.image)
+            size = threads.spawn(lambda: self.engine.image_size(image_id), name="uvbuild-size")
+            # (Its cache name it has had since its tests passed: assemble.add_project.)
+            self.engine.tag(image_id, self.plan.image)
             cleanup.result()
             image_size = size.result()
         except BaseException as exc:

@@ -3,16 +3,22 @@
 A step function returns one of these; the runner hands it to the steps that need it
 (`context.Inputs`). A result says where its files are, never by a bare string whose
 meaning depends on the step: an image (`ImageResult`), a working container that holds
-the files while the image is committed in the background (`ContainerResult`), a layer
-tar file uvbuild wrote (`LayerResult`), or what the project's install reported
-(`InstallResult`).
+the files while the image is committed in the background (`ContainerResult`), the layer
+tar files a layer step keeps (`LayerSet` of `LayerResult`s), or what the builder's sync
+and install reported besides their files (`SyncResult`, `InstallResult`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+
+from uvbuild.output.oci import Layer
+
+# A layer uvbuild wrote itself: an uncompressed tar file on the host, its digest (the
+# diff ID), size and history entry. One type with what output/oci.py assembles images
+# from (and the registry cache exports).
+LayerResult = Layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,41 +41,64 @@ class ContainerResult:
     container: str
 
 
-@dataclass(frozen=True, slots=True)
-class LayerResult:
-    """A layer uvbuild wrote itself: an uncompressed tar file on the host, with what an
-    image's config and history say of it."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LayerSet:
+    """A layer step's result: its layers (base side first; none for a step that added
+    nothing) and the facts the assembly needs of them (the venv's interpreter, the
+    runtime user's uid:gid, what the project installed), as the layer cache keeps them
+    (build/layercache.py)."""
 
-    path: Path
-    digest: str  # "sha256:<hex>" of the tar file's bytes (the layer's diff ID)
-    size: int  # bytes of the tar file
-    created_by: str  # the history entry's created_by
+    step: str
+    key: str
+    layers: tuple[LayerResult, ...]
+    facts: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """sync-dependencies' result: its image, and what its batch wrote besides.
+
+    When the step was cached, `python` and `layer` are None: the interpreter is in its
+    image's labels, and dependencies-layer writes the layer from the image.
+    """
+
+    files: ImageResult
+    python: Mapping[str, str] | None = None  # the venv's interpreter (python, version)
+    layer: LayerResult | None = None  # /app/.venv as a canonical layer tar
 
 
 @dataclass(frozen=True, slots=True)
 class InstallResult:
     """install-project's result: where its files are, and what its commands reported.
 
-    When the step was cached, `installed` and `layer_tar` are None: what was installed
-    is in its image's labels, and the staged layer in its image.
+    When the step was cached, `installed` and `layer` are None: what was installed is in
+    its image's labels, and the staged layer in its image (project-layer writes the
+    layer tar from it).
     """
 
     files: ImageResult | ContainerResult
     installed: Mapping[str, object] | None = None  # distribution name → version, for the SBOM
-    layer_tar: Path | None = None  # the staged project layer, as a tar on the host
+    layer: LayerResult | None = None  # the project layer, as a canonical tar on the host
 
 
-StepResult = ImageResult | ContainerResult | LayerResult | InstallResult
+StepResult = ImageResult | ContainerResult | LayerResult | LayerSet | SyncResult | InstallResult
 
 
 def files_ref(result: StepResult, stored_as: str) -> str | None:
     """What a later step makes a container from or copies from to read `result`'s files:
     `stored_as` (the step's name in local storage) for an image, the container's name for
-    one still being committed; None for a result that is no image (a layer file)."""
-    if isinstance(result, InstallResult):
+    one still being committed; None for a result that is no image (layer files)."""
+    if isinstance(result, InstallResult | SyncResult):
         return files_ref(result.files, stored_as)
     if isinstance(result, ContainerResult):
         return result.container
     if isinstance(result, ImageResult):
         return stored_as
     return None
+
+
+def image_of(result: StepResult) -> ImageResult | None:
+    """The image `result` says the step made or found, if its files are one (None for a
+    working container still being committed, or layer files)."""
+    files = result.files if isinstance(result, InstallResult | SyncResult) else result
+    return files if isinstance(files, ImageResult) else None

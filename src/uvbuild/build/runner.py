@@ -1,11 +1,13 @@
 """Run a plan's steps as a graph: each step once, its needs first and at the same time.
 
 Steps are made lazily from the one asked for (the final one), so a step whose image is
-already in the cache is not run and neither are the steps only it needed: a code change
-runs `install-project` and `add-project` and nothing else.
+already in the cache (a layer step: whose tars are in the layer cache, `StepKind.kept`)
+is not run and neither are the steps only it needed: a code change runs
+`install-project`, `project-layer` and `add-project` and no other step but resolving
+the runtime base; a runtime-base refresh runs no builder step.
 
 A step's needs (the plan's `needs`) are made at the same time, each in its own thread:
-the runtime chain (base, packages, user) runs while the builder syncs. A step kind may
+the runtime's layers (packages, user) are made while the builder syncs. A step kind may
 also open its working container from one need while the others are still being made
 (`StepKind.opens`). The threads are `threads.Threads`: when one fails, no other step
 starts, the others' commands are interrupted and the gates shut; `Threads.join()` waits
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from uvbuild.build.context import Inputs, StepContext
-from uvbuild.build.results import ContainerResult, ImageResult, StepResult, files_ref
+from uvbuild.build.results import ContainerResult, ImageResult, StepResult, files_ref, image_of
 from uvbuild.build.threads import Once, Threads
 from uvbuild.engine.protocol import Engine
 from uvbuild.errors import StepFailed
@@ -54,7 +56,9 @@ class StepKind(Generic[S]):
     """How one type of step is made.
 
     `run(ctx, step, inputs)` makes it and returns its typed result. A step found in the
-    cache is not run: its result is `from_cache(ImageResult(id))`. Steps of the kind that
+    cache is not run: its result is `from_cache(ImageResult(id))`. A kind whose results
+    are no images (the layer steps) finds a made one itself instead: `kept(ctx, step)`
+    is its result, or None to make it. Steps of the kind that
     have the same `shared_by(step)` are made once (builder and runtime with one base).
     A `stored` kind's image is named by its cache name when made (a base is found by its
     own name instead); the final step is named with the output name at the end.
@@ -63,6 +67,7 @@ class StepKind(Generic[S]):
     run: Callable[[StepContext, S, Inputs], StepResult]
     opens: Opens[S] | None = None
     from_cache: Callable[[ImageResult], StepResult] = _image_as_is
+    kept: Callable[[StepContext, S], StepResult | None] | None = None
     shared_by: Callable[[S], str] | None = None
     stored: bool = True
 
@@ -116,6 +121,10 @@ class Runner:
         if cached:
             self.reporter.cached(step)
             return kind.from_cache(ImageResult(cached))
+        found = kind.kept(ctx, step) if kind.kept is not None else None
+        if found is not None:
+            self.reporter.cached(step)
+            return found
         if kind.opens is not None:
             self._open_early(step, kind.opens, ctx, cache)
         self.threads.all([functools.partial(self.result, self.plan.step(name), ctx, cache)
@@ -131,9 +140,10 @@ class Runner:
                 result = kind.run(ctx, step, inputs)
             else:
                 result = self._shared(kind.shared_by(step), lambda: kind.run(ctx, step, inputs))
-        if kind.stored and isinstance(result, ImageResult) and step is not self.plan.steps[-1]:
+        image = image_of(result)
+        if kind.stored and image is not None and step is not self.plan.steps[-1]:
             # The final step is named by the build, with the output name, once tested.
-            self.engine.tag(result.image_id, step.cache_ref)
+            self.engine.tag(image.image_id, step.cache_ref)
         return result
 
     def _open_early(self, step: Step, opens: Opens[Any], ctx: StepContext,

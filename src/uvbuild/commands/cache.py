@@ -1,7 +1,8 @@
-"""The step cache: images in local storage named localhost/uvbuild-cache/<step>:<key>.
+"""The step cache: images in local storage named localhost/uvbuild-cache/<step>:<key>,
+and the layer cache: the runtime image's layer tars on the host (build/layercache.py).
 
-`buildah images` shows them and they survive restarts; `uvbuild cache ls` lists them
-and `uvbuild cache prune` removes them, together with what killed builds left (working
+`buildah images` shows the images and they survive restarts; `uvbuild cache ls` lists
+both and `uvbuild cache prune` removes both, together with what killed builds left (working
 containers named uvbuild-<run id>-..., host folders, orphaned processes, unnamed images),
 judged by the runs' locks (see liveness.py), never by a pid.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uvbuild.build import liveness
+from uvbuild.build.assemble import UNTESTED_REPO
+from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Places
 from uvbuild.build.regcache import Pruned as RegistryPruned
 from uvbuild.build.regcache import RegistryCache
@@ -30,10 +33,13 @@ class CacheEntry:
     size: str
 
 
-def list_entries(engine: Buildah | None = None) -> list[CacheEntry]:
-    """Every cached step image, sorted by step then key."""
+def list_entries(engine: Buildah | None = None,
+                 layers: LayerCache | None = None) -> list[CacheEntry]:
+    """Every cached step image (and layer cache entry), sorted by step then key."""
     engine = engine or Buildah()
-    entries = []
+    entries = [CacheEntry(name=f"{step}-{key}", step=step, key=key, image_id="(layers)",
+                          size=str(size)) for step, key, size in
+               (layers.entries() if layers is not None else ())]
     for image in engine.image_list():
         for name in image.get("names") or ():  # type: ignore[attr-defined]
             name = str(name)
@@ -54,11 +60,15 @@ class Pruned:
     swept: liveness.Swept
     images: int
     running: int = 0  # > 0: the cache images were left alone for these builds
+    layers: int = 0  # layer cache entries removed
 
 
-def prune(*, everything: bool, engine: Buildah | None = None) -> Pruned:
+def prune(*, everything: bool, engine: Buildah | None = None,
+          layers: LayerCache | None = None) -> Pruned:
     """Remove what killed builds left (working containers, host folders, their processes,
-    unnamed uvbuild images) and the cache images; bases too with `everything`.
+    unnamed uvbuild images), the cache images and the layer cache; bases too with
+    `everything`. (A build whose layer entry goes meanwhile, in another store, says so
+    and is run again.)
 
     Cache images go only while no build runs in this store (builds hold the store lock
     shared, this takes it exclusively): a running build may be about to read one.
@@ -75,7 +85,12 @@ def prune(*, everything: bool, engine: Buildah | None = None) -> Pruned:
                 continue  # bases are slow to remake; final images are what users run
             if engine.rmi(entry.name):
                 removed += 1
-    return Pruned(swept=swept, images=removed)
+        for image in engine.image_list():  # what killed builds imported and never tested
+            for name in image.get("names") or ():  # type: ignore[attr-defined]
+                if str(name).startswith(UNTESTED_REPO + "/") and engine.rmi(str(name)):
+                    removed += 1
+        layer_entries = layers.prune() if layers is not None else 0
+    return Pruned(swept=swept, images=removed, layers=layer_entries)
 
 
 def _is_base(entry: CacheEntry) -> bool:

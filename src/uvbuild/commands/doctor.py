@@ -497,6 +497,18 @@ def check_mmdebstrap(probe: Probe) -> Check:
                  f"mmdebstrap {_version(result.stdout)} (for `bootstrap:` bases; {mode})")
 
 
+def check_skopeo(probe: Probe) -> Check:
+    """skopeo imports the images uvbuild assembles, keeping their digests (the image ID
+    is then the config's digest in any image store)."""
+    result = _ask(probe, ["skopeo", "--version"])
+    if result is None or not result.ok:
+        why = "not found" if result is None else f"`skopeo --version` failed: {_tail(result)}"
+        return Check("skopeo", "fail", f"skopeo: {why} (it imports every image uvbuild "
+                     "assembles)", "sudo apt-get install skopeo")
+    return Check("skopeo", "ok", f"skopeo {_version(result.stdout)} (imports the assembled "
+                 "images with their digests)")
+
+
 def check_leftovers(probe: Probe) -> Check | None:
     """What a killed build leaves is found by locks, not pids (see liveness.py): say where
     they live; without setpriv, long commands outlive a killed build until the next sweep."""
@@ -566,7 +578,7 @@ def check_proxies(probe: Probe) -> Check:
 CHECKS: tuple[Callable[[Probe], Check | None], ...] = (
     check_buildah, check_storage, check_isolation, check_podman, check_podman_runtime,
     check_rootless_mode, check_subids, check_uidmap, check_runtime_dir, check_userns,
-    check_mmdebstrap, check_leftovers, check_uv, check_ca_bundle, check_proxies,
+    check_mmdebstrap, check_skopeo, check_leftovers, check_uv, check_ca_bundle, check_proxies,
 )
 
 

@@ -341,6 +341,36 @@ class Buildah:
                          what="committing the image")
         return _bare_id(out.strip().splitlines()[-1])
 
+    # -- assembled images (skopeo, which keeps a layout's digests) -------------------------
+
+    def image_manifest(self, ref: str) -> tuple[bytes, bytes]:
+        """A local image's manifest and config, as stored (to assemble on top of it)."""
+        found: list[bytes] = []
+        for extra in ((), ("--config",)):
+            result = cmd.run(["skopeo", "inspect", *extra, "--raw", self._stored(ref)],
+                             shielded=True)
+            if not result.ok:
+                raise EngineError(f"reading the manifest of {ref}: "
+                                  f"{cmd.describe_failure(result)}",
+                                  hint="install skopeo (`apt-get install skopeo`)")
+            found.append(result.stdout.encode("utf-8", "surrogateescape"))
+        return found[0], found[1]
+
+    def import_layout(self, layout: Path, name: str) -> str:
+        """Copy the OCI image layout `layout` into local storage as `name`, keeping its
+        digests (so the image ID is its config's digest); return the image ID."""
+        result = cmd.run(["skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{layout}",
+                          self._stored(name)], shielded=True)
+        if not result.ok:
+            _check_space(result, f"importing {name}")
+            raise EngineError(f"importing the assembled image {name}: "
+                              f"{cmd.describe_failure(result)}",
+                              hint="install skopeo (`apt-get install skopeo`)")
+        info = self.image(name)
+        if info is None:
+            raise EngineError(f"importing the assembled image {name}: not in storage after")
+        return info.id
+
     def read_file(self, image: str, path: str, *, name: str) -> bytes | None:
         """A file's bytes from an image, without running anything in it (None if absent).
 

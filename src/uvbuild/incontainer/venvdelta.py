@@ -7,8 +7,9 @@
 #                                  [--copy INDEX FROM TO]... [--tar PATH]
 # With --compile, the .py files the project install added are compiled here (uv ran
 # without UV_COMPILE_BYTECODE, which would recompile the whole venv every time).
-# Each --copy stages a runtime.copy entry whose TO is under ROOT into OUT, as
-# `buildah copy` would copy it into the runtime. --tar also writes OUT as a tar
+# Each --copy stages a runtime.copy entry whose TO is under ROOT into OUT, one whose TO
+# is elsewhere into OUT.outside (as the absolute path), as `buildah copy` would copy it
+# into the runtime. --tar also writes OUT as a tar
 # archive (entries relative to OUT, owned by 0:0) to PATH, a folder of the host's.
 # Both report facts uvbuild records, as "@@uvbuild value NAME JSON" lines on stdout:
 # snapshot the interpreter the venv uses, stage the distributions installed.
@@ -24,6 +25,7 @@ import sys
 import tarfile
 
 VENV_PYTHON = "/app/.venv/bin/python"
+OUTSIDE = ".outside"  # OUT + this: the runtime.copy entries that land outside ROOT
 
 
 def describe(path, st, known=None):
@@ -221,6 +223,9 @@ def stage_copy(root, out, index, source, dest):
         value("copy_missing", {"index": index, "from": source})
         sys.exit(3)
     rel = os.path.relpath(os.path.normpath(dest), root)
+    if rel == ".." or rel.startswith("../"):
+        # Outside ROOT: staged in OUT.outside as the absolute path (the layer holds both).
+        out, root, rel = out + OUTSIDE, "/", os.path.normpath(dest).lstrip("/") or "."
     target = out if rel == "." else os.path.join(out, rel)
     into = (dest.endswith("/") or len(sources) > 1 or os.path.isdir(target)
             or os.path.isdir(os.path.join(root, rel)))
@@ -257,6 +262,7 @@ def stage(root, manifest, out, compile_bytecode=False, copies=(), tar=None):
     if compile_bytecode:
         compile_new(root, before, now)
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out + OUTSIDE, ignore_errors=True)
     os.makedirs(out)
     changed = 0
     for rel in sorted(now):

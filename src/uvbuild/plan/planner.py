@@ -3,10 +3,14 @@
 Pure code: no buildah, no subprocess. The executor walks the plan; `uvbuild plan`
 prints it. Steps form two chains that meet at the end:
 
-    builder-base → prepare-builder → sync-dependencies → install-project ─┐
-    runtime-base → prepare-runtime → add-dependencies ───────────────────→ add-project (final)
+    builder-base → prepare-builder → sync-dependencies → dependencies-layer ─┐
+                                      └──────────────→ install-project → project-layer ─┤
+    runtime-base → prepare-runtime (packages and user layers) ─────────────→ add-project
 
-and every step after a base is an image in local storage, found again by its key.
+The builder steps are images in local storage, found again by their keys; the layer
+steps (LayerStep) are canonical layer tars in the host's layer cache; add-project
+assembles the runtime image from the runtime base and those layers (build/assemble.py).
+No builder step's key depends on the runtime base: a runtime-side change runs none.
 
 A step's key is made from the step itself (step_key_of): its type, every field it
 declares but those its class leaves out in `unkeyed` (each with why), its parents'
@@ -30,7 +34,6 @@ from uvbuild.project.pythons import PythonRequest
 from uvbuild.recipe.model import (
     Base,
     BootstrapBase,
-    CopyEntry,
     ImageBase,
     Recipe,
     Runtime,
@@ -40,6 +43,7 @@ from uvbuild.recipe.model import (
 Frozen = dataclass(frozen=True, kw_only=True, slots=True)
 
 CACHE_REPO = "localhost/uvbuild-cache"
+LAYER_REPO = "uvbuild-layers"  # how layer cache entries are named (never an image name)
 BASE_REPO = "localhost/uvbuild-base"
 APP = "/app"
 VENV = "/app/.venv"
@@ -120,6 +124,20 @@ class Step:
         return self.name
 
 
+def layer_ref(step: str, key: str) -> str:
+    """The name a layer step's cache entry goes by (see build/layercache.py)."""
+    return f"{LAYER_REPO}/{step}-{key}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LayerStep(Step):
+    """A step whose result is layer tars in the host's layer cache, not an image."""
+
+    @property
+    def cache_ref(self) -> str:
+        return layer_ref(self.name, self.key)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ResolveBase(Step):
     unkeyed: ClassVar[Mapping[str, str]] = {
@@ -188,8 +206,8 @@ class SyncDependencies(Step):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LayerCopy:
-    """A `runtime.copy` entry with its place in the list: one that lands in /app is staged
-    into the project layer (install-project), the others are copied by add-project."""
+    """A `runtime.copy` entry with its place in the list: staged by install-project, it
+    ships in the project layer wherever it lands."""
 
     index: int  # its place in runtime.copy, for messages
     source: str  # builder path (may be a glob, as buildah copy allows)
@@ -210,7 +228,7 @@ class InstallProject(Step):
     sources_tar: str  # the sources as the tar to unpack ("": a plan not to build)
     run: tuple[str, ...]
     app_subdir: str = ""  # an unpackaged project's folder in the context: what /app gets
-    copy: tuple[LayerCopy, ...] = ()  # runtime.copy entries into /app, staged with the layer
+    copy: tuple[LayerCopy, ...] = ()  # runtime.copy entries, staged with the layer
 
     def describe(self) -> str:
         what = "install the project (non-editable)" if self.is_package else "copy project files"
@@ -218,27 +236,40 @@ class InstallProject(Step):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class PrepareRuntime(Step):
+class PrepareRuntime(LayerStep):
+    """The runtime's own layers, made in a container of its base: `runtime.packages` (a
+    whole-root delta) and the runtime user (/etc/passwd, /etc/group, its home)."""
+
     packages: tuple[str, ...]
     user: str
     python: str
 
     def describe(self) -> str:
         pk = " ".join(self.packages) or "(none)"
-        return f"runtime packages: {pk}; user {self.user}"
+        return f"runtime layers: packages {pk}; user {self.user}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class AddDependencies(Step):
+class DependenciesLayer(LayerStep):
+    """/app/.venv as synced without the project, as a layer tar (written by the sync)."""
+
     def describe(self) -> str:
         return f"dependencies layer: {VENV} without the project"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class AddProject(Step):
-    """The final image: project layer, runtime.copy, config. Tested before it is tagged."""
+class ProjectLayer(LayerStep):
+    """What the project install added to /app, runtime.copy and the SBOM, as a layer tar."""
 
-    copy: tuple[LayerCopy, ...]  # the runtime.copy entries outside /app, with their index
+    def describe(self) -> str:
+        return "project layer: the project, runtime.copy, SBOM"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AddProject(Step):
+    """The final image, assembled: the runtime base, the layers, the config. Tested in a
+    container of its own before it is tagged."""
+
     workdir: str
     env: tuple[tuple[str, str], ...]
     entrypoint: tuple[str, ...] | None
@@ -250,7 +281,7 @@ class AddProject(Step):
 
     def describe(self) -> str:
         tests = f", {len(self.test)} test(s)" if self.test else ""
-        return f"project layer + config{tests}"
+        return f"assemble the image: base, layers, config{tests}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -331,11 +362,16 @@ def runtime_packages(runtime: Runtime) -> tuple[str, ...]:
     return runtime.packages
 
 
-def in_project_layer(entry: CopyEntry) -> bool:
-    """Whether a runtime.copy entry lands in /app, and so in the project layer."""
-    dest = posixpath.normpath(entry.dest)
-    return dest == APP or dest.startswith(APP + "/")
+def _copy_dest(dest: str) -> str:
+    """A runtime.copy destination, normalised; a trailing / ("into this folder") kept."""
+    normal = posixpath.normpath(dest)
+    return normal + "/" if dest.endswith("/") and normal != "/" else normal
 
+
+# The layers' form (layertar.py, the assembled image's config): bumped when it changes,
+# so no layer or image of an older form is reused. In the keys of the steps that make
+# them (a measure: no field holds it).
+LAYER_FORM = 1
 
 S = TypeVar("S", bound=Step)
 
@@ -374,34 +410,36 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         workspace=inputs.is_workspace, project_dir=inputs.project_dir, package=inputs.package,
         uv_python=inputs.uv_python, python_request=inputs.python_request, key=""),
         manifests=inputs.manifest_digest, uv=inputs.uv_version)
-    # runtime.copy entries into /app are part of the project layer, staged by the builder
-    # commands and made again only when the project changes; the others are copied into
-    # the final image by buildah, one copy each.
-    layer_copy = tuple(LayerCopy(index=i, source=c.source, dest=posixpath.normpath(c.dest))
-                       for i, c in enumerate(r.copy) if in_project_layer(c))
+    # runtime.copy entries are part of the project layer, staged by the builder commands
+    # and made again only when the project changes. (A trailing / says "into": kept.)
+    layer_copy = tuple(LayerCopy(index=i, source=c.source, dest=_copy_dest(c.dest))
+                       for i, c in enumerate(r.copy))
     install = keyed(InstallProject(
         name="install-project", needs=("sync-dependencies",), is_package=inputs.is_package,
         sources=inputs.source_files, sources_tar=inputs.sources_tar, run=b.run,
         copy=layer_copy, app_subdir=inputs.app_subdir, key=""), sources=inputs.source_digest)
+    # The layers' keys follow only the builder steps they come from: a runtime-side
+    # change keeps them (and runs no builder step).
+    deps_layer = keyed(DependenciesLayer(
+        name="dependencies-layer", needs=("sync-dependencies",), key=""), form=LAYER_FORM)
+    project_layer = keyed(ProjectLayer(
+        name="project-layer", needs=("install-project",), key=""), form=LAYER_FORM)
     resolve_runtime = keyed(ResolveBase(
         name="runtime-base", stage="runtime", base=runtime_base(r), needs=(), key=""),
         id=inputs.runtime_base_id)
     prepare_runtime = keyed(PrepareRuntime(
         name="prepare-runtime", needs=("runtime-base",), packages=runtime_packages(r),
-        user=r.user, python=python, key=""))
-    add_deps = keyed(AddDependencies(
-        name="add-dependencies", needs=("sync-dependencies", "prepare-runtime"), key=""))
+        user=r.user, python=python, key=""), form=LAYER_FORM)
     # The recipe's labels win over the measured OCI facts.
     labels = tuple(sorted({**dict(inputs.oci_labels), **dict(r.labels)}.items()))
     final = keyed(AddProject(
-        name="add-project", needs=("add-dependencies", "install-project"),
-        copy=tuple(LayerCopy(index=i, source=c.source, dest=c.dest)
-                   for i, c in enumerate(r.copy) if not in_project_layer(c)),
+        name="add-project",
+        needs=("runtime-base", "prepare-runtime", "dependencies-layer", "project-layer"),
         workdir=r.workdir,
         env=r.env, entrypoint=r.entrypoint, cmd=r.cmd, expose=r.expose, labels=labels,
-        stop_signal=r.stop_signal, test=r.test, key=""))
-    steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install,
-                               resolve_runtime, prepare_runtime, add_deps, final)
+        stop_signal=r.stop_signal, test=r.test, key=""), form=LAYER_FORM)
+    steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install, deps_layer,
+                               project_layer, resolve_runtime, prepare_runtime, final)
     return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,
                 context_root=inputs.context_root or inputs.project_root,
                 project=inputs.project, locked=inputs.locked)

@@ -1,0 +1,87 @@
+"""add-project: the runtime image, assembled by uvbuild from the base and its layer tars.
+
+No buildah commit: the runtime base's manifest and config, the layers the layer steps
+keep (runtime packages, user, dependencies, project) and the config the recipe asks
+for become an OCI layout (output/oci.py) holding only the new layers, which the engine
+imports keeping its digests. The image ID is then the config's digest: the same in
+every kind of image store. `runtime.test` runs in a container of the imported image,
+which is removed if a test fails (nothing tagged; the output name untouched).
+
+The import names the image UNTESTED_REPO/...: only once its tests pass does it get its
+cache name (which later builds take as "made and tested"). A build killed meanwhile
+leaves that name alone, which the next build's import takes over and `cache prune`
+removes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from uvbuild.build.context import Inputs, StepContext
+from uvbuild.build.labels import KEY_LABEL, PYTHON_LABEL, STEP_LABEL, USER_LABEL
+from uvbuild.build.results import ImageResult, LayerSet
+from uvbuild.build.runtime_steps import check_python, final_config, judge_tests, run_tests
+from uvbuild.errors import EngineError, StepFailed
+from uvbuild.output import oci
+from uvbuild.plan.planner import AddProject
+
+UNTESTED_REPO = "localhost/uvbuild-untested"
+# The layer steps whose layers go on the runtime base, in this order.
+LAYERS_FROM = ("prepare-runtime", "dependencies-layer", "project-layer")
+
+
+def untested_ref(step: AddProject) -> str:
+    """The name an assembled image has until its tests pass."""
+    return f"{UNTESTED_REPO}/{step.name}-{step.key[:32]}:latest"
+
+
+def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> ImageResult:
+    """Assemble, import and test the final image."""
+    sets = {name: _present(inputs.of(name, LayerSet)) for name in LAYERS_FROM}
+    runtime, deps = sets["prepare-runtime"].facts, sets["dependencies-layer"].facts
+    check_python(_python(deps.get("python")), _python(runtime.get("python")))
+    manifest, config = build.engine.image_manifest(inputs.ref("runtime-base"))
+    base = oci.base_image(manifest, config)
+    base_env = tuple(json.loads(config).get("config", {}).get("Env") or ())
+    user = str(runtime.get("user") or "")
+    labels = {STEP_LABEL: step.name, KEY_LABEL: step.key, USER_LABEL: user,
+              PYTHON_LABEL: json.dumps(_python(runtime.get("python")))}
+    settings = final_config(step, base_env, labels)
+    # The step's own labels win over the recipe's (as a commit's labels did).
+    settings = dataclasses.replace(settings, user=user or None, labels=tuple(
+        sorted({**dict(settings.labels), **labels}.items())))
+    layers = [layer for name in LAYERS_FROM for layer in sets[name].layers]
+    layout = build.scratch_dir("layout")
+    assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
+    untested = untested_ref(step)
+    image_id = build.engine.import_layout(layout, untested)
+    if image_id != assembled.image_id:
+        build.discard_image(untested)
+        raise EngineError(f"the assembled image was stored as {image_id[:12]}, not as its "
+                          f"config's digest {assembled.image_id[:12]}",
+                          hint="check that skopeo supports --preserve-digests (skopeo 1.6+)")
+    if step.test:
+        try:
+            with build.container(image_id, f"{step.name}-test") as ctr:
+                ran = run_tests(build, step, ctr, user)
+            judge_tests(build, step, ran)
+        except BaseException:
+            build.discard_image(untested)
+            raise
+    build.engine.tag(image_id, step.cache_ref)
+    build.discard_image(untested)  # a name only: the image has its cache name now
+    return ImageResult(image_id)
+
+
+def _present(found: LayerSet) -> LayerSet:
+    """`found`, whose tars must still be in the layer cache (`cache prune` may have run
+    since the step found them)."""
+    if any(not layer.path.is_file() for layer in found.layers):
+        raise StepFailed(f"{found.step}: its layers left the layer cache during the build",
+                         hint="run the build again (`uvbuild cache prune` ran meanwhile?)")
+    return found
+
+
+def _python(facts: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in facts.items()} if isinstance(facts, dict) else {}
