@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 TAG = "localhost/uvbuild-itest/rootless-restapipy:latest"
 
@@ -71,3 +75,58 @@ def test_rootless_build_runs(rootless_user, record_property) -> None:
     record_property("rootless_timings", timings)
     print(f"\nrootless build of recipes/fastapi.yaml ({checkout}): {json.dumps(timings)}")
     print(build.stderr)
+
+
+SAME_ID_ROOT_TAG = "localhost/uvbuild-itest/same-id-root:latest"
+SAME_ID_USER_TAG = "localhost/uvbuild-itest/same-id-rootless:latest"
+
+
+def _bases_of(plan_text: str, names: list[str]) -> list[str]:
+    """The bootstrapped bases' names (of `names`, the store's localhost/uvbuild-base/...)
+    that `uvbuild plan` lists for builder-base and runtime-base (by their key's start)."""
+    keys = [line.split()[1] for line in plan_text.splitlines()
+            if line.split()[:1] in (["builder-base"], ["runtime-base"])]
+    found = [name for key in keys for name in names
+             if name.rpartition(":")[0].rpartition("-")[2].startswith(key)]
+    assert len(found) == len(keys) == 2, (keys, names)
+    return found
+
+
+def test_rootless_and_root_builds_give_one_image_id(rootless_user, run_uvbuild,
+                                                    tmp_path) -> None:
+    """Issue 12: the same inputs give one image ID rootless (the user's own store, a
+    user namespace, its own uv cache) and as root. The user's store is given root's
+    bootstrapped bases under the same names: a base bootstrapped at another time may hold
+    other Debian package versions, and that is a different input."""
+    checkout = rootless_user.checkout()
+    recipe = checkout / "recipes" / "flask.yaml"
+    root = run_uvbuild([recipe, "--tag", SAME_ID_ROOT_TAG])
+    print(root.stderr)
+    plan = run_uvbuild(["plan", recipe]).stdout
+    listed = subprocess.run(["buildah", "images", "--json"], capture_output=True, text=True,
+                            check=True).stdout
+    names = [n for entry in json.loads(listed or "[]") for n in entry.get("names") or ()
+             if n.startswith("localhost/uvbuild-base/")]
+    share = Path(tempfile.mkdtemp(prefix="same-id-", dir="/tmp"))
+    share.chmod(0o755)
+    try:
+        for i, name in enumerate(_bases_of(plan, names)):
+            archive = share / f"base-{i}.tar"
+            subprocess.run(["skopeo", "copy", "--quiet", f"containers-storage:{name}",
+                            f"oci-archive:{archive}"], check=True, capture_output=True)
+            archive.chmod(0o644)
+            rootless_user.run(["skopeo", "copy", "--quiet", f"oci-archive:{archive}",
+                               f"containers-storage:{name}"], timeout=600)
+    finally:
+        shutil.rmtree(share, ignore_errors=True)
+    built = rootless_user.uvbuild([recipe, "--tag", SAME_ID_USER_TAG, "--no-cache"],
+                                  timeout=1500)
+    print(built.stderr)
+    root_id = subprocess.run(["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}",
+                              SAME_ID_ROOT_TAG], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    user_id = rootless_user.run(["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}",
+                                 SAME_ID_USER_TAG]).stdout.strip()
+    print(f"root: {root_id}\nrootless: {user_id}")
+    subprocess.run(["buildah", "rmi", SAME_ID_ROOT_TAG], capture_output=True, check=False)
+    assert user_id == root_id
