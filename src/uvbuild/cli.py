@@ -137,9 +137,11 @@ def cache() -> None:
 def cache_ls() -> None:
     """List cached step images and layer cache entries."""
     from uvbuild.commands.cache import list_entries
+    from uvbuild.engine.buildah import Buildah
     from uvbuild.pipeline import layer_cache
 
-    for entry in list_entries(layers=layer_cache()):
+    engine = Buildah()
+    for entry in list_entries(engine, layers=layer_cache(engine.run_root())):
         click.echo(f"{entry.step:<18} {entry.key}  {entry.image_id[:12]}  {entry.size}")
 
 
@@ -173,6 +175,7 @@ def cache_prune(everything: bool, registry_repo: str | None, keep: int | None, d
     """Remove what killed builds left, and cached step images (not under a running build);
     with --registry, the older entries of a registry cache."""
     from uvbuild.commands.cache import prune
+    from uvbuild.engine.buildah import Buildah
     from uvbuild.pipeline import layer_cache
 
     if registry_repo is not None:
@@ -180,7 +183,8 @@ def cache_prune(everything: bool, registry_repo: str | None, keep: int | None, d
         return
     if keep is not None or dry_run:
         raise click.UsageError("--keep and --dry-run go with --registry REGISTRY/REPO")
-    pruned = prune(everything=everything, layers=layer_cache())
+    engine = Buildah()
+    pruned = prune(everything=everything, engine=engine, layers=layer_cache(engine.run_root()))
     swept = pruned.swept
     click.echo(f"removed {swept.containers} leftover working container(s), "
                f"{swept.folders} leftover folder(s), {swept.processes} orphaned process(es), "

@@ -59,14 +59,19 @@ def cache_home() -> Path:
     return Path(root) / "uvbuild"
 
 
-def layer_cache() -> LayerCache:
-    """The host's layer cache (build/layercache.py)."""
-    return LayerCache(cache_home() / "layers")
+def layer_cache(run_root: Path) -> LayerCache:
+    """The layer cache (build/layercache.py) of the image store whose run root is
+    `run_root`: one folder per store, so that `cache prune` of one store, which waits
+    for that store's builds (its store lock), never takes layers from a build of another
+    store on the same host."""
+    store = hashlib.sha256(os.fsencode(os.path.abspath(run_root))).hexdigest()[:16]
+    return LayerCache(cache_home() / "layers" / store)
 
 
 def cached_names(engine: Buildah) -> dict[str, str]:
     """What Step.cached looks in: the step images' names and the layer cache's entries."""
-    return {**engine.images_named(CACHE_REPO + "/"), **layer_cache().listing()}
+    return {**engine.images_named(CACHE_REPO + "/"),
+            **layer_cache(engine.run_root()).listing()}
 
 
 def plan_recipe(path: Path, *, tag: str | None, engine: Buildah | None,
@@ -155,7 +160,8 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
                 redact.add_url(word)
     # This run's id and locks (liveness.py): its containers and folders are known as its
     # own, and swept by the next build or `cache prune` if it is killed.
-    claim = Claim(Places.of(engine.run_root()))
+    run_root = engine.run_root()
+    claim = Claim(Places.of(run_root))
     try:
         # The project's files are written, as the tars the builder unpacks, into a folder
         # of this run, and digested as they are written (inputs.archive).
@@ -166,7 +172,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
                                  network_env=net_env, network_mounts=net_mounts,
                                  secrets=secrets, no_cache=no_cache, verbose=verbose,
-                                 layer_cache=layer_cache().root)
+                                 layer_cache=layer_cache(run_root).root)
         reporter.note(f"building {plan.image} from {path}")
         with build_lock(plan.image):
             result = Build(engine, plan, settings, reporter, claim).run()

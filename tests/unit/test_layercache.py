@@ -136,3 +136,15 @@ def test_an_unwritable_cache_is_an_engine_error_that_says_what_to_do(tmp_path: P
     assert raised.value.message.startswith(
         f"keeping dependencies-layer's layers in {tmp_path / 'file' / 'layers'}: ")
     assert "XDG_CACHE_HOME" in str(raised.value.hint)
+
+
+def test_each_image_store_has_a_layer_cache_of_its_own(tmp_path, monkeypatch) -> None:
+    """`cache prune` of one store waits for that store's builds only: its layer cache must
+    not be another store's (a prune of store B took layers from a build in store A)."""
+    from uvbuild.pipeline import layer_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a, b = layer_cache(Path("/run/containers/storage")), layer_cache(Path("/tmp/x/run"))
+    assert a.root != b.root
+    assert a.root == layer_cache(Path("/run/containers/storage")).root
+    assert a.root.parent == b.root.parent == tmp_path / "uvbuild" / "layers"

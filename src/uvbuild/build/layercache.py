@@ -2,7 +2,8 @@
 
 A layer step (planner.LayerStep) leaves one or more layer tars and a few facts (the
 interpreter a venv was made for, the runtime user's uid:gid, what the project
-installed). They are kept under $XDG_CACHE_HOME/uvbuild/layers:
+installed). They are kept under $XDG_CACHE_HOME/uvbuild/layers/<store>/, one folder per
+image store (pipeline.layer_cache; `cache prune` of a store empties its own):
 
     <step>-<key>.json       {"step", "key", "layers": [{digest, size, created_by}], "facts"}
     blobs/<sha256 hex>.tar  each layer, by its digest (shared by every key that made it)

@@ -67,8 +67,8 @@ def prune(*, everything: bool, engine: Buildah | None = None,
           layers: LayerCache | None = None) -> Pruned:
     """Remove what killed builds left (working containers, host folders, their processes,
     unnamed uvbuild images), the cache images and the layer cache; bases too with
-    `everything`. (A build whose layer entry goes meanwhile, in another store, says so
-    and is run again.)
+    `everything`. The layer cache is this store's own (pipeline.layer_cache), so it goes
+    under the same rule as the cache images.
 
     Cache images go only while no build runs in this store (builds hold the store lock
     shared, this takes it exclusively): a running build may be about to read one.
