@@ -337,44 +337,30 @@ def test_every_copy_is_staged_and_written_with_the_project_layer(
     assert not [c for c in engine.calls if c.method in ("copy", "add_archive")]
 
 
-def test_a_project_layer_gone_from_the_layer_cache_is_written_from_the_install_image(
-        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    plan = plan_of(project, TWO_COPIES)
+@pytest.mark.parametrize(("layer", "builder", "recipe", "layer_args"), [
+    ("project-layer", "install-project", TWO_COPIES, project_layer_args),
+    ("dependencies-layer", "sync-dependencies", RECIPE, deps_layer_args),
+])
+def test_a_layer_gone_from_the_layer_cache_is_written_from_its_builder_image(
+        engine: FakeEngine, project: Path, tmp_path: Path, layer: str, builder: str,
+        recipe: str, layer_args: Callable[[str], tuple[str, ...]]) -> None:
+    plan = plan_of(project, recipe)
     first = build(engine, plan, tmp_path)
     del engine.names[plan.final.cache_ref]  # only the final step and the layer run again
-    for entry in (tmp_path / "layers").glob("project-layer-*.json"):
+    for entry in (tmp_path / "layers").glob(f"{layer}-*.json"):
         entry.unlink()
     mark = len(engine.calls)
 
     again = build(engine, plan, tmp_path)
 
-    assert ran(again) == ["project-layer", "runtime-base", "add-project"]
+    assert ran(again) == [layer, "runtime-base", "add-project"]
     made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
-    assert made[0] == plan.step("install-project").cache_ref
+    assert made[0] == plan.step(builder).cache_ref
     writes = [words for c in calls_since(engine, mark) if c.method == "run"
               for words in commands_of(c) if LAYERTAR in words]
-    assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [project_layer_args(LAYER_OUT)]
-    assert again.image_id == first.image_id  # the same layers: the same image
-
-
-def test_a_dependencies_layer_gone_from_the_layer_cache_is_written_from_the_sync_image(
-        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    plan = plan_of(project)
-    first = build(engine, plan, tmp_path)
-    del engine.names[plan.final.cache_ref]
-    for entry in (tmp_path / "layers").glob("dependencies-layer-*.json"):
-        entry.unlink()
-    mark = len(engine.calls)
-
-    again = build(engine, plan, tmp_path)
-
-    assert ran(again) == ["dependencies-layer", "runtime-base", "add-project"]
-    made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
-    assert made[0] == plan.step("sync-dependencies").cache_ref
-    writes = [words for c in calls_since(engine, mark) if c.method == "run"
-              for words in commands_of(c) if LAYERTAR in words]
-    assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [deps_layer_args(LAYER_OUT)]
-    # The interpreter the venv needs comes from the sync image's label then.
+    assert [w[w.index(LAYERTAR) + 1:] for w in writes] == [layer_args(LAYER_OUT)]
+    # The same layers, the same image (a venv's interpreter then comes from the sync
+    # image's label).
     assert again.image_id == first.image_id
     assert engine.live == {}
 
