@@ -48,6 +48,9 @@ def copy_recipe(name: str, root: Path, image: str) -> Path:
                     ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc"))
     recipe = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
     recipe["image"] = image
+    # A label unique to this run changes the final step's key only: the build walks back
+    # through the earlier steps, re-making any that a `cache prune` (test_layers) removed.
+    recipe["runtime"].setdefault("labels", {})["io.uvbuild.itest-run"] = RUN_ID
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
@@ -55,9 +58,9 @@ def copy_recipe(name: str, root: Path, image: str) -> Path:
 
 def test_editing_a_path_dependency_rebuilds_only_the_project_layer(
         run_uvbuild, tmp_path: Path, tags: list[str]) -> None:
-    # The copy is built unedited first (a cache hit when the session's build of
-    # recipes/monorepo left its steps in the store): the edit is then measured against
-    # a build of the same folder, whatever other tests did to the store meanwhile.
+    # The copy is built unedited first; its run-unique label (copy_recipe) makes the final
+    # step a miss, so every earlier step is found or re-made and stored. The edit is then
+    # measured against that build, whatever other tests (a prune) did to the store before.
     base_tag = f"localhost/itest-repos-{RUN_ID}-unedited:1"
     tag = f"localhost/itest-repos-{RUN_ID}-common:1"
     tags.extend([base_tag, tag])
