@@ -127,6 +127,28 @@ def test_a_python_the_bookworm_base_lacks_is_a_project_error_at_once(
     assert seconds < 5, f"the error came after {seconds:.1f}s"
 
 
+def test_a_pin_an_image_base_cannot_meet_fails_before_uv_sync(
+        recipe_build, run_uvbuild, tmp_path: Path) -> None:
+    # An image base's Python is known only inside a container: it is checked on
+    # builder.python in the sync's own run, before `uv sync` downloads anything.
+    assert recipe_build("workspace").run.returncode == 0
+    bases = [line.split()[0] for line in subprocess.run(
+        ["buildah", "images", "--noheading", "--format", "{{.Name}}:{{.Tag}}"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+        if "uvbuild-base/debian-bookworm" in line]
+    assert bases, "no bootstrapped bookworm base in local storage"
+    recipe = copy_recipe("workspace", tmp_path, "localhost/itest-repos-never:1")
+    doc = yaml.safe_load(recipe.read_text())
+    doc["builder"]["from"] = bases[0]  # /usr/bin/python3 is 3.11 (bookworm)
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (tmp_path / "workspace/.python-version").write_text("3.13\n")
+    proc = run_uvbuild([recipe], check=False, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    assert "asks for Python 3.13" in proc.stderr, proc.stderr
+    assert "builder.python /usr/bin/python3 is Python 3.11" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 # Every sample, and the folder `uvbuild init` runs in (vworkspace's virtual root: init
 # picks the member hello). `verify --generic` checks what any image of the project must
 # give, not the sample recipe's own choices (fastapi's stop signal, port, labels and

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from uvbuild.errors import ProjectError
+from uvbuild.plan.planner import SyncDependencies
 from uvbuild.project.model import Project
 from uvbuild.project.pythons import PythonRequest, check_python, python_request, satisfies
 from uvbuild.recipe.model import BootstrapBase, Builder, ImageBase, Recipe, Runtime
@@ -108,3 +109,33 @@ def test_builder_and_runtime_suites_with_different_pythons_are_refused_at_once(
                    runtime=Runtime(base=BootstrapBase(suite="trixie", packages=("python3",))))
     with pytest.raises(ProjectError, match=r"Python 3\.11 .* has Python 3\.13"):
         check_python(mixed, project(tmp_path, requires=None))
+
+
+def _sync_step(request: PythonRequest | None, uv_python: str | None = None) -> SyncDependencies:
+    import dataclasses
+
+    from test_plan import plan_of
+
+    sync = plan_of().step("sync-dependencies")
+    assert isinstance(sync, SyncDependencies)
+    return dataclasses.replace(sync, python="/usr/local/bin/python3", uv_python=uv_python,
+                               python_request=request)
+
+
+def test_a_request_is_checked_on_builder_python_before_uv_sync_runs() -> None:
+    from uvbuild.build.builder_steps import PYTHON_CHECK, _python_check
+
+    pin = PythonRequest(text="3.12", source="/p/.python-version", pinned=True)
+    (check,) = _python_check(_sync_step(pin))
+    assert check.label == PYTHON_CHECK
+    assert check.text.startswith("/usr/local/bin/python3 -c ") and check.text.endswith(" 3.12")
+    ranged = PythonRequest(text=">=3.11,<3.13", source="pyproject.toml", pinned=False)
+    (check,) = _python_check(_sync_step(ranged))
+    assert check.text.endswith(" 3.11 3.12")
+    # uv is asked for the version itself (no builder.python), or nothing is asked:
+    # uv's own "No interpreter found" / nothing to check.
+    assert _python_check(_sync_step(pin, uv_python="3.12")) == ()
+    assert _python_check(_sync_step(None)) == ()
+    # A request the host cannot read is left to the check of the made venv.
+    odd = PythonRequest(text="pypy@3.10", source="/p/.python-version", pinned=True)
+    assert _python_check(_sync_step(odd)) == ()

@@ -32,7 +32,7 @@ from uvbuild.plan.planner import (
     PrepareBuilder,
     SyncDependencies,
 )
-from uvbuild.project.pythons import check_made_venv
+from uvbuild.project.pythons import PythonRequest, check_made_venv, satisfies
 
 TOOLS = "/run/uvbuild"
 UV_TARGET = f"{TOOLS}/bin/uv"
@@ -53,6 +53,7 @@ PACKAGES = "packages"
 UNPACK = "unpack"
 UV_SYNC = "uv-sync"
 SNAPSHOT = "venv-snapshot"
+PYTHON_CHECK = "python-check"
 STAGE = "stage-layer"
 WRITE_LAYER = "write-layer"
 
@@ -281,6 +282,44 @@ def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
     return outcome
 
 
+# Prints the interpreter's X.Y as a value line; exit 3 unless it is one of the arguments.
+_PYTHON_CHECK = ("import json, sys; v = '%d.%d' % sys.version_info[:2]; "
+                 "print('@@uvbuild value " + PYTHON_CHECK + " ' + json.dumps(v)); "
+                 "sys.exit(0 if v in sys.argv[1:] else 3)")
+_UNMET = 3
+
+
+def _python_check(step: SyncDependencies) -> tuple[batch.Command, ...]:
+    """With `builder.python` set (uv is not asked for a version), the project's Python
+    request is checked on that interpreter before `uv sync` runs, in the same run: an
+    image base's Python is known only inside a container, and a sync that downloads
+    every wheel first would be a slow way to learn it does not fit. The request is
+    turned into the X.Y versions that meet it here, on the host (pythons.satisfies)."""
+    request = step.python_request
+    if request is None or step.uv_python is not None:
+        return ()
+    minors = [f"{major}.{minor}" for major in (3,) for minor in range(0, 40)]
+    if any(satisfies(request, version) is None for version in minors):
+        return ()  # a request this check cannot read ("pypy@3.10"): left to the venv check
+    allowed = [version for version in minors if satisfies(request, version)]
+    return (batch.Command(PYTHON_CHECK, batch.shell([step.python, "-c", _PYTHON_CHECK,
+                                                     *allowed])),)
+
+
+def _python_unmet(step: SyncDependencies, request: PythonRequest,
+                  outcome: batch.Outcome) -> Exception:
+    version = outcome.reported.get(PYTHON_CHECK)
+    if outcome.failure.returncode != _UNMET or not isinstance(version, str):
+        return StepFailed(f"checking the builder's Python {step.python} failed: "
+                          f"{cmd.describe_failure(outcome.failure)}",
+                          hint="builder.python must name a Python 3 the builder base has")
+    return ProjectError(
+        f"the project asks for Python {request.text} ({request.source}), but "
+        f"builder.python {step.python} is Python {version}",
+        hint="set builder.python to an interpreter that meets the request, use another base, "
+        "or change the project's request")
+
+
 def sync_dependencies(build: StepContext, step: SyncDependencies,
                       inputs: Inputs) -> SyncResult:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv; the
@@ -291,13 +330,17 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
         # The dependencies layer is written here, in the same run (dependencies-layer
         # keeps it): the venv as it ships, read while it is at hand.
         out = build.scratch_dir("deps-layer")
-        commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
+        check = _python_check(step)
+        commands = [unpack, *check,
+                    batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
                     _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
                     layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT))]
         outcome = _run_batch(build, ctr, step, commands, project=False,
                              extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
         if outcome.failed == UNPACK:
             raise _unpack_failure(step, outcome.failure)
+        if outcome.failed == PYTHON_CHECK and step.python_request is not None:
+            raise _python_unmet(step, step.python_request, outcome)
         if outcome.failed == UV_SYNC:
             raise _uv_failure(build, outcome.failure, project=False)
         python = outcome.reported.get("python")
