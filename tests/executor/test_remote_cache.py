@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import shutil
 from pathlib import Path
 from typing import cast
 
-from fake_engine import FakeEngine
+from fake_engine import Call, FakeEngine
 from test_executor import (  # noqa: F401
     BASE,
     BOOTSTRAP_RECIPE,
@@ -221,3 +222,25 @@ def test_several_repositories_are_asked_in_order_and_no_cache_asks_none(
     assert set(run.status().values()) == {"built"}
     assert third.called("registry_manifest") == []
     assert BASE in third.names
+
+
+def test_an_export_that_fails_is_a_warning_and_the_build_stands(
+        project: Path, tmp_path: Path) -> None:
+    engine = fresh_engine()
+    plan = plan_of(project)
+    layers = tmp_path / "a" / "layers"
+
+    def prune_meanwhile(call: Call) -> None:
+        # `cache prune` empties the layer cache between the final tag and the export.
+        if call.method == "tag" and call.args[1:] == (IMAGE,):
+            shutil.rmtree(layers / "blobs")
+
+    engine.on_call = prune_meanwhile
+    run = runner_build(engine, plan, tmp_path / "a", cache_to=REPO)
+
+    assert engine.names[IMAGE] == run.result.image_id
+    assert sorted(w.split("not exporting ")[1].split(":")[0] for w in run.warnings()) == [
+        "dependencies-layer", "prepare-runtime", "project-layer"]
+    exported = {tag.rpartition(":")[2].rpartition("-")[0] for tag in engine.registry.tags}
+    assert exported == {"prepare-builder", "sync-dependencies", "install-project",
+                        "add-project"}

@@ -153,8 +153,9 @@ class RemoteCache:
             return target.export_image(step.name, step.key, step.cache_ref)
         except Interrupted:
             raise
-        except (UvbuildError, OSError) as exc:
+        except (UvbuildError, OSError, ValueError) as exc:
             # The build succeeded: a host problem here (a full disk while the layout is
-            # written, a layer tar pruned meanwhile) costs the cache an entry, no more.
+            # written, a layer tar pruned meanwhile, a layout skopeo wrote otherwise than
+            # expected) costs the cache an entry, no more.
             self._warn(f"registry cache {target.repo}: not exporting {step.name}: {exc}")
             return False
