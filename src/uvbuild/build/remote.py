@@ -22,8 +22,8 @@ about 40 s. It is exported like any step, so the cache holds it.
 
 `export` pushes every step result the build has (made, found or pulled: what the build
 used), each once: the images one after the other (each reuses the blobs the one before
-wrote), the layer entries beside them. Nothing here fails a build: every registry problem is
-a warning (see regcache.py), and so is a host problem during an export.
+wrote), the layer entries beside them. Nothing here fails a build: every registry
+problem is a warning (see regcache.py), and so is a host problem during an export.
 """
 
 from __future__ import annotations
