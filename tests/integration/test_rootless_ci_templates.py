@@ -109,10 +109,14 @@ def read_env_file(path: Path) -> dict[str, str]:
     return found
 
 
-def run_github_job(user, job: str, context: Mapping[str, str], expressions: Mapping[str, str],
-                   env: Mapping[str, str], folder: Path) -> list[str]:
-    """Run the job's `run:` steps as `user`; the names of the steps run."""
+def run_github_job(user, job: str, context: Mapping[str, str], settings: Mapping[str, str],
+                   expressions: Mapping[str, str], env: Mapping[str, str],
+                   folder: Path) -> list[str]:
+    """Run the job's `run:` steps as `user`; the names of the steps run. `context` is what
+    the runner provides, `settings` the values a user gives the workflow's `env:`."""
     top_env, steps = github_steps(job)
+    assert set(settings) <= set(top_env), "settings are the workflow's own variables"
+    top_env = {**top_env, **settings}
     added_env: dict[str, str] = {}
     added_path: list[str] = []
     ran = []
@@ -178,16 +182,19 @@ def registry_get(url: str) -> dict[str, object]:
         return dict(json.load(response))
 
 
-def user_store(user, folder: Path, driver: str) -> Path:
-    """An empty image store of `user`'s: its storage.conf."""
-    (folder / "graph").mkdir(parents=True)
-    (folder / "run").mkdir()
-    conf = folder / "storage.conf"
-    conf.write_text(f'[storage]\ndriver = "{driver}"\ngraphroot = "{folder / "graph"}"\n'
-                    f'runroot = "{folder / "run"}"\n')
-    for path in (folder, folder / "graph", folder / "run", conf):
-        shutil.chown(path, user.uid, user.gid)
-    return conf
+def user_store(user, folder: Path) -> dict[str, str]:
+    """An empty image store of `user`'s, as on a fresh runner: the environment that
+    selects it. Rootless buildah 1.28 takes its graph root from $XDG_DATA_HOME and its run
+    root from $XDG_RUNTIME_DIR (it ignores a CONTAINERS_STORAGE_CONF's), so both are new
+    folders; checked, so that nothing here ever touches the user's own store."""
+    (folder / "data").mkdir(parents=True)
+    (folder / "runtime").mkdir(mode=0o700)
+    _chown_all(folder, user)
+    env = {"XDG_DATA_HOME": str(folder / "data"), "XDG_RUNTIME_DIR": str(folder / "runtime")}
+    store = json.loads(user.run(["buildah", "info"], env=env).stdout)["store"]
+    for where in ("GraphRoot", "RunRoot"):
+        assert Path(store[where]).is_relative_to(folder), (where, store[where])
+    return env
 
 
 def base_archive(user, recipe: Path, folder: Path) -> tuple[Path, str] | None:
@@ -266,7 +273,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
     tmp.chmod(0o755)
     run_id = secrets.token_hex(4)
     token = f"tok-{secrets.token_hex(8)}"  # the job's registry token: must show nowhere
-    stores: list[Path] = []
+    stores: list[dict[str, str]] = []
     try:
         # uvbuild's source, the project, the registry's plain HTTP, the base.
         source = source_repository(tmp / "uvbuild-src")
@@ -280,15 +287,16 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         registries = tmp / "registries.conf"
         registries.write_text(f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n')
         _chown_all(tmp, user)
+        print(f"source and project: {time.monotonic() - started:.1f}s")
         base = base_archive(user, project / "uvbuild.yaml", tmp)
-        driver = json.loads(user.run(["buildah", "info"]).stdout)["store"]["GraphDriverName"]
+        print(f"base archive ({base}): {time.monotonic() - started:.1f}s")
         for name in ("github", "gitlab"):
-            stores.append(user_store(user, tmp / f"store-{name}", driver))
+            stores.append(user_store(user, tmp / f"store-{name}"))
             if base is not None:
                 user.run(["skopeo", "copy", "--quiet", f"oci-archive:{base[0]}",
-                          f"containers-storage:{base[1]}"],
-                         env={"CONTAINERS_STORAGE_CONF": str(stores[-1])}, timeout=600)
+                          f"containers-storage:{base[1]}"], env=stores[-1], timeout=600)
         setup_seconds = time.monotonic() - started
+        print(f"set-up: {setup_seconds:.1f}s")
         workspace = tmp / "work" / "shop"
         workspace.parent.mkdir()
         _chown_all(workspace.parent, user)
@@ -306,18 +314,17 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
             "GITHUB_REPOSITORY": f"ITest/Shop-{run_id}",  # upper case: the template lowers it
             "GITHUB_SHA": sha, "GITHUB_ACTOR": "itest", "GITHUB_WORKSPACE": str(workspace),
             "RUNNER_TEMP": str(runner_temp), "RUNNER_OS": "Linux",
-            # The template's own variables, as a user sets them: where uvbuild and the
-            # registry are.
-            "UVBUILD_GIT": f"file://{source}", "UVBUILD_REF": "ci-templates",
-            "REGISTRY": registry,
         }
+        # The workflow's own variables, as a user sets them: where uvbuild and the
+        # registry are.
+        settings = {"UVBUILD_GIT": f"file://{source}", "UVBUILD_REF": "ci-templates",
+                    "REGISTRY": registry}
         expressions = {"github.actor": "itest", "secrets.GITHUB_TOKEN": token}
         phase = time.monotonic()
-        top_env, _ = github_steps("build")
-        overrides = {k: v for k, v in github.items() if k in top_env}
-        ran = run_github_job(user, "build", {**github, **overrides}, expressions,
-                             {**common, "CONTAINERS_STORAGE_CONF": str(stores[0])}, tmp)
+        ran = run_github_job(user, "build", github, settings, expressions,
+                             {**common, **stores[0]}, tmp)
         github_seconds = time.monotonic() - phase
+        print(f"GitHub job: {github_seconds:.1f}s")
         assert ran[-1] == "Build, share the cache, push", ran
         first = json.loads((workspace / "build.json").read_text())
         print(f"github run steps: {first['steps']}")
@@ -348,7 +355,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         shutil.chown(script_file, user.uid, user.gid)
         phase = time.monotonic()
         job = user.run(["bash", "--noprofile", "--norc", script_file],
-                       env={**common, **job_env, "CONTAINERS_STORAGE_CONF": str(stores[1])},
+                       env={**common, **job_env, **stores[1]},
                        cwd=workspace, timeout=900)
         gitlab_seconds = time.monotonic() - phase
         second = json.loads((workspace / "build.json").read_text())
@@ -364,8 +371,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
               f"{github_seconds:.1f}s, GitLab job {gitlab_seconds:.1f}s, total "
               f"{time.monotonic() - started:.1f}s")
     finally:
-        for conf in stores:
-            user.run(["buildah", "rmi", "--all", "--force"], check=False, quiet=True,
-                     env={"CONTAINERS_STORAGE_CONF": str(conf)})
+        for env in stores:  # only stores user_store checked are the test's own
+            user.run(["buildah", "rmi", "--all", "--force"], check=False, quiet=True, env=env)
         shutil.rmtree(tmp, ignore_errors=True)
 
