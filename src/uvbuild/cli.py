@@ -61,6 +61,23 @@ def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+def _checked_cache_repo(ctx: click.Context, param: click.Parameter,
+                        value: str | None) -> str | None:
+    from uvbuild.build.regcache import repository_problem
+
+    problem = None if value is None else repository_problem(value)
+    if problem:
+        raise click.BadParameter(f"{value!r}: {problem}")
+    return value
+
+
+def _checked_cache_repos(ctx: click.Context, param: click.Parameter,
+                         value: tuple[str, ...]) -> tuple[str, ...]:
+    for repo in value:
+        _checked_cache_repo(ctx, param, repo)
+    return value
+
+
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path), required=False,
                 default=DEFAULT_RECIPE)
@@ -75,6 +92,12 @@ def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="USER[:PASSWORD] for the registry, base pulls and push (or $UVBUILD_CREDS: "
               "off the command line).")
 @click.option("--authfile", help="Registry auth file (default: the containers auth file).")
+@click.option("--cache-from", "cache_from", multiple=True, metavar="REGISTRY/REPO",
+              callback=_checked_cache_repos,
+              help="Look steps up in this registry cache before running them (repeatable: "
+              "asked in order).")
+@click.option("--cache-to", "cache_to", metavar="REGISTRY/REPO", callback=_checked_cache_repo,
+              help="Export the build's step results to this registry cache once it succeeded.")
 @click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
               help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
 @click.option("--sbom", "sbom_file", type=click.Path(path_type=Path),
@@ -83,8 +106,9 @@ def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for CI).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the output of builder commands.")
 def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify: bool | None,
-          creds: str | None, authfile: str | None, outputs: tuple[str, ...],
-          sbom_file: Path | None, quiet: bool, as_json: bool, verbose: bool) -> None:
+          creds: str | None, authfile: str | None, cache_from: tuple[str, ...],
+          cache_to: str | None, outputs: tuple[str, ...], sbom_file: Path | None, quiet: bool,
+          as_json: bool, verbose: bool) -> None:
     """Build RECIPE (default: ./uvbuild.yaml) into a tested, tagged image."""
     from uvbuild.pipeline import Outputs
     from uvbuild.pipeline import build as run_build
@@ -94,6 +118,7 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
         redact.add(creds.partition(":")[2])
     reporter = Reporter("json" if as_json else "quiet" if quiet else "human")
     result = run_build(recipe, tag=tag, reporter=reporter, no_cache=no_cache, verbose=verbose,
+                       cache_from=cache_from, cache_to=cache_to,
                        outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
                                        creds=creds, authfile=authfile, sbom=sbom_file))
     reporter.done(image=result.image, image_id=result.image_id, size=result.size,
@@ -143,16 +168,6 @@ def cache_ls() -> None:
     engine = Buildah()
     for entry in list_entries(engine, layers=layer_cache(engine.run_root())):
         click.echo(f"{entry.step:<18} {entry.key}  {entry.image_id[:12]}  {entry.size}")
-
-
-def _checked_cache_repo(ctx: click.Context, param: click.Parameter,
-                        value: str | None) -> str | None:
-    from uvbuild.build.regcache import repository_problem
-
-    problem = None if value is None else repository_problem(value)
-    if problem:
-        raise click.BadParameter(f"{value!r}: {problem}")
-    return value
 
 
 @cache.command("prune")

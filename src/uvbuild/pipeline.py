@@ -145,8 +145,11 @@ def _places() -> list[Place]:
 
 @reported(_places)
 def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
-          no_cache: bool = False, verbose: bool = False) -> BuildResult:
-    """Build the recipe at `path` into a tagged image; push or export it if asked."""
+          no_cache: bool = False, verbose: bool = False, cache_from: tuple[str, ...] = (),
+          cache_to: str | None = None) -> BuildResult:
+    """Build the recipe at `path` into a tagged image; push or export it if asked. Steps
+    are looked up in the registry caches `cache_from` and exported to `cache_to`
+    (build/remote.py), reached with the same settings as base pulls and the push."""
     recipe = load_recipe(path)
     engine = Buildah()
     check_rootless_ready()
@@ -172,7 +175,9 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
                                  network_env=net_env, network_mounts=net_mounts,
                                  secrets=secrets, no_cache=no_cache, verbose=verbose,
-                                 layer_cache=layer_cache(run_root).root)
+                                 layer_cache=layer_cache(run_root).root,
+                                 cache_from=cache_from, cache_to=cache_to,
+                                 registry=outputs.access)
         reporter.note(f"building {plan.image} from {path}")
         with build_lock(plan.image):
             result = Build(engine, plan, settings, reporter, claim).run()

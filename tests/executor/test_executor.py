@@ -561,7 +561,8 @@ def test_second_build_only_tags(engine: FakeEngine, project: Path, tmp_path: Pat
     changes = [c for c in calls_since(engine, mark) if c.method in CHANGING_METHODS]
     assert changes == [Call("tag", (first.image_id, IMAGE))]
     assert second.image_id == first.image_id
-    assert second.steps == [{"step": "add-project", "cached": True, "seconds": 0.0}]
+    assert second.steps == [{"step": "add-project", "status": "cached", "cached": True,
+                             "seconds": 0.0}]
 
 
 def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project: Path,

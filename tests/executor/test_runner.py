@@ -152,4 +152,5 @@ def test_a_step_kept_outside_local_storage_is_found_by_its_kind_and_its_needs_no
 
     assert runner.result(PLAN.steps[-1], CTX, {}) is kept
     assert made == []
-    assert reporter.records == [{"step": "apply", "cached": True, "seconds": 0.0}]
+    assert reporter.records == [{"step": "apply", "status": "cached", "cached": True,
+                                 "seconds": 0.0}]

@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 from uvbuild.build.batch import Command, Job
 from uvbuild.build.layercache import LayerCache
 from uvbuild.build.results import ContainerResult, StepResult
-from uvbuild.engine.buildah import CommitOptions, Mount
+from uvbuild.engine.buildah import CommitOptions, Mount, RegistryAccess
 from uvbuild.engine.cmd import Gate
 from uvbuild.engine.protocol import Engine
 from uvbuild.plan.planner import Plan, Step
@@ -42,6 +42,12 @@ class BuildSettings:
     no_cache: bool = False
     layer_cache: Path | None = None  # the host's layer cache (None: this build's alone)
     verbose: bool = False
+    # Registry caches (build/remote.py): where steps are looked up before they run
+    # (--cache-from, in order) and where the results go once the build succeeded
+    # (--cache-to), reached with `registry` (the same settings as base pulls and push).
+    cache_from: tuple[str, ...] = ()
+    cache_to: str | None = None
+    registry: RegistryAccess = RegistryAccess()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """Build a Plan: reuse cached steps, run the others, test, then tag. Nothing left behind.
 
 `Build.run` sets the build up (its run claim, scratch folder, the sweep of what killed
-builds left, the cache listing), has the `Runner` make the final step (and, lazily, what
-it needs), names the result and cleans up, whatever way the build ends: the first
-failure interrupts the other threads' commands, every thread is waited for, and only
-then are the working containers removed.
+builds left, the cache listing, the registry caches), has the `Runner` make the final
+step (and, lazily, what it needs; a step found in a `--cache-from` registry cache is
+pulled, not made), names the result, exports the step results to `--cache-to` and
+cleans up, whatever way the build ends: the first failure interrupts the other threads'
+commands, every thread is waited for, and only then are the working containers removed.
 
 How each type of step is made is one entry of STEP_KINDS; a step function sees the
 build through a `BuildContext` (context.StepContext), never the runner.
@@ -29,6 +30,7 @@ from uvbuild.build.context import BuildSettings
 from uvbuild.build.labels import STEP_LABEL
 from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
+from uvbuild.build.remote import RemoteCache
 from uvbuild.build.results import ContainerResult, ImageResult
 from uvbuild.build.runner import Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
@@ -190,6 +192,10 @@ class Build:
             ctx = BuildContext(self.engine, self.plan, self.settings, runner=runner,
                                containers=containers, claim=claim, scratch=scratch,
                                layers=layers)
+            remote = RemoteCache(self.engine, self.settings, warn=self.reporter.warn,
+                                 scratch=scratch)
+            if remote.sources and not self.settings.no_cache:
+                runner.pull = remote.pull
             # What builds that were killed (SIGKILL, power loss) left is removed while
             # the cache is listed.
             sweep = threads.spawn(
@@ -211,6 +217,10 @@ class Build:
             self.engine.tag(image_id, self.plan.image)
             cleanup.result()
             image_size = size.result()
+            # Only a build that succeeded (its image tested) exports, after it is named.
+            exported = remote.export(self.plan, runner.made(), threads)
+            if exported:
+                self.reporter.note(exported)
         except BaseException as exc:
             threads.fail(exc)
             first = threads.first_error

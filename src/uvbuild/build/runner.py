@@ -13,6 +13,10 @@ also open its working container from one need while the others are still being m
 starts, the others' commands are interrupted and the gates shut; `Threads.join()` waits
 for every thread, and only then may the caller remove containers.
 
+A step found nowhere on this host may still be in a registry cache (`--cache-from`):
+the runner asks `pull` (build/remote.py) before it makes the step's needs, so the walk
+from the final step stops at the first step found there, as it does at a cached one.
+
 How a type of step is made is a `StepKind`, looked up in a table: adding a step type
 is one entry there (executor.STEP_KINDS).
 """
@@ -21,13 +25,21 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from uvbuild.build.context import Inputs, StepContext
-from uvbuild.build.results import ContainerResult, ImageResult, StepResult, files_ref, image_of
+from uvbuild.build.results import (
+    ContainerResult,
+    ImageResult,
+    LayerSet,
+    StepResult,
+    files_ref,
+    image_of,
+)
 from uvbuild.build.threads import Once, Threads
 from uvbuild.engine.protocol import Engine
 from uvbuild.errors import StepFailed
@@ -73,6 +85,8 @@ class StepKind(Generic[S]):
 
 
 StepKinds = Mapping[type[Step], StepKind[Any]]
+# A step's result from a registry cache (remote.RemoteCache.pull), or None: to make.
+Pull = Callable[[StepContext, Step], ImageResult | LayerSet | None]
 
 
 class Runner:
@@ -87,6 +101,8 @@ class Runner:
         self._opened: dict[str, Future[object]] = {}  # step name → its early container(s)
         self._lock = threading.Lock()
         self._deferred: list[Future[str]] = []  # commits under way in the background
+        self._pulls: Once[str, ImageResult | LayerSet | None] = Once()  # by shared_by
+        self.pull: Pull | None = None  # set by the build when it has --cache-from
 
     def result(self, step: Step, ctx: StepContext, cache: Mapping[str, str]) -> StepResult:
         """`step`'s result, running it (and what it needs) unless `cache` (cache name →
@@ -100,6 +116,10 @@ class Runner:
                 raise
 
         return self._steps(step.name, make)
+
+    def made(self) -> dict[str, StepResult]:
+        """The results of the steps made or found so far, by step name."""
+        return self._steps.values()
 
     def files_of(self, name: str) -> str:
         """Where a later step reads made step `name`'s files (results.files_ref)."""
@@ -125,6 +145,9 @@ class Runner:
         if found is not None:
             self.reporter.cached(step)
             return found
+        pulled = self._pulled(step, kind, ctx)
+        if pulled is not None:
+            return pulled
         if kind.opens is not None:
             self._open_early(step, kind.opens, ctx, cache)
         self.threads.all([functools.partial(self.result, self.plan.step(name), ctx, cache)
@@ -145,6 +168,21 @@ class Runner:
             # The final step is named by the build, with the output name, once tested.
             self.engine.tag(image.image_id, step.cache_ref)
         return result
+
+    def _pulled(self, step: Step, kind: StepKind[Any], ctx: StepContext) -> StepResult | None:
+        """`step`'s result from a registry cache (`self.pull`), or None: to make."""
+        pull = self.pull
+        if pull is None:
+            return None
+        started = time.monotonic()
+        if kind.shared_by is None:
+            found = pull(ctx, step)
+        else:  # builder and runtime on one base: it is looked up (and pulled) once
+            found = self._pulls(kind.shared_by(step), lambda: pull(ctx, step))
+        if found is None:
+            return None
+        self.reporter.pulled(step, time.monotonic() - started)
+        return found if isinstance(found, LayerSet) else kind.from_cache(found)
 
     def _open_early(self, step: Step, opens: Opens[Any], ctx: StepContext,
                     cache: Mapping[str, str]) -> None:

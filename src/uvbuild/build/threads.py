@@ -51,6 +51,13 @@ class Once(Generic[K, T]):
             future = self._made[key]
         return future.result()
 
+    def values(self) -> dict[K, T]:
+        """Every value made so far (not one still being made, nor a failure)."""
+        with self._lock:
+            futures = dict(self._made)
+        return {key: future.result() for key, future in futures.items()
+                if future.done() and future.exception() is None}
+
 
 class Threads:
     """One build's threads, failure state and gates (see the module docstring)."""

@@ -1,6 +1,9 @@
 """Progress that tells the story: one line per step, then the image, its ID, size and time.
 
-`quiet` prints only the image ID; `json` prints one JSON document at the end for CI.
+Each step is `cached` (found in local storage or the layer cache), `pulled` (from a
+registry cache, `--cache-from`) or `built`; its record says which (`status`) and how long
+it took. `quiet` prints only the image ID; `json` prints one JSON document at the end for
+CI. Warnings (a registry cache that cannot be used) go to stderr in every style.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Reporter:
         self.style = style
         self.stream = stream or sys.stderr
         self.records: list[dict[str, object]] = []
+        self.warnings: list[str] = []
         self._lock = threading.Lock()  # steps run in several threads: whole lines only
 
     def _line(self, text: str) -> None:
@@ -36,9 +40,27 @@ class Reporter:
         """A line of its own (e.g. what uvbuild is about to build)."""
         self._line(text)
 
+    def warn(self, text: str) -> None:
+        """A warning: one line on stderr whatever the style (and in --json's document)."""
+        with self._lock:
+            self.warnings.append(text)
+            self.stream.write(f"uvbuild: warning: {text}\n")
+            self.stream.flush()
+
+    def _record(self, step: Step, status: str, seconds: float) -> None:
+        # `cached` (not run) is kept beside `status` for the readers of older documents.
+        with self._lock:
+            self.records.append({"step": step.name, "status": status,
+                                 "cached": status != "built", "seconds": round(seconds, 2)})
+
     def cached(self, step: Step) -> None:
-        self.records.append({"step": step.name, "cached": True, "seconds": 0.0})
+        self._record(step, "cached", 0.0)
         self._line(f"  {step.name:<18} cached     {step.describe()}")
+
+    def pulled(self, step: Step, seconds: float) -> None:
+        """`step`'s result came from a registry cache, in `seconds`."""
+        self._record(step, "pulled", seconds)
+        self._line(f"  {step.name:<18} pulled     {step.describe()} ({seconds:.1f}s)")
 
     @contextlib.contextmanager
     def running(self, step: Step) -> Iterator[None]:
@@ -53,7 +75,7 @@ class Reporter:
             self._line(f"  {step.name:<18} FAILED after {time.monotonic() - started:.1f}s")
             raise
         seconds = time.monotonic() - started
-        self.records.append({"step": step.name, "cached": False, "seconds": round(seconds, 2)})
+        self._record(step, "built", seconds)
         self._line(f"  {step.name:<18} {seconds:6.1f}s")
 
     def done(self, *, image: str, image_id: str, size: int, seconds: float,
@@ -66,6 +88,8 @@ class Reporter:
                                            "seconds": round(seconds, 2), "steps": self.records}
             if pushed is not None:
                 document["pushed"] = pushed
+            if self.warnings:
+                document["warnings"] = self.warnings
             print(json.dumps(document), file=out)
             return
         if pushed is not None:
