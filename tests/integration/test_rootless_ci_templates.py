@@ -20,8 +20,8 @@ One test runs both templates' build jobs, read from the YAML files as they ship:
   (test_registry_cache.py).
 
 The CI-provided variables (GITHUB_*, RUNNER_TEMP, CI_*, the registry, the credentials)
-point at the loopback registry; its plain HTTP is declared in a registries.conf
-(CONTAINERS_REGISTRIES_CONF), as a user of an internal registry would declare it. Both
+point at the loopback registry; its plain HTTP is declared in a registries.conf drop-in
+in the user's config, as a user of an internal registry would declare it (removed after). Both
 templates install uvbuild as they ship: `git clone` of `$UVBUILD_GIT` at `$UVBUILD_REF`
 (here a file:// repository holding a snapshot of this checkout, uncommitted work
 included), then `scripts/host-setup`.
@@ -134,10 +134,11 @@ def run_github_job(user, job: str, context: Mapping[str, str], settings: Mapping
         step_env = {name: fill_expressions(str(value), expressions)
                     for name, value in {**top_env, **step.get("env", {})}.items()}
         path = ":".join([*reversed(added_path), env.get("PATH", user.env()["PATH"])])
-        user.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", script],
+        done = user.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", script],
                  env={**env, **context, **step_env, **added_env, "PATH": path,
                       "GITHUB_ENV": str(env_file), "GITHUB_PATH": str(path_file)},
                  cwd=context["GITHUB_WORKSPACE"], timeout=900)
+        print(f"--- step {step.get('name', n)}: stderr\n{done.stderr.strip()}")
         added_env.update(read_env_file(env_file))
         added_path += [line for line in path_file.read_text().splitlines() if line]
         ran.append(str(step.get("name", step["run"])))
@@ -234,6 +235,21 @@ def base_archive(user, recipe: Path, folder: Path) -> tuple[Path, str] | None:
     return archive, name
 
 
+def insecure_registry(user, registry: str, run_id: str) -> list[Path]:
+    """Declare the loopback registry's plain HTTP for `user`, as a user of an internal
+    registry declares it: a registries.conf drop-in in the user's config (Debian's skopeo
+    1.9 reads no CONTAINERS_REGISTRIES_CONF). What was made, the file first: the test
+    removes it all afterwards."""
+    folder = user.home / ".config" / "containers" / "registries.conf.d"
+    made = [path for path in (folder, folder.parent) if not path.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    dropin = folder / f"uvbuild-ci-templates-{run_id}.conf"
+    dropin.write_text(f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n')
+    for path in (*made, dropin):
+        shutil.chown(path, user.uid, user.gid)
+    return [dropin, *made]
+
+
 def source_repository(folder: Path) -> Path:
     """A git repository holding this checkout's files (tracked, and untracked but not
     ignored: work in progress is tested too) on one branch: what the templates clone."""
@@ -274,6 +290,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
     run_id = secrets.token_hex(4)
     token = f"tok-{secrets.token_hex(8)}"  # the job's registry token: must show nowhere
     stores: list[dict[str, str]] = []
+    dropins: list[Path] = []
     try:
         # uvbuild's source, the project, the registry's plain HTTP, the base.
         source = source_repository(tmp / "uvbuild-src")
@@ -284,23 +301,24 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         (project / "uvbuild.yaml").write_text(yaml.safe_dump(RECIPE, sort_keys=False))
         subprocess.run([Path(sys.executable).parent / "uv", "lock", "--offline", "--directory",
                         project], check=True, capture_output=True, timeout=120)
-        registries = tmp / "registries.conf"
-        registries.write_text(f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n')
+        dropins = insecure_registry(user, registry, run_id)
         _chown_all(tmp, user)
         print(f"source and project: {time.monotonic() - started:.1f}s")
         base = base_archive(user, project / "uvbuild.yaml", tmp)
         print(f"base archive ({base}): {time.monotonic() - started:.1f}s")
-        for name in ("github", "gitlab"):
-            stores.append(user_store(user, tmp / f"store-{name}"))
-            if base is not None:
-                user.run(["skopeo", "copy", "--quiet", f"oci-archive:{base[0]}",
-                          f"containers-storage:{base[1]}"], env=stores[-1], timeout=600)
+        # The first runner gets the bootstrapped base as a runner that made it before
+        # has it; the second gets nothing: the base comes from the registry cache too.
+        stores.append(user_store(user, tmp / "store-github"))
+        if base is not None:
+            user.run(["skopeo", "copy", "--quiet", f"oci-archive:{base[0]}",
+                      f"containers-storage:{base[1]}"], env=stores[0], timeout=600)
+        stores.append(user_store(user, tmp / "store-gitlab"))
         setup_seconds = time.monotonic() - started
         print(f"set-up: {setup_seconds:.1f}s")
         workspace = tmp / "work" / "shop"
         workspace.parent.mkdir()
         _chown_all(workspace.parent, user)
-        common = {"CONTAINERS_REGISTRIES_CONF": str(registries), "CI": "true"}
+        common = {"CI": "true"}
         repo_path = f"itest/shop-{run_id}"  # the image's repository in the registry
         sha = secrets.token_hex(20)
 
@@ -358,6 +376,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
                        env={**common, **job_env, **stores[1]},
                        cwd=workspace, timeout=900)
         gitlab_seconds = time.monotonic() - phase
+        print(f"--- GitLab job: stderr\n{job.stderr.strip()}")
         second = json.loads((workspace / "build.json").read_text())
         statuses = {str(s["step"]): str(s.get("status")) for s in second["steps"]}
         print(f"gitlab run steps: {second['steps']}")
@@ -374,4 +393,9 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         for env in stores:  # only stores user_store checked are the test's own
             user.run(["buildah", "rmi", "--all", "--force"], check=False, quiet=True, env=env)
         shutil.rmtree(tmp, ignore_errors=True)
+        for made in dropins:  # the drop-in file, then the folders made for it
+            if not made.is_dir():
+                made.unlink(missing_ok=True)
+            elif not any(made.iterdir()):
+                made.rmdir()
 
