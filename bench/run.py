@@ -561,7 +561,7 @@ def runner_build(sh: Shell, tools: Tools, what: str, flags: list[str]) -> Runner
 @dataclass
 class SecondRunner:
     cold: RunnerBuild  # runner 1: cold, exporting with --cache-to
-    bases_seconds: float  # runner 2: copying the bases in (skopeo), not in the ratio
+    bases_seconds: float  # runner 2: copying the runtime base in (skopeo), not in the ratio
     second: RunnerBuild  # runner 2: the same inputs, --cache-from
     edit: RunnerBuild  # runner 2 after a one-line code edit, --cache-from
 
@@ -608,14 +608,16 @@ def second_runner(sh: Shell, tools: Tools, registry: Registry, store: dict[str, 
     two = Shell(logs=sh.logs, serial=1000 * n + 500, private_env={
         **env, "CONTAINERS_STORAGE_CONF": str(conf), "XDG_CACHE_HOME": str(two_root / "cache")})
     try:
-        # The bases reach runner 2 as from the registry a CI pulls them from: copied from
-        # runner 1's store (same image IDs). Timed apart: it is not the build.
+        # The runtime base is named by reference (RUNTIME_BASE_IMAGE), so it reaches
+        # runner 2 as a CI runner pulls such a base from its registry: copied from runner
+        # 1's store (same image ID), timed apart (it is not the build). The bootstrapped
+        # builder base is not copied: runner 2 gets it from the registry cache, if it
+        # needs it at all.
         source = (f"containers-storage:[{store['driver']}@{tools.ws.root / 'storage'}"
                   f"+{tools.ws.root / 'run'}]")
         started = time.monotonic()
-        for name in (tools.base, RUNTIME_BASE_IMAGE):
-            two.run(["skopeo", "copy", "--quiet", source + name, f"containers-storage:{name}"],
-                    what=f"run{n} runner2 copy base")
+        two.run(["skopeo", "copy", "--quiet", source + RUNTIME_BASE_IMAGE,
+                 f"containers-storage:{RUNTIME_BASE_IMAGE}"], what=f"run{n} runner2 copy base")
         bases_seconds = time.monotonic() - started
         second = runner_build(two, tools, f"run{n} runner2 --cache-from",
                               [*access, "--cache-from", repo])
@@ -670,7 +672,7 @@ def print_second_runner(phase: dict[str, object]) -> None:
     print(f"  cold runner (exporting) {phase['cold_runner_seconds']:.2f}s, second runner "
           f"{phase['second_runner_seconds']:.2f}s: ratio {phase['ratio']:.2f}  "
           f"<= {SECOND_RUNNER_TARGET}  {verdict(bool(phase['met']))}")
-    print(f"  copying the bases into the second store: {phase['bases_copy_seconds']:.2f}s "
+    print(f"  copying the runtime base into the second store: {phase['bases_copy_seconds']:.2f}s "
           f"(not in the ratio; with it: {phase['ratio_with_bases_copy']:.2f})")
     print(f"  second runner ran no builder command: {verdict(bool(phase['no_builder_command']))}"
           f" (builder steps built per run: {phase['builder_steps_built_runs']})")

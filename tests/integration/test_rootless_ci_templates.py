@@ -185,13 +185,16 @@ def registry_get(url: str) -> dict[str, object]:
 
 def user_store(user, folder: Path) -> dict[str, str]:
     """An empty image store of `user`'s, as on a fresh runner: the environment that
-    selects it. Rootless buildah 1.28 takes its graph root from $XDG_DATA_HOME and its run
-    root from $XDG_RUNTIME_DIR (it ignores a CONTAINERS_STORAGE_CONF's), so both are new
-    folders; checked, so that nothing here ever touches the user's own store."""
-    (folder / "data").mkdir(parents=True)
-    (folder / "runtime").mkdir(mode=0o700)
+    selects it. Rootless buildah 1.28 takes the graph root from a storage.conf's
+    `rootless_storage_path` (not its `graphroot`) and the run root from $XDG_RUNTIME_DIR,
+    so both are new folders; checked, so that nothing here ever touches the user's own
+    store. Native overlay (this kernel has it), as on ubuntu-latest: vfs would copy the
+    whole root file system for every working container."""
+    (folder / "runtime").mkdir(parents=True, mode=0o700)
+    conf = folder / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\nrootless_storage_path = "{folder / "graph"}"\n')
     _chown_all(folder, user)
-    env = {"XDG_DATA_HOME": str(folder / "data"), "XDG_RUNTIME_DIR": str(folder / "runtime")}
+    env = {"CONTAINERS_STORAGE_CONF": str(conf), "XDG_RUNTIME_DIR": str(folder / "runtime")}
     store = json.loads(user.run(["buildah", "info"], env=env).stdout)["store"]
     for where in ("GraphRoot", "RunRoot"):
         assert Path(store[where]).is_relative_to(folder), (where, store[where])
