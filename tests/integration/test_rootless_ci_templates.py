@@ -111,9 +111,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def run_github_job(user, job: str, context: Mapping[str, str], settings: Mapping[str, str],
                    expressions: Mapping[str, str], env: Mapping[str, str],
-                   folder: Path) -> list[str]:
-    """Run the job's `run:` steps as `user`; the names of the steps run. `context` is what
-    the runner provides, `settings` the values a user gives the workflow's `env:`."""
+                   folder: Path) -> list[tuple[str, str]]:
+    """Run the job's `run:` steps as `user`: each step run's name and output. `context` is
+    what the runner provides, `settings` the values a user gives the workflow's `env:`."""
     top_env, steps = github_steps(job)
     assert set(settings) <= set(top_env), "settings are the workflow's own variables"
     top_env = {**top_env, **settings}
@@ -141,7 +141,7 @@ def run_github_job(user, job: str, context: Mapping[str, str], settings: Mapping
         print(f"--- step {step.get('name', n)}: stderr\n{done.stderr.strip()}")
         added_env.update(read_env_file(env_file))
         added_path += [line for line in path_file.read_text().splitlines() if line]
-        ran.append(str(step.get("name", step["run"])))
+        ran.append((str(step.get("name", step["run"])), done.stdout + done.stderr))
     return ran
 
 
@@ -294,6 +294,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
     token = f"tok-{secrets.token_hex(8)}"  # the job's registry token: must show nowhere
     stores: list[dict[str, str]] = []
     dropins: list[Path] = []
+    gitlab_tool: Path | None = None
     try:
         # uvbuild's source, the project, the registry's plain HTTP, the base.
         source = source_repository(tmp / "uvbuild-src")
@@ -346,7 +347,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
                              {**common, **stores[0]}, tmp)
         github_seconds = time.monotonic() - phase
         print(f"GitHub job: {github_seconds:.1f}s")
-        assert ran[-1] == "Build, share the cache, push", ran
+        assert ran[-1][0] == "Build, share the cache, push", [name for name, _ in ran]
         first = json.loads((workspace / "build.json").read_text())
         print(f"github run steps: {first['steps']}")
         pushed = registry_get(f"http://{registry}/v2/{repo_path}/manifests/{sha[:12]}")
@@ -355,7 +356,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         entries = [t for t in tags.get("tags") or () if re.fullmatch(r"[a-z-]+-[0-9a-f]{32}", t)]
         assert {t.rpartition("-")[0] for t in entries} >= {"add-project", "install-project"}, \
             tags
-        logs = (workspace / "build.json").read_text()
+        outputs = [output for _, output in ran] + [(workspace / "build.json").read_text()]
 
         # GitLab CI, the second runner: another empty store, the default branch, the same
         # cache repository: everything pulled, no builder step run, the same image.
@@ -369,8 +370,10 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
             "CI_DEFAULT_BRANCH": "main", "CI_PIPELINE_SOURCE": "push",
         }
         variables = {**variables, "UVBUILD_GIT": f"file://{source}",
-                     "UVBUILD_REF": "ci-templates", "UVBUILD_DIR": str(tmp / "gitlab-uvbuild")}
+                     "UVBUILD_REF": "ci-templates"}
         job_env = {**gitlab, **expand_variables(variables, gitlab)}
+        gitlab_tool = Path(job_env["UVBUILD_DIR"])  # the template's: /tmp/uvbuild-<job ID>
+        assert not gitlab_tool.exists()
         script_file = tmp / "gitlab-job.sh"
         script_file.write_text(script)
         shutil.chown(script_file, user.uid, user.gid)
@@ -387,8 +390,8 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         assert [s for s in BUILDER_STEPS if statuses.get(s) == "built"] == [], statuses
         assert second["id"] == first["id"]
         assert registry_get(f"http://{registry}/v2/{repo_path}/manifests/{sha[:8]}")["layers"]
-        for text in (logs, job.stdout, job.stderr, (workspace / "build.json").read_text()):
-            assert token not in text
+        outputs += [job.stdout, job.stderr, (workspace / "build.json").read_text()]
+        assert [text for text in outputs if token in text] == []
         print(f"CI templates test: set-up {setup_seconds:.1f}s, GitHub job "
               f"{github_seconds:.1f}s, GitLab job {gitlab_seconds:.1f}s, total "
               f"{time.monotonic() - started:.1f}s")
@@ -396,6 +399,8 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         for env in stores:  # only stores user_store checked are the test's own
             user.run(["buildah", "rmi", "--all", "--force"], check=False, quiet=True, env=env)
         shutil.rmtree(tmp, ignore_errors=True)
+        if gitlab_tool is not None:
+            shutil.rmtree(gitlab_tool, ignore_errors=True)
         for made in dropins:  # the drop-in file, then the folders made for it
             if not made.is_dir():
                 made.unlink(missing_ok=True)
