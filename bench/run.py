@@ -546,6 +546,7 @@ class RunnerBuild:
     seconds: float
     image_id: str
     statuses: dict[str, str]
+    step_seconds: dict[str, float]
 
     def with_status(self, status: str) -> list[str]:
         return [step for step, got in self.statuses.items() if got == status]
@@ -555,7 +556,8 @@ def runner_build(sh: Shell, tools: Tools, what: str, flags: list[str]) -> Runner
     argv = [tools.uvbuild, "build", "--json", *flags, str(tools.ws.recipe)]
     seconds, out = sh.timed(argv, what=what, cwd=tools.ws.root)
     report = json.loads(out.strip().splitlines()[-1])
-    return RunnerBuild(seconds, str(report["id"]).removeprefix("sha256:"), step_statuses(report))
+    return RunnerBuild(seconds, str(report["id"]).removeprefix("sha256:"), step_statuses(report),
+                       {str(s["step"]): float(s["seconds"]) for s in report.get("steps", ())})
 
 
 @dataclass
@@ -659,8 +661,11 @@ def summarize_second_runner(runs: list[SecondRunner]) -> dict[str, object]:
         "same_image_id": all(r.cold.image_id == r.second.image_id for r in runs),
         "image_ids_runs": [[r.cold.image_id, r.second.image_id] for r in runs],
         "code_edit_only_project_steps": all(not r.edit_outside_project for r in runs),
+        "code_edit_built_outside_project_runs": [r.edit_outside_project for r in runs],
         "statuses_runs": [{"cold": r.cold.statuses, "second": r.second.statuses,
                            "code_edit": r.edit.statuses} for r in runs],
+        "step_seconds_runs": [{"cold": r.cold.step_seconds, "second": r.second.step_seconds,
+                               "code_edit": r.edit.step_seconds} for r in runs],
     }
 
 
@@ -679,9 +684,12 @@ def print_second_runner(phase: dict[str, object]) -> None:
     print(f"  same image ID on both runners: {verdict(bool(phase['same_image_id']))}")
     print(f"  code edit on the second runner ({phase['code_edit_seconds']:.2f}s) ran only the "
           f"project steps: {verdict(bool(phase['code_edit_only_project_steps']))}")
-    for n, statuses in enumerate(runs, 1):
+    times = phase["step_seconds_runs"]
+    assert isinstance(times, list)
+    for n, (statuses, seconds) in enumerate(zip(runs, times, strict=True), 1):
         for build in ("second", "code_edit"):
-            line = ", ".join(f"{step} {status}" for step, status in statuses[build].items())
+            line = ", ".join(f"{step} {status} {seconds[build][step]:.2f}s"
+                             for step, status in statuses[build].items())
             print(f"    run {n} {build}: {line}")
 
 
