@@ -472,7 +472,7 @@ class FakeEngine:
         if found is None:
             raise EngineError(f"copying {image} to {layout}: image not known")
         blobs = layout / "blobs" / "sha256"
-        blobs.mkdir(parents=True)
+        blobs.mkdir(parents=True, exist_ok=True)  # as skopeo, into a layout made ready
         config = json.dumps({"fake-image": found.id, "config": {
             "Labels": found.labels, "Env": list(found.env), "User": found.user}}).encode()
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()

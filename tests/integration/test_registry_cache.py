@@ -7,7 +7,10 @@ tampered entry is a warning and a miss; a registry that is down is a warning, no
 failure; `uvbuild cache prune --registry` keeps the newest entries per step.
 
 Tiny images made here (an OCI layout of one-file layers, imported with skopeo): no
-bootstrap, no build.
+bootstrap, no build. Then builds (`--cache-to`, `--cache-from`) on two runners with a
+store, a uv cache and a layer cache each: the second runner, empty, pulls the final
+image alone (the same ID, no builder command, nothing uploaded again) past a cache that
+is down, and after a code edit runs only the project steps past a tampered entry.
 """
 
 from __future__ import annotations
@@ -15,17 +18,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from uvbuild.build.regcache import IMAGE, LAYERS, RegistryCache, entry_tag
 from uvbuild.engine.buildah import Buildah, ImageConfig, RegistryAccess
 from uvbuild.incontainer import layertar
 from uvbuild.output.oci import Layer, write_layout
+from uvbuild.pipeline import plan_recipe
 
 STAMP = 315532800
 PLAIN_HTTP = RegistryAccess(tls_verify=False)
@@ -210,3 +219,126 @@ def test_prune_keeps_the_newest_entries_of_each_step(
     tags = json.loads(_run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}"]))
     assert sorted(tags["Tags"]) == sorted([entry_tag("sync-dependencies", "c" * 64),
                                            entry_tag("install-project", "d" * 64)])
+
+
+# -- builds that share the cache: two runners, each with its own store, uv cache and layer
+# cache. Runner A is the test run's default store (the flask recipe's bases are there once
+# the session's flask build ran); runner B starts empty and gets everything from the cache.
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_ID = secrets.token_hex(4)
+PROJECT_STEPS = {"install-project", "project-layer", "add-project"}
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _flask_copy(root: Path) -> Path:
+    """recipes/flask and its recipe under `root`; its keys are this run's own (a
+    builder.env value), so runner A makes every step but the bases and exports them."""
+    shutil.copytree(REPO_ROOT / "recipes" / "flask", root / "flask",
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc"))
+    recipe = yaml.safe_load((REPO_ROOT / "recipes" / "flask.yaml").read_text())
+    recipe["image"] = f"localhost/itest-regwire-{RUN_ID}:1"
+    recipe["builder"]["env"] = {"UVBUILD_ITEST_REGWIRE": RUN_ID}
+    path = root / "flask.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@dataclass(frozen=True)
+class Runners:
+    recipe: Path
+    repo: str
+    first_id: str  # runner A's image
+    b_env: dict[str, str]  # runner B: its store, and a cache home of its own (uv, layers)
+
+
+def _statuses(document: dict[str, Any]) -> dict[str, str]:
+    return {str(s["step"]): str(s["status"]) for s in document["steps"]}
+
+
+def _retag(api: str, source: str, dest: str) -> None:
+    """Tag `source`'s manifest as `dest` too, byte for byte (the registry API: GET, PUT)."""
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    asked = urllib.request.Request(f"{api}/manifests/{source}", headers={"Accept": oci})
+    with _NO_PROXY.open(asked, timeout=30) as answer:
+        manifest = answer.read()
+    put = urllib.request.Request(f"{api}/manifests/{dest}", data=manifest, method="PUT",
+                                 headers={"Content-Type": oci})
+    with _NO_PROXY.open(put, timeout=30) as answer:
+        assert answer.status == 201
+
+
+def _builder_commands(stderr: str) -> list[str]:
+    """The buildah commands that make or use a working container, from --debug's echo."""
+    return [line for line in stderr.splitlines()
+            if re.search(r"\+ buildah\b.* (from|run|commit) ", line)]
+
+
+@pytest.fixture(scope="module")
+def runners(registry: str, recipe_build: Callable[[str], Any], tmp_path_factory:
+            pytest.TempPathFactory, run_uvbuild: Callable[..., subprocess.CompletedProcess[str]],
+            ) -> Iterator[Runners]:
+    """Runner A built the recipe and exported every step (--cache-to)."""
+    assert recipe_build("flask").run.returncode == 0  # its bases are in A's store now
+    root = tmp_path_factory.mktemp("regwire")
+    recipe = _flask_copy(root)
+    repo = f"{registry}/uvbuild-test/builds"
+    built = run_uvbuild(["build", "--json", recipe, "--cache-to", repo, "--no-tls-verify"])
+    document = json.loads(built.stdout)
+    # Every step the build used, made or found here (prepare-builder and the runtime's
+    # layers may be, from the session's flask build: this run's value is in the keys of
+    # sync-dependencies and what follows it alone), is exported.
+    used = _statuses(document)
+    assert "pulled" not in used.values() and "sync-dependencies" in used
+    _, plan = plan_recipe(recipe, tag=None, engine=None, pull=False)
+    tags = json.loads(_run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}"]))
+    assert sorted(tags["Tags"]) == sorted(entry_tag(name, plan.step(name).key) for name in used)
+    b_store = root / "b" / "storage.conf"
+    b_store.parent.mkdir()
+    b_store.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/b/graph"\n'
+                       f'runroot = "{root}/b/run"\n')
+    yield Runners(recipe=recipe, repo=repo, first_id=str(document["id"]), b_env={
+        "CONTAINERS_STORAGE_CONF": str(b_store), "XDG_CACHE_HOME": str(root / "b" / "xdg")})
+    subprocess.run(["buildah", "rmi", "--all", "--force"], capture_output=True, check=False,
+                   env={**os.environ, "CONTAINERS_STORAGE_CONF": str(b_store)})
+    subprocess.run(["buildah", "rmi", document["image"]], capture_output=True, check=False)
+
+
+def test_a_second_runner_pulls_the_final_image_and_runs_no_builder_command(
+        runners: Runners, registry_log: Path,
+        run_uvbuild: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    before = len(_uploads(registry_log, runners.repo))
+    # A cache on a port nothing listens on is asked first: one warning, and on.
+    down = "127.0.0.1:9/uvbuild-test/down"
+    pulled = run_uvbuild(["--debug", "build", "--json", runners.recipe, "--cache-from", down,
+                          "--cache-from", runners.repo, "--cache-to", runners.repo,
+                          "--no-tls-verify"], env=runners.b_env)
+    document = json.loads(pulled.stdout)
+    assert _statuses(document) == {"add-project": "pulled"}
+    assert document["id"] == runners.first_id  # the same image ID in both stores
+    assert _builder_commands(pulled.stderr) == []
+    warnings = [line for line in pulled.stderr.splitlines() if "uvbuild: warning" in line]
+    assert len(warnings) == 1 and "127.0.0.1:9" in warnings[0], warnings
+    # The second export found its entry there: no blob uploaded.
+    assert _uploads(registry_log, runners.repo)[before:] == []
+
+
+def test_after_a_code_edit_the_second_runner_runs_only_the_project_steps(
+        runners: Runners, run_uvbuild: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    _, before = plan_recipe(runners.recipe, tag=None, engine=None, pull=False)
+    app = runners.recipe.parent / "flask" / "app.py"
+    app.write_text(app.read_text() + "\n# edited on runner B\n")
+    _, edited = plan_recipe(runners.recipe, tag=None, engine=None, pull=False)
+    # A tampered entry: the edited build's final tag names runner A's final image, whose
+    # manifest records the key it was made for.
+    _retag(f"http://{runners.repo.partition('/')[0]}/v2/{runners.repo.partition('/')[2]}",
+           entry_tag("add-project", before.final.key), entry_tag("add-project", edited.final.key))
+    built = run_uvbuild(["build", "--json", runners.recipe, "--cache-from", runners.repo,
+                         "--no-tls-verify"], env=runners.b_env)
+    statuses = _statuses(json.loads(built.stdout))
+    assert {name for name, status in statuses.items() if status == "built"} == PROJECT_STEPS
+    assert {name for name, status in statuses.items() if status == "pulled"} >= {
+        "sync-dependencies", "dependencies-layer", "prepare-runtime"}
+    assert "builder-base" not in statuses and "prepare-builder" not in statuses
+    warnings = [line for line in built.stderr.splitlines() if "uvbuild: warning" in line]
+    assert len(warnings) == 1 and "records the key" in warnings[0], warnings

@@ -67,6 +67,7 @@ class MemoryRegistry:
         self.unreachable = False
         self.calls: list[str] = []
         self.store_id: str | None = None  # what registry_to_store says, when set
+        self.found_in_layout: list[str] = []  # blobs a layout held before the image came
 
     def _reach(self, what: str) -> None:
         self.calls.append(what)
@@ -93,7 +94,9 @@ class MemoryRegistry:
         self.tags = {tag: d for tag, d in self.tags.items() if d != digest}
 
     def image_to_layout(self, image: str, layout: Path) -> None:
-        shutil.copytree(self.local[image], layout)
+        blobs = layout / "blobs" / "sha256"
+        self.found_in_layout = sorted(p.name for p in blobs.iterdir()) if blobs.is_dir() else []
+        shutil.copytree(self.local[image], layout, dirs_exist_ok=True)
 
     def layout_to_registry(self, layout: Path, dest: str, access: RegistryAccess) -> None:
         self._reach("push")
@@ -290,6 +293,21 @@ def test_an_image_goes_out_once_and_comes_back_with_its_id(tmp_path: Path) -> No
     assert cache.import_image(entry, "localhost/uvbuild-cache/x:latest") == image_id
     assert cache.warnings == []
     assert list(tmp_path.glob(".uvbuild-*")) == []  # no layout left behind
+
+
+def test_a_blob_pool_hands_the_next_export_the_blobs_written_before(tmp_path: Path) -> None:
+    engine = MemoryRegistry()
+    image_id = local_image(engine, tmp_path)
+    pool = tmp_path / "pool"
+    cache = RegistryCache(REPO, RegistryAccess(), engine, scratch=tmp_path, blob_pool=pool)
+    assert cache.export_image("sync-dependencies", KEY_A, image_id)
+    assert engine.found_in_layout == []  # nothing written yet: an empty pool
+    layer_and_config = {d.name for d in (engine.local[image_id] / "blobs" / "sha256").iterdir()}
+    assert cache.export_image("install-project", KEY_B, image_id)
+    # The layout was made ready with them: skopeo skips writing a blob a layout has.
+    assert layer_and_config <= set(engine.found_in_layout)
+    assert {blob.name for blob in pool.iterdir()} >= layer_and_config
+    assert list(tmp_path.glob(".uvbuild-*")) == []  # the layouts are gone, the pool stays
 
 
 def test_an_image_whose_id_changes_on_import_is_a_warning_and_a_miss(tmp_path: Path) -> None:

@@ -187,12 +187,14 @@ class RegistryCache:
 
     `warn` gets every warning (a sentence); they are also kept in `warnings`. `scratch`
     is a folder for the OCI layouts made on the way (the system's temporary folder if
-    None); a layout is removed when its copy is done.
+    None); a layout is removed when its copy is done. `blob_pool`, a folder that the
+    caller removes when its exports are done (a build's scratch folder), keeps the blobs
+    of exported images for the next export_image to skip writing; None: no pool.
     """
 
     def __init__(self, repo: str, access: RegistryAccess, engine: RegistryEngine, *,
                  warn: Callable[[str], None] | None = None, scratch: Path | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, blob_pool: Path | None = None) -> None:
         self.repo = repo.removeprefix("docker://").rstrip("/")
         self.access = access
         self.engine = engine
@@ -201,6 +203,7 @@ class RegistryCache:
         self._warn = warn
         self._scratch = scratch
         self._clock = clock
+        self._blob_pool = blob_pool
 
     # -- looking up -----------------------------------------------------------------------
 
@@ -239,11 +242,13 @@ class RegistryCache:
         if self._present(step, key, IMAGE):
             return False
         with self._layout("export") as layout:
+            self._from_pool(layout)
             try:
                 self.engine.image_to_layout(image_id, layout)
             except EngineError as exc:
                 self._say(f"registry cache: not exporting {step}: {_cause(exc.message)}")
                 return False
+            self._to_pool(layout)
             annotate_layout(layout, self._annotations(step, key, IMAGE))
             return self._push(step, key, layout)
 
@@ -363,6 +368,36 @@ class RegistryCache:
             self._failed(f"exporting {step}", exc)
             return False
         return True
+
+    # The step images of one build share most of their layers (a builder step's image is
+    # its parent's and one more): the blobs one export wrote are hard-linked into the
+    # next one's layout before skopeo writes it, which then skips them (an OCI layout
+    # reuses a blob it has), so a base's layers are written once per run, not per image.
+
+    def _from_pool(self, layout: Path) -> None:
+        """`layout` made ready with the pool's blobs (an empty layout), if there is one."""
+        pool = self._blob_pool
+        if pool is None or not pool.is_dir():
+            return
+        blobs = layout / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+        for blob in pool.iterdir():
+            with contextlib.suppress(OSError):  # a blob not linked is written again
+                os.link(blob, blobs / blob.name)
+
+    def _to_pool(self, layout: Path) -> None:
+        """The blobs of `layout` kept in the pool for the next export (hard links)."""
+        pool = self._blob_pool
+        if pool is None:
+            return
+        with contextlib.suppress(OSError):
+            pool.mkdir(exist_ok=True)
+            for blob in (layout / "blobs" / "sha256").iterdir():
+                if not (pool / blob.name).exists():
+                    with contextlib.suppress(OSError):
+                        os.link(blob, pool / blob.name)
 
     @contextlib.contextmanager
     def _layout(self, purpose: str, within: Path | None = None) -> Iterator[Path]:

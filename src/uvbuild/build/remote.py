@@ -21,15 +21,17 @@ base here (its manifest, its layers in the store), and its entry spares a bootst
 about 40 s. It is exported like any step, so the cache holds it.
 
 `export` pushes every step result the build has (made, found or pulled: what the build
-used), each once, a few at a time. Nothing here fails a build: every registry problem is
-a warning (see regcache.py), and so is a host problem during an export.
+used), each once: the images one after the other (each reuses the blobs the one before
+wrote), the layer entries beside them. Nothing here fails a build: every registry
+problem is a warning (see regcache.py), and so is a host problem during an export.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from uvbuild.build.context import BuildSettings, StepContext
@@ -41,9 +43,9 @@ from uvbuild.errors import Interrupted, UvbuildError
 from uvbuild.plan.planner import LayerStep, Plan, ResolveBase, Step
 from uvbuild.recipe.model import BootstrapBase
 
-# Exports at once: each is a few skopeo calls that mostly wait on the network or write a
-# layout; more would only compete for the disk.
-EXPORTS_AT_ONCE = 3
+# Layer entries exported at once, beside the images (one after the other): each is a
+# few skopeo calls that mostly wait on the network or the disk; more would only compete.
+LAYER_EXPORTS_AT_ONCE = 2
 
 
 def entry_kind(step: Step) -> str | None:
@@ -65,7 +67,8 @@ class RemoteCache:
         caches: dict[str, RegistryCache] = {}
 
         def cache_of(repo: str) -> RegistryCache:
-            made = RegistryCache(repo, settings.registry, engine, warn=warn, scratch=scratch)
+            made = RegistryCache(repo, settings.registry, engine, warn=warn, scratch=scratch,
+                                 blob_pool=scratch / "export-blobs")
             return caches.setdefault(made.repo, made)
 
         self.sources = tuple(dict.fromkeys(cache_of(repo) for repo in settings.cache_from))
@@ -101,30 +104,39 @@ class RemoteCache:
     def export(self, plan: Plan, results: Mapping[str, StepResult],
                threads: Threads) -> str | None:
         """Push each of `results` (step name → what the build had of it) that an entry
-        can hold to the target, EXPORTS_AT_ONCE at a time in the build's `threads`; a line
-        that says what was sent (None: no target). Waits for the exports."""
+        can hold to the target, in the build's `threads`; a line that says what was sent
+        (None: no target). Waits for the exports.
+
+        The images go one after the other, in the plan's order: each shares most of its
+        layers with the one before, whose blobs the next layout reuses (regcache's blob
+        pool) instead of writing them again. The layer entries go beside them."""
         target = self.target
         if target is None:
             return None
         steps = [step for step in plan.steps
                  if step.name in results and entry_kind(step) is not None]
+        images = [step for step in steps if not isinstance(results[step.name], LayerSet)]
+        layers = [step for step in steps if isinstance(results[step.name], LayerSet)]
         started = time.monotonic()
         sent: list[str] = []
-        pending = iter(steps)
         lock = threading.Lock()
 
-        def work() -> None:
+        def work(queue: Iterator[Step]) -> None:
             while True:
                 with lock:
-                    step = next(pending, None)
+                    step = next(queue, None)
                 if step is None:
                     return
                 if self._export(target, step, results[step.name]):
                     with lock:
                         sent.append(step.name)
 
-        workers = [threads.spawn(work, name=f"uvbuild-export-{n}")
-                   for n in range(min(EXPORTS_AT_ONCE, len(steps)))]
+        image_queue, layer_queue = iter(images), iter(layers)
+        workers = [threads.spawn(functools.partial(work, image_queue),
+                                 name="uvbuild-export-images")] if images else []
+        workers += [threads.spawn(functools.partial(work, layer_queue),
+                                  name=f"uvbuild-export-layers-{n}")
+                    for n in range(min(LAYER_EXPORTS_AT_ONCE, len(layers)))]
         for worker in workers:
             worker.result()
         return (f"cache {target.repo}: {len(sent)} new entr{'y' if len(sent) == 1 else 'ies'}"
@@ -141,8 +153,9 @@ class RemoteCache:
             return target.export_image(step.name, step.key, step.cache_ref)
         except Interrupted:
             raise
-        except (UvbuildError, OSError) as exc:
+        except (UvbuildError, OSError, ValueError) as exc:
             # The build succeeded: a host problem here (a full disk while the layout is
-            # written, a layer tar pruned meanwhile) costs the cache an entry, no more.
+            # written, a layer tar pruned meanwhile, a layout skopeo wrote otherwise than
+            # expected) costs the cache an entry, no more.
             self._warn(f"registry cache {target.repo}: not exporting {step.name}: {exc}")
             return False

@@ -172,8 +172,8 @@ class Runner:
     def _pulled(self, step: Step, kind: StepKind[Any], ctx: StepContext) -> StepResult | None:
         """`step`'s result from a registry cache (`self.pull`), or None: to make."""
         pull = self.pull
-        if pull is None:
-            return None
+        if pull is None or self.threads.failed.is_set():
+            return None  # (after a failure elsewhere, nothing more is fetched)
         started = time.monotonic()
         if kind.shared_by is None:
             found = pull(ctx, step)
