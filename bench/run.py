@@ -1,13 +1,15 @@
 """Time uvbuild against `buildah bud` on the uv docs' multi-stage Containerfile.
 
-    .venv/bin/python bench/run.py [--runs N] [--keep]
+    .venv/bin/python bench/run.py [--runs N] [--keep] [--phases compare,second-runner]
 
 Both tools build the same copy of recipes/fastapi, from the same bootstrapped base,
 on this machine, in the same run, in five phases: a first build (warm uv cache, no
 cached layers or steps of that tool), an unchanged rebuild, a rebuild after a
 one-line code change, one after a lock change (one more dependency) and one after a
-runtime-base refresh (the same Python, one more file in the runtime's base). The script prints the median times, their ratio against the
-issue's targets, the bytes of the layers each tool made new for the code change and
+runtime-base refresh (the same Python, one more file in the runtime's base); then a
+"second runner": a cold build exporting its steps to a loopback registry, and a fresh
+store with an empty uv cache building the same inputs from that registry cache. The
+script prints the median times, their ratio against the issue's targets, the bytes of the layers each tool made new for the code change and
 the image sizes, and writes the figures to bench/results/latest.json.
 
 Everything runs in a private containers storage under the temporary folder (the
@@ -25,12 +27,15 @@ import platform
 import re
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +71,8 @@ PHASES = {
     "base": ("runtime-base refresh", 0.30),
 }
 LAYER_BYTES_TARGET = 0.01  # uvbuild's new-layer bytes ≤ 1/100 of bud's
+# What --phases chooses from: the five phases against bud, and the second runner.
+PHASE_GROUPS = ("compare", "second-runner")
 
 
 class BenchError(Exception):
@@ -437,6 +444,255 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+# -- the second runner (issue 14) -----------------------------------------------------
+
+SECOND_RUNNER_TARGET = 0.35  # the second runner's build ≤ 0.35 × the cold runner's
+# Steps whose work is a command in the builder (packages, uv sync, the project's
+# install and builder.run): the second runner must run none of them.
+BUILDER_STEPS = ("prepare-builder", "sync-dependencies", "install-project")
+# What a code edit must re-make: the project's install, its layer and the image.
+PROJECT_STEPS = ("install-project", "project-layer", "add-project")
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  secret: uvbuild-bench-registry
+"""
+
+
+@dataclass
+class Registry:
+    """The loopback docker-registry (plain HTTP) that holds the runners' shared cache."""
+
+    address: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _registry_answers(address: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{address}/v2/", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_registry(root: Path) -> Registry:
+    """docker-registry on 127.0.0.1 (a free port), its blobs under `root`/registry."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise BenchError("docker-registry not found (the second-runner phase needs a "
+                         "registry): apt-get install docker-registry, or leave the phase "
+                         "out with --phases compare")
+    folder = root / "registry"
+    (folder / "blobs").mkdir(parents=True)
+    for _attempt in range(5):  # a port found free can be taken before the registry binds it
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = folder / "config.yml"
+        config.write_text(REGISTRY_CONFIG.format(root=folder / "blobs", port=port))
+        with open(folder / "registry.log", "ab") as log:
+            process = subprocess.Popen([binary, "serve", str(config)], stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None:
+            if _registry_answers(address):
+                return Registry(address, process)
+            time.sleep(0.05)
+        Registry(address, process).stop()
+    raise BenchError(f"docker-registry did not start; log: {folder / 'registry.log'}")
+
+
+def without_proxy_for_loopback(env: dict[str, str]) -> dict[str, str]:
+    """`env` with 127.0.0.1 in NO_PROXY: the registry is never reached through a proxy."""
+    env = dict(env)
+    for var in ("no_proxy", "NO_PROXY"):
+        current = env.get(var, "")
+        if "127.0.0.1" not in current:
+            env[var] = ",".join(part for part in (current, "127.0.0.1,localhost") if part)
+    return env
+
+
+def step_statuses(report: dict[str, object]) -> dict[str, str]:
+    """Step → `cached`, `pulled` or `built`, from a `--json` report."""
+    steps = report.get("steps") or ()
+    assert isinstance(steps, (list, tuple))
+    return {str(s["step"]): str(s.get("status") or ("cached" if s.get("cached") else "built"))
+            for s in steps}
+
+
+@dataclass
+class RunnerBuild:
+    """One runner's timed build: wall seconds, the image ID and each step's status."""
+
+    seconds: float
+    image_id: str
+    statuses: dict[str, str]
+    step_seconds: dict[str, float]
+
+    def with_status(self, status: str) -> list[str]:
+        return [step for step, got in self.statuses.items() if got == status]
+
+
+def runner_build(sh: Shell, tools: Tools, what: str, flags: list[str]) -> RunnerBuild:
+    argv = [tools.uvbuild, "build", "--json", *flags, str(tools.ws.recipe)]
+    seconds, out = sh.timed(argv, what=what, cwd=tools.ws.root)
+    report = json.loads(out.strip().splitlines()[-1])
+    return RunnerBuild(seconds, str(report["id"]).removeprefix("sha256:"), step_statuses(report),
+                       {str(s["step"]): float(s["seconds"]) for s in report.get("steps", ())})
+
+
+@dataclass
+class SecondRunner:
+    cold: RunnerBuild  # runner 1: cold, exporting with --cache-to
+    bases_seconds: float  # runner 2: copying the runtime base in (skopeo), not in the ratio
+    second: RunnerBuild  # runner 2: the same inputs, --cache-from
+    edit: RunnerBuild  # runner 2 after a one-line code edit, --cache-from
+
+    @property
+    def ratio(self) -> float:
+        return self.second.seconds / self.cold.seconds
+
+    @property
+    def builder_steps_built(self) -> list[str]:
+        return [step for step in self.second.with_status("built") if step in BUILDER_STEPS]
+
+    @property
+    def edit_outside_project(self) -> list[str]:
+        return [step for step in self.edit.with_status("built") if step not in PROJECT_STEPS]
+
+
+def second_runner(sh: Shell, tools: Tools, registry: Registry, store: dict[str, str],
+                  n: int) -> SecondRunner:
+    """Runner 1 (the bench's store, cold) exports to a fresh cache repository; runner 2
+    (a fresh store, an empty uv cache and layer cache) builds the same inputs from it,
+    then a one-line code edit."""
+    assert sh.private_env is not None
+    repo = f"{registry.address}/bench/uvbuild-cache-{n}"  # this run's entries only
+    access = ["--no-tls-verify"]  # the loopback registry speaks plain HTTP
+    work = tools.ws.root / f"runners-{n}"
+    # Runner 1, cold: no cached step, an empty uv cache and layer cache (a cache home of
+    # its own), the bases present, as a CI runner that pulled them has them.
+    forget_uvbuild(sh)
+    env = without_proxy_for_loopback(
+        {k: v for k, v in sh.private_env.items() if k != "UV_CACHE_DIR"})
+    one = Shell(logs=sh.logs, serial=1000 * n,
+                private_env={**env, "XDG_CACHE_HOME": str(work / "runner1-cache")})
+    cold = runner_build(one, tools, f"run{n} runner1 cold --cache-to",
+                        [*access, "--cache-to", repo])
+
+    # Runner 2: its own store, run root, uv cache and layer cache.
+    two_root = work / "runner2"
+    (two_root / "cache").mkdir(parents=True)
+    conf = two_root / "storage.conf"
+    conf.write_text("[storage]\n"
+                    f'driver = "{store["driver"]}"\n'
+                    f'graphroot = "{two_root / "storage"}"\n'
+                    f'runroot = "{two_root / "run"}"\n')
+    two = Shell(logs=sh.logs, serial=1000 * n + 500, private_env={
+        **env, "CONTAINERS_STORAGE_CONF": str(conf), "XDG_CACHE_HOME": str(two_root / "cache")})
+    try:
+        # The runtime base is named by reference (RUNTIME_BASE_IMAGE), so it reaches
+        # runner 2 as a CI runner pulls such a base from its registry: copied from runner
+        # 1's store (same image ID), timed apart (it is not the build). The bootstrapped
+        # builder base is not copied: runner 2 gets it from the registry cache, if it
+        # needs it at all.
+        source = (f"containers-storage:[{store['driver']}@{tools.ws.root / 'storage'}"
+                  f"+{tools.ws.root / 'run'}]")
+        started = time.monotonic()
+        two.run(["skopeo", "copy", "--quiet", source + RUNTIME_BASE_IMAGE,
+                 f"containers-storage:{RUNTIME_BASE_IMAGE}"], what=f"run{n} runner2 copy base")
+        bases_seconds = time.monotonic() - started
+        second = runner_build(two, tools, f"run{n} runner2 --cache-from",
+                              [*access, "--cache-from", repo])
+        with open(tools.ws.project / EDITED_MODULE, "a") as module:
+            module.write(f"SECOND_RUNNER_EDIT = {n}\n")
+        edit = runner_build(two, tools, f"run{n} runner2 code edit --cache-from",
+                            [*access, "--cache-from", repo])
+    finally:
+        for argv in (["buildah", "rm", "--all"], ["buildah", "rmi", "--all", "--force"]):
+            try:
+                two.run(argv, what="runner2 clean up")
+            except BenchError as exc:
+                print(f"bench: warning: {exc}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+    return SecondRunner(cold=cold, bases_seconds=bases_seconds, second=second, edit=edit)
+
+
+def summarize_second_runner(runs: list[SecondRunner]) -> dict[str, object]:
+    """The phase's figures: medians, every run's, and each check per run."""
+    cold = [r.cold.seconds for r in runs]
+    second = [r.second.seconds for r in runs]
+    ratio = statistics.median(second) / statistics.median(cold)
+    return {
+        "label": "second runner (registry cache)",
+        "cold_runner_seconds": round(statistics.median(cold), 2),
+        "second_runner_seconds": round(statistics.median(second), 2),
+        "ratio": round(ratio, 3), "target_ratio": SECOND_RUNNER_TARGET,
+        "met": ratio <= SECOND_RUNNER_TARGET,
+        "bases_copy_seconds": round(statistics.median(r.bases_seconds for r in runs), 2),
+        "ratio_with_bases_copy": round(
+            statistics.median(r.second.seconds + r.bases_seconds for r in runs)
+            / statistics.median(cold), 3),
+        "code_edit_seconds": round(statistics.median(r.edit.seconds for r in runs), 2),
+        "cold_runs": [round(s, 2) for s in cold],
+        "second_runs": [round(s, 2) for s in second],
+        "ratio_runs": [round(r.ratio, 3) for r in runs],
+        "no_builder_command": all(not r.builder_steps_built for r in runs),
+        "builder_steps_built_runs": [r.builder_steps_built for r in runs],
+        "same_image_id": all(r.cold.image_id == r.second.image_id for r in runs),
+        "image_ids_runs": [[r.cold.image_id, r.second.image_id] for r in runs],
+        "code_edit_only_project_steps": all(not r.edit_outside_project for r in runs),
+        "code_edit_built_outside_project_runs": [r.edit_outside_project for r in runs],
+        "statuses_runs": [{"cold": r.cold.statuses, "second": r.second.statuses,
+                           "code_edit": r.edit.statuses} for r in runs],
+        "step_seconds_runs": [{"cold": r.cold.step_seconds, "second": r.second.step_seconds,
+                               "code_edit": r.edit.step_seconds} for r in runs],
+    }
+
+
+def print_second_runner(phase: dict[str, object]) -> None:
+    runs = phase["statuses_runs"]
+    assert isinstance(runs, list)
+    print(f"\nsecond runner (a fresh store, empty uv and layer caches, --cache-from the first "
+          f"runner's --cache-to), median of {len(runs)} run(s):")
+    print(f"  cold runner (exporting) {phase['cold_runner_seconds']:.2f}s, second runner "
+          f"{phase['second_runner_seconds']:.2f}s: ratio {phase['ratio']:.2f}  "
+          f"<= {SECOND_RUNNER_TARGET}  {verdict(bool(phase['met']))}")
+    print(f"  copying the runtime base into the second store: {phase['bases_copy_seconds']:.2f}s "
+          f"(not in the ratio; with it: {phase['ratio_with_bases_copy']:.2f})")
+    print(f"  second runner ran no builder command: {verdict(bool(phase['no_builder_command']))}"
+          f" (builder steps built per run: {phase['builder_steps_built_runs']})")
+    print(f"  same image ID on both runners: {verdict(bool(phase['same_image_id']))}")
+    print(f"  code edit on the second runner ({phase['code_edit_seconds']:.2f}s) ran only the "
+          f"project steps: {verdict(bool(phase['code_edit_only_project_steps']))}")
+    times = phase["step_seconds_runs"]
+    assert isinstance(times, list)
+    for n, (statuses, seconds) in enumerate(zip(runs, times, strict=True), 1):
+        for build in ("second", "code_edit"):
+            line = ", ".join(f"{step} {status} {seconds[build][step]:.2f}s"
+                             for step, status in statuses[build].items())
+            print(f"    run {n} {build}: {line}")
+
+
 # -- report -----------------------------------------------------------------------
 
 
@@ -568,7 +824,7 @@ def compile_uvbuild(sh: Shell) -> None:
            host_store=True)
 
 
-def prepare(sh: Shell, root: Path, uvbuild: str, uv: Path) -> Tools:
+def prepare(sh: Shell, root: Path, uvbuild: str, uv: Path, *, bud: bool = True) -> Tools:
     """Workspace, private storage with the base, and one untimed build per tool.
 
     The warm-up fills both uv caches (uvbuild's on the host, bud's cache mount) and
@@ -592,12 +848,15 @@ def prepare(sh: Shell, root: Path, uvbuild: str, uv: Path) -> Tools:
     refresh_runtime_base(sh, tools.runtime_source, 0)
     ws.recipe.write_text(_replace_runtime_from(ws.recipe.read_text(), RUNTIME_BASE_IMAGE))
     build_uvbuild(sh, tools, "warm-up uvbuild")
-    build_bud(sh, tools, "warm-up bud")
+    if bud:
+        build_bud(sh, tools, "warm-up bud")
     return tools
 
 
-def benchmark(runs: int, keep: bool) -> dict[str, object]:
-    """Set up, run every phase `runs` times, summarize; always clean up the storage."""
+def benchmark(runs: int, keep: bool, phases: tuple[str, ...] = PHASE_GROUPS
+              ) -> dict[str, object]:
+    """Set up, run the chosen phases `runs` times, summarize; always clean up the storage
+    (and stop the registry)."""
     if not shutil.which("buildah"):
         raise BenchError("buildah not found: install it (Debian/Ubuntu: apt-get install "
                          "buildah) and run again")
@@ -609,8 +868,9 @@ def benchmark(runs: int, keep: bool) -> dict[str, object]:
     (root / "logs").mkdir()
     sh = Shell(logs=root / "logs")
     ok = False
+    registry: Registry | None = None
     try:
-        tools = prepare(sh, root, uvbuild, uv)
+        tools = prepare(sh, root, uvbuild, uv, bud="compare" in phases)
         host: dict[str, object] = {"machine": platform.machine(), "cpus": os.cpu_count(),
                                    "kernel": platform.release(),
                                    "loadavg_start": loadavg()}
@@ -620,17 +880,33 @@ def benchmark(runs: int, keep: bool) -> dict[str, object]:
             "bud_command": shlex.join(tools.bud_argv()),
             "uvbuild_command": shlex.join(tools.uvbuild_argv()),
         }
+        if "second-runner" in phases:
+            registry = start_registry(root)
+            context["registry"] = registry.address
         results = []
+        seconds: list[SecondRunner] = []
         for n in range(1, runs + 1):
-            r = one_run(sh, tools, n)
-            results.append(r)
-            print(f"bench: run {n}/{runs} (load {r.loadavg[0]:.1f}): " + "; ".join(
-                f"{PHASES[p][0]} uvbuild {r.uvbuild[p].seconds:.2f}s bud {r.bud[p].seconds:.2f}s"
-                for p in PHASES), flush=True)
+            if "compare" in phases:
+                r = one_run(sh, tools, n)
+                results.append(r)
+                print(f"bench: run {n}/{runs} (load {r.loadavg[0]:.1f}): " + "; ".join(
+                    f"{PHASES[p][0]} uvbuild {r.uvbuild[p].seconds:.2f}s "
+                    f"bud {r.bud[p].seconds:.2f}s" for p in PHASES), flush=True)
+            if registry is not None:
+                two = second_runner(sh, tools, registry, host_storage(sh), n)
+                seconds.append(two)
+                print(f"bench: run {n}/{runs} second runner: cold {two.cold.seconds:.2f}s, "
+                      f"second {two.second.seconds:.2f}s, code edit {two.edit.seconds:.2f}s",
+                      flush=True)
         host["loadavg_end"] = loadavg()
         ok = True
-        return summarize(results, context)
+        summary = summarize(results, context) if results else {**context}
+        if seconds:
+            summary["second_runner"] = summarize_second_runner(seconds)
+        return summary
     finally:
+        if registry is not None:
+            registry.stop()
         if keep:
             print(f"bench: kept {root}; look at its storage with "
                   f"CONTAINERS_STORAGE_CONF={root / 'storage.conf'} buildah images")
@@ -658,18 +934,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per phase (median; default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--phases", default=",".join(PHASE_GROUPS),
+                        help="comma-separated: compare (the five phases against bud), "
+                        "second-runner (the registry cache); default both")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    phases = tuple(dict.fromkeys(p.strip() for p in args.phases.split(",") if p.strip()))
+    unknown = [p for p in phases if p not in PHASE_GROUPS]
+    if unknown or not phases:
+        parser.error(f"--phases: choose from {', '.join(PHASE_GROUPS)} (got {args.phases!r})")
     try:
-        summary = benchmark(args.runs, args.keep)
+        summary = benchmark(args.runs, args.keep, phases)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
-    print_report(summary)
+    if "phases" in summary:
+        print_report(summary)
+    if "second_runner" in summary:
+        second = summary["second_runner"]
+        assert isinstance(second, dict)
+        print_second_runner(second)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nbench: wrote {RESULTS.relative_to(REPO)}")
