@@ -837,6 +837,26 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
     assert engine.live == {}
 
 
+def test_the_runtime_base_is_read_while_the_builder_syncs(engine: FakeEngine, project: Path,
+                                                         tmp_path: Path) -> None:
+    read = threading.Event()
+
+    def hold_the_sync(call: Call) -> None:
+        if call.method == "image_manifest":
+            read.set()
+        elif call.method == "run" and any("--no-install-workspace" in words
+                                          for words in commands_of(call)):
+            # Read only once the layers were made, this would wait for ever.
+            assert read.wait(timeout=10), "the runtime base was not read during the sync"
+
+    engine.on_call = hold_the_sync
+    result = build(engine, plan_of(project), tmp_path)
+
+    assert len(engine.called("image_manifest")) == 1
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.live == {}
+
+
 def test_two_builds_make_the_same_images_whatever_the_threads_timing(
         project: Path, tmp_path: Path) -> None:
     serial, parallel = fresh_engine(), fresh_engine()
