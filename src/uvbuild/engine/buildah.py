@@ -240,6 +240,14 @@ class Buildah:
         """Remove working containers (one call); quiet about any already gone."""
         self._quick("rm", *containers)
 
+    def mount(self, container: str) -> Path | None:
+        """Where a working container's root is on the host, mounted until the container
+        is removed; None when this process cannot read it there (rootless: the mount
+        lives in buildah's user namespace)."""
+        if os.geteuid() != 0:
+            return None
+        return Path(self._call("mount", container, what="mounting").strip())
+
     def containers(self) -> list[dict[str, str]]:
         """Every working container buildah knows of (id, name)."""
         out = self._call("containers", "--json", what="listing containers")
