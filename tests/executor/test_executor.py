@@ -597,6 +597,30 @@ def test_a_runtime_base_refresh_runs_no_builder_step(engine: FakeEngine, project
     assert result.image_id != first.image_id
 
 
+def test_a_refreshed_base_with_the_same_user_files_runs_nothing_in_it(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"  # what `mount` shows of every container
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    engine.mount_root = root
+    text = RECIPE.replace("  packages: [libpq5]\n", "")
+    build(engine, plan_of(project, text), tmp_path)
+    mark = len(engine.calls)
+    result = build(engine, plan_of(project, text, runtime_base_id="refreshed"), tmp_path)
+
+    assert ran(result) == ["runtime-base", "prepare-runtime", "add-project"]
+    made = [c for c in calls_since(engine, mark) if c.method == "run"
+            and any(MKUSER in words for words in commands_of(c))]
+    assert made == []  # the user layer found by the base files it is made of
+    assert engine.live == {}
+
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nx:x:1:1::/:/bin/sh\n")
+    mark = len(engine.calls)
+    build(engine, plan_of(project, text, runtime_base_id="with-a-new-user"), tmp_path)
+    assert [c for c in calls_since(engine, mark) if c.method == "run"
+            and any(MKUSER in words for words in commands_of(c))] != []
+
+
 def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
                                         tmp_path: Path) -> None:
     plan = plan_of(project)
