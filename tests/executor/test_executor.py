@@ -888,6 +888,19 @@ def test_the_project_installs_while_the_dependencies_commit(engine: FakeEngine, 
     assert engine.live == {}
 
 
+def test_a_failing_builder_run_keeps_the_fresh_sync_cached(engine: FakeEngine, project: Path,
+                                                           tmp_path: Path) -> None:
+    engine.fail_run("make assets", stderr="make: *** No rule to make target 'assets'.\n")
+    with pytest.raises(StepFailed):
+        build(engine, plan_of(project), tmp_path)
+    plan = plan_of(project)
+    # Its commit ran in the background while the project installed; a commit and a tag
+    # are never interrupted (shielded), and the build waits for them before it ends:
+    # fixing the project and building again does not sync again.
+    assert plan.step("sync-dependencies").cache_ref in engine.names
+    assert engine.live == {}
+
+
 def test_a_cached_sync_is_where_the_project_installs(engine: FakeEngine, project: Path,
                                                      tmp_path: Path) -> None:
     build(engine, plan_of(project), tmp_path / "first")
