@@ -901,18 +901,6 @@ def test_a_failing_builder_run_keeps_the_fresh_sync_cached(engine: FakeEngine, p
     assert engine.live == {}
 
 
-def test_manifests_the_sources_leave_out_reach_the_restored_builder(
-        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
-    # A workspace member's sources may leave out the root's manifests (the root not
-    # needed); the sync's container had them in /src, a restored one gets them too.
-    sources = tuple(f for f in sorted(PROJECT_FILES) if f != "uv.lock")
-    build(engine, plan_of(project, source_files=sources), tmp_path)
-
-    added = [(a.container.rsplit("-", 1)[-1], a.dest, a.names) for a in engine.archives]
-    assert ("project", "/src", ("pyproject.toml", "uv.lock")) in added
-    assert engine.live == {}
-
-
 def test_a_cached_sync_is_where_the_project_installs(engine: FakeEngine, project: Path,
                                                      tmp_path: Path) -> None:
     build(engine, plan_of(project), tmp_path / "first")

@@ -55,7 +55,6 @@ PROJECT_OUTSIDE = PROJECT_LAYER + ".outside"  # runtime.copy entries outside /ap
 PROJECT_REMOVED = PROJECT_LAYER + ".removed"  # what the project install removed from /app
 FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
 VENV_IN = f"{TOOLS}/venv"  # a host folder with a fresh sync's venv tar and snapshot
-MANIFESTS_IN = f"{TOOLS}/manifests"  # the host folder of the manifests' tar
 VENV_TAR = "venv.tar"
 DEPS_SNAPSHOT = "deps.json"
 
@@ -67,7 +66,6 @@ UV_SYNC = "uv-sync"
 SNAPSHOT = "venv-snapshot"
 KEEP_SNAPSHOT = "keep-snapshot"
 RESTORE_VENV = "restore-venv"
-UNPACK_MANIFESTS = "unpack-manifests"
 STAGE = "stage-layer"
 WRITE_LAYER = "write-layer"
 
@@ -381,14 +379,6 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
         ctr = build.open_container(fresh.parent, "project")
         command, mount = _restore_venv(sync, fresh)
         restore, venv_mounts = [command], (mount,)
-        if set(sync.manifests) - set(step.sources):
-            # The sync's container had every manifest in /src; a workspace member's
-            # sources may leave some out (the root's, when the root is not needed).
-            manifests = Path(sync.manifests_tar)
-            restore.append(batch.Command(UNPACK_MANIFESTS, batch.shell([
-                sync.python, "-c", script("unpack.py"), f"{MANIFESTS_IN}/{manifests.name}",
-                SOURCE_DIR])))
-            venv_mounts += (Mount(str(manifests.parent), MANIFESTS_IN),)
     # Not a package: the project's files themselves are the application, in /app too
     # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
@@ -429,7 +419,7 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     if outcome.failed == RESTORE_VENV:
         raise StepFailed(f"restoring the dependencies' virtualenv in the builder failed: "
                          f"{cmd.describe_failure(outcome.failure)}")
-    if outcome.failed in (UNPACK, UNPACK_MANIFESTS):
+    if outcome.failed == UNPACK:
         raise _unpack_failure(sync, outcome.failure)
     if outcome.failed == UV_SYNC:
         raise _uv_failure(build, outcome.failure, project=True)
