@@ -351,13 +351,9 @@ def _restore_venv(step: SyncDependencies, venv: FreshVenv) -> tuple[batch.Comman
     mount of their folder. `tar` where the builder has it (0.15 s for 17 MB), else
     the builder's Python."""
     archive, snapshot = f"{VENV_IN}/{VENV_TAR}", f"{VENV_IN}/{DEPS_SNAPSHOT}"
-    # Only the venv: a folder above it the builder base has keeps its own mode, as in
-    # the sync's container.
-    member = VENV.lstrip("/")
-    python_unpack = batch.shell([step.python, "-c", script("unpack.py"), archive,
-                                 f"{VENV}={member}"])
+    python_unpack = batch.shell([step.python, "-c", script("unpack.py"), archive, "/"])
     text = (f"mkdir -p {STATE} && cp {snapshot} {DEPS_MANIFEST} && "
-            f"if command -v tar >/dev/null 2>&1; then tar -xpf {archive} -C / {member}; "
+            f"if command -v tar >/dev/null 2>&1; then tar -xpf {archive} -C /; "
             f"else {python_unpack}; fi")
     return batch.Command(RESTORE_VENV, text), Mount(str(venv.folder), VENV_IN)
 
