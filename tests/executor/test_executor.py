@@ -864,54 +864,15 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
     assert engine.live == {}
 
 
-def test_the_project_installs_while_the_dependencies_commit(engine: FakeEngine, project: Path,
-                                                           tmp_path: Path) -> None:
-    installing = threading.Event()
-
-    def hold_the_commit(call: Call) -> None:
-        if call.method == "run" and purpose(call.args[0]) == "project":
-            installing.set()
-        elif call.method == "commit" and purpose(call.args[0]) == "deps":
-            # Waiting for this commit, install-project would wait for ever.
-            assert installing.wait(timeout=10), "install-project waited for the sync's commit"
-
-    engine.on_call = hold_the_commit
-    result = build(engine, plan_of(project), tmp_path)
-
-    project_run = next(c for c in engine.called("run") if purpose(c.args[0]) == "project")
-    # A container of the sync's parent, the venv restored from the dependencies' layer tar
-    # (the snapshot beside it), then the project's own commands.
-    assert commands_of(project_run)[0][:2] == ("mkdir", "-p")
-    assert any(m.target == "/run/uvbuild/venv" for m in project_run.kwargs["mounts"])
-    assert sorted(engine.commits()) == sorted(COMMITTED)
-    assert engine.names[IMAGE] == result.image_id
-    assert engine.live == {}
-
-
 def test_a_failing_builder_run_keeps_the_fresh_sync_cached(engine: FakeEngine, project: Path,
                                                            tmp_path: Path) -> None:
     engine.fail_run("make assets", stderr="make: *** No rule to make target 'assets'.\n")
     with pytest.raises(StepFailed):
         build(engine, plan_of(project), tmp_path)
     plan = plan_of(project)
-    # Its commit ran in the background while the project installed; a commit and a tag
-    # are never interrupted (shielded), and the build waits for them before it ends:
-    # fixing the project and building again does not sync again.
+    # Fixing the project and building again does not sync the dependencies again.
     assert plan.step("sync-dependencies").cache_ref in engine.names
     assert engine.live == {}
-
-
-def test_a_cached_sync_is_where_the_project_installs(engine: FakeEngine, project: Path,
-                                                     tmp_path: Path) -> None:
-    build(engine, plan_of(project), tmp_path / "first")
-    engine.calls.clear()
-    build(engine, plan_of(project, source_digest="sha256:" + "3" * 64), tmp_path / "second")
-
-    project_run = next(c for c in engine.called("run") if purpose(c.args[0]) == "project")
-    assert "mkdir" not in [words[0] for words in commands_of(project_run)]
-    assert not any(m.target == "/run/uvbuild/venv" for m in project_run.kwargs["mounts"])
-    made = next(c for c in engine.called("from_image") if purpose(c.args[1]) == "project")
-    assert "sync-dependencies" in made.args[0]
 
 
 def test_the_runtime_base_is_read_while_the_builder_syncs(engine: FakeEngine, project: Path,
