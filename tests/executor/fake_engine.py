@@ -664,20 +664,9 @@ class FakeEngine:
                     err.append(made.stderr + f"@@uvbuild failed {index} {made.returncode}\n")
                     return Result(argv, made.returncode, "".join(out), "".join(err))
                 out.append(made.stdout)
-            if UNPACK in words[2:3]:  # `PYTHON -c UNPACK ...`, not a fallback inside a line
+            if UNPACK in words:
                 self._unpack(ctr, words, mounts)
-            if words[:1] == ("cp",):
-                self._cp(words, mounts)
         return Result(argv, 0, "".join(out), "".join(err))
-
-    @staticmethod
-    def _cp(words: tuple[str, ...], mounts: tuple[Mount, ...]) -> None:
-        """cp SOURCE TARGET: a TARGET in a host folder mounted for the run is made there
-        (empty); anything else stays in the container (not modelled)."""
-        target = words[-1]
-        for mount in mounts:
-            if target.startswith(mount.target + "/"):
-                Path(mount.host + target[len(mount.target):]).write_bytes(b"")
 
     def _unpack(self, ctr: FakeContainer, words: tuple[str, ...],
                 mounts: tuple[Mount, ...]) -> None:

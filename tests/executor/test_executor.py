@@ -386,9 +386,8 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
 
     builder_runs = [c for c in engine.called("run")
                     if any(words[0] == UV_TARGET for words in commands_of(c))]
-    # (the fresh venv restored,) unpack the project files, uv sync, (make assets),
-    # venvdelta, (its snapshot kept for the project step,) the layer's tar
-    assert [len(commands_of(c)) for c in builder_runs] == [5, 6]
+    # unpack the project files, uv sync, (make assets), venvdelta, the layer's tar
+    assert [len(commands_of(c)) for c in builder_runs] == [4, 5]
     assert ("make", "assets") in commands_of(builder_runs[1])
     for call in builder_runs:
         assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
@@ -402,15 +401,14 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
         )
     # Both batches read the project's files from a host folder (written when the build
     # was planned, removed with the run's claim by pipeline.build), and write their
-    # layer's tar to another, removed when the build ends; the project's batch reads the
-    # fresh venv from a third (the sync's image is still being committed).
+    # layer's tar to another, removed when the build ends.
     # The commands and their environment come in a job folder (the last mount): private,
     # as it holds the secret.
     scratch = [[(m.target, m.read_only) for m in c.kwargs["mounts"][3:]] for c in builder_runs]
     assert scratch == [[("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
                         ("/run/uvbuild/job", True)],
-                       [("/run/uvbuild/in", True), ("/run/uvbuild/venv", True),
-                        ("/run/uvbuild/out", False), ("/run/uvbuild/job", True)]]
+                       [("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
+                        ("/run/uvbuild/job", True)]]
     assert not [m for c in builder_runs for m in c.kwargs["mounts"][3:]
                 if m.target != "/run/uvbuild/in" and Path(m.host).exists()]
     for call in builder_runs:
@@ -752,12 +750,11 @@ def test_verbose_streams_user_commands_but_reads_probes(engine: FakeEngine, proj
     streamed = {words[0] if words[0] != "/bin/sh" else words[-1]
                 for c in engine.called("run") if c.kwargs["stream"]
                 for words in commands_of(c)}
-    # venvdelta and the unpacking of the project's files run in the builder's batches,
-    # with the copy of the venv's snapshot and its restoring (mkdir); the runtime's layers
-    # are made in one batch (its start marks, ":", the packages, the user and the layers'
-    # tars)
+    # venvdelta and the unpacking of the project's files run in the builder's batches;
+    # the runtime's layers are made in one batch (its start marks, ":", the packages, the
+    # user and the layers' tars)
     assert streamed == {UV_TARGET, "build-essential", "libpq5", "make", "app",
-                        "/app/.venv/bin/python", "python3", ":", "cp", "mkdir"}
+                        "/app/.venv/bin/python", "python3", ":"}
     assert engine.names[IMAGE] == result.image_id
 
 

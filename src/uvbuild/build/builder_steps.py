@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shlex
-import shutil
 from pathlib import Path
 
 from uvbuild.build import batch
 from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import INSTALLED_LABEL, PYTHON_LABEL
-from uvbuild.build.results import (
-    FreshVenv,
-    ImageResult,
-    InstallResult,
-    LayerResult,
-    SyncResult,
-)
+from uvbuild.build.results import ImageResult, InstallResult, LayerResult, SyncResult
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import ProjectError, StepFailed
@@ -54,9 +46,6 @@ DEPS_TAR = "dependencies.tar"
 PROJECT_OUTSIDE = PROJECT_LAYER + ".outside"  # runtime.copy entries outside /app
 PROJECT_REMOVED = PROJECT_LAYER + ".removed"  # what the project install removed from /app
 FILES_IN = f"{TOOLS}/in"  # a host folder with the project's files, for one batch
-VENV_IN = f"{TOOLS}/venv"  # a host folder with a fresh sync's venv tar and snapshot
-VENV_TAR = "venv.tar"
-DEPS_SNAPSHOT = "deps.json"
 
 # The labels of the builder's batch commands (see batch.Command); builder.run entries
 # are "builder.run[N]", as the recipe names them.
@@ -64,8 +53,6 @@ PACKAGES = "packages"
 UNPACK = "unpack"
 UV_SYNC = "uv-sync"
 SNAPSHOT = "venv-snapshot"
-KEEP_SNAPSHOT = "keep-snapshot"
-RESTORE_VENV = "restore-venv"
 STAGE = "stage-layer"
 WRITE_LAYER = "write-layer"
 
@@ -297,65 +284,33 @@ def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
 def sync_dependencies(build: StepContext, step: SyncDependencies,
                       inputs: Inputs) -> SyncResult:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv; the
-    dependencies layer is written in the same batch (dependencies-layer keeps it).
-
-    The image is committed in the background: install-project does not wait for it,
-    but restores the venv from that layer in a container of this step's parent
-    (FreshVenv), which costs a `tar -x` instead of a commit, an `rm` and a `from`.
-    """
+    dependencies layer is written in the same batch (dependencies-layer keeps it)."""
     parent = inputs.ref("prepare-builder")
-    ctr = build.open_container(parent, "deps")
-    unpack, files = _files_in(step, step.manifests_tar, SOURCE_DIR)
-    # The dependencies layer is written here, in the same run (dependencies-layer
-    # keeps it): the venv as it ships, read while it is at hand.
-    out = build.scratch_dir("deps-layer")
-    commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
-                _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
-                batch.Command(KEEP_SNAPSHOT, batch.shell(
-                    ["cp", DEPS_MANIFEST, f"{LAYER_OUT}/{DEPS_SNAPSHOT}"])),
-                layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT))]
-    outcome = _run_batch(build, ctr, step, commands, project=False,
-                         extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
-    if outcome.failed == UNPACK:
-        raise _unpack_failure(step, outcome.failure)
-    if outcome.failed == UV_SYNC:
-        raise _uv_failure(build, outcome.failure, project=False)
-    python = outcome.reported.get("python")
-    if outcome.failed is not None or not isinstance(python, dict):
-        raise StepFailed(f"the builder's virtualenv does not run: "
-                         f"{cmd.describe_failure(outcome.results[-1])}")
-    check_made_venv(step.python_request, str(python.get("version", "")),
-                    f"the builder's {python.get('python', step.python)}")
-    layer = layer_made(out, DEPS_TAR, outcome.reported.get("layer"), deps_history(step))
-    venv = build.scratch_dir("venv")
-    # A second name of the layer tar (dependencies-layer moves the first into the layer
-    # cache meanwhile), and the snapshot that install-project's staging compares with.
-    _link_or_copy(layer.path, venv / VENV_TAR)
-    os.replace(out / DEPS_SNAPSHOT, venv / DEPS_SNAPSHOT)
-    options = build.commit_options(step, **{PYTHON_LABEL: json.dumps(python, sort_keys=True)})
-    held = build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
-    return SyncResult(held, python={str(k): str(v) for k, v in python.items()}, layer=layer,
-                      venv=FreshVenv(parent=parent, folder=venv))
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another file system
-        shutil.copyfile(source, target)
-
-
-def _restore_venv(step: SyncDependencies, venv: FreshVenv) -> tuple[batch.Command, Mount]:
-    """The batch command that puts a fresh sync's venv (its canonical layer tar: the
-    files, modes and times the sync's image holds) and its snapshot in place, with the
-    mount of their folder. `tar` where the builder has it (0.15 s for 17 MB), else
-    the builder's Python."""
-    archive, snapshot = f"{VENV_IN}/{VENV_TAR}", f"{VENV_IN}/{DEPS_SNAPSHOT}"
-    python_unpack = batch.shell([step.python, "-c", script("unpack.py"), archive, "/"])
-    text = (f"mkdir -p {STATE} && cp {snapshot} {DEPS_MANIFEST} && "
-            f"if command -v tar >/dev/null 2>&1; then tar -xpf {archive} -C /; "
-            f"else {python_unpack}; fi")
-    return batch.Command(RESTORE_VENV, text), Mount(str(venv.folder), VENV_IN)
+    with build.container(parent, "deps") as ctr:
+        unpack, files = _files_in(step, step.manifests_tar, SOURCE_DIR)
+        # The dependencies layer is written here, in the same run (dependencies-layer
+        # keeps it): the venv as it ships, read while it is at hand.
+        out = build.scratch_dir("deps-layer")
+        commands = [unpack, batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
+                    _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
+                    layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT))]
+        outcome = _run_batch(build, ctr, step, commands, project=False,
+                             extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
+        if outcome.failed == UNPACK:
+            raise _unpack_failure(step, outcome.failure)
+        if outcome.failed == UV_SYNC:
+            raise _uv_failure(build, outcome.failure, project=False)
+        python = outcome.reported.get("python")
+        if outcome.failed is not None or not isinstance(python, dict):
+            raise StepFailed(f"the builder's virtualenv does not run: "
+                             f"{cmd.describe_failure(outcome.results[-1])}")
+        check_made_venv(step.python_request, str(python.get("version", "")),
+                        f"the builder's {python.get('python', step.python)}")
+        layer = layer_made(out, DEPS_TAR, outcome.reported.get("layer"), deps_history(step))
+        image_id = build.engine.commit(ctr, build.commit_options(step, **{
+            PYTHON_LABEL: json.dumps(python, sort_keys=True)}))
+        return SyncResult(ImageResult(image_id), python={
+            str(k): str(v) for k, v in python.items()}, layer=layer)
 
 
 def install_project(build: StepContext, step: InstallProject, inputs: Inputs) -> InstallResult:
@@ -364,17 +319,10 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     The project layer comes out of the same batch as a canonical tar (project-layer keeps
     it); the commit runs in the background meanwhile (see StepContext.defer_commit).
     """
+    parent = inputs.ref("sync-dependencies")
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
-    fresh = inputs.of("sync-dependencies", SyncResult).venv
-    restore: list[batch.Command] = []
-    venv_mounts: tuple[Mount, ...] = ()
-    if fresh is None:  # the sync was cached: its image has the venv
-        ctr = build.open_container(inputs.ref("sync-dependencies"), "project")
-    else:  # made in this build: its image is still being committed
-        ctr = build.open_container(fresh.parent, "project")
-        command, mount = _restore_venv(sync, fresh)
-        restore, venv_mounts = [command], (mount,)
+    ctr = build.open_container(parent, "project")
     # Not a package: the project's files themselves are the application, in /app too
     # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
@@ -391,7 +339,7 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     run_commands = batch.labelled("builder.run", step.run)
 
     def commands(offline: bool) -> list[batch.Command]:
-        return [*restore, unpack,
+        return [unpack,
                 batch.Command(UV_SYNC, batch.shell(uv_sync_argv(sync, project=True,
                                                                 offline=offline))),
                 *run_commands,
@@ -401,8 +349,7 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
 
     def run(offline: bool) -> batch.Outcome:
         return _run_batch(build, ctr, sync, commands(offline), project=True,
-                          extra_mounts=(files, *venv_mounts,
-                                        Mount(str(out), LAYER_OUT, read_only=False)))
+                          extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
 
     # The dependencies are installed; what the project's build may still fetch is its
     # build backend (build-system.requires), which uv resolves again on every build, a
@@ -412,9 +359,6 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     outcome = run(offline)
     if outcome.failed == UV_SYNC and offline and not _lock_outdated(outcome.failure):
         outcome = run(False)
-    if outcome.failed == RESTORE_VENV:
-        raise StepFailed(f"restoring the dependencies' virtualenv in the builder failed: "
-                         f"{cmd.describe_failure(outcome.failure)}")
     if outcome.failed == UNPACK:
         raise _unpack_failure(sync, outcome.failure)
     if outcome.failed == UV_SYNC:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from uvbuild.output.oci import Layer
 
@@ -56,29 +55,16 @@ class LayerSet:
 
 
 @dataclass(frozen=True, slots=True)
-class FreshVenv:
-    """The venv a sync made in this build, as install-project restores it in a container
-    of `parent` (the image the sync ran on) while the sync's own image is still being
-    committed: `folder` (a host folder) holds its layer tar and its snapshot."""
-
-    parent: str
-    folder: Path
-
-
-@dataclass(frozen=True, slots=True)
 class SyncResult:
-    """sync-dependencies' result: its image (or its container, while the image is
-    committed in the background), and what its batch wrote besides.
+    """sync-dependencies' result: its image, and what its batch wrote besides.
 
-    When the step was cached, `python`, `layer` and `venv` are None: the interpreter is
-    in its image's labels, dependencies-layer writes the layer from the image, and
-    install-project starts from it.
+    When the step was cached, `python` and `layer` are None: the interpreter is in its
+    image's labels, and dependencies-layer writes the layer from the image.
     """
 
-    files: ImageResult | ContainerResult
+    files: ImageResult
     python: Mapping[str, str] | None = None  # the venv's interpreter (python, version)
     layer: LayerResult | None = None  # /app/.venv as a canonical layer tar
-    venv: FreshVenv | None = None  # the same venv, for install-project to restore
 
 
 @dataclass(frozen=True, slots=True)
