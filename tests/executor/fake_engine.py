@@ -240,6 +240,7 @@ class FakeEngine:
         self.registry = FakeRegistry()  # share one between engines: two runners, one cache
         self.config_of: dict[str, dict[str, Any]] = {}  # image ID → an imported config
         self.imported: list[str] = []  # the IDs import_layout made, in order
+        self.mount_root: Path | None = None  # what `mount` gives (a folder as a root)
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -571,6 +572,14 @@ class FakeEngine:
             if live.id in containers or name in containers:
                 del self.live[name]
         after()
+
+    def mount(self, container: str) -> Path | None:
+        """`mount_root` as every container's root (None, the default: not readable from
+        here, as rootless)."""
+        after = self._record("mount", container)
+        self._container(container)
+        after()
+        return self.mount_root
 
     def containers(self) -> list[dict[str, str]]:
         after = self._record("containers")

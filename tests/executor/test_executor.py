@@ -596,6 +596,30 @@ def test_a_runtime_base_refresh_runs_no_builder_step(engine: FakeEngine, project
     assert result.image_id != first.image_id
 
 
+def test_a_refreshed_base_with_the_same_user_files_runs_nothing_in_it(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"  # what `mount` shows of every container
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    engine.mount_root = root
+    text = RECIPE.replace("  packages: [libpq5]\n", "")
+    build(engine, plan_of(project, text), tmp_path)
+    mark = len(engine.calls)
+    result = build(engine, plan_of(project, text, runtime_base_id="refreshed"), tmp_path)
+
+    assert ran(result) == ["runtime-base", "prepare-runtime", "add-project"]
+    made = [c for c in calls_since(engine, mark) if c.method == "run"
+            and any(MKUSER in words for words in commands_of(c))]
+    assert made == []  # the user layer found by the base files it is made of
+    assert engine.live == {}
+
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nx:x:1:1::/:/bin/sh\n")
+    mark = len(engine.calls)
+    build(engine, plan_of(project, text, runtime_base_id="with-a-new-user"), tmp_path)
+    assert [c for c in calls_since(engine, mark) if c.method == "run"
+            and any(MKUSER in words for words in commands_of(c))] != []
+
+
 def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
                                         tmp_path: Path) -> None:
     plan = plan_of(project)
@@ -834,6 +858,37 @@ def test_the_runtime_is_prepared_while_the_builder_syncs(engine: FakeEngine, pro
 
     assert ran(result) == RUN_ORDER
     assert sorted(engine.commits()) == sorted(COMMITTED)
+    assert engine.names[IMAGE] == result.image_id
+    assert engine.live == {}
+
+
+def test_a_failing_builder_run_keeps_the_fresh_sync_cached(engine: FakeEngine, project: Path,
+                                                           tmp_path: Path) -> None:
+    engine.fail_run("make assets", stderr="make: *** No rule to make target 'assets'.\n")
+    with pytest.raises(StepFailed):
+        build(engine, plan_of(project), tmp_path)
+    plan = plan_of(project)
+    # Fixing the project and building again does not sync the dependencies again.
+    assert plan.step("sync-dependencies").cache_ref in engine.names
+    assert engine.live == {}
+
+
+def test_the_runtime_base_is_read_while_the_builder_syncs(engine: FakeEngine, project: Path,
+                                                         tmp_path: Path) -> None:
+    read = threading.Event()
+
+    def hold_the_sync(call: Call) -> None:
+        if call.method == "image_manifest":
+            read.set()
+        elif call.method == "run" and any("--no-install-workspace" in words
+                                          for words in commands_of(call)):
+            # Read only once the layers were made, this would wait for ever.
+            assert read.wait(timeout=10), "the runtime base was not read during the sync"
+
+    engine.on_call = hold_the_sync
+    result = build(engine, plan_of(project), tmp_path)
+
+    assert len(engine.called("image_manifest")) == 1
     assert engine.names[IMAGE] == result.image_id
     assert engine.live == {}
 

@@ -36,14 +36,21 @@ def untested_ref(step: AddProject) -> str:
     return f"{UNTESTED_REPO}/{step.name}-{step.key[:32]}:latest"
 
 
+def read_base(build: StepContext, step: AddProject, base_ref: str) -> oci.BaseImage:
+    """The runtime base's manifest and config, read as soon as the base is resolved
+    (StepKind.opens): two skopeo calls off the way to the image, while the layers are
+    made."""
+    return oci.base_image(*build.engine.image_manifest(base_ref))
+
+
 def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> ImageResult:
     """Assemble, import and test the final image."""
     sets = {name: _present(inputs.of(name, LayerSet)) for name in LAYERS_FROM}
     runtime, deps = sets["prepare-runtime"].facts, sets["dependencies-layer"].facts
     check_python(_python(deps.get("python")), _python(runtime.get("python")))
-    manifest, config = build.engine.image_manifest(inputs.ref("runtime-base"))
-    base = oci.base_image(manifest, config)
-    base_env = tuple(json.loads(config).get("config", {}).get("Env") or ())
+    base = (inputs.opened(oci.BaseImage) if inputs.early is not None
+            else read_base(build, step, inputs.ref("runtime-base")))
+    base_env = tuple(json.loads(base.config).get("config", {}).get("Env") or ())
     user = str(runtime.get("user") or "")
     labels = {STEP_LABEL: step.name, KEY_LABEL: step.key, USER_LABEL: user,
               PYTHON_LABEL: json.dumps(_python(runtime.get("python")))}

@@ -32,7 +32,7 @@ from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.build.remote import RemoteCache
 from uvbuild.build.results import ContainerResult, ImageResult
-from uvbuild.build.runner import Runner, StepKind, StepKinds
+from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
 from uvbuild.engine.buildah import CommitOptions
 from uvbuild.engine.protocol import Engine
@@ -67,7 +67,8 @@ STEP_KINDS: StepKinds = {
     DependenciesLayer: StepKind(layer_steps.dependencies_layer, kept=layer_steps.kept),
     ProjectLayer: StepKind(layer_steps.project_layer, kept=layer_steps.kept),
     PrepareRuntime: StepKind(layer_steps.prepare_runtime, kept=layer_steps.kept),
-    AddProject: StepKind(assemble.add_project),
+    AddProject: StepKind(assemble.add_project,
+                         opens=Opens("runtime-base", assemble.read_base)),
 }
 
 

@@ -11,18 +11,21 @@ times, whatever the image store's driver) and keeps them in the host's layer cac
   written by install-project likewise, with the SBOM put in here, on the host;
 - prepare-runtime: in a container of the runtime base, `runtime.packages` as a
   whole-root delta (before/after the install, with whiteouts) and the runtime user
-  (/etc/passwd, /etc/group, ... and the home folder) as a layer of their own.
+  (/etc/passwd, /etc/group, ... and the home folder) as a layer of their own; without
+  runtime.packages also kept by the digest of the base files it is made of
+  (runtime_probe.py), which a refreshed base with the same files finds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from uvbuild.build import batch
+from uvbuild.build import batch, runtime_probe
 from uvbuild.build.builder_steps import (
     DEPS_TAR,
     LAYER_OUT,
@@ -144,8 +147,40 @@ def _sbom(build: StepContext, installed: object) -> bytes | None:
 
 def prepare_runtime(build: StepContext, step: PrepareRuntime, inputs: Inputs) -> LayerSet:
     """The runtime base's own layers: `runtime.packages` and the runtime user, written
-    in one `buildah run` in a container of the base (which is then dropped)."""
+    in one `buildah run` in a container of the base.
+
+    Without runtime.packages, the user layer is also kept by what it is made of (the
+    base's passwd, group, ... read on the host: runtime_probe), so a refreshed base
+    with the same files finds it and runs nothing.
+    """
     base = inputs.ref("runtime-base")
+    if step.packages or build.settings.no_cache:
+        with build.container(base, "runtime") as ctr:
+            return build.layers.put(step, *_runtime_layers(build, step, ctr))
+    # The base's PATH (where `python` is looked up) is read while its container is made.
+    info = build.submit(lambda: build.engine.image(base), name="uvbuild-runtime-env")
+    # Removed when the build ends (beside the final tag), not on the way to the image.
+    ctr = build.open_container(base, "runtime")
+    root = build.engine.mount(ctr)
+    probe: PrepareRuntime | None = None
+    if root is not None:
+        image = info.result()
+        key = runtime_probe.content_key(root, step, image.env if image else (),
+                                        build.plan.timestamp)
+        probe = dataclasses.replace(step, key=key)
+        found = build.layers.get(probe)
+        if found is not None:
+            return build.layers.put(step, found.layers, found.facts)
+    made = build.layers.put(step, *_runtime_layers(build, step, ctr))
+    if probe is not None:
+        build.layers.put(probe, made.layers, made.facts)
+    return made
+
+
+def _runtime_layers(build: StepContext, step: PrepareRuntime,
+                    ctr: str) -> tuple[list[LayerResult], dict[str, object]]:
+    """The packages and user layers, written in a `buildah run` in `ctr` (a container
+    of the runtime base), and their facts (the user's uid:gid, the interpreter)."""
     out = build.scratch_dir("runtime-layers")
     python = step.python
     root_marker, before = f"{LAYER_OUT}/root.marker", f"{LAYER_OUT}/root.before"
@@ -169,12 +204,11 @@ def prepare_runtime(build: StepContext, step: PrepareRuntime, inputs: Inputs) ->
             python, "-c", script("layertar.py"), "--as", "user",
             "delta", f"{LAYER_OUT}/user.tar", user_marker, "-", "/etc", "/home"])),
     ]
-    with build.container(base, "runtime") as ctr:
-        env = {**(build.settings.network_env if step.packages else {}), **_stamp(build)}
-        with build.job(commands, env=env) as job:
-            run = build.engine.run(ctr, job.argv, mounts=(
-                *(build.settings.network_mounts if step.packages else ()), job.mount,
-                Mount(str(out), LAYER_OUT, read_only=False)), stream=build.settings.verbose)
+    env = {**(build.settings.network_env if step.packages else {}), **_stamp(build)}
+    with build.job(commands, env=env) as job:
+        run = build.engine.run(ctr, job.argv, mounts=(
+            *(build.settings.network_mounts if step.packages else ()), job.mount,
+            Mount(str(out), LAYER_OUT, read_only=False)), stream=build.settings.verbose)
     outcome = batch.parse(commands, run)
     if outcome.failed == PACKAGES:
         failure = packages_failure(outcome.failure, step.packages, "runtime")
@@ -203,9 +237,8 @@ def prepare_runtime(build: StepContext, step: PrepareRuntime, inputs: Inputs) ->
                       f"uvbuild: runtime user {step.user}")
     if _has_entries(user.path):  # a user the base has already adds nothing
         layers.append(user)
-    return build.layers.put(step, layers, {
-        "user": f"{facts['uid']}:{facts['gid']}",
-        "python": {"python": facts["python"], "version": facts["version"]}})
+    return layers, {"user": f"{facts['uid']}:{facts['gid']}",
+                    "python": {"python": facts["python"], "version": facts["version"]}}
 
 
 def _has_entries(tar_path: Path) -> bool:

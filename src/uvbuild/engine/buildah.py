@@ -240,6 +240,17 @@ class Buildah:
         """Remove working containers (one call); quiet about any already gone."""
         self._quick("rm", *containers)
 
+    def mount(self, container: str) -> Path | None:
+        """Where a working container's root is on the host, mounted until the container
+        is removed; None when this process cannot read it there (rootless: the mount
+        lives in buildah's user namespace) or the mount failed: callers then do
+        without (it only saves work)."""
+        if os.geteuid() != 0:
+            return None
+        result = self._quick("mount", container)
+        mountpoint = result.stdout.strip().splitlines()[-1:] if result.ok else []
+        return Path(mountpoint[0]) if mountpoint and mountpoint[0].startswith("/") else None
+
     def containers(self) -> list[dict[str, str]]:
         """Every working container buildah knows of (id, name)."""
         out = self._call("containers", "--json", what="listing containers")
