@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,15 +159,17 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         for word in value.split():
             if "://" in word:
                 redact.add_url(word)
+    # The store's run root (a `buildah info`) is asked while the project is read and
+    # digested: neither waits for the other. The project's tars are written only by a
+    # step that unpacks them (archive.ProjectTar): an unchanged rebuild writes none.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvbuild-info") as pool:
+        asked = pool.submit(engine.run_root)
+        _, inputs = gather(recipe, engine, tag=tag, access=outputs.access)
+        run_root = asked.result()
     # This run's id and locks (liveness.py): its containers and folders are known as its
     # own, and swept by the next build or `cache prune` if it is killed.
-    run_root = engine.run_root()
     claim = Claim(Places.of(run_root))
     try:
-        # The project's files are written, as the tars the builder unpacks, into a folder
-        # of this run, and digested as they are written (inputs.archive).
-        _, inputs = gather(recipe, engine, tag=tag, access=outputs.access,
-                           scratch=claim.folder("inputs"))
         plan = make_plan(recipe, inputs)
         net_env, net_mounts = network_settings(host_environ())
         settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",

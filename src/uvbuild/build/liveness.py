@@ -279,22 +279,28 @@ class Swept:
     images: int = 0
 
 
-def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None) -> Swept:
+def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None,
+          any_unnamed: Callable[[], bool] | None = None) -> Swept:
     """Remove what dead runs left in this store and this $TMPDIR: working containers, host
     folders, the processes marked with those folders, their lock files, and (`images`)
     dangling uvbuild images once no run (but `me`, the sweeping run's id) is alive to tag them.
+
+    `any_unnamed`, if given, says whether a listing of the store's images made before this
+    call had an unnamed image: when it had none, there is no dangling image to look for
+    (a dangling image is an unnamed one), and the store is not asked.
 
     Safe while other runs live: each thing removed belongs to a run whose lock was free.
     """
     places.prepare()
     # Listed before the locks are read: an image made after this list was made by a run
     # whose lock exists by then (runs lock first, then make things).
-    # The store is asked its three questions at once: each is a buildah start-up
-    # (about 0.05 s), and every build sweeps before anything else.
+    # The store is asked its questions at once: each is a buildah start-up (about
+    # 0.05 s), and every build sweeps.
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="uvbuild-sweep") as pool:
-        unnamed = [pool.submit(store.dangling_images, label)
-                   for label in (OWNED_LABELS if images else ())]
         listed = pool.submit(store.containers)
+        look = images and (any_unnamed is None or any_unnamed())
+        unnamed = [pool.submit(store.dangling_images, label)
+                   for label in (OWNED_LABELS if look else ())]
         dangling = [image for found in unnamed for image in found.result()]
         containers = listed.result()
     dead_containers = [c["name"] for c in containers if _container_is_dead(c["name"], places)]
@@ -349,11 +355,13 @@ def _dead_folders(tmp: Path) -> list[Path]:
     """uvbuild's host folders in `tmp` whose lock is free (or never came: set-up cut short)."""
     dead = []
     try:
-        entries = list(tmp.iterdir())
+        # Names only, and a prefix test before anything else: a shared $TMPDIR may hold
+        # tens of thousands of entries, and every build sweeps it.
+        names = [name for name in os.listdir(tmp) if name.startswith(("uvbuild-", _NEW))]
     except OSError:
         return []
     now = time.time()
-    for entry in entries:
+    for entry in (tmp / name for name in names):
         if FOLDER_NAME.fullmatch(entry.name):
             if not is_held(entry / LOCK):
                 dead.append(entry)

@@ -169,6 +169,17 @@ class Buildah:
                     found[name] = _bare_id(str(entry["id"]))
         return found
 
+    def image_names(self) -> dict[str, tuple[str, ...]]:
+        """Every listed image's ID and its names (() for an unnamed one), in one call.
+
+        `buildah images` leaves out only unnamed images that have children, so every
+        dangling image is among the unnamed ones here."""
+        listed: dict[str, tuple[str, ...]] = {}
+        for entry in self.image_list():
+            names = entry.get("names") or ()
+            listed[_bare_id(str(entry["id"]))] = tuple(map(str, names))  # type: ignore[call-overload]
+        return listed
+
     def image_list(self) -> list[dict[str, object]]:
         """`buildah images --json` as data."""
         out = self._call("images", "--json", "--no-trunc", what="listing images")

@@ -21,7 +21,7 @@ from uvbuild.plan.planner import (
     bootstrap_key,
     runtime_base,
 )
-from uvbuild.project.archive import write_tarball
+from uvbuild.project.archive import ProjectTar
 from uvbuild.project.model import Project, read_project, uv_lock_packages
 from uvbuild.project.pythons import check_python, python_request
 from uvbuild.project.sources import source_files
@@ -123,32 +123,13 @@ def recipe_files(recipe: Recipe, project: Project) -> frozenset[str]:
     return frozenset({rel.as_posix()})
 
 
-ARCHIVE_NAME = "files.tar"
-
-
-def archive(root: Path, files: tuple[str, ...], *, timestamp: int, scratch: Path | None,
-            name: str) -> tuple[str, str]:
-    """(digest, path) of `files` as the tar a builder step unpacks: written to
-    scratch/<name>/files.tar, or nowhere when there is no scratch (a plan to print).
-
-    The digest is of the tar's bytes as written, so a file edited after this neither
-    reaches the image nor leaves it cached under the old content's key.
-    """
-    if scratch is None:
-        return write_tarball(None, root, files, timestamp=timestamp), ""
-    folder = scratch / name  # one folder per tar: a builder step mounts the folder
-    folder.mkdir()
-    path = folder / ARCHIVE_NAME
-    return write_tarball(path, root, files, timestamp=timestamp), str(path)
-
-
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
            pull: bool = True, access: RegistryAccess | None = None,
-           scratch: Path | None = None) -> tuple[Project, PlanInputs]:
+           ) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan.
 
-    With `scratch` (a folder of this run, for a build), the project's files are written
-    there as the tars the builder steps unpack; without, they are only digested.
+    The project's files are digested as the tars the builder steps unpack, and written
+    nowhere: a step that unpacks them writes them when it runs (archive.ProjectTar).
     """
     project = read_project(recipe.project)
     uv_python = check_python(recipe, project)  # before any base is pulled or made
@@ -161,13 +142,10 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
     except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
         raise unreadable(exc, project.root) from None
-    # A file that cannot be read is a ProjectError from write_tarball; an OSError is
-    # writing the scratch folder (a full disk), which the caller reports.
-    manifest_digest, manifests_tar = archive(context, project.manifest_files,
-                                             timestamp=timestamp, scratch=scratch,
-                                             name="manifests")
-    source_digest, sources_tar = archive(context, files, timestamp=timestamp,
-                                         scratch=scratch, name="sources")
+    # A file that cannot be read is a ProjectError from write_tarball.
+    manifests_tar = ProjectTar.plan("manifests", context, project.manifest_files,
+                                    timestamp=timestamp)
+    sources_tar = ProjectTar.plan("sources", context, files, timestamp=timestamp)
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
@@ -183,9 +161,9 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         uv_python=uv_python,
         python_request=python_request(project),
         manifest_files=project.manifest_files,
-        manifest_digest=manifest_digest,
+        manifest_digest=manifests_tar.digest,
         source_files=files,
-        source_digest=source_digest,
+        source_digest=sources_tar.digest,
         manifests_tar=manifests_tar,
         sources_tar=sources_tar,
         is_package=project.is_package,
