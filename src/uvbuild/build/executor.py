@@ -220,7 +220,8 @@ class Build:
             assert isinstance(made, ImageResult), "the final step makes an image"
             image_id = made.image_id
             runner.wait_deferred()  # a step's commit that failed fails the build
-            image_size = self._name(image_id, known.result(), containers)
+            image_size = self._name(image_id, known.result(),
+                                    listing.result().get(image_id, ()), containers)
             sweep.result()
         except BaseException as exc:
             threads.fail(exc)
@@ -248,18 +249,20 @@ class Build:
         return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,
                            seconds=time.monotonic() - started, steps=steps)
 
-    def _name(self, image_id: str, seen: ImageInfo | None, containers: Containers) -> int:
+    def _name(self, image_id: str, seen: ImageInfo | None, listed: Sequence[str],
+              containers: Containers) -> int:
         """Give the tested final image the output name while its working containers are
         removed; return its size (for the report).
 
-        `seen` is the final step's cache name as looked up when the build started: if it
-        is this image, its size is known and the name may be there already (an unchanged
-        rebuild then needs no buildah call here). Its cache name it has had since its
-        tests passed (assemble.add_project)."""
+        `seen` is the final step's cache name as looked up when the build started, and
+        `listed` the names the image had then: if `seen` is this image, its size is known,
+        and the output name may be among those (an unchanged rebuild then needs no
+        buildah call here). Its cache name it has had since its tests passed
+        (assemble.add_project)."""
         threads = self.runner.threads
         cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
         if seen is not None and seen.id == image_id:
-            if self.plan.image not in seen.names:
+            if self.plan.image not in listed:
                 self.engine.tag(image_id, self.plan.image)
             cleanup.result()
             return seen.size
