@@ -124,3 +124,12 @@ def test_a_file_edited_after_planning_fails_the_build_clearly(tmp_path, monkeypa
     _, again = inputs.gather(recipe, None, tag=None)
     assert again.source_digest != planned.source_digest
     assert again.manifest_digest == planned.manifest_digest
+
+
+def test_the_uv_version_is_the_uv_package_s() -> None:
+    """Read from the package's dist-info without importlib.metadata: the same answer."""
+    from importlib import metadata
+
+    from uvbuild.plan.inputs import uv_version
+
+    assert uv_version() == metadata.version("uv")

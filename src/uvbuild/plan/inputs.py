@@ -5,10 +5,10 @@ Reads files and asks the engine read-only questions; never makes a container.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from uvbuild.engine import cmd
@@ -41,7 +41,24 @@ def build_timestamp(environ: os._Environ[str] | dict[str, str] | None = None) ->
 
 
 def uv_version() -> str:
-    """The version of the uv binary handed to builders (from the `uv` package)."""
+    """The version of the uv binary handed to builders (from the `uv` package).
+
+    Read from the package's own dist-info folder when there is exactly one beside it:
+    importlib.metadata's answer, without its imports (the email package: about 20 ms
+    of every build's start-up, an unchanged rebuild's included).
+    """
+    import uv
+
+    found = list(Path(uv.__file__).parent.parent.glob("uv-*.dist-info/METADATA"))
+    if len(found) == 1:
+        with contextlib.suppress(OSError), open(found[0], encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("Version:"):
+                    return line.partition(":")[2].strip()
+                if not line.strip():
+                    break  # the headers end at the first empty line
+    from importlib import metadata
+
     return metadata.version("uv")
 
 
