@@ -146,10 +146,11 @@ def _places() -> list[Place]:
 
 @reported(_places)
 def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
-          no_cache: bool = False, verbose: bool = False) -> BuildResult:
+          no_cache: bool = False, verbose: bool = False,
+          engine: Buildah | None = None) -> BuildResult:
     """Build the recipe at `path` into a tagged image; push or export it if asked."""
     recipe = load_recipe(path)
-    engine = Buildah()
+    engine = engine or Buildah()
     check_rootless_ready()
     secrets = host_secrets(recipe)
     check_builder_env(recipe)
@@ -159,9 +160,10 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         for word in value.split():
             if "://" in word:
                 redact.add_url(word)
-    # The store's run root (a `buildah info`) is asked while the project is read and
-    # digested: neither waits for the other. The project's tars are written only by a
-    # step that unpacks them (archive.ProjectTar): an unchanged rebuild writes none.
+    # The store's run root (a `buildah info`, unless the caller has asked already:
+    # Buildah.prefetch) is asked while the project is read and digested: neither waits
+    # for the other. The project's tars are written only by a step that unpacks them
+    # (archive.ProjectTar): an unchanged rebuild writes none.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvbuild-info") as pool:
         asked = pool.submit(engine.run_root)
         _, inputs = gather(recipe, engine, tag=tag, access=outputs.access)
