@@ -12,7 +12,7 @@ What a run makes is named with its id:
 
 - working containers `uvbuild-<id>-<n>-<purpose>`;
 - host folders `$TMPDIR/uvbuild-build-<id>` (scratch), `uvbuild-<kind>-<id>-<n>` for the
-  other FOLDER_KINDS (bootstrap tars, the project's tars, push files), each
+  other FOLDER_KINDS (bootstrap tars, push files), each
   holding a `.lock` the run also keeps locked: a $TMPDIR may be shared by builds of other
   stores, which this store's runroot knows nothing of, so a folder is judged by its own lock;
 - processes that could outlive it (mmdebstrap and its children, builder commands) carry
@@ -35,8 +35,8 @@ import fcntl
 import hashlib
 import itertools
 import os
+import random
 import re
-import secrets
 import shutil
 import signal
 import string
@@ -61,6 +61,8 @@ SETUP_GRACE = 60.0
 _RUN_ID = r"\d+-[a-z]{8}"
 CONTAINER_NAME = re.compile(rf"uvbuild-(?P<id>{_RUN_ID})-\d+-")
 # The kinds of host folder a run makes (Claim.folder); the sweep knows them all by name.
+# ("inputs" folders, which held the project's tars, only earlier versions made: a sweep
+# still removes those they left. The tars are now written in the build's own folder.)
 FOLDER_KINDS = ("build", "bootstrap", "push", "inputs")
 FOLDER_NAME = re.compile(rf"uvbuild-(?:{'|'.join(FOLDER_KINDS)})-(?P<id>{_RUN_ID})(?:-\d+)?")
 # Names older uvbuild versions gave (uvbuild-<pid>-...): only the pid can judge them.
@@ -83,7 +85,8 @@ class Store(Protocol):
 def new_run_id() -> str:
     """A run id: this process's pid (for people) and 8 random letters (for uniqueness
     across PID namespaces and pid reuse)."""
-    letters = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+    # The os.urandom source `secrets` uses, without its imports (every build makes an id).
+    letters = "".join(random.SystemRandom().choice(string.ascii_lowercase) for _ in range(8))
     return f"{os.getpid()}-{letters}"
 
 
