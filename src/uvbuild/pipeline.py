@@ -126,11 +126,14 @@ def check_rootless_ready() -> None:
 
 
 @contextlib.contextmanager
-def build_lock(image: str) -> Iterator[None]:
-    """Builds of the same image name run one at a time on this host (flock)."""
+def build_lock(image: str, run_root: Path) -> Iterator[None]:
+    """Builds of the same image name in the same image store (its run root) run one at a
+    time (flock). A build in another store (another CI job's, a benchmark's private one)
+    names another image: it does not wait for this one, nor this one for it."""
     locks = cache_home() / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    path = locks / (hashlib.sha256(image.encode()).hexdigest()[:24] + ".lock")
+    store = os.path.abspath(run_root)
+    path = locks / (hashlib.sha256(f"{store}\0{image}".encode()).hexdigest()[:24] + ".lock")
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -179,7 +182,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
                                  secrets=secrets, no_cache=no_cache, verbose=verbose,
                                  layer_cache=layer_cache(run_root).root)
         reporter.note(f"building {plan.image} from {path}")
-        with build_lock(plan.image):
+        with build_lock(plan.image, run_root):
             result = Build(engine, plan, settings, reporter, claim).run()
         result.pushed = deliver(engine, result, outputs, claim)
     finally:
