@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -75,16 +76,25 @@ def default_image_name(project: Project) -> str:
     return f"localhost/{project.normalized_name}:{tag_from_version(project.version or 'latest')}"
 
 
+def local_base_id(base: Base, engine: Buildah | None) -> str | None:
+    """The image ID of a named base in local storage (None: not there, or not asked)."""
+    if isinstance(base, BootstrapBase) or engine is None:
+        return None
+    info = engine.image(base.ref)
+    return info.id if info else None
+
+
 def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool,
-            access: RegistryAccess | None = None) -> str:
-    """What identifies a base's content: the image ID, or the bootstrap definition's key."""
+            access: RegistryAccess | None = None, local: str | None = None) -> str:
+    """What identifies a base's content: the image ID (`local`: found in local storage
+    already), or the bootstrap definition's key."""
     if isinstance(base, BootstrapBase):
         return "bootstrap:" + bootstrap_key(base, timestamp)
     if engine is None:
         return "ref:" + base.ref
-    info = engine.image(base.ref)
-    if info:
-        return info.id
+    found = local or local_base_id(base, engine)
+    if found:
+        return found
     if pull:
         return engine.pull(base.ref, access)
     return "ref:" + base.ref
@@ -152,24 +162,33 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
     uv_python = check_python(recipe, project)  # before any base is pulled or made
     timestamp = build_timestamp()
     context = project.context_root
-    try:
-        shipped = project.shipped_files
-        if shipped is None:
-            shipped = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
-        files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
-    except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
-        raise unreadable(exc, project.root) from None
-    # A file that cannot be read is a ProjectError from write_tarball.
-    manifests_tar = ProjectTar.plan("manifests", context, project.manifest_files,
-                                    timestamp=timestamp)
-    sources_tar = ProjectTar.plan("sources", context, files, timestamp=timestamp)
+    bases = (recipe.builder.base, runtime_base(recipe.runtime))
+    # Local storage is asked for the named bases' IDs (a buildah start-up each) while
+    # the project is listed and digested and its git facts and lock read; a base it
+    # lacks is pulled only after that.
+    with ThreadPoolExecutor(max_workers=len(bases), thread_name_prefix="uvbuild-base") as pool:
+        asked = [pool.submit(local_base_id, base, engine) for base in bases]
+        try:
+            shipped = project.shipped_files
+            if shipped is None:
+                shipped = tuple(sorted(set(source_files(project.root))
+                                       | set(project.manifest_files)))
+            files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
+        except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
+            raise unreadable(exc, project.root) from None
+        # A file that cannot be read is a ProjectError from write_tarball.
+        manifests_tar = ProjectTar.plan("manifests", context, project.manifest_files,
+                                        timestamp=timestamp)
+        sources_tar = ProjectTar.plan("sources", context, files, timestamp=timestamp)
+        labels, locked = oci_labels(project, timestamp), uv_lock_packages(project)
+        builder_id, runtime_id = (
+            base_id(base, engine, timestamp, pull=pull, access=access, local=found.result())
+            for base, found in zip(bases, asked, strict=True))
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
-        builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull,
-                                access=access),
-        runtime_base_id=base_id(runtime_base(recipe.runtime), engine, timestamp, pull=pull,
-                                access=access),
+        builder_base_id=builder_id,
+        runtime_base_id=runtime_id,
         project_root=str(project.root),
         context_root=str(context),
         project_dir=posixpath.join(SOURCE_DIR, project.in_context(project.lock_root)).rstrip("/"),
@@ -186,8 +205,8 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         is_package=project.is_package,
         is_workspace=bool(project.workspace_members),
         timestamp=timestamp,
-        oci_labels=oci_labels(project, timestamp),
+        oci_labels=labels,
         project=project,
-        locked=uv_lock_packages(project),
+        locked=locked,
     )
 
