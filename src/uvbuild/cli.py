@@ -110,6 +110,13 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
           cache_to: str | None, outputs: tuple[str, ...], sbom_file: Path | None, quiet: bool,
           as_json: bool, verbose: bool) -> None:
     """Build RECIPE (default: ./uvbuild.yaml) into a tested, tagged image."""
+    # Imported here, not at the top, as every command's modules are: a command pays only
+    # for its own. And buildah is asked for the store's run root before the build's
+    # modules load: its `buildah info` runs meanwhile (Buildah.prefetch).
+    from uvbuild.engine.buildah import Buildah
+
+    engine = Buildah()
+    engine.prefetch()
     from uvbuild.pipeline import Outputs
     from uvbuild.pipeline import build as run_build
 
@@ -118,7 +125,7 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
         redact.add(creds.partition(":")[2])
     reporter = Reporter("json" if as_json else "quiet" if quiet else "human")
     result = run_build(recipe, tag=tag, reporter=reporter, no_cache=no_cache, verbose=verbose,
-                       cache_from=cache_from, cache_to=cache_to,
+                       cache_from=cache_from, cache_to=cache_to, engine=engine,
                        outputs=Outputs(push=push, archives=outputs, tls_verify=tls_verify,
                                        creds=creds, authfile=authfile, sbom=sbom_file))
     reporter.done(image=result.image, image_id=result.image_id, size=result.size,

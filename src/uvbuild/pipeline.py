@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,11 +126,14 @@ def check_rootless_ready() -> None:
 
 
 @contextlib.contextmanager
-def build_lock(image: str) -> Iterator[None]:
-    """Builds of the same image name run one at a time on this host (flock)."""
+def build_lock(image: str, run_root: Path) -> Iterator[None]:
+    """Builds of the same image name in the same image store (its run root) run one at a
+    time (flock). A build in another store (another CI job's, a benchmark's private one)
+    names another image: it does not wait for this one, nor this one for it."""
     locks = cache_home() / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    path = locks / (hashlib.sha256(image.encode()).hexdigest()[:24] + ".lock")
+    store = os.path.abspath(run_root)
+    path = locks / (hashlib.sha256(f"{store}\0{image}".encode()).hexdigest()[:24] + ".lock")
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -146,12 +150,13 @@ def _places() -> list[Place]:
 @reported(_places)
 def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
           no_cache: bool = False, verbose: bool = False, cache_from: tuple[str, ...] = (),
-          cache_to: str | None = None) -> BuildResult:
+          cache_to: str | None = None,
+          engine: Buildah | None = None) -> BuildResult:
     """Build the recipe at `path` into a tagged image; push or export it if asked. Steps
     are looked up in the registry caches `cache_from` and exported to `cache_to`
     (build/remote.py), reached with the same settings as base pulls and the push."""
     recipe = load_recipe(path)
-    engine = Buildah()
+    engine = engine or Buildah()
     check_rootless_ready()
     secrets = host_secrets(recipe)
     check_builder_env(recipe)
@@ -161,15 +166,18 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
         for word in value.split():
             if "://" in word:
                 redact.add_url(word)
+    # The store's run root (a `buildah info`, unless the caller has asked already:
+    # Buildah.prefetch) is asked while the project is read and digested: neither waits
+    # for the other. The project's tars are written only by a step that unpacks them
+    # (archive.ProjectTar): an unchanged rebuild writes none.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvbuild-info") as pool:
+        asked = pool.submit(engine.run_root)
+        _, inputs = gather(recipe, engine, tag=tag, access=outputs.access)
+        run_root = asked.result()
     # This run's id and locks (liveness.py): its containers and folders are known as its
     # own, and swept by the next build or `cache prune` if it is killed.
-    run_root = engine.run_root()
     claim = Claim(Places.of(run_root))
     try:
-        # The project's files are written, as the tars the builder unpacks, into a folder
-        # of this run, and digested as they are written (inputs.archive).
-        _, inputs = gather(recipe, engine, tag=tag, access=outputs.access,
-                           scratch=claim.folder("inputs"))
         plan = make_plan(recipe, inputs)
         net_env, net_mounts = network_settings(host_environ())
         settings = BuildSettings(uv_binary=uv_binary(), uv_cache=cache_home() / "uv",
@@ -179,7 +187,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
                                  cache_from=cache_from, cache_to=cache_to,
                                  registry=outputs.access)
         reporter.note(f"building {plan.image} from {path}")
-        with build_lock(plan.image):
+        with build_lock(plan.image, run_root):
             result = Build(engine, plan, settings, reporter, claim).run()
         result.pushed = deliver(engine, result, outputs, claim)
     finally:

@@ -371,6 +371,12 @@ class FakeEngine:
         after()
         return found
 
+    def image_names(self) -> dict[str, tuple[str, ...]]:
+        after = self._record("image_names")
+        found = {i.id: self._info(i).names for i in list(self.store.values())}
+        after()
+        return found
+
     def image_list(self) -> list[dict[str, object]]:
         after = self._record("image_list")
         listed: list[dict[str, object]] = [

@@ -6,7 +6,6 @@ import dataclasses
 import io
 import shutil
 import tarfile
-import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -44,8 +43,8 @@ from uvbuild.engine.buildah import Buildah, Mount
 from uvbuild.engine.cmd import Result
 from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.output.progress import Reporter
-from uvbuild.plan.inputs import archive
 from uvbuild.plan.planner import CACHE_REPO, Plan, PlanInputs, make_plan
+from uvbuild.project.archive import ProjectTar
 from uvbuild.recipe.loader import load_recipe_text
 from uvbuild.recipe.model import Recipe
 
@@ -122,12 +121,10 @@ def recipe_of(project: Path, text: str = RECIPE) -> Recipe:
 
 
 def plan_of(project: Path, text: str = RECIPE, **changes: Any) -> Plan:
-    # The tars the builder steps unpack, as inputs.gather writes them for a build (the
+    # The tars the builder steps unpack, as inputs.gather plans them for a build (the
     # digests in the keys are made up: tests change them to stand for an edit).
-    scratch = Path(tempfile.mkdtemp(prefix="inputs-", dir=project.parent))
     manifests, sources = ("pyproject.toml", "uv.lock"), tuple(sorted(PROJECT_FILES))
-    tars = {name: archive(project, files, timestamp=1_700_000_000, scratch=scratch,
-                          name=name)[1]
+    tars = {name: ProjectTar.plan(name, project, files, timestamp=1_700_000_000)
             for name, files in (("manifests", manifests), ("sources", sources))}
     inputs = PlanInputs(
         image=IMAGE, uv_version="0.7.3", builder_base_id="base-id", runtime_base_id="base-id",
@@ -552,15 +549,34 @@ def test_a_slim_runtime_gets_its_packages_from_the_bootstrap(
 # -- cache ----------------------------------------------------------------------------------
 
 
-def test_second_build_only_tags(engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+def test_an_unchanged_rebuild_asks_the_store_three_questions_and_changes_nothing(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """Each question is a buildah start-up: the image listing (the cache, and whether the
+    sweep has unnamed images to look at), the final image by its cache name (its size,
+    and whether it has the output name already) and the containers (the sweep)."""
     plan = plan_of(project)
     first = build(engine, plan, tmp_path)
     mark = len(engine.calls)
     second = build(engine, plan, tmp_path)
 
+    assert sorted(c.method for c in calls_since(engine, mark)) == [
+        "containers", "image", "image_names"]
+    assert second.image_id == first.image_id and second.size == first.size
+    assert second.steps == [{"step": "add-project", "status": "cached", "cached": True,
+                             "seconds": 0.0}]
+
+
+def test_an_unchanged_rebuild_names_the_image_again_if_its_name_has_moved(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    plan = plan_of(project)
+    first = build(engine, plan, tmp_path)
+    engine.add_image(IMAGE)  # the output name now names another image
+    mark = len(engine.calls)
+    second = build(engine, plan, tmp_path)
+
     changes = [c for c in calls_since(engine, mark) if c.method in CHANGING_METHODS]
     assert changes == [Call("tag", (first.image_id, IMAGE))]
-    assert second.image_id == first.image_id
+    assert engine.names[IMAGE] == second.image_id == first.image_id
     assert second.steps == [{"step": "add-project", "status": "cached", "cached": True,
                              "seconds": 0.0}]
 

@@ -33,6 +33,7 @@ PLAN_LINE = re.compile(
     r"^\s+(?P<step>[a-z][a-z-]+)\s+(?P<key>[0-9a-f]{12})\s+(?P<state>cached|to run|unknown)\b",
     re.M,
 )
+BUILDAH_COMMAND = re.compile(r"^ *[0-9.]+ \+ buildah(?: --storage-driver \S+)? (\S+)", re.M)
 RUNNING_LINE = re.compile(r"^\s+(?P<step>[a-z][a-z-]+)\s+\.\.\.\s", re.M)
 CONTAINER_WORK = re.compile(r"^ *[0-9.]+ \+ buildah(?: --storage-driver \S+)? (from|run|commit|copy|add)\b",
                             re.M)
@@ -180,6 +181,10 @@ def test_unchanged_rebuild_does_no_container_work(warm: Warm, uvbuild_popen) -> 
     work = [m.group(0) for m in CONTAINER_WORK.finditer(debug.stderr)]
     assert work == [], f"an unchanged rebuild ran container commands:\n{debug.stderr}"
     assert containers_of(debug.pid) == []
+    # Each buildah start-up costs about 0.05-0.1 s: an unchanged rebuild asks the store's
+    # run root, lists its images and containers and looks up the final image, no more.
+    asked = sorted(m.group(1) for m in BUILDAH_COMMAND.finditer(debug.stderr))
+    assert asked == ["containers", "images", "info", "inspect"], debug.stderr
 
 
 def test_plan_after_build_is_all_cached(warm: Warm, run_uvbuild) -> None:

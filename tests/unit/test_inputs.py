@@ -62,43 +62,74 @@ def flask_recipe(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     return load_recipe(recipe_path)
 
 
-def test_a_plan_to_print_writes_no_file(tmp_path, monkeypatch) -> None:
+def test_planning_writes_no_file(tmp_path, monkeypatch) -> None:
+    """The project's tars are digested when the build is planned, written by no one: a
+    step that unpacks one writes it (an unchanged rebuild writes none)."""
     from uvbuild.plan import inputs
 
     recipe = flask_recipe(tmp_path, monkeypatch)
     before = sorted(tmp_path.rglob("*"))
     _, planned = inputs.gather(recipe, None, tag=None)
-    assert (planned.manifests_tar, planned.sources_tar) == ("", "")
+    assert planned.manifests_tar is not None and planned.sources_tar is not None
+    assert (planned.manifests_tar.digest, planned.sources_tar.digest) == (
+        planned.manifest_digest, planned.source_digest)
     assert sorted(tmp_path.rglob("*")) == before
 
 
-def test_a_build_ships_the_bytes_its_keys_cover_even_if_a_file_changes_after(
-        tmp_path, monkeypatch) -> None:
-    """The tars are written when the build is planned, and digested as written: an edit
-    made during the build reaches neither the image nor the key it is cached under."""
+def test_a_written_tar_has_the_planned_bytes(tmp_path, monkeypatch) -> None:
+    """What a step unpacks is what its key covers: the tar written later has the bytes
+    the plan digested."""
     import hashlib
     import tarfile
 
     from uvbuild.plan import inputs
 
     recipe = flask_recipe(tmp_path, monkeypatch)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    _, planned = inputs.gather(recipe, None, tag=None, scratch=scratch)
-    (tmp_path / "flask" / "app.py").write_text("edited = True\n")
-
+    _, planned = inputs.gather(recipe, None, tag=None)
     for tar, digest in ((planned.sources_tar, planned.source_digest),
                         (planned.manifests_tar, planned.manifest_digest)):
-        assert tar.startswith(str(scratch))
-        with open(tar, "rb") as stream:
-            assert hashlib.sha256(stream.read()).hexdigest() == digest
-    with tarfile.open(planned.sources_tar) as archive:
-        shipped = archive.extractfile("app.py")
-        assert shipped is not None and b"edited" not in shipped.read()
+        assert tar is not None
+        folder = tmp_path / tar.name
+        folder.mkdir()
+        written = tar.write(folder)
+        assert written.parent == folder
+        assert hashlib.sha256(written.read_bytes()).hexdigest() == digest
+    assert planned.sources_tar is not None
+    with tarfile.open(tmp_path / "sources" / "files.tar") as archive:
         assert sorted(archive.getnames()) == sorted(
             {*planned.source_files, *(str(p) for f in planned.source_files
                                       for p in Path(f).parents if str(p) != ".")})
+
+
+def test_a_file_edited_after_planning_fails_the_build_clearly(tmp_path, monkeypatch) -> None:
+    """An edit made between planning and the step that unpacks the files would ship
+    content the key does not cover: the step fails, with what to do, and leaves no tar."""
+    from uvbuild.errors import ProjectError
+    from uvbuild.plan import inputs
+
+    recipe = flask_recipe(tmp_path, monkeypatch)
+    _, planned = inputs.gather(recipe, None, tag=None)
+    (tmp_path / "flask" / "app.py").write_text("edited = True\n")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert planned.sources_tar is not None
+    with pytest.raises(ProjectError) as raised:
+        planned.sources_tar.write(folder)
+    assert raised.value.message == (f"the project's files in {planned.sources_tar.root} changed "
+                                 "while uvbuild was building (its sources differ from what the "
+                                 "build planned)")
+    assert raised.value.hint == "build again when nothing writes to the project"
+    assert list(folder.iterdir()) == []
     # Planned again, the edit is seen: the digest (and so the key) follows it.
     _, again = inputs.gather(recipe, None, tag=None)
     assert again.source_digest != planned.source_digest
     assert again.manifest_digest == planned.manifest_digest
+
+
+def test_the_uv_version_is_the_uv_package_s() -> None:
+    """Read from the package's dist-info without importlib.metadata: the same answer."""
+    from importlib import metadata
+
+    from uvbuild.plan.inputs import uv_version
+
+    assert uv_version() == metadata.version("uv")

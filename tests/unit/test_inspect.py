@@ -255,3 +255,25 @@ def test_inspect_names_the_image_asked_about_before_cache_names(fake: FakeEngine
     facts = image_facts(fake, "localhost/my-app:latest")
     assert facts["image"] == "localhost/my-app:latest"
     assert facts["names"] == ["localhost/my-app:latest", cached]
+
+
+def test_the_run_root_is_asked_once_and_can_be_asked_ahead(monkeypatch) -> None:
+    """A build needs the run root first: the CLI asks for it (Buildah.prefetch) while the
+    build's modules load, and the build's own question then starts no second buildah."""
+    import threading
+
+    seen: list[list[str]] = []
+    answered = threading.Event()
+
+    def run(argv: list[str], **kwargs: object) -> cmd.Result:
+        seen.append(list(argv))
+        answered.wait(5)  # still running when run_root is called below
+        return cmd.Result(tuple(argv), 0, json.dumps({"store": {"RunRoot": "/run/x"}}), "")
+
+    monkeypatch.setattr(cmd, "run", run)
+    store = Buildah(storage_driver="vfs")
+    store.prefetch()
+    threading.Timer(0.05, answered.set).start()
+    assert store.run_root() == Path("/run/x")
+    assert store.run_root() == Path("/run/x")
+    assert seen == [["buildah", "--storage-driver", "vfs", "info"]]

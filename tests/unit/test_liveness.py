@@ -116,7 +116,7 @@ def test_the_sweep_removes_dead_folders_and_leaves_live_and_other_stores_ones(
 @pytest.mark.parametrize("kind", ["build", "bootstrap", "push", "inputs"])
 def test_every_kind_of_folder_a_run_makes_is_swept_once_the_run_is_dead(
         places: Places, kind: str) -> None:
-    # (pipeline.build writes the project's tars into an "inputs" folder of its claim.)
+    # ("inputs" folders, for the project's tars, only earlier versions made.)
     claim = Claim(places)
     made = claim.folder(kind)
     (made / LOCK).unlink()  # what a SIGKILL leaves: no lock held (nor, here, its file)

@@ -32,6 +32,7 @@ from uvbuild.plan.planner import (
     PrepareBuilder,
     SyncDependencies,
 )
+from uvbuild.project.archive import ProjectTar
 from uvbuild.project.pythons import PythonRequest, check_made_venv, satisfies
 
 TOOLS = "/run/uvbuild"
@@ -161,17 +162,19 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
     return argv
 
 
-def _files_in(step: SyncDependencies, tar: str, *dests: str) -> tuple[batch.Command, Mount]:
+def _files_in(build: StepContext, step: SyncDependencies, tar: ProjectTar | None,
+              *dests: str) -> tuple[batch.Command, Mount]:
     """The batch command that unpacks project files into `dests` in the builder, from
-    `tar` (written and digested when the build was planned, see inputs.archive), with
-    the mount of its folder it needs.
+    `tar`, written now into a folder of the build (it was digested when the build was
+    planned, and must give the same bytes: archive.ProjectTar), with the mount of its
+    folder it needs.
 
     The files reach the builder inside the batch that uses them: no `buildah` call of
     their own.
     """
-    if not tar:
-        raise ValueError("a plan made without a scratch folder (inputs.gather) is not built")
-    archive = Path(tar)
+    if tar is None:
+        raise ValueError("a plan made without the project's tars (inputs.gather) is not built")
+    archive = tar.write(build.scratch_dir(f"files-{tar.name}"))
     command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{archive.name}",
                            *dests])
     return batch.Command(UNPACK, command), Mount(str(archive.parent), FILES_IN)
@@ -326,7 +329,7 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
     dependencies layer is written in the same batch (dependencies-layer keeps it)."""
     parent = inputs.ref("prepare-builder")
     with build.container(parent, "deps") as ctr:
-        unpack, files = _files_in(step, step.manifests_tar, SOURCE_DIR)
+        unpack, files = _files_in(build, step, step.manifests_tar, SOURCE_DIR)
         # The dependencies layer is written here, in the same run (dependencies-layer
         # keeps it): the venv as it ships, read while it is at hand.
         out = build.scratch_dir("deps-layer")
@@ -369,7 +372,7 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     # Not a package: the project's files themselves are the application, in /app too
     # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
-    unpack, files = _files_in(sync, step.sources_tar,
+    unpack, files = _files_in(build, sync, step.sources_tar,
                               *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
     # The staged layer comes out as a canonical layer tar in a host folder, written in
     # the same run (project-layer keeps it, with the SBOM); the image keeps it staged

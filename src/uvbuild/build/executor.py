@@ -34,7 +34,7 @@ from uvbuild.build.remote import RemoteCache
 from uvbuild.build.results import ContainerResult, ImageResult
 from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
-from uvbuild.engine.buildah import CommitOptions
+from uvbuild.engine.buildah import CommitOptions, ImageInfo
 from uvbuild.engine.protocol import Engine
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.planner import (
@@ -52,6 +52,12 @@ from uvbuild.plan.planner import (
 )
 
 T = TypeVar("T")
+
+
+def cache_names(listed: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The step cache (cache name → image ID) in a listing of the store's images."""
+    return {name: image_id for image_id, names in listed.items() for name in names
+            if name.startswith(CACHE_REPO + "/")}
 
 # How each type of step is made: `StepKind(function)`, function(ctx, step, inputs) -> a
 # typed result (see runner.StepKind for the options). The builder steps are images; the
@@ -197,27 +203,33 @@ class Build:
                                  scratch=scratch)
             if remote.sources and not self.settings.no_cache:
                 runner.pull = remote.pull
-            # What builds that were killed (SIGKILL, power loss) left is removed while
-            # the cache is listed.
-            sweep = threads.spawn(
-                lambda: liveness.sweep(self.engine, claim.places, me=claim.id),
-                name="uvbuild-sweep")
-            cache = ({} if self.settings.no_cache
-                     else self.engine.images_named(CACHE_REPO + "/"))
-            sweep.result()
             final = self.plan.final
+            # The store's images are listed once (the cache, and whether the sweep has
+            # unnamed images to look at) while the final image is looked up by its cache
+            # name (its size and names, for an unchanged rebuild to end with no further
+            # buildah call), and what builds that were killed (SIGKILL, power loss) left
+            # is swept: each is a buildah start-up, all at once.
+            listing = threads.spawn(self.engine.image_names, name="uvbuild-images")
+            known = threads.spawn(lambda: self.engine.image(final.cache_ref),
+                                  name="uvbuild-final")
+            sweep = threads.spawn(
+                lambda: liveness.sweep(self.engine, claim.places, me=claim.id,
+                                       any_unnamed=lambda: any(
+                                           not names for names in listing.result().values())),
+                name="uvbuild-sweep")
+            cache = {} if self.settings.no_cache else cache_names(listing.result())
+            if not final.cached(cache):
+                # The sweep removes unnamed uvbuild images, which a step makes before
+                # naming them: it ends before any step runs. (A cached final image makes
+                # nothing; the sweep goes on meanwhile, and is waited for below.)
+                sweep.result()
             made = runner.result(final, ctx, cache)
             assert isinstance(made, ImageResult), "the final step makes an image"
             image_id = made.image_id
             runner.wait_deferred()  # a step's commit that failed fails the build
-            # The image is tested: its working containers are removed and its size (for
-            # the report) read while it is named.
-            cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
-            size = threads.spawn(lambda: self.engine.image_size(image_id), name="uvbuild-size")
-            # (Its cache name it has had since its tests passed: assemble.add_project.)
-            self.engine.tag(image_id, self.plan.image)
-            cleanup.result()
-            image_size = size.result()
+            image_size = self._name(image_id, known.result(),
+                                    listing.result().get(image_id, ()), containers)
+            sweep.result()
             # Only a build that succeeded (its image tested) exports, after it is named.
             exported = remote.export(self.plan, runner.made(), threads)
             if exported:
@@ -247,6 +259,28 @@ class Build:
         steps = sorted(self.reporter.records, key=lambda r: order.index(str(r["step"])))
         return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,
                            seconds=time.monotonic() - started, steps=steps)
+
+    def _name(self, image_id: str, seen: ImageInfo | None, listed: Sequence[str],
+              containers: Containers) -> int:
+        """Give the tested final image the output name while its working containers are
+        removed; return its size (for the report).
+
+        `seen` is the final step's cache name as looked up when the build started, and
+        `listed` the names the image had then: if `seen` is this image, its size is known,
+        and the output name may be among those (an unchanged rebuild then needs no
+        buildah call here). Its cache name it has had since its tests passed
+        (assemble.add_project)."""
+        threads = self.runner.threads
+        cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
+        if seen is not None and seen.id == image_id:
+            if self.plan.image not in listed:
+                self.engine.tag(image_id, self.plan.image)
+            cleanup.result()
+            return seen.size
+        size = threads.spawn(lambda: self.engine.image_size(image_id), name="uvbuild-size")
+        self.engine.tag(image_id, self.plan.image)
+        cleanup.result()
+        return size.result()
 
     def _places(self) -> list[diskfull.Place]:
         """Where this build writes (for a full disk's message)."""

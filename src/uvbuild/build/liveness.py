@@ -12,7 +12,7 @@ What a run makes is named with its id:
 
 - working containers `uvbuild-<id>-<n>-<purpose>`;
 - host folders `$TMPDIR/uvbuild-build-<id>` (scratch), `uvbuild-<kind>-<id>-<n>` for the
-  other FOLDER_KINDS (bootstrap tars, the project's tars, push files), each
+  other FOLDER_KINDS (bootstrap tars, push files), each
   holding a `.lock` the run also keeps locked: a $TMPDIR may be shared by builds of other
   stores, which this store's runroot knows nothing of, so a folder is judged by its own lock;
 - processes that could outlive it (mmdebstrap and its children, builder commands) carry
@@ -35,8 +35,8 @@ import fcntl
 import hashlib
 import itertools
 import os
+import random
 import re
-import secrets
 import shutil
 import signal
 import string
@@ -61,6 +61,8 @@ SETUP_GRACE = 60.0
 _RUN_ID = r"\d+-[a-z]{8}"
 CONTAINER_NAME = re.compile(rf"uvbuild-(?P<id>{_RUN_ID})-\d+-")
 # The kinds of host folder a run makes (Claim.folder); the sweep knows them all by name.
+# ("inputs" folders, which held the project's tars, only earlier versions made: a sweep
+# still removes those they left. The tars are now written in the build's own folder.)
 FOLDER_KINDS = ("build", "bootstrap", "push", "inputs")
 FOLDER_NAME = re.compile(rf"uvbuild-(?:{'|'.join(FOLDER_KINDS)})-(?P<id>{_RUN_ID})(?:-\d+)?")
 # Names older uvbuild versions gave (uvbuild-<pid>-...): only the pid can judge them.
@@ -83,7 +85,8 @@ class Store(Protocol):
 def new_run_id() -> str:
     """A run id: this process's pid (for people) and 8 random letters (for uniqueness
     across PID namespaces and pid reuse)."""
-    letters = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+    # The os.urandom source `secrets` uses, without its imports (every build makes an id).
+    letters = "".join(random.SystemRandom().choice(string.ascii_lowercase) for _ in range(8))
     return f"{os.getpid()}-{letters}"
 
 
@@ -279,22 +282,28 @@ class Swept:
     images: int = 0
 
 
-def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None) -> Swept:
+def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None,
+          any_unnamed: Callable[[], bool] | None = None) -> Swept:
     """Remove what dead runs left in this store and this $TMPDIR: working containers, host
     folders, the processes marked with those folders, their lock files, and (`images`)
     dangling uvbuild images once no run (but `me`, the sweeping run's id) is alive to tag them.
+
+    `any_unnamed`, if given, says whether a listing of the store's images made before this
+    call had an unnamed image: when it had none, there is no dangling image to look for
+    (a dangling image is an unnamed one), and the store is not asked.
 
     Safe while other runs live: each thing removed belongs to a run whose lock was free.
     """
     places.prepare()
     # Listed before the locks are read: an image made after this list was made by a run
     # whose lock exists by then (runs lock first, then make things).
-    # The store is asked its three questions at once: each is a buildah start-up
-    # (about 0.05 s), and every build sweeps before anything else.
+    # The store is asked its questions at once: each is a buildah start-up (about
+    # 0.05 s), and every build sweeps.
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="uvbuild-sweep") as pool:
-        unnamed = [pool.submit(store.dangling_images, label)
-                   for label in (OWNED_LABELS if images else ())]
         listed = pool.submit(store.containers)
+        look = images and (any_unnamed is None or any_unnamed())
+        unnamed = [pool.submit(store.dangling_images, label)
+                   for label in (OWNED_LABELS if look else ())]
         dangling = [image for found in unnamed for image in found.result()]
         containers = listed.result()
     dead_containers = [c["name"] for c in containers if _container_is_dead(c["name"], places)]
@@ -349,11 +358,13 @@ def _dead_folders(tmp: Path) -> list[Path]:
     """uvbuild's host folders in `tmp` whose lock is free (or never came: set-up cut short)."""
     dead = []
     try:
-        entries = list(tmp.iterdir())
+        # Names only, and a prefix test before anything else: a shared $TMPDIR may hold
+        # tens of thousands of entries, and every build sweeps it.
+        names = [name for name in os.listdir(tmp) if name.startswith(("uvbuild-", _NEW))]
     except OSError:
         return []
     now = time.time()
-    for entry in entries:
+    for entry in (tmp / name for name in names):
         if FOLDER_NAME.fullmatch(entry.name):
             if not is_held(entry / LOCK):
                 dead.append(entry)

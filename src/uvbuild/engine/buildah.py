@@ -13,7 +13,9 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +107,8 @@ class Buildah:
         # environment, so a command left running by a killed uvbuild (buildah run
         # dies with it, the command's own children do not) is found and stopped.
         self.owner_env: dict[str, str] = {}
+        self._run_root: Future[Path] | None = None  # asked once (see prefetch)
+        self._run_root_lock = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -169,6 +173,17 @@ class Buildah:
                     found[name] = _bare_id(str(entry["id"]))
         return found
 
+    def image_names(self) -> dict[str, tuple[str, ...]]:
+        """Every listed image's ID and its names (() for an unnamed one), in one call.
+
+        `buildah images` leaves out only unnamed images that have children, so every
+        dangling image is among the unnamed ones here."""
+        listed: dict[str, tuple[str, ...]] = {}
+        for entry in self.image_list():
+            names = entry.get("names") or ()
+            listed[_bare_id(str(entry["id"]))] = tuple(map(str, names))  # type: ignore[call-overload]
+        return listed
+
     def image_list(self) -> list[dict[str, object]]:
         """`buildah images --json` as data."""
         out = self._call("images", "--json", "--no-trunc", what="listing images")
@@ -181,7 +196,31 @@ class Buildah:
         return [_bare_id(str(entry["id"])) for entry in json.loads(out or "null") or ()]
 
     def run_root(self) -> Path:
-        """The image store's run root: shared by every process that uses the store."""
+        """The image store's run root: shared by every process that uses the store.
+
+        Asked once (`buildah info`), or taken from `prefetch`."""
+        with self._run_root_lock:
+            asked, mine = self._run_root, self._run_root is None
+            if asked is None:
+                asked = self._run_root = Future()
+        if mine:
+            try:
+                asked.set_result(self._ask_run_root())
+            except BaseException as exc:
+                asked.set_exception(exc)
+        return asked.result()
+
+    def prefetch(self) -> None:
+        """Start asking for the run root (`run_root`) in a thread of its own: a build
+        needs it first, and its `buildah info` (about 0.1 s) then runs while the rest
+        of uvbuild is imported, not after."""
+        threading.Thread(target=self._prefetched, name="uvbuild-info", daemon=True).start()
+
+    def _prefetched(self) -> None:
+        with contextlib.suppress(BaseException):  # run_root raises it to its caller
+            self.run_root()
+
+    def _ask_run_root(self) -> Path:
         out = self._call("info", what="reading buildah's storage settings")
         return Path(json.loads(out)["store"]["RunRoot"])
 

@@ -14,10 +14,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from uvbuild.errors import Interrupted
-from uvbuild.plan.planner import Step
+
+if TYPE_CHECKING:  # the CLI imports this module first: the planner loads with the build
+    from uvbuild.plan.planner import Step
 
 
 class Reporter:

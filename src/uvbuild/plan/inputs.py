@@ -5,10 +5,11 @@ Reads files and asks the engine read-only questions; never makes a container.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from uvbuild.engine import cmd
@@ -21,7 +22,7 @@ from uvbuild.plan.planner import (
     bootstrap_key,
     runtime_base,
 )
-from uvbuild.project.archive import write_tarball
+from uvbuild.project.archive import ProjectTar
 from uvbuild.project.model import Project, read_project, uv_lock_packages
 from uvbuild.project.pythons import check_python, python_request
 from uvbuild.project.sources import source_files
@@ -41,7 +42,24 @@ def build_timestamp(environ: os._Environ[str] | dict[str, str] | None = None) ->
 
 
 def uv_version() -> str:
-    """The version of the uv binary handed to builders (from the `uv` package)."""
+    """The version of the uv binary handed to builders (from the `uv` package).
+
+    Read from the package's own dist-info folder when there is exactly one beside it:
+    importlib.metadata's answer, without its imports (the email package: about 20 ms
+    of every build's start-up, an unchanged rebuild's included).
+    """
+    import uv
+
+    found = list(Path(uv.__file__).parent.parent.glob("uv-*.dist-info/METADATA"))
+    if len(found) == 1:
+        with contextlib.suppress(OSError), open(found[0], encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("Version:"):
+                    return line.partition(":")[2].strip()
+                if not line.strip():
+                    break  # the headers end at the first empty line
+    from importlib import metadata
+
     return metadata.version("uv")
 
 
@@ -58,16 +76,25 @@ def default_image_name(project: Project) -> str:
     return f"localhost/{project.normalized_name}:{tag_from_version(project.version or 'latest')}"
 
 
+def local_base_id(base: Base, engine: Buildah | None) -> str | None:
+    """The image ID of a named base in local storage (None: not there, or not asked)."""
+    if isinstance(base, BootstrapBase) or engine is None:
+        return None
+    info = engine.image(base.ref)
+    return info.id if info else None
+
+
 def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool,
-            access: RegistryAccess | None = None) -> str:
-    """What identifies a base's content: the image ID, or the bootstrap definition's key."""
+            access: RegistryAccess | None = None, local: str | None = None) -> str:
+    """What identifies a base's content: the image ID (`local`: found in local storage
+    already), or the bootstrap definition's key."""
     if isinstance(base, BootstrapBase):
         return "bootstrap:" + bootstrap_key(base, timestamp)
     if engine is None:
         return "ref:" + base.ref
-    info = engine.image(base.ref)
-    if info:
-        return info.id
+    found = local or local_base_id(base, engine)
+    if found:
+        return found
     if pull:
         return engine.pull(base.ref, access)
     return "ref:" + base.ref
@@ -123,58 +150,45 @@ def recipe_files(recipe: Recipe, project: Project) -> frozenset[str]:
     return frozenset({rel.as_posix()})
 
 
-ARCHIVE_NAME = "files.tar"
-
-
-def archive(root: Path, files: tuple[str, ...], *, timestamp: int, scratch: Path | None,
-            name: str) -> tuple[str, str]:
-    """(digest, path) of `files` as the tar a builder step unpacks: written to
-    scratch/<name>/files.tar, or nowhere when there is no scratch (a plan to print).
-
-    The digest is of the tar's bytes as written, so a file edited after this neither
-    reaches the image nor leaves it cached under the old content's key.
-    """
-    if scratch is None:
-        return write_tarball(None, root, files, timestamp=timestamp), ""
-    folder = scratch / name  # one folder per tar: a builder step mounts the folder
-    folder.mkdir()
-    path = folder / ARCHIVE_NAME
-    return write_tarball(path, root, files, timestamp=timestamp), str(path)
-
-
 def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
            pull: bool = True, access: RegistryAccess | None = None,
-           scratch: Path | None = None) -> tuple[Project, PlanInputs]:
+           ) -> tuple[Project, PlanInputs]:
     """Read the project and measure every input of the plan.
 
-    With `scratch` (a folder of this run, for a build), the project's files are written
-    there as the tars the builder steps unpack; without, they are only digested.
+    The project's files are digested as the tars the builder steps unpack, and written
+    nowhere: a step that unpacks them writes them when it runs (archive.ProjectTar).
     """
     project = read_project(recipe.project)
     uv_python = check_python(recipe, project)  # before any base is pulled or made
     timestamp = build_timestamp()
     context = project.context_root
-    try:
-        shipped = project.shipped_files
-        if shipped is None:
-            shipped = tuple(sorted(set(source_files(project.root)) | set(project.manifest_files)))
-        files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
-    except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
-        raise unreadable(exc, project.root) from None
-    # A file that cannot be read is a ProjectError from write_tarball; an OSError is
-    # writing the scratch folder (a full disk), which the caller reports.
-    manifest_digest, manifests_tar = archive(context, project.manifest_files,
-                                             timestamp=timestamp, scratch=scratch,
-                                             name="manifests")
-    source_digest, sources_tar = archive(context, files, timestamp=timestamp,
-                                         scratch=scratch, name="sources")
+    bases = (recipe.builder.base, runtime_base(recipe.runtime))
+    # Local storage is asked for the named bases' IDs (a buildah start-up each) while
+    # the project is listed and digested and its git facts and lock read; a base it
+    # lacks is pulled only after that.
+    with ThreadPoolExecutor(max_workers=len(bases), thread_name_prefix="uvbuild-base") as pool:
+        asked = [pool.submit(local_base_id, base, engine) for base in bases]
+        try:
+            shipped = project.shipped_files
+            if shipped is None:
+                shipped = tuple(sorted(set(source_files(project.root))
+                                       | set(project.manifest_files)))
+            files = tuple(f for f in shipped if f not in recipe_files(recipe, project))
+        except OSError as exc:  # a file or folder that cannot be read (permissions, a loop...)
+            raise unreadable(exc, project.root) from None
+        # A file that cannot be read is a ProjectError from write_tarball.
+        manifests_tar = ProjectTar.plan("manifests", context, project.manifest_files,
+                                        timestamp=timestamp)
+        sources_tar = ProjectTar.plan("sources", context, files, timestamp=timestamp)
+        labels, locked = oci_labels(project, timestamp), uv_lock_packages(project)
+        builder_id, runtime_id = (
+            base_id(base, engine, timestamp, pull=pull, access=access, local=found.result())
+            for base, found in zip(bases, asked, strict=True))
     return project, PlanInputs(
         image=tag or recipe.image or default_image_name(project),
         uv_version=uv_version(),
-        builder_base_id=base_id(recipe.builder.base, engine, timestamp, pull=pull,
-                                access=access),
-        runtime_base_id=base_id(runtime_base(recipe.runtime), engine, timestamp, pull=pull,
-                                access=access),
+        builder_base_id=builder_id,
+        runtime_base_id=runtime_id,
         project_root=str(project.root),
         context_root=str(context),
         project_dir=posixpath.join(SOURCE_DIR, project.in_context(project.lock_root)).rstrip("/"),
@@ -183,16 +197,16 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
         uv_python=uv_python,
         python_request=python_request(project),
         manifest_files=project.manifest_files,
-        manifest_digest=manifest_digest,
+        manifest_digest=manifests_tar.digest,
         source_files=files,
-        source_digest=source_digest,
+        source_digest=sources_tar.digest,
         manifests_tar=manifests_tar,
         sources_tar=sources_tar,
         is_package=project.is_package,
         is_workspace=bool(project.workspace_members),
         timestamp=timestamp,
-        oci_labels=oci_labels(project, timestamp),
+        oci_labels=labels,
         project=project,
-        locked=uv_lock_packages(project),
+        locked=locked,
     )
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 from uvbuild.plan import slimroot
 from uvbuild.plan.cachekey import key_value, step_key
+from uvbuild.project.archive import ProjectTar
 from uvbuild.project.lockfile import LockedPackage
 from uvbuild.project.model import Project
 from uvbuild.project.pythons import PythonRequest
@@ -73,11 +74,11 @@ class PlanInputs:
     manifest_digest: str  # the sha256 of the manifests' tar (project/archive.py)
     source_files: tuple[str, ...]  # every source file the project step reads (relative)
     source_digest: str  # the sha256 of the sources' tar
-    # Those tars, written when the build was planned (inputs.gather), which the builder
-    # steps unpack: what they ship is what the digests cover. "": not written, a plan
-    # to print only.
-    manifests_tar: str = ""
-    sources_tar: str = ""
+    # Those tars as the builder steps unpack them: planned with those digests, written by
+    # the step that unpacks them (what they ship is what the digests cover). None: a
+    # plan made by tests of the planner alone.
+    manifests_tar: ProjectTar | None = None
+    sources_tar: ProjectTar | None = None
     is_package: bool
     is_workspace: bool
     timestamp: int = DEFAULT_TIMESTAMP
@@ -181,7 +182,7 @@ class PrepareBuilder(Step):
 class SyncDependencies(Step):
     unkeyed: ClassVar[Mapping[str, str]] = {
         "manifests": "their names and content are the manifests digest, which is keyed",
-        "manifests_tar": "a host path of this run: its bytes are the manifests digest",
+        "manifests_tar": "its bytes are the manifests digest, which is keyed",
         "workspace": "read from the manifests",
         # Its `source` is a host path, which would make keys differ between machines.
         "python_request": "read from the manifests (requires-python, .python-version)",
@@ -192,7 +193,7 @@ class SyncDependencies(Step):
     env: tuple[tuple[str, str], ...]
     secrets: tuple[str, ...]
     manifests: tuple[str, ...]
-    manifests_tar: str  # the manifests as the tar to unpack ("": a plan not to build)
+    manifests_tar: ProjectTar | None  # the manifests as the tar to unpack (None: not to build)
     workspace: bool
     project_dir: str = SOURCE_DIR  # the folder of uv.lock in the builder
     package: str | None = None  # `uv sync --package NAME`
@@ -220,12 +221,12 @@ class LayerCopy:
 class InstallProject(Step):
     unkeyed: ClassVar[Mapping[str, str]] = {
         "sources": "their names and content are the sources digest, which is keyed",
-        "sources_tar": "a host path of this run: its bytes are the sources digest",
+        "sources_tar": "its bytes are the sources digest, which is keyed",
     }
 
     is_package: bool
     sources: tuple[str, ...]
-    sources_tar: str  # the sources as the tar to unpack ("": a plan not to build)
+    sources_tar: ProjectTar | None  # the sources as the tar to unpack (None: not to build)
     run: tuple[str, ...]
     app_subdir: str = ""  # an unpackaged project's folder in the context: what /app gets
     copy: tuple[LayerCopy, ...] = ()  # runtime.copy entries, staged with the layer

@@ -4,9 +4,13 @@ cover (the sha256 of the tar's bytes).
 Host owners, times and umask never reach a container: entries are sorted, owned by
 0:0, stamped with the build timestamp, and only the executable bit of a mode is kept.
 Files are copied in chunks, never read whole, so memory stays flat for any file size
-(sources.py has already refused sparse files with large holes). The tar is written
-once, when the build is planned, and digested as it is written: a file edited later
-changes neither what the build ships nor the key it is cached under.
+(sources.py has already refused sparse files with large holes).
+
+A build plans its tars (`ProjectTar.plan`: digested, written nowhere) and writes one
+only when a step that unpacks it runs (`ProjectTar.write`), so an unchanged rebuild
+writes nothing. What is written is digested again as it is written and must give the
+planned digest, which the step's key covers: a file edited in between fails the build
+clearly, and never ships under the old content's key.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -26,6 +31,39 @@ from uvbuild.project.sources import refuse_sparse
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
+
+
+ARCHIVE_NAME = "files.tar"
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectTar:
+    """Project files as the tar a builder step unpacks: planned with the digest of its
+    bytes (which the step's key covers), written only when that step runs."""
+
+    name: str  # what the files are ("manifests", "sources"): names its folder
+    root: Path  # the host folder the paths are relative to
+    files: tuple[str, ...]  # posix paths relative to `root`
+    timestamp: int
+    digest: str  # sha256 hex of the tar's bytes
+
+    @classmethod
+    def plan(cls, name: str, root: Path, files: tuple[str, ...], *,
+             timestamp: int) -> ProjectTar:
+        """The tar of `files`, digested (each file read once) and written nowhere."""
+        return cls(name=name, root=root, files=files, timestamp=timestamp,
+                   digest=write_tarball(None, root, files, timestamp=timestamp))
+
+    def write(self, folder: Path) -> Path:
+        """Write the tar as folder/ARCHIVE_NAME and return its path; a ProjectError if the
+        files no longer give the planned bytes (an edit since the build was planned)."""
+        path = folder / ARCHIVE_NAME
+        if write_tarball(path, self.root, self.files, timestamp=self.timestamp) != self.digest:
+            path.unlink()
+            raise ProjectError(f"the project's files in {self.root} changed while uvbuild was "
+                               f"building (its {self.name} differ from what the build "
+                               "planned)", hint="build again when nothing writes to the project")
+        return path
 
 
 def tar_info(name: str, *, kind: bytes, mode: int, timestamp: int,
