@@ -79,11 +79,13 @@ PROJECT_FILES = {
     "src/app/__init__.py": "def main() -> None: ...\n",
 }
 
-# Every step, as results list them (in the plan's order).
+# Every step a first build runs, as results list them (in the plan's order). The bases
+# are in local storage (as after a first bootstrap): found there, they are `cached`.
 RUN_ORDER = [
-    "builder-base", "prepare-builder", "sync-dependencies", "install-project",
-    "dependencies-layer", "project-layer", "runtime-base", "prepare-runtime", "add-project",
+    "prepare-builder", "sync-dependencies", "install-project",
+    "dependencies-layer", "project-layer", "prepare-runtime", "add-project",
 ]
+BASES = ["builder-base", "runtime-base"]
 # The steps a first build commits: the builder chain's (the runtime's layers are tars,
 # and the final image is assembled from them).
 COMMITTED = ["prepare-builder", "sync-dependencies", "install-project"]
@@ -176,6 +178,7 @@ def test_first_build_runs_every_step_needs_first(engine: FakeEngine, project: Pa
     result = build(engine, plan, tmp_path)
 
     assert ran(result) == RUN_ORDER
+    assert [r["status"] for r in result.steps if r["step"] in BASES] == ["cached", "cached"]
     done = {"builder-base", "runtime-base"}  # no commit: the base images themselves
     for name in engine.commits():
         assert set(plan.step(name).needs) <= done, name
@@ -350,7 +353,7 @@ def test_a_layer_gone_from_the_layer_cache_is_written_from_its_builder_image(
 
     again = build(engine, plan, tmp_path)
 
-    assert ran(again) == [layer, "runtime-base", "add-project"]
+    assert ran(again) == [layer, "add-project"]
     made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
     assert made[0] == plan.step(builder).cache_ref
     writes = [words for c in calls_since(engine, mark) if c.method == "run"
@@ -589,9 +592,9 @@ def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project
     result = build(engine, changed, tmp_path)
 
     # One new layer (the project's); the runtime's layers and the dependencies' are kept.
-    assert ran(result) == ["install-project", "project-layer", "runtime-base", "add-project"]
+    assert ran(result) == ["install-project", "project-layer", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
-        "sync-dependencies", "dependencies-layer", "prepare-runtime"]
+        "sync-dependencies", "dependencies-layer", "runtime-base", "prepare-runtime"]
     assert engine.committed_steps[mark:] == ["install-project"]
     assert engine.names[IMAGE] == result.image_id
 
@@ -603,9 +606,9 @@ def test_a_runtime_base_refresh_runs_no_builder_step(engine: FakeEngine, project
     refreshed = plan_of(project, runtime_base_id="refreshed-base-id")
     result = build(engine, refreshed, tmp_path)
 
-    assert ran(result) == ["runtime-base", "prepare-runtime", "add-project"]
+    assert ran(result) == ["prepare-runtime", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
-        "dependencies-layer", "project-layer"]
+        "dependencies-layer", "project-layer", "runtime-base"]
     builder = [c for c in calls_since(engine, mark) if c.method == "run"
                and any(words[0] == UV_TARGET for words in commands_of(c))]
     assert builder == [] and "commit" not in [c.method for c in calls_since(engine, mark)]
@@ -623,7 +626,7 @@ def test_a_refreshed_base_with_the_same_user_files_runs_nothing_in_it(
     mark = len(engine.calls)
     result = build(engine, plan_of(project, text, runtime_base_id="refreshed"), tmp_path)
 
-    assert ran(result) == ["runtime-base", "prepare-runtime", "add-project"]
+    assert ran(result) == ["prepare-runtime", "add-project"]
     made = [c for c in calls_since(engine, mark) if c.method == "run"
             and any(MKUSER in words for words in commands_of(c))]
     assert made == []  # the user layer found by the base files it is made of

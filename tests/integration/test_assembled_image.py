@@ -253,7 +253,7 @@ def test_a_runtime_base_refresh_runs_no_builder_step(
     second = _build(run_uvbuild, refreshed, conf, xdg)
     ran = {str(s["step"]) for s in second["steps"] if not s["cached"]}  # type: ignore[attr-defined]
     assert not ran & set(BUILDER_STEPS), ran  # no builder command ran
-    assert ran == {"runtime-base", "prepare-runtime", "add-project"}, ran
+    assert ran == {"prepare-runtime", "add-project"}, ran
     assert second["id"] != first["id"]
     out = _in_container(conf, str(second["id"]), "cat /etc/uvbuild-itest-refresh")
     assert out.strip() == "refreshed"

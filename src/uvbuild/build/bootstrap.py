@@ -71,6 +71,13 @@ def base_ref(step: ResolveBase) -> str:
     return step.cache_ref if isinstance(step.base, BootstrapBase) else step.base.ref
 
 
+def found_base(ctx: StepContext, step: ResolveBase) -> ImageResult | None:
+    """The base's image if local storage has it (the step is then `cached`: nothing was
+    pulled or bootstrapped), else None."""
+    info = ctx.engine.image(base_ref(step))
+    return ImageResult(info.id) if info else None
+
+
 def resolve_base(ctx: StepContext, step: ResolveBase, inputs: Inputs) -> ImageResult:
     """The base's image: found in local storage, pulled, or bootstrapped."""
     engine = ctx.engine

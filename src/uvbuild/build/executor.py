@@ -64,7 +64,8 @@ def cache_names(listed: Mapping[str, Sequence[str]]) -> dict[str, str]:
 # layer steps' results are layer tars in the layer cache (found there: `kept`);
 # add-project assembles the runtime image from them (build/assemble.py).
 STEP_KINDS: StepKinds = {
-    ResolveBase: StepKind(bootstrap.resolve_base, shared_by=bootstrap.base_ref, stored=False),
+    ResolveBase: StepKind(bootstrap.resolve_base, kept=bootstrap.found_base,
+                          shared_by=bootstrap.base_ref, stored=False),
     PrepareBuilder: StepKind(builder_steps.prepare_builder),
     SyncDependencies: StepKind(builder_steps.sync_dependencies,
                                from_cache=builder_steps.sync_from_cache),

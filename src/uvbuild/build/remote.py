@@ -83,8 +83,7 @@ class RemoteCache:
         kind = entry_kind(step)
         if kind is None or not self.sources:
             return None
-        if isinstance(step, ResolveBase) and ctx.engine.image(step.cache_ref) is not None:
-            return None  # bootstrapped here before: resolving it finds it
+        # (A base local storage has is found before this is asked: StepKind.kept.)
         for cache in self.sources:
             entry = cache.lookup(step.name, step.key, kind)
             if entry is None:
