@@ -288,13 +288,26 @@ def test_kill_during_builder_commands_then_rebuild_leaves_nothing(
     # What `buildah commit` leaves when uvbuild is killed as it ends: an unnamed image
     # with uvbuild's step label that nobody will tag.
     ctr = place.buildah("from", "--quiet", "scratch").strip()
-    place.buildah("config", "--label", "io.uvbuild.step=install-project", ctr)
+    place.buildah("config", "--label", "io.uvbuild.step=install-project",
+                  "--created-by", "uvbuild: install-project", ctr)
     place.buildah("commit", "--quiet", ctr)
     place.buildah("rm", ctr)
     assert place.dangling()
+    # An unnamed image another tool built on a uvbuild image (a `buildah bud --layers`
+    # cache image): it inherits the label, and is not uvbuild's to remove.
+    ctr = place.buildah("from", "--quiet", "scratch").strip()
+    place.buildah("config", "--label", "io.uvbuild.bootstrap=debian/bookworm", ctr)
+    place.buildah("commit", "--quiet", ctr, "localhost/itest-leftovers-theirs:base")
+    place.buildah("rm", ctr)
+    ctr = place.buildah("from", "--quiet", "localhost/itest-leftovers-theirs:base").strip()
+    place.buildah("config", "--env", "THEIRS=1", ctr)
+    theirs = place.buildah("commit", "--quiet", ctr).strip()
+    place.buildah("rm", ctr)
 
     again = place.run(str(make_recipe(place.root, "after-kill")))
     assert again.returncode == 0
+    assert theirs[:12] in place.dangling(), "the sweep removed another tool's image"
+    place.buildah("rmi", theirs, "localhost/itest-leftovers-theirs:base")
     place.nothing_left()
 
 

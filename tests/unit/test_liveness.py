@@ -248,3 +248,18 @@ def test_builder_commands_carry_the_mark_and_die_with_uvbuild(
     assert [a for i, a in enumerate(argv) if i and argv[i - 1] == "-e"] == [
         "UVBUILD_OWNER=/tmp/uvbuild-build-1-abcdefgh"]
     assert options["die_with_parent"] is True
+
+
+def test_only_images_uvbuild_committed_count_as_its_own() -> None:
+    """A label is inherited by what other tools build on a uvbuild image; the last history
+    entry is not (Buildah.dangling_images keeps only uvbuild's own)."""
+    from uvbuild.engine.buildah import made_by_uvbuild
+
+    base = {"created_by": "/bin/sh"}  # a bootstrapped base: one entry from scratch
+    step = {"created_by": "uvbuild: sync-dependencies"}
+    theirs = {"created_by": "/bin/sh -c #(nop) LABEL x=y", "empty_layer": True}
+    assert made_by_uvbuild([base])
+    assert made_by_uvbuild([base, {"created_by": "uvbuild: prepare-builder"}, step])
+    assert not made_by_uvbuild([base, theirs])  # `FROM` a uvbuild base, built by bud
+    assert not made_by_uvbuild([base, step, theirs])
+    assert not made_by_uvbuild([]) and not made_by_uvbuild(None)

@@ -153,9 +153,11 @@ class BuildContext:
         return self._claim.base_lock(ref, give_up=self._threads.failed)
 
     def commit_options(self, step: Step, **labels: str) -> CommitOptions:
-        """How every step commits: the plan's timestamp, and labelled with the step."""
+        """How every step commits: the plan's timestamp, labelled with the step, and its
+        history entry saying so (the sweep knows uvbuild's unnamed images by it)."""
         return CommitOptions(timestamp=self.plan.timestamp,
-                             labels={STEP_LABEL: step.name, **labels})
+                             labels={STEP_LABEL: step.name, **labels},
+                             created_by=f"uvbuild: {step.name}")
 
     def defer_commit(self, step: Step, container: str,
                      commit: Callable[[], str]) -> ContainerResult:

@@ -71,6 +71,9 @@ class CommitOptions:
 
     timestamp: int
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The new history entry's created_by ("uvbuild: <step>"); buildah's default if empty.
+    # The sweep knows uvbuild's own unnamed images by it (see made_by_uvbuild).
+    created_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,16 @@ class ImageConfig:
     ports: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     stop_signal: str | None = None
+    created_by: str | None = None  # the next commit's history entry (buildah config)
+
+
+def made_by_uvbuild(history: Sequence[Mapping[str, object]] | None) -> bool:
+    """Whether an image with this history is one uvbuild committed: its last entry is a
+    step's ("uvbuild: <step>", CommitOptions.created_by), or it is a bootstrapped base, one
+    entry from scratch. An image built on top by another tool ends with that tool's."""
+    if not history:
+        return False
+    return str(history[-1].get("created_by", "")).startswith("uvbuild: ") or len(history) == 1
 
 
 STORAGE_DRIVER = "UVBUILD_STORAGE_DRIVER"  # overrides the store's storage driver
@@ -190,10 +203,25 @@ class Buildah:
         return list(json.loads(out or "null") or [])
 
     def dangling_images(self, label: str) -> list[str]:
-        """IDs of the unnamed images that carry the label `label` (any value)."""
+        """IDs of the unnamed images uvbuild committed that carry the label `label`.
+
+        A label is inherited: an image another tool built on a uvbuild base or image
+        (`FROM` it) carries it too, and may be unnamed (a `buildah bud --layers` cache
+        image, an old build). Only those uvbuild itself made are listed: see
+        made_by_uvbuild.
+        """
         out = self._call("images", "--json", "--no-trunc", "--filter", "dangling=true",
                          "--filter", f"label={label}", what="listing unnamed images")
-        return [_bare_id(str(entry["id"])) for entry in json.loads(out or "null") or ()]
+        found = [_bare_id(str(entry["id"])) for entry in json.loads(out or "null") or ()]
+        return [image for image in found if made_by_uvbuild(self._history(image))]
+
+    def _history(self, image: str) -> list[dict[str, object]] | None:
+        """The image's history entries (None if it is gone or unreadable)."""
+        result = self._quick("inspect", "--type", "image", image)
+        if not result.ok:
+            return None
+        history = (json.loads(result.stdout).get("OCIv1") or {}).get("history")
+        return list(history) if isinstance(history, list) else None
 
     def run_root(self) -> Path:
         """The image store's run root: shared by every process that uses the store.
@@ -378,6 +406,8 @@ class Buildah:
             args += ["--label", f"{key}={value}"]
         if config.stop_signal:
             args += ["--stop-signal", config.stop_signal]
+        if config.created_by:
+            args += ["--created-by", config.created_by]
         if len(args) > 1:
             self._call(*args, container, what="configuring the image")
 
@@ -386,7 +416,8 @@ class Buildah:
 
         The options' labels, if any, are set first (one `buildah config`).
         """
-        self.configure(container, ImageConfig(labels=tuple(sorted(options.labels.items()))))
+        self.configure(container, ImageConfig(labels=tuple(sorted(options.labels.items())),
+                                              created_by=options.created_by or None))
         out = self._call("commit", "--quiet", "--timestamp", str(options.timestamp), container,
                          what="committing the image")
         return _bare_id(out.strip().splitlines()[-1])
