@@ -201,6 +201,8 @@ def test_a_registry_that_is_down_is_one_warning_and_the_build_goes_on(
     assert engine.names[IMAGE] == run.result.image_id
     (warning,) = run.warnings()
     assert "cannot be reached" in warning and "going on without it" in warning
+    # Its summary does not read like success: a CI job would never fill its cache.
+    assert f"cache {REPO}: NOT exported" in run.said and "new entr" not in run.said
     # Off after the first answer: one request in all, none for the export.
     assert len(engine.called("registry_manifest", "layout_to_registry")) == 1
 
@@ -245,3 +247,4 @@ def test_an_export_that_fails_is_a_warning_and_the_build_stands(
     exported = {tag.rpartition(":")[2].rpartition("-")[0] for tag in engine.registry.tags}
     assert exported == {"prepare-builder", "sync-dependencies", "install-project",
                         "add-project"}
+    assert f"cache {REPO}: 4 new entries, 0 there already, 3 NOT sent" in run.said

@@ -65,6 +65,7 @@ class MemoryRegistry:
         self.local: dict[str, Path] = {}  # image ID or name → its layout
         self.uploaded: list[str] = []
         self.unreachable = False
+        self.refusal: str | None = None  # the registry's answer to every call, when set
         self.calls: list[str] = []
         self.store_id: str | None = None  # what registry_to_store says, when set
         self.found_in_layout: list[str] = []  # blobs a layout held before the image came
@@ -73,6 +74,8 @@ class MemoryRegistry:
         self.calls.append(what)
         if self.unreachable:
             raise EngineError(f"{what}: dial tcp 10.0.0.1:5000: connect: connection refused")
+        if self.refusal is not None:
+            raise EngineError(f"{what}: {self.refusal}")
 
     def _digest_of(self, ref: str) -> str | None:
         repo, at, digest = ref.partition("@")
@@ -381,6 +384,26 @@ def test_an_unreachable_registry_is_one_warning_and_the_cache_is_off(tmp_path: P
     assert cache.lookup("install-project", KEY_A) is None
     assert not cache.export_image("install-project", KEY_A, "0" * 64)
     assert engine.calls == ["manifest"] and told == cache.warnings
+
+
+@pytest.mark.parametrize("refusal", [
+    "pinging container registry: http: server gave HTTP response to HTTPS client",
+    "reading manifest: unauthorized: authentication required (401 Unauthorized)",
+    "x509: certificate signed by unknown authority"])
+def test_a_registry_that_refuses_every_call_is_one_warning_and_the_cache_is_off(
+        tmp_path: Path, refusal: str) -> None:
+    """Plain HTTP without --no-tls-verify, missing credentials, an untrusted certificate:
+    every call would fail the same way until a setting changes, so one warning says so."""
+    engine = MemoryRegistry()
+    engine.refusal = refusal
+    told: list[str] = []
+    cache = RegistryCache(REPO, RegistryAccess(), engine, warn=told.append, scratch=tmp_path)
+    assert cache.lookup("sync-dependencies", KEY_A) is None
+    assert cache.down and cache.failures == 1
+    assert len(told) == 1 and "going on without it" in told[0], told
+    assert cache.lookup("install-project", KEY_A) is None
+    assert not cache.export_image("install-project", KEY_A, "0" * 64)
+    assert engine.calls == ["manifest"] and len(told) == 1
 
 
 def test_prune_deletes_the_older_entries_and_leaves_other_tags(tmp_path: Path) -> None:

@@ -199,6 +199,7 @@ class RegistryCache:
         self.access = access
         self.engine = engine
         self.warnings: list[str] = []
+        self.failures = 0  # registry calls that failed (each one a warning, or the cache off)
         self.down = False  # set by the first unreachable answer: the cache is off since
         self._warn = warn
         self._scratch = scratch
@@ -410,11 +411,19 @@ class RegistryCache:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _failed(self, what: str, exc: EngineError) -> None:
-        """A registry call failed: a warning; an unreachable registry turns the cache off."""
-        if registry_cause(exc.message) == "unreachable":
+        """A registry call failed: a warning. A registry that cannot be reached, or that
+        refuses every call until a setting changes (credentials, plain HTTP, TLS), turns
+        the cache off: one warning for the run, not one per step."""
+        self.failures += 1
+        cause = registry_cause(exc.message)
+        if cause == "unreachable":
             self.down = True
             self._say(f"registry cache {self.repo} cannot be reached ({what}); going on "
                       f"without it: {_cause(exc.message)}")
+        elif cause is not None:
+            self.down = True
+            self._say(f"registry cache {self.repo} refused {what}; going on without it: "
+                      f"{_cause(exc.message)}" + (f" ({exc.hint})" if exc.hint else ""))
         else:
             self._say(f"registry cache {self.repo}: {what} failed: {_cause(exc.message)}"
                       + (f" ({exc.hint})" if exc.hint else ""))

@@ -74,6 +74,8 @@ class RemoteCache:
         self.sources = tuple(dict.fromkeys(cache_of(repo) for repo in settings.cache_from))
         self.target = cache_of(settings.cache_to) if settings.cache_to else None
         self._warn = warn
+        self._lock = threading.Lock()
+        self._not_exported = 0  # exports that failed on the host (export)
 
     # -- pulling --------------------------------------------------------------------------
 
@@ -119,6 +121,8 @@ class RemoteCache:
         started = time.monotonic()
         sent: list[str] = []
         lock = threading.Lock()
+        failures = target.failures  # (regcache counts the registry's refusals)
+        self._not_exported = 0
 
         def work(queue: Iterator[Step]) -> None:
             while True:
@@ -138,9 +142,15 @@ class RemoteCache:
                     for n in range(min(LAYER_EXPORTS_AT_ONCE, len(layers)))]
         for worker in workers:
             worker.result()
+        seconds = time.monotonic() - started
+        failed = target.failures - failures + self._not_exported
+        if target.down:
+            return (f"cache {target.repo}: NOT exported, the registry refused or could not "
+                    f"be reached (see the warning above) ({seconds:.1f}s)")
+        there = max(len(steps) - len(sent) - failed, 0)
         return (f"cache {target.repo}: {len(sent)} new entr{'y' if len(sent) == 1 else 'ies'}"
-                f", {len(steps) - len(sent)} there already or not sent "
-                f"({time.monotonic() - started:.1f}s)")
+                f", {there} there already" + (f", {failed} NOT sent (see the warnings above)"
+                                              if failed else "") + f" ({seconds:.1f}s)")
 
     def _export(self, target: RegistryCache, step: Step, result: StepResult) -> bool:
         """One step's entry pushed (True), or there already / not sent (a warning)."""
@@ -157,4 +167,6 @@ class RemoteCache:
             # written, a layer tar pruned meanwhile, a layout skopeo wrote otherwise than
             # expected) costs the cache an entry, no more.
             self._warn(f"registry cache {target.repo}: not exporting {step.name}: {exc}")
+            with self._lock:
+                self._not_exported += 1
             return False
