@@ -79,14 +79,11 @@ def found_base(ctx: StepContext, step: ResolveBase) -> ImageResult | None:
 
 
 def resolve_base(ctx: StepContext, step: ResolveBase, inputs: Inputs) -> ImageResult:
-    """The base's image: found in local storage, pulled, or bootstrapped."""
+    """The base's image, pulled or bootstrapped: the runner asked local storage first
+    (found_base, the step kind's `kept`) and runs this only when it had none."""
     engine = ctx.engine
     if not isinstance(step.base, BootstrapBase):
-        info = engine.image(step.base.ref)
-        return ImageResult(info.id if info else engine.pull(step.base.ref))
-    info = engine.image(step.cache_ref)
-    if info:
-        return ImageResult(info.id)
+        return ImageResult(engine.pull(step.base.ref))
     # One build at a time bootstraps a base in a store: one that waited finds it made.
     with ctx.base_lock(step.cache_ref):
         info = engine.image(step.cache_ref)
