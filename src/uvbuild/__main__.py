@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from types import FrameType
 from typing import Any
 
@@ -31,7 +32,9 @@ def main() -> Any:
     # Ctrl-C is KeyboardInterrupt again from here; cli.main installs its SIGTERM handler.
     signal.signal(signal.SIGINT, previous[signal.SIGINT])
     try:
-        return cli_main()
+        code = cli_main()
+    except SystemExit as exc:
+        code = exc.code
     except KeyboardInterrupt:
         # The CLI turns a Ctrl-C during any command into its own message and exit 130;
         # one that escapes it came before (its set-up imports more modules), when
@@ -42,6 +45,24 @@ def main() -> Any:
         # down would only replace that status (exit -2) or print a traceback.
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
+    _exit(code)
+
+
+def _exit(code: object) -> None:
+    """End the process with `code` (as SystemExit would) without Python's teardown of
+    every module and object, which takes a build's modules about 0.07 s here: a tenth of
+    an unchanged rebuild. The command has finished its work (the build waits for its
+    threads and removes what it made) and its output is flushed first."""
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+        code = 1
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,12 @@ def _checked_cache_repos(ctx: click.Context, param: click.Parameter,
     return value
 
 
+def _store_generation(run_root: Path) -> str:
+    from uvbuild.build.liveness import store_generation  # (in buildah's prefetch thread)
+
+    return store_generation(run_root)
+
+
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path), required=False,
                 default=DEFAULT_RECIPE)
@@ -116,7 +122,9 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
     from uvbuild.engine.buildah import Buildah
 
     engine = Buildah()
-    engine.prefetch()
+    # The store's images are listed then too (Build.run takes that listing unless a
+    # `cache prune` ran since: the store's generation says).
+    engine.prefetch(generation=_store_generation)
     from uvbuild.pipeline import Outputs
     from uvbuild.pipeline import build as run_build
 
@@ -138,7 +146,8 @@ def build(recipe: Path, tag: str | None, no_cache: bool, push: bool, tls_verify:
 @click.option("-t", "--tag", callback=_checked_tag, help="Image name to plan for.")
 @click.option("--no-engine", is_flag=True, help="Do not ask buildah anything (cache unknown).")
 def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
-    """Print the planned steps, their cache keys and whether each is cached."""
+    """Print the planned steps, their cache keys and whether each is cached, will run,
+    or is not needed (what a cached step needs)."""
     from uvbuild.engine.buildah import Buildah
     from uvbuild.pipeline import cached_names, plan_recipe
     from uvbuild.plan.planner import ResolveBase
@@ -148,16 +157,30 @@ def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     cached = cached_names(engine) if engine else {}
     click.echo(f"image: {the_plan.image}")
     click.echo(f"timestamp: {the_plan.timestamp}")
+    found: dict[str, bool] = {}
     for step in the_plan.steps:
         if engine is None:
-            state = "unknown"
-        elif isinstance(step, ResolveBase):
+            continue
+        if isinstance(step, ResolveBase):
             # Bases are not under CACHE_REPO (bootstrapped ones are in BASE_REPO): a base
             # is ready when local storage has it.
-            state = "cached" if engine.image(step.cache_ref) else "to run"
+            found[step.name] = engine.image(step.cache_ref) is not None
         else:
-            state = "cached" if step.cached(cached) else "to run"
-        click.echo(f"  {step.name:<18} {step.key[:12]}  {state:<8} {step.describe()}")
+            found[step.name] = step.cached(cached) is not None
+    # As the build walks it, from the final step: what a found step needs is not needed
+    # (install-project keeps no image: with its layer cached, it does not run).
+    to_run: set[str] = set()
+    walk = [the_plan.final.name] if engine is not None else []
+    while walk:
+        name = walk.pop()
+        if name in to_run or found[name]:
+            continue
+        to_run.add(name)
+        walk.extend(the_plan.step(name).needs)
+    for step in the_plan.steps:
+        state = ("unknown" if engine is None else "cached" if found[step.name]
+                 else "to run" if step.name in to_run else "not needed")
+        click.echo(f"  {step.name:<18} {step.key[:12]}  {state:<10} {step.describe()}")
 
 
 @cli.group()

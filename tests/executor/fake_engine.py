@@ -377,6 +377,9 @@ class FakeEngine:
         after()
         return found
 
+    def prefetched_names(self, generation: str) -> dict[str, tuple[str, ...]] | None:
+        return None  # the fake lists when asked (image_names)
+
     def image_list(self) -> list[dict[str, object]]:
         after = self._record("image_list")
         listed: list[dict[str, object]] = [
@@ -392,6 +395,12 @@ class FakeEngine:
                  and label in i.labels]
         after()
         return found
+
+    def made_by_uvbuild(self, image: str) -> bool | None:
+        after = self._record("made_by_uvbuild", image)
+        found = next((i for i in list(self.store.values()) if i.id == image), None)
+        after()
+        return None if found is None else not found.labels.get("foreign")
 
     def run_root(self) -> Path:
         """A private folder per fake store, as the store's runroot (locks go there)."""

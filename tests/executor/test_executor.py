@@ -26,7 +26,7 @@ from fake_engine import (
 )
 
 from uvbuild.build import liveness
-from uvbuild.build.assemble import untested_ref
+from uvbuild.build.assemble import UNTESTED_REPO, untested_ref
 from uvbuild.build.builder_steps import (
     LAYER_OUT,
     UV_CACHE_TARGET,
@@ -86,9 +86,11 @@ RUN_ORDER = [
     "dependencies-layer", "project-layer", "prepare-runtime", "add-project",
 ]
 BASES = ["builder-base", "runtime-base"]
-# The steps a first build commits: the builder chain's (the runtime's layers are tars,
-# and the final image is assembled from them).
-COMMITTED = ["prepare-builder", "sync-dependencies", "install-project"]
+# The steps a first build commits: builder packages (the runtime's layers are tars, the
+# final image and sync-dependencies' image are assembled from them and imported, and
+# install-project keeps no image: its layer is what ships).
+COMMITTED = ["prepare-builder"]
+IMPORTED = ["sync-dependencies"]  # besides the final image
 # Engine calls that change storage or run something (the rest only look).
 CHANGING_METHODS = ("from_image", "from_scratch", "run", "copy", "add_archive", "configure",
                     "commit", "rm", "tag", "rmi", "pull", "push")
@@ -193,13 +195,14 @@ def test_first_build_tags_every_cache_ref_then_the_image(engine: FakeEngine, pro
     result = build(engine, plan, tmp_path)
 
     # The final image is imported under a name of its own and gets its cache name once
-    # its tests pass (assemble.py), then the output name. (install-project's commit and
-    # tag run in the background, beside the layer steps.)
-    assert engine.tags()[-1] == IMAGE
-    assert sorted(engine.tags()[:-1]) == sorted(
-        [*(plan.step(name).cache_ref for name in COMMITTED), plan.final.cache_ref])
-    assert engine.imported == [result.image_id]
-    assert [c.args[1] for c in engine.called("import_layout")] == [untested_ref(plan.final)]
+    # its tests pass (assemble.py), with the output name. (sync-dependencies' image is
+    # imported by its cache name in the background, while the install runs.)
+    assert engine.tags()[-2:] == [plan.final.cache_ref, IMAGE]
+    assert sorted(engine.tags()[:-2]) == sorted(
+        plan.step(name).cache_ref for name in COMMITTED + IMPORTED)
+    assert engine.imported[-1] == result.image_id and len(engine.imported) == 2
+    assert [c.args[1] for c in engine.called("import_layout")] == [
+        *(plan.step(name).cache_ref for name in IMPORTED), untested_ref(plan.final)]
     assert untested_ref(plan.final) not in engine.names
     assert all(plan.step(name).cache_ref.startswith(CACHE_REPO + "/") for name in COMMITTED)
     assert engine.names[IMAGE] == result.image_id
@@ -213,9 +216,10 @@ def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Pa
 
     assert engine.live == {}
     made = [c.args[1] for c in engine.called("from_image")]
-    # One per step that runs commands (the runtime's layers, builder packages, sync,
-    # install), and one of the assembled image where its tests run.
-    assert len(made) == len(set(made)) == 5
+    # One per step that runs commands (the runtime's layers, builder packages, sync;
+    # the install goes on in the sync's), and one of the assembled image where its
+    # tests run.
+    assert len(made) == len(set(made)) == 4
     assert purpose(made[-1]) == "add-project-test"
     assert {name for c in engine.called("rm") for name in c.args} == set(made)
 
@@ -234,8 +238,9 @@ def test_dependencies_see_only_manifests_and_the_project_sees_its_sources(
     added = [(a.container.rsplit("-", 1)[-1], a.dest, a.names) for a in engine.archives]
     assert added == [
         ("deps", "/src", ("pyproject.toml", "uv.lock")),
-        ("project", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
-                             "uv.lock")),
+        # (the install goes on in the sync's container)
+        ("deps", "/src", ("src", "src/app", "pyproject.toml", "src/app/__init__.py",
+                          "uv.lock")),
     ]  # nothing else: the runtime image is assembled from layer tars, not filled
 
 
@@ -337,13 +342,15 @@ def test_every_copy_is_staged_and_written_with_the_project_layer(
     assert not [c for c in engine.calls if c.method in ("copy", "add_archive")]
 
 
-@pytest.mark.parametrize(("layer", "builder", "recipe", "layer_args"), [
-    ("project-layer", "install-project", TWO_COPIES, project_layer_args),
-    ("dependencies-layer", "sync-dependencies", RECIPE, deps_layer_args),
+@pytest.mark.parametrize(("layer", "builder", "recipe", "layer_args", "rerun"), [
+    # install-project keeps no image: it runs again, from the sync's image
+    ("project-layer", "sync-dependencies", TWO_COPIES, project_layer_args,
+     ["install-project"]),
+    ("dependencies-layer", "sync-dependencies", RECIPE, deps_layer_args, []),
 ])
 def test_a_layer_gone_from_the_layer_cache_is_written_from_its_builder_image(
         engine: FakeEngine, project: Path, tmp_path: Path, layer: str, builder: str,
-        recipe: str, layer_args: Callable[[str], tuple[str, ...]]) -> None:
+        recipe: str, layer_args: Callable[[str], tuple[str, ...]], rerun: list[str]) -> None:
     plan = plan_of(project, recipe)
     first = build(engine, plan, tmp_path)
     del engine.names[plan.final.cache_ref]  # only the final step and the layer run again
@@ -353,7 +360,7 @@ def test_a_layer_gone_from_the_layer_cache_is_written_from_its_builder_image(
 
     again = build(engine, plan, tmp_path)
 
-    assert ran(again) == [layer, "add-project"]
+    assert ran(again) == [*rerun, layer, "add-project"]
     made = [c.args[0] for c in calls_since(engine, mark) if c.method == "from_image"]
     assert made[0] == plan.step(builder).cache_ref
     writes = [words for c in calls_since(engine, mark) if c.method == "run"
@@ -376,7 +383,7 @@ def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: P
     assert raised.value.message == (
         "runtime.copy[0]: /src/assets is not in the builder after builder.run")
     assert raised.value.hint == "check the path, or make a builder.run command create it"
-    assert engine.commits() == ["prepare-builder", "sync-dependencies"]
+    assert engine.commits() == ["prepare-builder"]
     assert engine.live == {}
 
 
@@ -386,8 +393,9 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
 
     builder_runs = [c for c in engine.called("run")
                     if any(words[0] == UV_TARGET for words in commands_of(c))]
-    # unpack the project files, uv sync, (make assets), venvdelta, the layer's tar
-    assert [len(commands_of(c)) for c in builder_runs] == [4, 5]
+    # unpack the project files, uv sync, (make assets), venvdelta, the layer's tar (and
+    # the sync's builder state, as a layer of its image)
+    assert [len(commands_of(c)) for c in builder_runs] == [5, 5]
     assert ("make", "assets") in commands_of(builder_runs[1])
     for call in builder_runs:
         assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
@@ -595,7 +603,7 @@ def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project
     assert ran(result) == ["install-project", "project-layer", "add-project"]
     assert [str(r["step"]) for r in result.steps if r["cached"]] == [
         "sync-dependencies", "dependencies-layer", "runtime-base", "prepare-runtime"]
-    assert engine.committed_steps[mark:] == ["install-project"]
+    assert engine.committed_steps[mark:] == []  # (the install keeps no image)
     assert engine.names[IMAGE] == result.image_id
 
 
@@ -792,7 +800,8 @@ def test_a_python_mismatch_stops_before_the_dependencies_layer(project: Path,
         "runtime Python does not match the builder's: the builder's virtualenv uses "
         "/usr/local/bin/python3.13 (Python 3.13), the runtime has /usr/local/bin/python3.12 "
         "(Python 3.12)")
-    assert engine.called("import_layout") == []  # nothing assembled
+    assert untested_ref(plan_of(project, text).final) not in [  # nothing assembled
+        c.args[1] for c in engine.called("import_layout")]
     assert IMAGE not in engine.names
     assert engine.live == {}
 
@@ -822,8 +831,9 @@ def test_the_tests_run_in_a_container_of_the_assembled_image_before_it_is_tagged
     result = build(engine, plan, tmp_path)
 
     imported = engine.called("import_layout")
-    assert [c.args[1] for c in imported] == [untested_ref(plan.final)]
-    at = engine.calls.index(imported[0])
+    assert [c.args[1] for c in imported] == [plan.step("sync-dependencies").cache_ref,
+                                             untested_ref(plan.final)]
+    at = engine.calls.index(imported[-1])
     tests_run = the_tests_run(engine)
     assert commands_of(tests_run) == [("app", "--self-test")]
     assert tests_run.kwargs["user"] == "10001:10001"
@@ -907,7 +917,8 @@ def test_the_runtime_base_is_read_while_the_builder_syncs(engine: FakeEngine, pr
     engine.on_call = hold_the_sync
     result = build(engine, plan_of(project), tmp_path)
 
-    assert len(engine.called("image_manifest")) == 1
+    # (and the builder's, which sync-dependencies' image is assembled on)
+    assert [c.args[0] for c in engine.called("image_manifest")].count(BASE) == 1
     assert engine.names[IMAGE] == result.image_id
     assert engine.live == {}
 
@@ -959,7 +970,8 @@ def test_a_failure_in_one_chain_is_the_error_and_stops_the_other(
         running.run()
 
     assert raised.value.message.startswith("runtime.packages: installing libpq5 failed: `")
-    assert engine.called("import_layout") == []  # nothing assembled
+    assert [c.args[1] for c in engine.called("import_layout")  # nothing assembled
+            if c.args[1].startswith(UNTESTED_REPO)] == []
     assert "install-project" not in engine.commits()
     assert IMAGE not in engine.names
     assert engine.live == {}

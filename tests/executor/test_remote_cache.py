@@ -35,6 +35,8 @@ ENTRIES = ["prepare-builder", "sync-dependencies", "install-project", "dependenc
 ALL_BUILT = {"builder-base": "cached", "runtime-base": "cached",
              **{name: "built" for name in ENTRIES}}
 CODE_EDIT = {"source_digest": "sha256:" + "e" * 64}
+# What a first build exports: install-project keeps no image (its layer is the entry).
+EXPORTED = [name for name in ENTRIES if name != "install-project"]
 
 
 @dataclasses.dataclass
@@ -85,11 +87,11 @@ def test_the_first_runner_exports_every_step_once_after_the_build(
 
     pushed = [c.args[1] for c in first.called("layout_to_registry")]
     assert sorted(pushed) == sorted(f"{REPO}:{entry_tag(name, plan.step(name).key)}"
-                                    for name in ENTRIES)
+                                    for name in EXPORTED)
     # After the final image is named: a build that failed would export nothing.
     assert first.calls.index(first.called("layout_to_registry")[0]) > first.calls.index(
-        next(c for c in first.calls if c.method == "tag" and c.args[1:] == (IMAGE,)))
-    assert f"cache {REPO}: 7 new entries, 0 there already" in done.said
+        next(c for c in first.calls if c.method == "tag" and IMAGE in c.args[1:]))
+    assert f"cache {REPO}: 6 new entries, 0 there already" in done.said
     uploaded = len(first.registry.uploaded)
 
     # Again, all cached here: the final step is used, it is in the cache, nothing is sent.
@@ -141,7 +143,7 @@ def test_a_code_edit_pulls_what_the_project_install_needs_and_runs_the_project_s
         "dependencies-layer", "prepare-runtime"}
     assert order.index("project-layer") < order.index("install-project") < order.index(
         "sync-dependencies")
-    assert second.commits() == ["install-project"]
+    assert second.commits() == []
     made = {c.args[1].rpartition("-")[2] for c in second.called("from_image")}
     assert made == {"project", "test"}  # install-project's container, the image's tests
 
@@ -235,7 +237,7 @@ def test_an_export_that_fails_is_a_warning_and_the_build_stands(
 
     def prune_meanwhile(call: Call) -> None:
         # `cache prune` empties the layer cache between the final tag and the export.
-        if call.method == "tag" and call.args[1:] == (IMAGE,):
+        if call.method == "tag" and IMAGE in call.args[1:]:
             shutil.rmtree(layers / "blobs")
 
     engine.on_call = prune_meanwhile
@@ -245,6 +247,5 @@ def test_an_export_that_fails_is_a_warning_and_the_build_stands(
     assert sorted(w.split("not exporting ")[1].split(":")[0] for w in run.warnings()) == [
         "dependencies-layer", "prepare-runtime", "project-layer"]
     exported = {tag.rpartition(":")[2].rpartition("-")[0] for tag in engine.registry.tags}
-    assert exported == {"prepare-builder", "sync-dependencies", "install-project",
-                        "add-project"}
-    assert f"cache {REPO}: 4 new entries, 0 there already, 3 NOT sent" in run.said
+    assert exported == {"prepare-builder", "sync-dependencies", "add-project"}
+    assert f"cache {REPO}: 3 new entries, 0 there already, 3 NOT sent" in run.said

@@ -30,7 +30,7 @@ RUN_ID = secrets.token_hex(4)
 MAX_PROJECT_LAYER = 177_000  # bytes, uncompressed, of the layers a code change adds
 
 PLAN_LINE = re.compile(
-    r"^\s+(?P<step>[a-z][a-z-]+)\s+(?P<key>[0-9a-f]{12})\s+(?P<state>cached|to run|unknown)\b",
+    r"^\s+(?P<step>[a-z][a-z-]+)\s+(?P<key>[0-9a-f]{12})\s+(?P<state>cached|to run|not needed|unknown)\b",
     re.M,
 )
 BUILDAH_COMMAND = re.compile(r"^ *[0-9.]+ \+ buildah(?: --storage-driver \S+)? (\S+)", re.M)
@@ -190,7 +190,9 @@ def test_unchanged_rebuild_does_no_container_work(warm: Warm, uvbuild_popen) -> 
 def test_plan_after_build_is_all_cached(warm: Warm, run_uvbuild) -> None:
     states, _, out = plan_states(run_uvbuild, warm.recipe)
     print(out)
-    assert {s: st for s, st in states.items() if st != "cached"} == {}, out
+    # (install-project keeps no image: its layer cached, it is not needed)
+    assert {s: st for s, st in states.items() if st != "cached"} == {
+        "install-project": "not needed"}, out
 
 
 def test_code_change_rebuilds_only_the_project_layer(
@@ -264,7 +266,8 @@ def test_cache_ls_and_prune(warm: Warm, run_uvbuild) -> None:
     """Runs last: prune removes every intermediate cache tag (never bases or final images)."""
     _, keys, _ = plan_states(run_uvbuild, warm.recipe)
     listing = run_uvbuild(["cache", "ls"]).stdout
-    for step in ("prepare-runtime", *OWN_STEPS):
+    # (install-project keeps no image: its layer, project-layer's, is the entry)
+    for step in ("prepare-runtime", *(s for s in OWN_STEPS if s != "install-project")):
         assert re.search(rf"^{step}\s+{keys[step]}[0-9a-f]*\s", listing, re.M), (
             f"no {step} entry with key {keys[step]}… in `uvbuild cache ls`:\n{listing}")
 
@@ -274,10 +277,11 @@ def test_cache_ls_and_prune(warm: Warm, run_uvbuild) -> None:
 
     states, _, out = plan_states(run_uvbuild, warm.recipe)
     print(out)
-    # Only this module makes images with these keys, so nothing can have re-made them.
+    # Only this module makes images with these keys, so nothing can have re-made them
+    # (and the final image being kept, none of them is needed).
     for step in ("sync-dependencies", "install-project", "dependencies-layer",
                  "project-layer"):
-        assert states[step] == "to run", out
+        assert states[step] == "not needed", out
     # Final images and bootstrapped bases are kept without --all.
     assert states["add-project"] == "cached", out
     listing = run_uvbuild(["cache", "ls"]).stdout

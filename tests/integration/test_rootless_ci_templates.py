@@ -355,7 +355,7 @@ def test_the_ci_templates_build_push_and_share_the_cache_as_a_rootless_user(
         assert pushed.get("layers"), "the image is not in the registry"
         tags = registry_get(f"http://{registry}/v2/{repo_path}/uvbuild-cache/tags/list")
         entries = [t for t in tags.get("tags") or () if re.fullmatch(r"[a-z-]+-[0-9a-f]{32}", t)]
-        assert {t.rpartition("-")[0] for t in entries} >= {"add-project", "install-project"}, \
+        assert {t.rpartition("-")[0] for t in entries} >= {"add-project", "sync-dependencies"}, \
             tags
         outputs = [output for _, output in ran] + [(workspace / "build.json").read_text()]
 

@@ -26,6 +26,8 @@ class Store:
         self.names = list(containers)
         self.dangling = dict(dangling or {})  # image ID → its uvbuild label
         self.removed_images: list[str] = []
+        self.listings = 0
+        self.asked: list[str] = []
 
     def containers(self) -> list[dict[str, str]]:
         return [{"id": f"id-{n}", "name": n} for n in self.names]
@@ -38,7 +40,12 @@ class Store:
         return self.dangling.pop(image, None) is not None
 
     def dangling_images(self, label: str) -> list[str]:
+        self.listings += 1
         return [i for i, key in self.dangling.items() if key == label]
+
+    def made_by_uvbuild(self, image: str) -> bool | None:
+        self.asked.append(image)
+        return None if image not in self.dangling else not image.startswith("theirs")
 
 
 @pytest.fixture
@@ -151,6 +158,29 @@ def test_dangling_uvbuild_images_go_only_when_no_other_run_lives(places: Places)
     assert sorted(store.removed_images) == ["img-base", "img-step"]
     assert swept.images == 2 and list(store.dangling) == ["img-other"]
     me.close()
+
+
+def test_another_tools_unnamed_images_are_asked_about_once(places: Places) -> None:
+    """A `buildah bud --layers` cache built on a uvbuild base carries its labels: each
+    such image is inspected by one sweep, remembered as not uvbuild's, and later sweeps
+    given a listing with only those unnamed images ask the store nothing."""
+    store = Store([], dangling={"theirs-1": "io.uvbuild.step", "theirs-2": "io.uvbuild.step",
+                                "img-step": "io.uvbuild.step"})
+    swept = liveness.sweep(store, places, unnamed=lambda: set(store.dangling) | {"plain"})
+    assert swept.images == 1 and sorted(store.asked) == ["img-step", "theirs-1", "theirs-2"]
+    assert sorted(store.dangling) == ["theirs-1", "theirs-2"]
+    store.asked.clear()
+    listings = store.listings
+    swept = liveness.sweep(store, places, unnamed=lambda: set(store.dangling) | {"plain"})
+    assert swept.images == 0 and store.asked == [] and store.listings == listings
+    # A new unnamed image: listed again, and only it is asked about.
+    store.dangling["img-new"] = "io.uvbuild.bootstrap"
+    swept = liveness.sweep(store, places, unnamed=lambda: set(store.dangling))
+    assert swept.images == 1 and store.asked == ["img-new"]
+    # `cache prune` (no listing) asks about every one.
+    store.asked.clear()
+    liveness.sweep(store, places)
+    assert sorted(store.asked) == ["theirs-1", "theirs-2"]
 
 
 def test_prune_gets_the_store_only_when_no_build_holds_it(places: Places) -> None:

@@ -8,7 +8,8 @@ every kind of image store. `runtime.test` runs in a container of the imported im
 which is removed if a test fails (nothing tagged; the output name untouched).
 
 The import names the image UNTESTED_REPO/...: only once its tests pass does it get its
-cache name (which later builds take as "made and tested"). A build killed meanwhile
+cache name (which later builds take as "made and tested"), given by the build with the
+output name in one call (TestedImage). A build killed meanwhile
 leaves that name alone, which the next build's import takes over and `cache prune`
 removes.
 """
@@ -20,7 +21,7 @@ import json
 
 from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import KEY_LABEL, PYTHON_LABEL, STEP_LABEL, USER_LABEL
-from uvbuild.build.results import ImageResult, LayerSet
+from uvbuild.build.results import LayerSet, TestedImage
 from uvbuild.build.runtime_steps import check_python, final_config, judge_tests, run_tests
 from uvbuild.errors import EngineError, StepFailed
 from uvbuild.output import oci
@@ -43,8 +44,8 @@ def read_base(build: StepContext, step: AddProject, base_ref: str) -> oci.BaseIm
     return oci.base_image(*build.engine.image_manifest(base_ref))
 
 
-def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> ImageResult:
-    """Assemble, import and test the final image."""
+def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedImage:
+    """Assemble, import and test the final image (named by the build: TestedImage)."""
     sets = {name: _present(inputs.of(name, LayerSet)) for name in LAYERS_FROM}
     runtime, deps = sets["prepare-runtime"].facts, sets["dependencies-layer"].facts
     check_python(_python(deps.get("python")), _python(runtime.get("python")))
@@ -62,23 +63,40 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> ImageRe
     layout = build.scratch_dir("layout")
     assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
     untested = untested_ref(step)
-    image_id = build.engine.import_layout(layout, untested)
-    if image_id != assembled.image_id:
-        build.discard_image(untested)
-        raise EngineError(f"the assembled image was stored as {image_id[:12]}, not as its "
-                          f"config's digest {assembled.image_id[:12]}",
-                          hint="check that skopeo supports --preserve-digests (skopeo 1.6+)")
-    if step.test:
-        try:
-            with build.container(image_id, f"{step.name}-test") as ctr:
+    build.engine.import_layout(layout, untested)
+    image_id = assembled.image_id
+    # That the store keeps the config's digest as the image ID (skopeo's
+    # --preserve-digests) is checked while the test container is made from that ID.
+    stored = build.submit(lambda: _check_stored(build, untested, image_id),
+                          name="uvbuild-imported")
+    try:
+        if step.test:
+            try:
+                # Removed at the build's end, beside the naming, unless a test fails.
+                ctr = build.open_container(image_id, f"{step.name}-test")
+            except EngineError:
+                stored.result()  # the reason, if it is that one
+                raise
+            try:
                 ran = run_tests(build, step, ctr, user)
-            judge_tests(build, step, ran)
-        except BaseException:
-            build.discard_image(untested)
-            raise
-    build.engine.tag(image_id, step.cache_ref)
-    build.discard_image(untested)  # a name only: the image has its cache name now
-    return ImageResult(image_id)
+                judge_tests(build, step, ran)
+            except BaseException:
+                build.close_container(ctr)  # before the image can go
+                raise
+        stored.result()
+    except BaseException:
+        build.discard_image(untested)
+        raise
+    return TestedImage(image_id, untested=untested)
+
+
+def _check_stored(build: StepContext, untested: str, image_id: str) -> None:
+    info = build.engine.image(untested)
+    if info is None or info.id != image_id:
+        raise EngineError(f"the assembled image was stored as "
+                          f"{info.id[:12] if info else 'nothing'}, not as its config's "
+                          f"digest {image_id[:12]}",
+                          hint="check that skopeo supports --preserve-digests (skopeo 1.6+)")
 
 
 def _present(found: LayerSet) -> LayerSet:

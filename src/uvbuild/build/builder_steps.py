@@ -17,12 +17,19 @@ from pathlib import Path
 
 from uvbuild.build import batch
 from uvbuild.build.context import Inputs, StepContext
-from uvbuild.build.labels import INSTALLED_LABEL, PYTHON_LABEL
-from uvbuild.build.results import ImageResult, InstallResult, LayerResult, SyncResult
+from uvbuild.build.labels import PYTHON_LABEL
+from uvbuild.build.results import (
+    ContainerResult,
+    ImageResult,
+    InstallResult,
+    LayerResult,
+    SyncResult,
+)
 from uvbuild.engine import cmd
-from uvbuild.engine.buildah import Mount
+from uvbuild.engine.buildah import ImageConfig, Mount
 from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.incontainer import script
+from uvbuild.output import oci
 from uvbuild.plan.planner import (
     APP,
     SOURCE_DIR,
@@ -57,6 +64,8 @@ SNAPSHOT = "venv-snapshot"
 PYTHON_CHECK = "python-check"
 STAGE = "stage-layer"
 WRITE_LAYER = "write-layer"
+WRITE_STATE = "write-state"
+STATE_TAR = "state.tar"  # STATE as a layer of the sync-dependencies image
 
 
 def packages_command(packages: tuple[str, ...]) -> batch.Command:
@@ -326,57 +335,82 @@ def _python_unmet(step: SyncDependencies, request: PythonRequest,
 def sync_dependencies(build: StepContext, step: SyncDependencies,
                       inputs: Inputs) -> SyncResult:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv; the
-    dependencies layer is written in the same batch (dependencies-layer keeps it)."""
+    dependencies layer is written in the same batch (dependencies-layer keeps it).
+
+    No `buildah commit`: the step's image is the builder (prepare-builder's image) with
+    that layer and a small one of builder bookkeeping (the venv's snapshot, STATE) on it,
+    assembled as an OCI layout and imported in the background. Meanwhile install-project
+    goes on in this step's own container, which holds the same files.
+    """
     parent = inputs.ref("prepare-builder")
-    with build.container(parent, "deps") as ctr:
-        unpack, files = _files_in(build, step, step.manifests_tar, SOURCE_DIR)
-        # The dependencies layer is written here, in the same run (dependencies-layer
-        # keeps it): the venv as it ships, read while it is at hand.
-        out = build.scratch_dir("deps-layer")
-        check = _python_check(step)
-        commands = [unpack, *check,
-                    batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
-                    _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
-                    layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT))]
-        outcome = _run_batch(build, ctr, step, commands, project=False,
-                             extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
-        if outcome.failed == UNPACK:
-            raise _unpack_failure(step, outcome.failure)
-        if outcome.failed == PYTHON_CHECK and step.python_request is not None:
-            raise _python_unmet(step, step.python_request, outcome)
-        if outcome.failed == UV_SYNC:
-            raise _uv_failure(build, outcome.failure, project=False)
-        python = outcome.reported.get("python")
-        if outcome.failed is not None or not isinstance(python, dict):
-            raise StepFailed(f"the builder's virtualenv does not run: "
-                             f"{cmd.describe_failure(outcome.results[-1])}")
-        check_made_venv(step.python_request, str(python.get("version", "")),
-                        f"the builder's {python.get('python', step.python)}")
-        layer = layer_made(out, DEPS_TAR, outcome.reported.get("layer"), deps_history(step))
-        image_id = build.engine.commit(ctr, build.commit_options(step, **{
-            PYTHON_LABEL: json.dumps(python, sort_keys=True)}))
-        return SyncResult(ImageResult(image_id), python={
-            str(k): str(v) for k, v in python.items()}, layer=layer)
+    # The builder image's manifest and config (to assemble on) are read during the sync.
+    base = build.submit(lambda: oci.base_image(*build.engine.image_manifest(parent)),
+                        name="uvbuild-builder-manifest")
+    ctr = build.open_container(parent, "deps")  # removed when the build ends
+    unpack, files = _files_in(build, step, step.manifests_tar, SOURCE_DIR)
+    # The dependencies layer is written here, in the same run (dependencies-layer
+    # keeps it): the venv as it ships, read while it is at hand.
+    out = build.scratch_dir("deps-layer")
+    check = _python_check(step)
+    commands = [unpack, *check,
+                batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
+                _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
+                layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT)),
+                batch.Command(WRITE_STATE, batch.shell([
+                    f"{VENV}/bin/python", "-c", script("layertar.py"), "--as", "state",
+                    f"{LAYER_OUT}/{STATE_TAR}", STATE, STATE]))]
+    outcome = _run_batch(build, ctr, step, commands, project=False,
+                         extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
+    if outcome.failed == UNPACK:
+        raise _unpack_failure(step, outcome.failure)
+    if outcome.failed == PYTHON_CHECK and step.python_request is not None:
+        raise _python_unmet(step, step.python_request, outcome)
+    if outcome.failed == UV_SYNC:
+        raise _uv_failure(build, outcome.failure, project=False)
+    python = outcome.reported.get("python")
+    if outcome.failed is not None or not isinstance(python, dict):
+        raise StepFailed(f"the builder's virtualenv does not run: "
+                         f"{cmd.describe_failure(outcome.results[-1])}")
+    check_made_venv(step.python_request, str(python.get("version", "")),
+                    f"the builder's {python.get('python', step.python)}")
+    layer = layer_made(out, DEPS_TAR, outcome.reported.get("layer"), deps_history(step))
+    state = layer_made(out, STATE_TAR, outcome.reported.get("state"), f"uvbuild: {step.name}")
+    labels = build.commit_options(step, **{PYTHON_LABEL: json.dumps(python, sort_keys=True)})
+    # Laid out now (the tars hard-linked: dependencies-layer moves its tar away).
+    layout = build.scratch_dir("deps-image")
+    assembled = oci.write_layout(
+        layout, base.result(), [layer, state],
+        ImageConfig(labels=tuple(sorted(labels.labels.items()))), timestamp=build.plan.timestamp)
+
+    def store() -> str:
+        build.engine.import_layout(layout, step.cache_ref)
+        return assembled.image_id
+
+    held = build.defer_commit(step, ctr, store)
+    return SyncResult(held, python={str(k): str(v) for k, v in python.items()}, layer=layer)
 
 
 def install_project(build: StepContext, step: InstallProject, inputs: Inputs) -> InstallResult:
     """Sources in /src, the project installed non-editable, builder.run, layer staged.
 
     The project layer comes out of the same batch as a canonical tar (project-layer keeps
-    it); the commit runs in the background meanwhile (see StepContext.defer_commit).
+    it, with the SBOM); no image is committed (see the end).
     """
     parent = inputs.ref("sync-dependencies")
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
-    ctr = build.open_container(parent, "project")
+    synced = inputs.of("sync-dependencies", SyncResult).files
+    # Made this run: the install goes on in the sync's own container (its image is
+    # still being stored); found: in a container of its image.
+    ctr = (synced.container if isinstance(synced, ContainerResult)
+           else build.open_container(parent, "project"))
     # Not a package: the project's files themselves are the application, in /app too
     # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(build, sync, step.sources_tar,
                               *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
     # The staged layer comes out as a canonical layer tar in a host folder, written in
-    # the same run (project-layer keeps it, with the SBOM); the image keeps it staged
-    # in PROJECT_LAYER too, for a project-layer whose entry has left the layer cache.
+    # the same run (project-layer keeps it, with the SBOM).
     out = build.scratch_dir("layer")
     stage_options = ["--compile"] if sync.sync.compile_bytecode else []
     for entry in step.copy:
@@ -421,10 +455,13 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
         raise StepFailed(f"staging the project layer failed: "
                          f"{cmd.describe_failure(outcome.results[-1])}")
     layer = layer_made(out, LAYER_TAR, outcome.reported.get("layer"), PROJECT_HISTORY)
-    options = build.commit_options(step, **{INSTALLED_LABEL: json.dumps(installed,
-                                                                        sort_keys=True)})
-    held = build.defer_commit(step, ctr, lambda: build.engine.commit(ctr, options))
-    return InstallResult(files=held, installed=installed, layer=layer)
+    # No image: what ships of the install is its layer, which the layer cache keeps
+    # (project-layer); a build that finds that layer never asks for this step, and one
+    # that does not runs it again from the sync's image. A commit here (the whole venv,
+    # when the install went on in the sync's container) would take the CPU the test
+    # run needs.
+    return InstallResult(files=ContainerResult(ctr, stored=False), installed=installed,
+                         layer=layer)
 
 
 def sync_from_cache(image: ImageResult) -> SyncResult:

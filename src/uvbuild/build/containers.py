@@ -61,6 +61,13 @@ class Containers:
         with self._lock:
             self._live.discard(name)
 
+    def close(self, name: str) -> None:
+        """Remove the open container `name` now."""
+        with signals_held():
+            self.engine.rm(name)
+            with self._lock:
+                self._live.discard(name)
+
     def remove_live(self, keep: tuple[str, ...] = ()) -> None:
         """Remove whatever working container is left (but `keep`): a deferred step's, or
         an interrupted one's."""

@@ -112,6 +112,10 @@ class StepContext(Protocol):
         """A working container from `image`, removed when the build ends."""
         ...
 
+    def close_container(self, name: str) -> None:
+        """Remove an `open_container` container now (not when the build ends)."""
+        ...
+
     def container(self, image: str, purpose: str) -> AbstractContextManager[str]:
         """A working container from `image`, removed when the block ends."""
         ...

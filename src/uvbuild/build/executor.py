@@ -31,7 +31,7 @@ from uvbuild.build.labels import STEP_LABEL
 from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.build.remote import RemoteCache
-from uvbuild.build.results import ContainerResult, ImageResult
+from uvbuild.build.results import ContainerResult, ImageResult, TestedImage
 from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
 from uvbuild.engine.buildah import CommitOptions, ImageInfo
@@ -135,6 +135,9 @@ class BuildContext:
     def open_container(self, image: str, purpose: str) -> str:
         return self._containers.open(image, purpose)
 
+    def close_container(self, name: str) -> None:
+        self._containers.close(name)
+
     def container(self, image: str, purpose: str) -> contextlib.AbstractContextManager[str]:
         return self._containers.scoped(image, purpose)
 
@@ -212,13 +215,21 @@ class Build:
             # name (its size and names, for an unchanged rebuild to end with no further
             # buildah call), and what builds that were killed (SIGKILL, power loss) left
             # is swept: each is a buildah start-up, all at once.
-            listing = threads.spawn(self.engine.image_names, name="uvbuild-images")
+            # (The listing made while uvbuild started is taken if no `cache prune` ran
+            # since: a build holds the store lock now, so none can run meanwhile.)
+            early = self.engine.prefetched_names(liveness.store_generation(
+                self.engine.run_root()))
+            listing: Future[dict[str, tuple[str, ...]]] = Future()
+            if early is None:
+                listing = threads.spawn(self.engine.image_names, name="uvbuild-images")
+            else:
+                listing.set_result(early)
             known = threads.spawn(lambda: self.engine.image(final.cache_ref),
                                   name="uvbuild-final")
             sweep = threads.spawn(
                 lambda: liveness.sweep(self.engine, claim.places, me=claim.id,
-                                       any_unnamed=lambda: any(
-                                           not names for names in listing.result().values())),
+                                       unnamed=lambda: [image for image, names in
+                                                        listing.result().items() if not names]),
                 name="uvbuild-sweep")
             cache = {} if self.settings.no_cache else cache_names(listing.result())
             if not final.cached(cache):
@@ -230,7 +241,7 @@ class Build:
             assert isinstance(made, ImageResult), "the final step makes an image"
             image_id = made.image_id
             runner.wait_deferred()  # a step's commit that failed fails the build
-            image_size = self._name(image_id, known.result(),
+            image_size = self._name(made, known.result(),
                                     listing.result().get(image_id, ()), containers)
             sweep.result()
             # Only a build that succeeded (its image tested) exports, after it is named.
@@ -263,7 +274,7 @@ class Build:
         return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,
                            seconds=time.monotonic() - started, steps=steps)
 
-    def _name(self, image_id: str, seen: ImageInfo | None, listed: Sequence[str],
+    def _name(self, made: ImageResult, seen: ImageInfo | None, listed: Sequence[str],
               containers: Containers) -> int:
         """Give the tested final image the output name while its working containers are
         removed; return its size (for the report).
@@ -271,9 +282,10 @@ class Build:
         `seen` is the final step's cache name as looked up when the build started, and
         `listed` the names the image had then: if `seen` is this image, its size is known,
         and the output name may be among those (an unchanged rebuild then needs no
-        buildah call here). Its cache name it has had since its tests passed
-        (assemble.add_project)."""
+        buildah call here). An image add-project made and tested this run
+        (TestedImage) gets its cache name in the same call, then loses its untested one."""
         threads = self.runner.threads
+        image_id = made.image_id
         cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
         if seen is not None and seen.id == image_id:
             if self.plan.image not in listed:
@@ -281,8 +293,15 @@ class Build:
             cleanup.result()
             return seen.size
         size = threads.spawn(lambda: self.engine.image_size(image_id), name="uvbuild-size")
-        self.engine.tag(image_id, self.plan.image)
+        if isinstance(made, TestedImage):
+            self.engine.tag(image_id, self.plan.final.cache_ref, self.plan.image)
+            untag = threads.spawn(lambda: self.engine.rmi(made.untested),
+                                  name="uvbuild-untested")
+        else:
+            self.engine.tag(image_id, self.plan.image)
         cleanup.result()
+        if isinstance(made, TestedImage):
+            untag.result()
         return size.result()
 
     def _places(self) -> list[diskfull.Place]:

@@ -43,7 +43,7 @@ import string
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +80,8 @@ class Store(Protocol):
     def rmi(self, image: str) -> bool: ...
 
     def dangling_images(self, label: str) -> list[str]: ...
+
+    def made_by_uvbuild(self, image: str) -> bool | None: ...
 
 
 def new_run_id() -> str:
@@ -264,9 +266,24 @@ def store_exclusive(places: Places) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        # A new generation: what a build listed before it took the store lock (a
+        # listing made while uvbuild starts, Buildah.prefetch) is older than this.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, new_run_id().encode(), 0)
         yield True
     finally:
         os.close(fd)
+
+
+def store_generation(run_root: Path) -> str:
+    """The store's generation: changed by each `cache prune` that may remove images (see
+    store_exclusive). A listing of the store's images made under one generation shows
+    every cache image that still exists while the generation is the same and a build
+    holds the store lock (Claim): only a prune removes them."""
+    try:
+        return (Places.of(run_root).home / "store.lock").read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 # -- the sweep -----------------------------------------------------------------------------
@@ -283,28 +300,41 @@ class Swept:
 
 
 def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None,
-          any_unnamed: Callable[[], bool] | None = None) -> Swept:
+          unnamed: Callable[[], Collection[str]] | None = None) -> Swept:
     """Remove what dead runs left in this store and this $TMPDIR: working containers, host
     folders, the processes marked with those folders, their lock files, and (`images`)
     dangling uvbuild images once no run (but `me`, the sweeping run's id) is alive to tag them.
 
-    `any_unnamed`, if given, says whether a listing of the store's images made before this
-    call had an unnamed image: when it had none, there is no dangling image to look for
-    (a dangling image is an unnamed one), and the store is not asked.
+    `unnamed`, if given, gives the IDs of the unnamed images in a listing of the store
+    made before this call: when each is one the sweep already knows is not uvbuild's
+    (another tool's, built on a uvbuild image: see `_Foreign`), there is no dangling
+    image of uvbuild's to look for, and the store is not asked.
 
     Safe while other runs live: each thing removed belongs to a run whose lock was free.
     """
     places.prepare()
+    foreign = _Foreign(places.home / "foreign-images")
     # Listed before the locks are read: an image made after this list was made by a run
     # whose lock exists by then (runs lock first, then make things).
     # The store is asked its questions at once: each is a buildah start-up (about
     # 0.05 s), and every build sweeps.
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="uvbuild-sweep") as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="uvbuild-sweep") as pool:
         listed = pool.submit(store.containers)
-        look = images and (any_unnamed is None or any_unnamed())
-        unnamed = [pool.submit(store.dangling_images, label)
-                   for label in (OWNED_LABELS if look else ())]
-        dangling = [image for found in unnamed for image in found.result()]
+        seen = None if unnamed is None else set(unnamed())
+        look = images and (seen is None or not foreign.covers(seen))
+        labelled = [pool.submit(store.dangling_images, label)
+                    for label in (OWNED_LABELS if look else ())]
+        candidates = list(dict.fromkeys(
+            image for found in labelled for image in found.result()))
+        # Another tool's image stays another tool's: each is asked about once.
+        # (`cache prune`, which gives no listing, asks about every one.)
+        unknown = [i for i in candidates if seen is None or i not in foreign]
+        asked = list(zip(unknown, pool.map(store.made_by_uvbuild, unknown), strict=True))
+        dangling = [image for image, ours in asked if ours]
+        if look and seen is not None:
+            # An unnamed image without uvbuild's labels is not uvbuild's either.
+            foreign.update({image for image, ours in asked if ours is False}
+                           | (seen - set(candidates)), still=seen)
         containers = listed.result()
     dead_containers = [c["name"] for c in containers if _container_is_dead(c["name"], places)]
     if dead_containers:
@@ -318,10 +348,43 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
         shutil.rmtree(folder, ignore_errors=True)
     removed_images = 0
     if dangling and not live_runs(places, besides=me):
-        removed_images = sum(store.rmi(image) for image in dict.fromkeys(dangling))
+        removed_images = sum(store.rmi(image) for image in dangling)
     _remove_dead_lock_files(places)
     return Swept(containers=len(dead_containers), folders=len(folders), processes=killed,
                  images=removed_images)
+
+
+class _Foreign:
+    """The IDs of unnamed images the sweep found are not uvbuild's, kept in a file in the
+    store's run root: an image's history never changes, so once asked, never again.
+    Without it, every build would inspect each of another tool's unnamed images (a
+    `buildah bud --layers` cache holds many), one buildah start-up each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.ids = set(path.read_text().split())
+        except (OSError, UnicodeDecodeError):
+            self.ids = set()
+
+    def __contains__(self, image: object) -> bool:
+        return image in self.ids
+
+    def covers(self, images: set[str]) -> bool:
+        return images <= self.ids
+
+    def update(self, found: set[str], *, still: set[str]) -> None:
+        """Add `found`; forget the IDs no longer among the store's unnamed images."""
+        ids = (self.ids | found) & still
+        if ids == self.ids:
+            return
+        self.ids = ids
+        new = self.path.with_name(f"{_NEW}{self.path.name}-{os.getpid()}")
+        try:
+            new.write_text("".join(f"{i}\n" for i in sorted(ids)))
+            new.replace(self.path)
+        except OSError:
+            new.unlink(missing_ok=True)  # only a memo: the next sweep asks again
 
 
 def live_runs(places: Places, *, besides: str | None = None) -> int:

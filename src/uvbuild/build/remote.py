@@ -36,7 +36,7 @@ from pathlib import Path
 
 from uvbuild.build.context import BuildSettings, StepContext
 from uvbuild.build.regcache import IMAGE, LAYERS, RegistryCache
-from uvbuild.build.results import ImageResult, LayerSet, StepResult
+from uvbuild.build.results import ImageResult, LayerSet, StepResult, stored
 from uvbuild.build.threads import Threads
 from uvbuild.engine.protocol import RegistryEngine
 from uvbuild.errors import Interrupted, UvbuildError
@@ -115,7 +115,8 @@ class RemoteCache:
         if target is None:
             return None
         steps = [step for step in plan.steps
-                 if step.name in results and entry_kind(step) is not None]
+                 if step.name in results and entry_kind(step) is not None
+                 and stored(results[step.name])]
         images = [step for step in steps if not isinstance(results[step.name], LayerSet)]
         layers = [step for step in steps if isinstance(results[step.name], LayerSet)]
         started = time.monotonic()

@@ -33,12 +33,23 @@ class ImageResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TestedImage(ImageResult):
+    """The final image, assembled, imported and tested by add-project this run: it is
+    still named `untested` only. The build gives it its cache name and the output name
+    together (one `buildah tag`) and then takes `untested` off it."""
+
+    untested: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerResult:
     """A live working container holding the step's files while its image is committed in
-    the background (StepContext.defer_commit); later steps read from it. It is removed
-    when the build ends."""
+    the background (StepContext.defer_commit), or (`stored` False) instead of an image;
+    later steps read from it. It is removed when the build ends."""
 
     container: str
+    # False: no image is made of it (install-project, whose files only its layer ships).
+    stored: bool = True
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -56,13 +67,14 @@ class LayerSet:
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """sync-dependencies' result: its image, and what its batch wrote besides.
+    """sync-dependencies' result: its image (or, made this run, its container while the
+    image is stored), and what its batch wrote besides.
 
     When the step was cached, `python` and `layer` are None: the interpreter is in its
     image's labels, and dependencies-layer writes the layer from the image.
     """
 
-    files: ImageResult
+    files: ImageResult | ContainerResult
     python: Mapping[str, str] | None = None  # the venv's interpreter (python, version)
     layer: LayerResult | None = None  # /app/.venv as a canonical layer tar
 
@@ -102,3 +114,10 @@ def image_of(result: StepResult) -> ImageResult | None:
     working container still being committed, or layer files)."""
     files = result.files if isinstance(result, InstallResult | SyncResult) else result
     return files if isinstance(files, ImageResult) else None
+
+
+def stored(result: StepResult) -> bool:
+    """Whether the step's result is kept: layer files, or an image (one being committed
+    included); not a working container no image is made of."""
+    files = result.files if isinstance(result, InstallResult | SyncResult) else result
+    return not (isinstance(files, ContainerResult) and not files.stored)

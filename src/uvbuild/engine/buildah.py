@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +122,8 @@ class Buildah:
         self.owner_env: dict[str, str] = {}
         self._run_root: Future[Path] | None = None  # asked once (see prefetch)
         self._run_root_lock = threading.Lock()
+        # (the store's generation then, image_names()), listed early (see prefetch)
+        self._listed: Future[tuple[str, dict[str, tuple[str, ...]]]] | None = None
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -203,25 +205,24 @@ class Buildah:
         return list(json.loads(out or "null") or [])
 
     def dangling_images(self, label: str) -> list[str]:
-        """IDs of the unnamed images uvbuild committed that carry the label `label`.
+        """IDs of the unnamed images that carry the label `label`.
 
         A label is inherited: an image another tool built on a uvbuild base or image
         (`FROM` it) carries it too, and may be unnamed (a `buildah bud --layers` cache
-        image, an old build). Only those uvbuild itself made are listed: see
-        made_by_uvbuild.
+        image, an old build). Which are uvbuild's own, `made_by_uvbuild` says.
         """
         out = self._call("images", "--json", "--no-trunc", "--filter", "dangling=true",
                          "--filter", f"label={label}", what="listing unnamed images")
-        found = [_bare_id(str(entry["id"])) for entry in json.loads(out or "null") or ()]
-        return [image for image in found if made_by_uvbuild(self._history(image))]
+        return [_bare_id(str(entry["id"])) for entry in json.loads(out or "null") or ()]
 
-    def _history(self, image: str) -> list[dict[str, object]] | None:
-        """The image's history entries (None if it is gone or unreadable)."""
+    def made_by_uvbuild(self, image: str) -> bool | None:
+        """Whether uvbuild committed `image` (see made_by_uvbuild); None if it is gone or
+        unreadable."""
         result = self._quick("inspect", "--type", "image", image)
         if not result.ok:
             return None
         history = (json.loads(result.stdout).get("OCIv1") or {}).get("history")
-        return list(history) if isinstance(history, list) else None
+        return made_by_uvbuild(list(history) if isinstance(history, list) else None)
 
     def run_root(self) -> Path:
         """The image store's run root: shared by every process that uses the store.
@@ -238,15 +239,46 @@ class Buildah:
                 asked.set_exception(exc)
         return asked.result()
 
-    def prefetch(self) -> None:
+    def prefetch(self, *, generation: Callable[[Path], str] | None = None) -> None:
         """Start asking for the run root (`run_root`) in a thread of its own: a build
         needs it first, and its `buildah info` (about 0.1 s) then runs while the rest
-        of uvbuild is imported, not after."""
-        threading.Thread(target=self._prefetched, name="uvbuild-info", daemon=True).start()
+        of uvbuild is imported, not after.
 
-    def _prefetched(self) -> None:
-        with contextlib.suppress(BaseException):  # run_root raises it to its caller
-            self.run_root()
+        With `generation` (the store's generation, read from its run root), the store's
+        images are listed next (`image_names`), for `prefetched_names`."""
+        if generation is not None:
+            self._listed = Future()
+        threading.Thread(target=self._prefetched, args=(generation,), name="uvbuild-info",
+                         daemon=True).start()
+
+    def _prefetched(self, generation: Callable[[Path], str] | None) -> None:
+        try:
+            root = self.run_root()
+        except BaseException:
+            root = None  # run_root raises it to its caller
+        listed = self._listed
+        if listed is None:
+            return
+        try:
+            if root is None:
+                raise EngineError("no run root")
+            assert generation is not None
+            then = generation(root)
+            listed.set_result((then, self.image_names()))
+        except BaseException as exc:
+            listed.set_exception(exc)
+
+    def prefetched_names(self, generation: str) -> dict[str, tuple[str, ...]] | None:
+        """The listing `prefetch` made (as image_names gives it), if the store's
+        generation was `generation` when it was made; else None (list again)."""
+        listed = self._listed
+        if listed is None:
+            return None
+        try:
+            then, names = listed.result()
+        except BaseException:
+            return None
+        return names if then == generation else None
 
     def _ask_run_root(self) -> Path:
         out = self._call("info", what="reading buildah's storage settings")
@@ -437,9 +469,9 @@ class Buildah:
             found.append(result.stdout.encode("utf-8", "surrogateescape"))
         return found[0], found[1]
 
-    def import_layout(self, layout: Path, name: str) -> str:
+    def import_layout(self, layout: Path, name: str) -> None:
         """Copy the OCI image layout `layout` into local storage as `name`, keeping its
-        digests (so the image ID is its config's digest); return the image ID."""
+        digests (so the image ID is its config's digest: `image(name)` says)."""
         result = cmd.run(["skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{layout}",
                           self._stored(name)], shielded=True)
         if not result.ok:
@@ -447,10 +479,6 @@ class Buildah:
             raise EngineError(f"importing the assembled image {name}: "
                               f"{cmd.describe_failure(result)}",
                               hint="install skopeo (`apt-get install skopeo`)")
-        info = self.image(name)
-        if info is None:
-            raise EngineError(f"importing the assembled image {name}: not in storage after")
-        return info.id
 
     def read_file(self, image: str, path: str, *, name: str) -> bytes | None:
         """A file's bytes from an image, without running anything in it (None if absent).

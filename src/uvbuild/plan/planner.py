@@ -144,10 +144,13 @@ class ResolveBase(Step):
     unkeyed: ClassVar[Mapping[str, str]] = {
         "stage": "which chain the base starts: the same base is the same image in either",
         "base": "measured: its image ID, or its bootstrap definition's key (inputs.base_id)",
+        "image_id": "that image ID (measured, as `id`), kept for the build",
     }
 
     stage: str  # "builder" | "runtime"
     base: Base
+    # A base named by reference: the image ID planning found (or pulled) it as; "" else.
+    image_id: str = ""
 
     @property
     def cache_ref(self) -> str:
@@ -400,8 +403,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         return step
 
     builder_base = keyed(ResolveBase(
-        name="builder-base", stage="builder", base=b.base, needs=(), key=""),
-        id=inputs.builder_base_id)
+        name="builder-base", stage="builder", base=b.base, needs=(), key="",
+        image_id=_image_id(inputs.builder_base_id)), id=inputs.builder_base_id)
     prepare_builder = keyed(PrepareBuilder(
         name="prepare-builder", needs=("builder-base",), packages=b.packages, key=""))
     sync = keyed(SyncDependencies(
@@ -426,8 +429,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     project_layer = keyed(ProjectLayer(
         name="project-layer", needs=("install-project",), key=""), form=LAYER_FORM)
     resolve_runtime = keyed(ResolveBase(
-        name="runtime-base", stage="runtime", base=runtime_base(r), needs=(), key=""),
-        id=inputs.runtime_base_id)
+        name="runtime-base", stage="runtime", base=runtime_base(r), needs=(), key="",
+        image_id=_image_id(inputs.runtime_base_id)), id=inputs.runtime_base_id)
     prepare_runtime = keyed(PrepareRuntime(
         name="prepare-runtime", needs=("runtime-base",), packages=runtime_packages(r),
         user=r.user, python=python, key=""), form=LAYER_FORM)
@@ -444,3 +447,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,
                 context_root=inputs.context_root or inputs.project_root,
                 project=inputs.project, locked=inputs.locked)
+
+
+def _image_id(measured: str) -> str:
+    """A base's measured id if it is an image ID (not "bootstrap:..." or "ref:...")."""
+    return measured if re.fullmatch(r"[0-9a-f]{64}", measured) else ""
