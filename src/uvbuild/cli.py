@@ -180,7 +180,7 @@ def plan(recipe: Path, tag: str | None, no_engine: bool) -> None:
     for step in the_plan.steps:
         state = ("unknown" if engine is None else "cached" if found[step.name]
                  else "to run" if step.name in to_run else "not needed")
-        click.echo(f"  {step.name:<18} {step.key[:12]}  {state:<10} {step.describe()}")
+        click.echo(f"  {step.name:<18} {step.key[:12]}  {state:<11} {step.describe()}")
 
 
 @cli.group()

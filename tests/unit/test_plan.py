@@ -643,14 +643,16 @@ def test_uv_sync_argv_for_a_member_leaves_local_packages_to_the_project_step() -
     assert "--no-install-local" not in uv_sync_argv(sync, project=True)
 
 
-def test_a_step_is_cached_when_its_name_is_listed_and_a_base_never_is() -> None:
+def test_a_step_and_a_base_are_cached_when_their_name_is_listed() -> None:
     plan = plan_of()
     listing = {step.cache_ref: f"id-{step.name}" for step in plan.steps}
     assert plan.step("sync-dependencies").cached(listing) == "id-sync-dependencies"
     assert plan.step("sync-dependencies").cached({}) is None
-    # Bases are ready when local storage has them: resolving one looks, not the listing.
+    # A base by its own name (a named base's reference, a bootstrapped one's BASE_REPO
+    # name); not listed so, resolving it asks local storage (a short name, say).
     bases = [s for s in plan.steps if isinstance(s, plan_module.ResolveBase)]
-    assert bases and all(base.cached(listing) is None for base in bases)
+    assert bases and all(base.cached(listing) == listing[base.cache_ref] for base in bases)
+    assert all(base.cached({}) is None for base in bases)
 
 
 def test_a_cache_name_gives_back_its_step_and_key() -> None:

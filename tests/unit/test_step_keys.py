@@ -27,7 +27,7 @@ from uvbuild.recipe.model import BootstrapBase, ImageBase, SyncOptions
 STEP_LEFT_OUT = {"name", "key", "needs"}
 LEFT_OUT: dict[str, set[str]] = {
     "Step": STEP_LEFT_OUT,
-    "ResolveBase": STEP_LEFT_OUT | {"stage", "base", "image_id"},
+    "ResolveBase": STEP_LEFT_OUT | {"stage", "base"},
     "SyncDependencies": STEP_LEFT_OUT | {"manifests", "manifests_tar", "workspace",
                                          "python_request"},
     "InstallProject": STEP_LEFT_OUT | {"sources", "sources_tar"},

@@ -22,7 +22,7 @@ from uvbuild.engine.protocol import Engine
 from uvbuild.errors import EngineError
 from uvbuild.plan import slimroot
 from uvbuild.plan.planner import STANDARD_PATH, ResolveBase
-from uvbuild.recipe.model import BootstrapBase, ImageBase
+from uvbuild.recipe.model import BootstrapBase
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SNAPSHOT_MIRROR = "http://snapshot.debian.org/archive/debian/{snapshot}"
@@ -73,10 +73,8 @@ def base_ref(step: ResolveBase) -> str:
 
 def found_base(ctx: StepContext, step: ResolveBase) -> ImageResult | None:
     """The base's image if local storage has it (the step is then `cached`: nothing was
-    pulled or bootstrapped), else None. A base named by reference was looked up (or
-    pulled) by planning, whose image ID keys the plan (inputs.base_id): that image."""
-    if isinstance(step.base, ImageBase) and step.image_id:
-        return ImageResult(step.image_id)
+    pulled or bootstrapped), else None. (Asked when the build's listing of the store had
+    no image by the base's name: ResolveBase.cached.)"""
     info = ctx.engine.image(base_ref(step))
     return ImageResult(info.id) if info else None
 

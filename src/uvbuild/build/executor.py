@@ -34,11 +34,10 @@ from uvbuild.build.remote import RemoteCache
 from uvbuild.build.results import ContainerResult, ImageResult, TestedImage
 from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
-from uvbuild.engine.buildah import CommitOptions, ImageInfo
+from uvbuild.engine.buildah import CommitOptions
 from uvbuild.engine.protocol import Engine
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.planner import (
-    CACHE_REPO,
     AddProject,
     DependenciesLayer,
     InstallProject,
@@ -55,9 +54,10 @@ T = TypeVar("T")
 
 
 def cache_names(listed: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """The step cache (cache name → image ID) in a listing of the store's images."""
-    return {name: image_id for image_id, names in listed.items() for name in names
-            if name.startswith(CACHE_REPO + "/")}
+    """What a step looks itself up in (Step.cached): every name in a listing of the
+    store's images → its image ID. The step cache is the names under CACHE_REPO; a base
+    is found by its own name (a bootstrapped one under BASE_REPO)."""
+    return {name: image_id for image_id, names in listed.items() for name in names}
 
 # How each type of step is made: `StepKind(function)`, function(ctx, step, inputs) -> a
 # typed result (see runner.StepKind for the options). The builder steps are images; the
@@ -224,8 +224,7 @@ class Build:
                 listing = threads.spawn(self.engine.image_names, name="uvbuild-images")
             else:
                 listing.set_result(early)
-            known = threads.spawn(lambda: self.engine.image(final.cache_ref),
-                                  name="uvbuild-final")
+            known = self._known_final(listing, early is not None, claim.places)
             sweep = threads.spawn(
                 lambda: liveness.sweep(self.engine, claim.places, me=claim.id,
                                        unnamed=lambda: [image for image, names in
@@ -243,6 +242,7 @@ class Build:
             runner.wait_deferred()  # a step's commit that failed fails the build
             image_size = self._name(made, known.result(),
                                     listing.result().get(image_id, ()), containers)
+            _remember_size(claim.places, image_id, image_size)
             sweep.result()
             # Only a build that succeeded (its image tested) exports, after it is named.
             exported = remote.export(self.plan, runner.made(), threads)
@@ -274,12 +274,34 @@ class Build:
         return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,
                            seconds=time.monotonic() - started, steps=steps)
 
-    def _name(self, made: ImageResult, seen: ImageInfo | None, listed: Sequence[str],
+    def _known_final(self, listing: Future[dict[str, tuple[str, ...]]], listed_early: bool,
+                     places: Places) -> Future[tuple[str, int] | None]:
+        """The final step's image (ID, size) as the store has it under its cache name
+        now, or None. From the listing made while uvbuild started, and the size
+        remembered when a build last named that image (an image's size never changes):
+        an unchanged rebuild then asks buildah nothing more. Else `buildah inspect`."""
+        final = self.plan.final.cache_ref
+        known: Future[tuple[str, int] | None] = Future()
+        if listed_early:
+            found = next((image for image, names in listing.result().items()
+                          if final in names), None)
+            size = _remembered_size(places, found) if found else None
+            if found is None or size is not None:
+                known.set_result(None if found is None else (found, size or 0))
+                return known
+
+        def look() -> tuple[str, int] | None:
+            info = self.engine.image(final)
+            return None if info is None else (info.id, info.size)
+
+        return self.runner.threads.spawn(look, name="uvbuild-final")
+
+    def _name(self, made: ImageResult, seen: tuple[str, int] | None, listed: Sequence[str],
               containers: Containers) -> int:
         """Give the tested final image the output name while its working containers are
         removed; return its size (for the report).
 
-        `seen` is the final step's cache name as looked up when the build started, and
+        `seen` is the final step's cache name (ID, size) as found when the build started, and
         `listed` the names the image had then: if `seen` is this image, its size is known,
         and the output name may be among those (an unchanged rebuild then needs no
         buildah call here). An image add-project made and tested this run
@@ -287,11 +309,11 @@ class Build:
         threads = self.runner.threads
         image_id = made.image_id
         cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
-        if seen is not None and seen.id == image_id:
+        if seen is not None and seen[0] == image_id:
             if self.plan.image not in listed:
                 self.engine.tag(image_id, self.plan.image)
             cleanup.result()
-            return seen.size
+            return seen[1]
         size = threads.spawn(lambda: self.engine.image_size(image_id), name="uvbuild-size")
         if isinstance(made, TestedImage):
             self.engine.tag(image_id, self.plan.final.cache_ref, self.plan.image)
@@ -307,3 +329,29 @@ class Build:
     def _places(self) -> list[diskfull.Place]:
         """Where this build writes (for a full disk's message)."""
         return diskfull.build_places(self.engine.graphroot(), self.settings.uv_cache)
+
+
+def _size_memo(places: Places, image_id: str) -> Path:
+    return places.home / "sizes" / image_id
+
+
+def _remembered_size(places: Places, image_id: str) -> int | None:
+    """The size a build noted for `image_id` in this store (None: not noted)."""
+    try:
+        return int(_size_memo(places, image_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _remember_size(places: Places, image_id: str, size: int) -> None:
+    """Note the final image's size (a file per image ID in the store's run root)."""
+    path = _size_memo(places, image_id)
+    if size <= 0 or path.exists():
+        return
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        new = path.with_name(f".new-{image_id}-{threading.get_ident()}")
+        new.write_text(str(size))
+        new.replace(path)
+    except OSError:
+        pass  # only a memo: the next build asks buildah

@@ -268,6 +268,22 @@ class Buildah:
         except BaseException as exc:
             listed.set_exception(exc)
 
+    def image_id(self, ref: str) -> str | None:
+        """The ID of the local image `ref` (None: not there): from the listing `prefetch`
+        made when it names `ref` exactly (a bootstrapped base, a fully qualified
+        reference), else asked (`buildah inspect`, which also resolves short names)."""
+        listed = self._listed
+        if listed is not None:
+            try:
+                _, names = listed.result()
+            except BaseException:
+                names = {}
+            found = next((image for image, given in names.items() if ref in given), None)
+            if found is not None:
+                return found
+        info = self.image(ref)
+        return info.id if info else None
+
     def prefetched_names(self, generation: str) -> dict[str, tuple[str, ...]] | None:
         """The listing `prefetch` made (as image_names gives it), if the store's
         generation was `generation` when it was made; else None (list again)."""

@@ -80,8 +80,7 @@ def local_base_id(base: Base, engine: Buildah | None) -> str | None:
     """The image ID of a named base in local storage (None: not there, or not asked)."""
     if isinstance(base, BootstrapBase) or engine is None:
         return None
-    info = engine.image(base.ref)
-    return info.id if info else None
+    return engine.image_id(base.ref)
 
 
 def base_id(base: Base, engine: Buildah | None, timestamp: int, *, pull: bool,

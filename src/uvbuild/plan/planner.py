@@ -144,13 +144,10 @@ class ResolveBase(Step):
     unkeyed: ClassVar[Mapping[str, str]] = {
         "stage": "which chain the base starts: the same base is the same image in either",
         "base": "measured: its image ID, or its bootstrap definition's key (inputs.base_id)",
-        "image_id": "that image ID (measured, as `id`), kept for the build",
     }
 
     stage: str  # "builder" | "runtime"
     base: Base
-    # A base named by reference: the image ID planning found (or pulled) it as; "" else.
-    image_id: str = ""
 
     @property
     def cache_ref(self) -> str:
@@ -159,9 +156,10 @@ class ResolveBase(Step):
         return bootstrap_ref(self.base, self.key)
 
     def cached(self, cache: Mapping[str, str]) -> str | None:
-        """Never: a base is not in the step cache; it is ready when local storage has it
-        (a bootstrapped one under BASE_REPO), which resolving it looks at."""
-        return None
+        """The base's image ID if `cache` (the store's image names, as the build listed
+        them) has it by its name (a bootstrapped one under BASE_REPO); else resolving it
+        asks local storage (a short name), then pulls or bootstraps it."""
+        return cache.get(self.cache_ref)
 
     def describe(self) -> str:
         if isinstance(self.base, ImageBase):
@@ -403,8 +401,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         return step
 
     builder_base = keyed(ResolveBase(
-        name="builder-base", stage="builder", base=b.base, needs=(), key="",
-        image_id=_image_id(inputs.builder_base_id)), id=inputs.builder_base_id)
+        name="builder-base", stage="builder", base=b.base, needs=(), key=""),
+        id=inputs.builder_base_id)
     prepare_builder = keyed(PrepareBuilder(
         name="prepare-builder", needs=("builder-base",), packages=b.packages, key=""))
     sync = keyed(SyncDependencies(
@@ -429,8 +427,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     project_layer = keyed(ProjectLayer(
         name="project-layer", needs=("install-project",), key=""), form=LAYER_FORM)
     resolve_runtime = keyed(ResolveBase(
-        name="runtime-base", stage="runtime", base=runtime_base(r), needs=(), key="",
-        image_id=_image_id(inputs.runtime_base_id)), id=inputs.runtime_base_id)
+        name="runtime-base", stage="runtime", base=runtime_base(r), needs=(), key=""),
+        id=inputs.runtime_base_id)
     prepare_runtime = keyed(PrepareRuntime(
         name="prepare-runtime", needs=("runtime-base",), packages=runtime_packages(r),
         user=r.user, python=python, key=""), form=LAYER_FORM)
@@ -447,8 +445,3 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
     return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,
                 context_root=inputs.context_root or inputs.project_root,
                 project=inputs.project, locked=inputs.locked)
-
-
-def _image_id(measured: str) -> str:
-    """A base's measured id if it is an image ID (not "bootstrap:..." or "ref:...")."""
-    return measured if re.fullmatch(r"[0-9a-f]{64}", measured) else ""
