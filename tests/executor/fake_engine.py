@@ -796,7 +796,7 @@ class FakeEngine:
         after()
         return json.dumps(manifest).encode(), json.dumps(config).encode()
 
-    def import_layout(self, layout: Path, name: str) -> str:
+    def import_layout(self, layout: Path, name: str) -> None:
         """The layout's image, by its config's digest, named `name`; it holds the
         layout's layers (the base's referenced, the new ones read from the layout)."""
         after = self._record("import_layout", layout, name)
@@ -820,7 +820,6 @@ class FakeEngine:
         self.names[name] = image_id
         self.imported.append(image_id)
         after()
-        return image_id
 
 
 def as_engine(fake: FakeEngine) -> Engine:
