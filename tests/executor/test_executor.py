@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import shutil
 import tarfile
 import threading
@@ -494,9 +495,11 @@ def mmdebstrap(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], d
     calls: list[tuple[tuple[str, ...], dict[str, str]]] = []
 
     def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            **_: object) -> Result:
+            drop_env: Sequence[str] = (), **_: object) -> Result:
         assert argv[0] == "mmdebstrap"
-        calls.append((tuple(argv), dict(env or {})))
+        # What mmdebstrap inherits: uvbuild's environment, less drop_env, plus env.
+        inherited = {k: v for k, v in os.environ.items() if k not in drop_env}
+        calls.append((tuple(argv), {**inherited, **(env or {})}))
         with tarfile.open(argv[-2], "w") as tar:
             tar.addfile(tarfile.TarInfo("etc"))
         return Result(tuple(argv), 0, "", "")
@@ -509,6 +512,20 @@ def bootstrap_engine() -> FakeEngine:
     engine = fresh_engine()
     engine.scratch_python = Python()
     return engine
+
+
+def test_a_bootstrap_gets_none_of_the_hosts_python_variables(
+        mmdebstrap: list[tuple[tuple[str, ...], dict[str, str]]], project: Path,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHONDONTWRITEBYTECODE on the host left py3compile's bytecode out of the root
+    (another image ID than a CI runner's, measured: bd89481ebfd9 against cefa933ce123)."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setenv("PYTHONHASHSEED", "7")
+    build(bootstrap_engine(), plan_of(project, BOOTSTRAP_RECIPE), tmp_path)
+
+    assert len(mmdebstrap) == 1
+    assert not [name for name in mmdebstrap[0][1] if name.startswith("PYTHON")]
+    assert mmdebstrap[0][1]["SOURCE_DATE_EPOCH"] == "1700000000"
 
 
 def test_a_missing_bootstrap_base_is_made_and_named(

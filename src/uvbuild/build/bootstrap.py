@@ -99,6 +99,11 @@ def resolve_base(ctx: StepContext, step: ResolveBase, inputs: Inputs) -> ImageRe
                 container_name=name, folder=folder, mark=mark))
 
 
+def host_python_variables() -> tuple[str, ...]:
+    """The PYTHON* variables of uvbuild's environment (kept out of a bootstrap)."""
+    return tuple(sorted(name for name in os.environ if name.startswith("PYTHON")))
+
+
 def build_bootstrap_base(engine: Engine, base: BootstrapBase, ref: str, *,
                          timestamp: int, container_name: str, folder: Path,
                          mark: Mapping[str, str]) -> str:
@@ -115,8 +120,13 @@ def build_bootstrap_base(engine: Engine, base: BootstrapBase, ref: str, *,
     # mmdebstrap makes file times and package state reproducible from SOURCE_DATE_EPOCH.
     # It dies with uvbuild (die_with_parent); the children it leaves are swept by mark.
     # On an interrupt it has a few seconds, not the minute it takes to finish its tarball.
+    # The packages' maintainer scripts run with mmdebstrap's environment, and Python's
+    # variables change what they write: with PYTHONDONTWRITEBYTECODE set on the host
+    # (common on developer machines), py3compile's bytecode is missing from the root,
+    # which then has another image ID than a CI runner's. None of them reaches it.
     result = cmd.run(argv, env={"SOURCE_DATE_EPOCH": str(timestamp), **mark},
-                     die_with_parent=True, interrupt_grace=INTERRUPT_GRACE)
+                     drop_env=host_python_variables(), die_with_parent=True,
+                     interrupt_grace=INTERRUPT_GRACE)
     if not result.ok:
         full = failed_for_space(result.stdout + result.stderr, f"bootstrapping debian "
                                 f"{base.suite} failed with exit code {result.returncode}:")

@@ -65,7 +65,7 @@ PYTHON_CHECK = "python-check"
 STAGE = "stage-layer"
 WRITE_LAYER = "write-layer"
 WRITE_STATE = "write-state"
-STATE_TAR = "state.tar"  # STATE as a layer of the sync-dependencies image
+STATE_TAR = "state.tar"  # STATE and /src, a layer of the sync-dependencies image
 
 
 def packages_command(packages: tuple[str, ...]) -> batch.Command:
@@ -338,7 +338,8 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
     dependencies layer is written in the same batch (dependencies-layer keeps it).
 
     No `buildah commit`: the step's image is the builder (prepare-builder's image) with
-    that layer and a small one of builder bookkeeping (the venv's snapshot, STATE) on it,
+    that layer and a small one of builder state (the venv's snapshot, the manifests in
+    /src) on it,
     assembled as an OCI layout and imported in the background. Meanwhile install-project
     goes on in this step's own container, which holds the same files.
     """
@@ -356,9 +357,12 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
                 batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
                 _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
                 layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT)),
+                # What else the install finds in this container: the venv's snapshot
+                # and the manifests in /src (a code edit installs on the image).
                 batch.Command(WRITE_STATE, batch.shell([
                     f"{VENV}/bin/python", "-c", script("layertar.py"), "--as", "state",
-                    f"{LAYER_OUT}/{STATE_TAR}", STATE, STATE]))]
+                    f"{LAYER_OUT}/{STATE_TAR}", STATE, STATE,
+                    "--tree", SOURCE_DIR, SOURCE_DIR]))]
     outcome = _run_batch(build, ctr, step, commands, project=False,
                          extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
     if outcome.failed == UNPACK:
