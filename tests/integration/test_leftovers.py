@@ -332,8 +332,10 @@ def test_prune_in_a_loop_during_builds_fails_none_from_any_pid_namespace(
     try:
         first = builds[0]
         assert first.wait_for(r"^\s+install-project\s+\.\.\."), str(first)
-        # install-project's container lives until the build ends (builder.run sleeps).
-        named = re.compile(rf"uvbuild-{first.pid}-[a-z]{{8}}-\d+-project")
+        # install-project's container lives until the build ends (builder.run sleeps):
+        # one of the sync's image ("project"), or the sync's own when a prune removed
+        # that image before this build found it ("deps": the install goes on in it).
+        named = re.compile(rf"uvbuild-{first.pid}-[a-z]{{8}}-\d+-(?:project|deps)")
         deadline = time.monotonic() + 120
         while not (mine := [c for c in place.containers() if named.fullmatch(c)]):
             assert time.monotonic() < deadline and first.proc.poll() is None, str(first)
