@@ -44,10 +44,7 @@ class Containers:
         try:
             yield self.engine.from_image(image, name)
         finally:
-            with signals_held():
-                self.engine.rm(name)
-                with self._lock:
-                    self._live.discard(name)
+            self.close(name)
 
     @contextlib.contextmanager
     def tracked(self, purpose: str) -> Iterator[str]:
@@ -62,7 +59,7 @@ class Containers:
             self._live.discard(name)
 
     def close(self, name: str) -> None:
-        """Remove the open container `name` now."""
+        """Remove the container `name` (open or scoped) now, out of Ctrl-C's reach."""
         with signals_held():
             self.engine.rm(name)
             with self._lock:

@@ -242,7 +242,7 @@ class Build:
             runner.wait_deferred()  # a step's commit that failed fails the build
             image_size = self._name(made, known.result(),
                                     listing.result().get(image_id, ()), containers)
-            _remember_size(claim.places, image_id, image_size)
+            liveness.remember_size(claim.places, image_id, image_size)
             sweep.result()
             # Only a build that succeeded (its image tested) exports, after it is named.
             exported = remote.export(self.plan, runner.made(), threads)
@@ -285,7 +285,7 @@ class Build:
         if listed_early:
             found = next((image for image, names in listing.result().items()
                           if final in names), None)
-            size = _remembered_size(places, found) if found else None
+            size = liveness.remembered_size(places, found) if found else None
             if found is None or size is not None:
                 known.set_result(None if found is None else (found, size or 0))
                 return known
@@ -315,43 +315,15 @@ class Build:
             cleanup.result()
             return seen[1]
         size = threads.spawn(lambda: self.engine.image_size(image_id), name="uvbuild-size")
-        if isinstance(made, TestedImage):
-            self.engine.tag(image_id, self.plan.final.cache_ref, self.plan.image)
-            untag = threads.spawn(lambda: self.engine.rmi(made.untested),
-                                  name="uvbuild-untested")
-        else:
-            self.engine.tag(image_id, self.plan.image)
+        tested = made if isinstance(made, TestedImage) else None
+        names = (self.plan.final.cache_ref, self.plan.image) if tested else (self.plan.image,)
+        self.engine.tag(image_id, *names)
+        if tested is not None:
+            self.engine.rmi(tested.untested)  # a name only: the image has its cache name
         cleanup.result()
-        if isinstance(made, TestedImage):
-            untag.result()
         return size.result()
 
     def _places(self) -> list[diskfull.Place]:
         """Where this build writes (for a full disk's message)."""
         return diskfull.build_places(self.engine.graphroot(), self.settings.uv_cache)
 
-
-def _size_memo(places: Places, image_id: str) -> Path:
-    return places.home / "sizes" / image_id
-
-
-def _remembered_size(places: Places, image_id: str) -> int | None:
-    """The size a build noted for `image_id` in this store (None: not noted)."""
-    try:
-        return int(_size_memo(places, image_id).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _remember_size(places: Places, image_id: str, size: int) -> None:
-    """Note the final image's size (a file per image ID in the store's run root)."""
-    path = _size_memo(places, image_id)
-    if size <= 0 or path.exists():
-        return
-    try:
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        new = path.with_name(f".new-{image_id}-{threading.get_ident()}")
-        new.write_text(str(size))
-        new.replace(path)
-    except OSError:
-        pass  # only a memo: the next build asks buildah

@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from uvbuild.build.atomic import write_atomic
 from uvbuild.build.results import LayerResult, LayerSet
 from uvbuild.errors import EngineError
 from uvbuild.plan.planner import LayerStep, layer_ref
@@ -96,7 +97,7 @@ class LayerCache:
                               created_by=layer.created_by))
         document = {"step": step.name, "key": step.key, "facts": dict(facts), "layers": [
             {"digest": k.digest, "size": k.size, "created_by": k.created_by} for k in kept]}
-        _write_atomic(self._entry(step.name, step.key),
+        write_atomic(self._entry(step.name, step.key),
                       json.dumps(document, sort_keys=True, indent=1).encode())
         return LayerSet(step=step.name, key=step.key, layers=tuple(kept), facts=dict(facts))
 
@@ -122,18 +123,6 @@ class LayerCache:
             removed += 1
         shutil.rmtree(self.blobs, ignore_errors=True)
         return removed
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(part, 0o644)
-        os.replace(part, target)
-    except BaseException:
-        Path(part).unlink(missing_ok=True)
-        raise
 
 
 def _move_in(source: Path, target: Path) -> None:

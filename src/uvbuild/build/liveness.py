@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from uvbuild.build.atomic import write_atomic
 from uvbuild.build.labels import OWNED_LABELS
 from uvbuild.errors import EngineError, StepFailed
 
@@ -379,12 +380,28 @@ class _Foreign:
         if ids == self.ids:
             return
         self.ids = ids
-        new = self.path.with_name(f"{_NEW}{self.path.name}-{os.getpid()}")
-        try:
-            new.write_text("".join(f"{i}\n" for i in sorted(ids)))
-            new.replace(self.path)
-        except OSError:
-            new.unlink(missing_ok=True)  # only a memo: the next sweep asks again
+        with contextlib.suppress(OSError):  # only a memo: the next sweep asks again
+            write_atomic(self.path, "".join(f"{i}\n" for i in sorted(ids)).encode())
+
+
+def remembered_size(places: Places, image_id: str) -> int | None:
+    """The size a build noted for the image `image_id` in this store (None: not noted).
+    An image's size never changes: an unchanged rebuild reads it here instead of asking
+    buildah (`buildah inspect`)."""
+    try:
+        return int((places.home / "sizes" / image_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def remember_size(places: Places, image_id: str, size: int) -> None:
+    """Note a final image's size (a file per image ID in the store's run root)."""
+    path = places.home / "sizes" / image_id
+    if size <= 0 or path.exists():
+        return
+    with contextlib.suppress(OSError):  # only a memo: the next build asks buildah
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        write_atomic(path, str(size).encode())
 
 
 def live_runs(places: Places, *, besides: str | None = None) -> int:

@@ -112,12 +112,18 @@ def files_ref(result: StepResult, stored_as: str) -> str | None:
 def image_of(result: StepResult) -> ImageResult | None:
     """The image `result` says the step made or found, if its files are one (None for a
     working container still being committed, or layer files)."""
-    files = result.files if isinstance(result, InstallResult | SyncResult) else result
+    files = _files(result)
     return files if isinstance(files, ImageResult) else None
 
 
 def stored(result: StepResult) -> bool:
     """Whether the step's result is kept: layer files, or an image (one being committed
     included); not a working container no image is made of."""
-    files = result.files if isinstance(result, InstallResult | SyncResult) else result
+    files = _files(result)
     return not (isinstance(files, ContainerResult) and not files.stored)
+
+
+def _files(result: StepResult) -> StepResult:
+    """Where a sync's or install's result has its files (their image or container); any
+    other result as it is."""
+    return result.files if isinstance(result, InstallResult | SyncResult) else result

@@ -272,29 +272,28 @@ class Buildah:
         """The ID of the local image `ref` (None: not there): from the listing `prefetch`
         made when it names `ref` exactly (a bootstrapped base, a fully qualified
         reference), else asked (`buildah inspect`, which also resolves short names)."""
-        listed = self._listed
-        if listed is not None:
-            try:
-                _, names = listed.result()
-            except BaseException:
-                names = {}
-            found = next((image for image, given in names.items() if ref in given), None)
-            if found is not None:
-                return found
+        _, names = self._early_listing() or ("", {})
+        found = next((image for image, given in names.items() if ref in given), None)
+        if found is not None:
+            return found
         info = self.image(ref)
         return info.id if info else None
 
     def prefetched_names(self, generation: str) -> dict[str, tuple[str, ...]] | None:
         """The listing `prefetch` made (as image_names gives it), if the store's
         generation was `generation` when it was made; else None (list again)."""
-        listed = self._listed
-        if listed is None:
+        then, names = self._early_listing() or (None, None)
+        return names if then == generation else None
+
+    def _early_listing(self) -> tuple[str, dict[str, tuple[str, ...]]] | None:
+        """(the store's generation, image_names()) as `prefetch` listed them; None if
+        it did not, or could not."""
+        if self._listed is None:
             return None
         try:
-            then, names = listed.result()
+            return self._listed.result()
         except BaseException:
             return None
-        return names if then == generation else None
 
     def _ask_run_root(self) -> Path:
         out = self._call("info", what="reading buildah's storage settings")
