@@ -240,6 +240,7 @@ class FakeEngine:
         self.registry = FakeRegistry()  # share one between engines: two runners, one cache
         self.config_of: dict[str, dict[str, Any]] = {}  # image ID → an imported config
         self.imported: list[str] = []  # the IDs import_layout made, in order
+        self.imported_layers: list[tuple[str, list[str]]] = []  # (name, its layer digests)
         self.mount_root: Path | None = None  # what `mount` gives (a folder as a root)
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
@@ -819,6 +820,7 @@ class FakeEngine:
         self.config_of[image_id] = config
         self.names[name] = image_id
         self.imported.append(image_id)
+        self.imported_layers.append((name, [str(d["digest"]) for d in manifest["layers"]]))
         after()
 
 

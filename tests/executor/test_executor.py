@@ -27,7 +27,7 @@ from fake_engine import (
 )
 
 from uvbuild.build import liveness
-from uvbuild.build.assemble import UNTESTED_REPO, untested_ref
+from uvbuild.build.assemble import UNTESTED_REPO, staged_ref, untested_ref
 from uvbuild.build.builder_steps import (
     LAYER_OUT,
     UV_CACHE_TARGET,
@@ -201,10 +201,15 @@ def test_first_build_tags_every_cache_ref_then_the_image(engine: FakeEngine, pro
     assert engine.tags()[-2:] == [plan.final.cache_ref, IMAGE]
     assert sorted(engine.tags()[:-2]) == sorted(
         plan.step(name).cache_ref for name in COMMITTED + IMPORTED)
-    assert engine.imported[-1] == result.image_id and len(engine.imported) == 2
+    # Between them, the base's new layers up to the dependencies' (staged while the
+    # project installs), whose name is gone at the end.
+    assert engine.imported[-1] == result.image_id and len(engine.imported) == 3
     assert [c.args[1] for c in engine.called("import_layout")] == [
-        *(plan.step(name).cache_ref for name in IMPORTED), untested_ref(plan.final)]
+        *(plan.step(name).cache_ref for name in IMPORTED), staged_ref(plan.final),
+        untested_ref(plan.final)]
     assert untested_ref(plan.final) not in engine.names
+    assert staged_ref(plan.final) not in engine.names
+    assert engine.imported[1] not in engine.store
     assert all(plan.step(name).cache_ref.startswith(CACHE_REPO + "/") for name in COMMITTED)
     assert engine.names[IMAGE] == result.image_id
     assert engine.names[plan.final.cache_ref] == result.image_id
@@ -624,6 +629,52 @@ def test_a_source_change_runs_only_the_project_steps(engine: FakeEngine, project
     assert engine.names[IMAGE] == result.image_id
 
 
+def staged_layers(engine: FakeEngine, plan: Plan, since: int = 0) -> list[list[str]]:
+    """The layer digests of each staged import (assemble.stage), from import `since` on."""
+    return [layers for name, layers in engine.imported_layers[since:]
+            if name == staged_ref(plan.final)]
+
+
+def test_the_dependencies_are_imported_while_the_project_installs(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """A first build (and a lock change) imports the base's new layers below the
+    project's as soon as the dependencies layer is written: the final import then
+    writes only the project layer into the store. A code change or a base refresh,
+    whose dependencies layer is kept, stages nothing."""
+    plan = plan_of(project)
+    result = build(engine, plan, tmp_path)
+
+    final = [digest for digest, _ in engine.store[result.image_id].layers]
+    assert staged_layers(engine, plan) == [final[:-1]]  # all but the project's
+    installed = next(n for n, c in enumerate(engine.calls) if c.method == "run"
+                     and any(words[:2] == (UV_TARGET, "sync") and "--no-install-workspace"
+                             not in words for words in commands_of(c)))
+    staged = next(n for n, c in enumerate(engine.calls) if c.method == "import_layout"
+                  and c.args[1] == staged_ref(plan.final))
+    assert engine.calls[staged].thread != engine.calls[installed].thread
+    assert not any("-staged" in name for name in engine.names)
+
+    mark = len(engine.imported_layers)
+    changed = plan_of(project, source_digest="sha256:" + "3" * 64)
+    build(engine, changed, tmp_path)
+    refreshed = plan_of(project, runtime_base_id="refreshed-base-id")
+    build(engine, refreshed, tmp_path)
+    assert staged_layers(engine, changed, mark) == staged_layers(engine, refreshed, mark) == []
+
+
+def test_a_failed_install_leaves_no_staged_image(engine: FakeEngine, project: Path,
+                                                tmp_path: Path) -> None:
+    engine.fail_run("make assets", stderr="make: *** No rule to make target 'assets'\n")
+    plan = plan_of(project)
+
+    with pytest.raises(StepFailed):
+        build(engine, plan, tmp_path)
+
+    assert not any(name.startswith(UNTESTED_REPO) for name in engine.names)
+    assert engine.images_labelled("io.uvbuild.step", "add-project") == []
+    assert engine.live == {}
+
+
 def test_a_runtime_base_refresh_runs_no_builder_step(engine: FakeEngine, project: Path,
                                                       tmp_path: Path) -> None:
     first = build(engine, plan_of(project), tmp_path)
@@ -849,7 +900,7 @@ def test_the_tests_run_in_a_container_of_the_assembled_image_before_it_is_tagged
 
     imported = engine.called("import_layout")
     assert [c.args[1] for c in imported] == [plan.step("sync-dependencies").cache_ref,
-                                             untested_ref(plan.final)]
+                                             staged_ref(plan.final), untested_ref(plan.final)]
     at = engine.calls.index(imported[-1])
     tests_run = the_tests_run(engine)
     assert commands_of(tests_run) == [("app", "--self-test")]

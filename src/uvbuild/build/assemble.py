@@ -23,6 +23,7 @@ from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import KEY_LABEL, PYTHON_LABEL, STEP_LABEL, USER_LABEL
 from uvbuild.build.results import LayerSet, TestedImage
 from uvbuild.build.runtime_steps import check_python, final_config, judge_tests, run_tests
+from uvbuild.engine.buildah import ImageConfig
 from uvbuild.errors import EngineError, StepFailed
 from uvbuild.output import oci
 from uvbuild.plan.planner import AddProject
@@ -38,10 +39,57 @@ def untested_ref(step: AddProject) -> str:
 
 
 def read_base(build: StepContext, step: AddProject, base_ref: str) -> oci.BaseImage:
-    """The runtime base's manifest and config, read as soon as the base is resolved
-    (StepKind.opens): two skopeo calls off the way to the image, while the layers are
-    made."""
+    """The runtime base's manifest and config (to assemble on top of it)."""
     return oci.base_image(*build.engine.image_manifest(base_ref))
+
+
+def open_base(build: StepContext, step: AddProject, inputs: Inputs) -> oci.BaseImage:
+    """read_base as soon as the base is resolved (StepKind.opens): two skopeo calls off
+    the way to the image, while the layers are made."""
+    return read_base(build, step, inputs.ref("runtime-base"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Staged:
+    """The runtime base with the runtime's and the dependencies' layers, imported while
+    the project installs (`stage`): its name, which the build removes at its end."""
+
+    name: str
+
+
+def staged_ref(step: AddProject) -> str:
+    """The name the staged import has until the build ends."""
+    return f"{UNTESTED_REPO}/{step.name}-{step.key[:32]}-staged:latest"
+
+
+def stage(build: StepContext, step: AddProject, inputs: Inputs) -> Staged | None:
+    """Import the base's new layers up to the dependencies (runtime packages, user,
+    /app/.venv) while install-project runs (StepKind.opens, once dependencies-layer was
+    made this run: a first build or a lock change).
+
+    An image store keeps a layer on top of its parent: a new dependencies layer on a
+    base is written into the store when an image holding it is imported, about half a
+    second for a venv of 18 MB here. Imported now, beside the install, it is there when
+    add-project imports the whole image, which then writes only the project layer.
+    The staged image is only a holder of those layers: named `staged_ref`, removed when
+    the build ends (its layers stay, under the final image). A failure here costs only
+    the time: add-project's import writes what is missing.
+    """
+    base = inputs.opened(oci.BaseImage)
+    layers = [layer for name in LAYERS_FROM[:2]
+              for layer in _present(inputs.of(name, LayerSet)).layers]
+    if base is None or not layers:
+        return None
+    layout = build.scratch_dir("staged-layout")
+    oci.write_layout(layout, base, layers, ImageConfig(labels=((STEP_LABEL, step.name),)),
+                     timestamp=build.plan.timestamp)
+    name = staged_ref(step)
+    build.drop_at_end(name)
+    try:
+        build.engine.import_layout(layout, name)
+    except EngineError:
+        return None
+    return Staged(name)
 
 
 def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedImage:
@@ -49,8 +97,7 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
     sets = {name: _present(inputs.of(name, LayerSet)) for name in LAYERS_FROM}
     runtime, deps = sets["prepare-runtime"].facts, sets["dependencies-layer"].facts
     check_python(_python(deps.get("python")), _python(runtime.get("python")))
-    base = (inputs.opened(oci.BaseImage) if inputs.early is not None
-            else read_base(build, step, inputs.ref("runtime-base")))
+    base = inputs.opened(oci.BaseImage) or read_base(build, step, inputs.ref("runtime-base"))
     base_env = tuple(json.loads(base.config).get("config", {}).get("Env") or ())
     user = str(runtime.get("user") or "")
     labels = {STEP_LABEL: step.name, KEY_LABEL: step.key, USER_LABEL: user,
@@ -63,7 +110,12 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
     layout = build.scratch_dir("layout")
     assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
     untested = untested_ref(step)
+    staged = inputs.opened(Staged)  # the base's new layers below the project's
     build.engine.import_layout(layout, untested)
+    unstaged = None
+    if staged is not None:  # the imported image holds its layers now
+        unstaged = build.submit(lambda: build.discard_image(staged.name),
+                                name="uvbuild-unstage")
     image_id = assembled.image_id
     # That the store keeps the config's digest as the image ID (skopeo's
     # --preserve-digests) is checked while the test container is made from that ID.
@@ -84,6 +136,8 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
                 build.close_container(ctr)  # before the image can go
                 raise
         stored.result()
+        if unstaged is not None:
+            unstaged.result()
     except BaseException:
         build.discard_image(untested)
         raise

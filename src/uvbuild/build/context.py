@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -56,8 +56,9 @@ class Inputs:
 
     results: Mapping[str, StepResult]  # need's name → its result
     refs: Mapping[str, str]  # need's name → where its files are read (results.files_ref)
-    # What the runner opened for this step while its needs were made (StepKind.opens).
-    early: Future[object] | None = None
+    # What the runner opened for this step while its needs were made (StepKind.opens),
+    # by the type each opener makes.
+    early: Mapping[type, Future[object]] = field(default_factory=dict)
 
     def ref(self, name: str) -> str:
         """The name a container is made from, or copied from, to read need `name`'s files."""
@@ -72,11 +73,12 @@ class Inputs:
             raise TypeError(f"{name} handed on a {type(result).__name__}, not a {kind.__name__}")
         return result
 
-    def opened(self, kind: type[T]) -> T:
-        """What the step kind's opener made (waits for it; raises its failure)."""
-        assert self.early is not None, "this step kind opens nothing early (StepKind.opens)"
-        made = self.early.result()
-        if not isinstance(made, kind):
+    def opened(self, kind: type[T]) -> T | None:
+        """What the step kind's opener of `kind` made (waits for it; raises its failure),
+        or None: no such opener ran (or it found nothing to do)."""
+        future = self.early.get(kind)
+        made = None if future is None else future.result()
+        if made is not None and not isinstance(made, kind):
             raise TypeError(f"opened a {type(made).__name__}, not a {kind.__name__}")
         return made
 
@@ -140,3 +142,8 @@ class StepContext(Protocol):
                      commit: Callable[[], str]) -> ContainerResult: ...
 
     def discard_image(self, image_id: str) -> None: ...
+
+    def drop_at_end(self, name: str) -> None:
+        """An image name this build makes for its own use only: removed (the name, and
+        the image unless something else uses it) when the build ends, however it ends."""
+        ...

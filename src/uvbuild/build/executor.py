@@ -36,6 +36,7 @@ from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
 from uvbuild.engine.buildah import CommitOptions
 from uvbuild.engine.protocol import Engine
+from uvbuild.output import oci
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.planner import (
     AddProject,
@@ -74,8 +75,11 @@ STEP_KINDS: StepKinds = {
     DependenciesLayer: StepKind(layer_steps.dependencies_layer, kept=layer_steps.kept),
     ProjectLayer: StepKind(layer_steps.project_layer, kept=layer_steps.kept),
     PrepareRuntime: StepKind(layer_steps.prepare_runtime, kept=layer_steps.kept),
-    AddProject: StepKind(assemble.add_project,
-                         opens=Opens("runtime-base", assemble.read_base)),
+    AddProject: StepKind(assemble.add_project, opens=(
+        Opens(("runtime-base",), oci.BaseImage, assemble.open_base),
+        Opens(("runtime-base", "prepare-runtime", "dependencies-layer"), assemble.Staged,
+              assemble.stage, after_made="dependencies-layer"),
+    )),
 }
 
 
@@ -104,6 +108,7 @@ class BuildContext:
         self._scratch = scratch  # this run's locked host folder: files steps hand over
         self._jobs = itertools.count(1)
         self._lock = threading.Lock()
+        self._dropped: list[str] = []  # drop_at_end
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
         return self._threads.spawn(work, name=name)
@@ -171,6 +176,19 @@ class BuildContext:
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""
         self.engine.rmi(image_id)
+        with self._lock:
+            if image_id in self._dropped:
+                self._dropped.remove(image_id)
+
+    def drop_at_end(self, name: str) -> None:
+        with self._lock:
+            self._dropped.append(name)
+
+    def take_dropped(self) -> list[str]:
+        """The drop_at_end names not yet removed (the build removes them now)."""
+        with self._lock:
+            taken, self._dropped = self._dropped, []
+        return taken
 
 
 class Build:
@@ -197,6 +215,7 @@ class Build:
         runner, threads = self.runner, self.runner.threads
         containers = Containers(self.engine, claim.container_name)
         scratch: Path | None = None
+        ctx: BuildContext | None = None
         try:
             # Made now: the mark that builder commands carry names it (Buildah.owner_env).
             scratch = claim.folder("build")
@@ -263,6 +282,8 @@ class Build:
             threads.shut_gates()  # nothing may wait at a gate for ever
             threads.join()
             try:
+                for name in ctx.take_dropped() if ctx is not None else ():
+                    self.engine.rmi(name)
                 containers.remove_live()
             finally:
                 if scratch is not None:

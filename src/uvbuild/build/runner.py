@@ -51,12 +51,20 @@ S = TypeVar("S", bound=Step)
 
 @dataclass(frozen=True, slots=True)
 class Opens(Generic[S]):
-    """A step kind's working container, opened as soon as need `need` is made, while the
-    step's other needs are still being made (`buildah from` need not wait for them).
-    The step function gets it with `inputs.opened(...)`."""
+    """Work a step kind starts as soon as its `needs` (some of the step's needs) are
+    made, while the step's other needs are still being made: a `buildah from`, a read,
+    an import need not wait for them. `open(ctx, step, inputs)` gets those needs'
+    Inputs (with what the step's earlier openers made) and returns a `makes`, or None
+    (nothing to do); the step function gets it with `inputs.opened(makes)`.
 
-    need: str
-    open: Callable[[StepContext, S, str], object]  # (ctx, step, the need's files_ref)
+    With `after_made`, it opens only if that step was made this run (not found in a
+    cache): what is only worth doing beside that step's followers.
+    """
+
+    needs: tuple[str, ...]
+    makes: type
+    open: Callable[[StepContext, S, Inputs], object]
+    after_made: str | None = None
 
 
 def _image_as_is(image: ImageResult) -> StepResult:
@@ -77,7 +85,7 @@ class StepKind(Generic[S]):
     """
 
     run: Callable[[StepContext, S, Inputs], StepResult]
-    opens: Opens[S] | None = None
+    opens: tuple[Opens[S], ...] = ()
     from_cache: Callable[[ImageResult], StepResult] = _image_as_is
     kept: Callable[[StepContext, S], StepResult | None] | None = None
     shared_by: Callable[[S], str] | None = None
@@ -98,7 +106,8 @@ class Runner:
         self.threads = Threads()
         self._steps: Once[str, StepResult] = Once()  # step name → its result
         self._shared: Once[str, StepResult] = Once()  # StepKind.shared_by → the result
-        self._opened: dict[str, Future[object]] = {}  # step name → its early container(s)
+        self._opened: dict[str, dict[type, Future[object]]] = {}  # step → Opens.makes → it
+        self._ran: set[str] = set()  # the steps made (run) this build, not found
         self._lock = threading.Lock()
         self._deferred: list[Future[str]] = []  # commits under way in the background
         self._pulls: Once[str, ImageResult | LayerSet | None] = Once()  # by shared_by
@@ -148,7 +157,7 @@ class Runner:
         pulled = self._pulled(step, kind, ctx)
         if pulled is not None:
             return pulled
-        if kind.opens is not None:
+        if kind.opens:
             self._open_early(step, kind.opens, ctx, cache)
         self.threads.all([functools.partial(self.result, self.plan.step(name), ctx, cache)
                           for name in step.needs])
@@ -157,12 +166,14 @@ class Runner:
         results = {name: self._steps.get(name) for name in step.needs}
         refs = {name: ref for name, result in results.items()
                 if (ref := files_ref(result, self.plan.step(name).cache_ref)) is not None}
-        inputs = Inputs(results=results, refs=refs, early=self._opened.pop(step.name, None))
+        inputs = Inputs(results=results, refs=refs, early=self._opened.pop(step.name, {}))
         with self.reporter.running(step):
             if kind.shared_by is None:
                 result = kind.run(ctx, step, inputs)
             else:
                 result = self._shared(kind.shared_by(step), lambda: kind.run(ctx, step, inputs))
+        with self._lock:
+            self._ran.add(step.name)
         image = image_of(result)
         if kind.stored and image is not None and step is not self.plan.steps[-1]:
             # The final step is named by the build, with the output name, once tested.
@@ -184,13 +195,27 @@ class Runner:
         self.reporter.pulled(step, time.monotonic() - started)
         return found if isinstance(found, LayerSet) else kind.from_cache(found)
 
-    def _open_early(self, step: Step, opens: Opens[Any], ctx: StepContext,
+    def _open_early(self, step: Step, opens: tuple[Opens[Any], ...], ctx: StepContext,
                     cache: Mapping[str, str]) -> None:
-        def open_it() -> object:
-            self.result(self.plan.step(opens.need), ctx, cache)
-            return opens.open(ctx, step, self.files_of(opens.need))
+        opened: dict[type, Future[object]] = {}
+        for one in opens:
+            earlier = dict(opened)  # what the openers before this one make
 
-        self._opened[step.name] = self.threads.spawn(open_it, name=f"uvbuild-from-{step.name}")
+            def open_it(one: Opens[Any] = one, earlier: dict[type, Future[object]] = earlier
+                        ) -> object:
+                results = {name: self.result(self.plan.step(name), ctx, cache)
+                           for name in one.needs}
+                if one.after_made is not None:
+                    with self._lock:
+                        if one.after_made not in self._ran:
+                            return None
+                refs = {name: self.files_of(name) for name, result in results.items()
+                        if files_ref(result, self.plan.step(name).cache_ref) is not None}
+                return one.open(ctx, step, Inputs(results=results, refs=refs, early=earlier))
+
+            opened[one.makes] = self.threads.spawn(
+                open_it, name=f"uvbuild-open-{step.name}-{one.makes.__name__}")
+        self._opened[step.name] = opened
 
     def defer(self, step: Step, container: str, commit: Callable[[], str]) -> ContainerResult:
         """Commit and name `step`'s image in the background; later steps read `container`.
