@@ -118,6 +118,11 @@ class StepContext(Protocol):
         """Remove an `open_container` container now (not when the build ends)."""
         ...
 
+    def retire_container(self, name: str) -> None:
+        """Remove an `open_container` container nothing reads any more, in the
+        background: off the build's end, finished before the image is named."""
+        ...
+
     def container(self, image: str, purpose: str) -> AbstractContextManager[str]:
         """A working container from `image`, removed when the block ends."""
         ...

@@ -143,6 +143,10 @@ class BuildContext:
     def close_container(self, name: str) -> None:
         self._containers.close(name)
 
+    def retire_container(self, name: str) -> None:
+        self._runner.in_background(lambda: self._containers.close(name),
+                                   name="uvbuild-retire")
+
     def container(self, image: str, purpose: str) -> contextlib.AbstractContextManager[str]:
         return self._containers.scoped(image, purpose)
 

@@ -43,7 +43,13 @@ from uvbuild.build.builder_steps import (
 )
 from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import INSTALLED_LABEL
-from uvbuild.build.results import InstallResult, LayerResult, LayerSet, SyncResult
+from uvbuild.build.results import (
+    ContainerResult,
+    InstallResult,
+    LayerResult,
+    LayerSet,
+    SyncResult,
+)
 from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import EngineError, ProjectError, StepFailed
@@ -94,6 +100,9 @@ def project_layer(build: StepContext, step: ProjectLayer, inputs: Inputs) -> Lay
     now from its image), with the SBOM in it."""
     made = inputs.of("install-project", InstallResult)
     layer, installed = made.layer, made.installed
+    if layer is not None and isinstance(made.files, ContainerResult) and not made.files.stored:
+        # The install's container: its layer is written, and no image is made of it.
+        build.retire_container(made.files.container)
     if layer is None or installed is None:
         image = inputs.ref("install-project")
         layer = _write_from_image(build, image, "project-layer", LAYER_TAR,
@@ -159,22 +168,25 @@ def prepare_runtime(build: StepContext, step: PrepareRuntime, inputs: Inputs) ->
             return build.layers.put(step, *_runtime_layers(build, step, ctr))
     # The base's PATH (where `python` is looked up) is read while its container is made.
     info = build.submit(lambda: build.engine.image(base), name="uvbuild-runtime-env")
-    # Removed when the build ends (beside the final tag), not on the way to the image.
+    # Removed in the background once read (retire_container), not on the way to the image.
     ctr = build.open_container(base, "runtime")
-    root = build.engine.mount(ctr)
-    probe: PrepareRuntime | None = None
-    if root is not None:
-        image = info.result()
-        key = runtime_probe.content_key(root, step, image.env if image else (),
-                                        build.plan.timestamp)
-        probe = dataclasses.replace(step, key=key)
-        found = build.layers.get(probe)
-        if found is not None:
-            return build.layers.put(step, found.layers, found.facts)
-    made = build.layers.put(step, *_runtime_layers(build, step, ctr))
-    if probe is not None:
-        build.layers.put(probe, made.layers, made.facts)
-    return made
+    try:
+        root = build.engine.mount(ctr)
+        probe: PrepareRuntime | None = None
+        if root is not None:
+            image = info.result()
+            key = runtime_probe.content_key(root, step, image.env if image else (),
+                                            build.plan.timestamp)
+            probe = dataclasses.replace(step, key=key)
+            found = build.layers.get(probe)
+            if found is not None:
+                return build.layers.put(step, found.layers, found.facts)
+        made = build.layers.put(step, *_runtime_layers(build, step, ctr))
+        if probe is not None:
+            build.layers.put(probe, made.layers, made.facts)
+        return made
+    finally:
+        build.retire_container(ctr)
 
 
 def _runtime_layers(build: StepContext, step: PrepareRuntime,

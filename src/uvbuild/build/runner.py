@@ -109,7 +109,7 @@ class Runner:
         self._opened: dict[str, dict[type, Future[object]]] = {}  # step → Opens.makes → it
         self._ran: set[str] = set()  # the steps made (run) this build, not found
         self._lock = threading.Lock()
-        self._deferred: list[Future[str]] = []  # commits under way in the background
+        self._deferred: list[Future[object]] = []  # commits under way in the background
         self._pulls: Once[str, ImageResult | LayerSet | None] = Once()  # by shared_by
         self.pull: Pull | None = None  # set by the build when it has --cache-from
 
@@ -228,10 +228,15 @@ class Runner:
             self.engine.tag(image_id, step.cache_ref)
             return image_id
 
-        future = self.threads.spawn(finish, name=f"uvbuild-commit-{step.name}")
+        self.in_background(finish, name=f"uvbuild-commit-{step.name}")
+        return ContainerResult(container)
+
+    def in_background(self, work: Callable[[], object], *, name: str) -> None:
+        """`work` in a thread of its own, waited for (`wait_deferred`) before the final
+        image is named; a failure fails the build."""
+        future = self.threads.spawn(work, name=name)
         with self._lock:
             self._deferred.append(future)
-        return ContainerResult(container)
 
     def wait_deferred(self) -> None:
         """Wait for the background commits; the first that failed is raised."""
