@@ -597,6 +597,9 @@ class FakeEngine:
         after()
         return self.mount_root
 
+    def prefetched_containers(self) -> list[dict[str, str]] | None:
+        return None  # the fake lists when asked (containers)
+
     def containers(self) -> list[dict[str, str]]:
         after = self._record("containers")
         listed = [{"id": c.id, "name": c.name} for c in list(self.live.values())]

@@ -30,7 +30,6 @@ from uvbuild.build.context import BuildSettings
 from uvbuild.build.labels import STEP_LABEL
 from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
-from uvbuild.build.remote import RemoteCache
 from uvbuild.build.results import ContainerResult, ImageResult, TestedImage
 from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
 from uvbuild.engine import cmd, diskfull
@@ -228,10 +227,16 @@ class Build:
             ctx = BuildContext(self.engine, self.plan, self.settings, runner=runner,
                                containers=containers, claim=claim, scratch=scratch,
                                layers=layers)
-            remote = RemoteCache(self.engine, self.settings, warn=self.reporter.warn,
-                                 scratch=scratch)
-            if remote.sources and not self.settings.no_cache:
-                runner.pull = remote.pull
+            remote = None
+            if self.settings.cache_from or self.settings.cache_to:
+                # (Imported only then: a registry cache's modules are a fifth of the
+                # start-up of an unchanged rebuild.)
+                from uvbuild.build.remote import RemoteCache
+
+                remote = RemoteCache(self.engine, self.settings, warn=self.reporter.warn,
+                                     scratch=scratch)
+                if remote.sources and not self.settings.no_cache:
+                    runner.pull = remote.pull
             final = self.plan.final
             # The store's images are listed once (the cache, and whether the sweep has
             # unnamed images to look at) while the final image is looked up by its cache
@@ -251,7 +256,8 @@ class Build:
             sweep = threads.spawn(
                 lambda: liveness.sweep(self.engine, claim.places, me=claim.id,
                                        unnamed=lambda: [image for image, names in
-                                                        listing.result().items() if not names]),
+                                                        listing.result().items() if not names],
+                                       listed=self.engine.prefetched_containers()),
                 name="uvbuild-sweep")
             cache = {} if self.settings.no_cache else cache_names(listing.result())
             if not final.cached(cache):
@@ -268,7 +274,7 @@ class Build:
             liveness.remember_size(claim.places, image_id, image_size)
             sweep.result()
             # Only a build that succeeded (its image tested) exports, after it is named.
-            exported = remote.export(self.plan, runner.made(), threads)
+            exported = remote.export(self.plan, runner.made(), threads) if remote else None
             if exported:
                 self.reporter.note(exported)
         except BaseException as exc:

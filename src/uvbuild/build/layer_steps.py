@@ -54,7 +54,6 @@ from uvbuild.engine import cmd
 from uvbuild.engine.buildah import Mount
 from uvbuild.errors import EngineError, ProjectError, StepFailed
 from uvbuild.incontainer import layertar, script
-from uvbuild.output.sbom import SBOM_PATH, make_sbom
 from uvbuild.plan.planner import (
     VENV,
     DependenciesLayer,
@@ -108,11 +107,12 @@ def project_layer(build: StepContext, step: ProjectLayer, inputs: Inputs) -> Lay
         layer = _write_from_image(build, image, "project-layer", LAYER_TAR,
                                   project_layer_args(LAYER_OUT), PROJECT_HISTORY)
         installed = json.loads(_labels(build, image).get(INSTALLED_LABEL, "{}"))
-    document = _sbom(build, installed)
-    if document is not None:  # at SBOM_PATH, owned by root, in its sorted place
+    made_sbom = _sbom(build, installed)
+    if made_sbom is not None:  # at its path, owned by root, in its sorted place
+        path, document = made_sbom
         target = build.scratch_dir("sbom-layer") / LAYER_TAR
         facts = layertar.insert_file(  # type: ignore[no-untyped-call]
-            str(layer.path), str(target), SBOM_PATH.lstrip("/"), document,
+            str(layer.path), str(target), path.lstrip("/"), document,
             build.plan.timestamp)
         layer = LayerResult(path=target, digest=str(facts["digest"]),
                             size=int(facts["size"]), created_by=layer.created_by)
@@ -146,12 +146,16 @@ def _labels(build: StepContext, image: str) -> dict[str, str]:
     return dict(info.labels) if info else {}
 
 
-def _sbom(build: StepContext, installed: object) -> bytes | None:
+def _sbom(build: StepContext, installed: object) -> tuple[str, bytes] | None:
+    """The SBOM's path in the image and its bytes (None: no project, no SBOM)."""
     if build.plan.project is None:
         return None
-    return make_sbom(build.plan.project, build.plan.locked,
-                     dict(installed) if isinstance(installed, Mapping) else {},
-                     timestamp=build.plan.timestamp)
+    # Imported here: only a build that writes a project layer needs it.
+    from uvbuild.output.sbom import SBOM_PATH, make_sbom
+
+    return SBOM_PATH, make_sbom(build.plan.project, build.plan.locked,
+                                dict(installed) if isinstance(installed, Mapping) else {},
+                                timestamp=build.plan.timestamp)
 
 
 def prepare_runtime(build: StepContext, step: PrepareRuntime, inputs: Inputs) -> LayerSet:

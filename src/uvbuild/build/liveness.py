@@ -301,7 +301,8 @@ class Swept:
 
 
 def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None,
-          unnamed: Callable[[], Collection[str]] | None = None) -> Swept:
+          unnamed: Callable[[], Collection[str]] | None = None,
+          listed: list[dict[str, str]] | None = None) -> Swept:
     """Remove what dead runs left in this store and this $TMPDIR: working containers, host
     folders, the processes marked with those folders, their lock files, and (`images`)
     dangling uvbuild images once no run (but `me`, the sweeping run's id) is alive to tag them.
@@ -309,7 +310,8 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
     `unnamed`, if given, gives the IDs of the unnamed images in a listing of the store
     made before this call: when each is one the sweep already knows is not uvbuild's
     (another tool's, built on a uvbuild image: see `_Foreign`), there is no dangling
-    image of uvbuild's to look for, and the store is not asked.
+    image of uvbuild's to look for, and the store is not asked. `listed`, if given, is a
+    listing of the working containers (store.containers) made before this call.
 
     Safe while other runs live: each thing removed belongs to a run whose lock was free.
     """
@@ -320,7 +322,7 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
     # The store is asked its questions at once: each is a buildah start-up (about
     # 0.05 s), and every build sweeps.
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="uvbuild-sweep") as pool:
-        listed = pool.submit(store.containers)
+        found = pool.submit(store.containers) if listed is None else None
         seen = None if unnamed is None else set(unnamed())
         look = images and (seen is None or not foreign.covers(seen))
         labelled = [pool.submit(store.dangling_images, label)
@@ -336,7 +338,7 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
             # An unnamed image without uvbuild's labels is not uvbuild's either.
             foreign.update({image for image, ours in asked if ours is False}
                            | (seen - set(candidates)), still=seen)
-        containers = listed.result()
+        containers = found.result() if found is not None else listed or []
     dead_containers = [c["name"] for c in containers if _container_is_dead(c["name"], places)]
     if dead_containers:
         store.rm(*dead_containers)

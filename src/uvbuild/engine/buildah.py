@@ -124,6 +124,7 @@ class Buildah:
         self._run_root_lock = threading.Lock()
         # (the store's generation then, image_names()), listed early (see prefetch)
         self._listed: Future[tuple[str, dict[str, tuple[str, ...]]]] | None = None
+        self._containers_early: Future[list[dict[str, str]]] | None = None  # (prefetch)
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -248,6 +249,18 @@ class Buildah:
         images are listed next (`image_names`), for `prefetched_names`."""
         if generation is not None:
             self._listed = Future()
+            # And the working containers (the sweep's first question), at the same time.
+            early: Future[list[dict[str, str]]] = Future()
+            self._containers_early = early
+
+            def list_containers() -> None:
+                try:
+                    early.set_result(self.containers())
+                except BaseException as exc:
+                    early.set_exception(exc)
+
+            threading.Thread(target=list_containers, name="uvbuild-containers",
+                             daemon=True).start()
         threading.Thread(target=self._prefetched, args=(generation,), name="uvbuild-info",
                          daemon=True).start()
 
@@ -284,6 +297,17 @@ class Buildah:
         generation was `generation` when it was made; else None (list again)."""
         then, names = self._early_listing() or (None, None)
         return names if then == generation else None
+
+    def prefetched_containers(self) -> list[dict[str, str]] | None:
+        """The working containers as `prefetch` listed them (as `containers` gives them),
+        once; None if it did not, or could not (list again)."""
+        early, self._containers_early = self._containers_early, None
+        if early is None:
+            return None
+        try:
+            return early.result()
+        except BaseException:
+            return None
 
     def _early_listing(self) -> tuple[str, dict[str, tuple[str, ...]]] | None:
         """(the store's generation, image_names()) as `prefetch` listed them; None if
