@@ -800,7 +800,7 @@ class FakeEngine:
         after()
         return json.dumps(manifest).encode(), json.dumps(config).encode()
 
-    def import_layout(self, layout: Path, name: str) -> None:
+    def import_layout(self, layout: Path, name: str, *, background: bool = False) -> None:
         """The layout's image, by its config's digest, named `name`; it holds the
         layout's layers (the base's referenced, the new ones read from the layout)."""
         after = self._record("import_layout", layout, name)

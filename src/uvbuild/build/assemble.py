@@ -86,7 +86,8 @@ def stage(build: StepContext, step: AddProject, inputs: Inputs) -> Staged | None
     name = staged_ref(step)
     build.drop_at_end(name)
     try:
-        build.engine.import_layout(layout, name)
+        with build.background_import():  # after the install's `buildah run` starts
+            build.engine.import_layout(layout, name, background=True)
     except EngineError:
         return None
     return Staged(name)
@@ -94,6 +95,7 @@ def stage(build: StepContext, step: AddProject, inputs: Inputs) -> Staged | None
 
 def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedImage:
     """Assemble, import and test the final image (named by the build: TestedImage)."""
+    build.nothing_to_wait_for()  # every builder step is over
     sets = {name: _present(inputs.of(name, LayerSet)) for name in LAYERS_FROM}
     runtime, deps = sets["prepare-runtime"].facts, sets["dependencies-layer"].facts
     check_python(_python(deps.get("python")), _python(runtime.get("python")))

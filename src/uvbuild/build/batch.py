@@ -81,11 +81,12 @@ class Job:
 
 
 def write_job(folder: Path, commands: Sequence[Command], *, env: Mapping[str, str] | None = None,
-              gated: bool = False, at: str = JOB) -> Job:
+              gated: bool = False, at: str = JOB, started: str | None = None) -> Job:
     """Write `commands` (run one after another) into `folder`, an empty
     host folder for this one run; with `env`, first export it; `gated`: only once its
     gate opens (a `buildah run` with a cmd.Gate). `at`: where the runner sees `folder`
-    (the mount's target).
+    (the mount's target). `started`: a file the job makes (empty) as it begins, in a
+    folder the run can write to (the host sees the run begin).
 
     A job with `env` is private (0700 folder, 0600 files: the builder runs as root); one
     without is readable by all (runtime.test runs as the runtime user).
@@ -93,6 +94,8 @@ def write_job(folder: Path, commands: Sequence[Command], *, env: Mapping[str, st
     private = env is not None
     folder.chmod(0o700 if private else 0o755)
     head = GATE if gated else ""
+    if started is not None:
+        head += f": > {shlex.quote(started)}\n"
     if private:
         _write(folder / "env", render_env(env or {}), private=True)
         head += f". {shlex.quote(at + '/env')} || exit {ENV_MISSING}\n"

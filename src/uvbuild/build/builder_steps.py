@@ -50,6 +50,7 @@ DEPS_MANIFEST = f"{STATE}/deps.json"
 PROJECT_LAYER = f"{STATE}/layer"
 LAYER_OUT = f"{TOOLS}/out"  # a host folder, mounted for the batch that writes a layer
 LAYER_TAR = "layer.tar"
+STARTED = ".started"  # made in LAYER_OUT as the install's batch begins (announce_start)
 DEPS_TAR = "dependencies.tar"
 PROJECT_OUTSIDE = PROJECT_LAYER + ".outside"  # runtime.copy entries outside /app
 PROJECT_REMOVED = PROJECT_LAYER + ".removed"  # what the project install removed from /app
@@ -277,14 +278,15 @@ def layer_made(out: Path, name: str, reported: object, created_by: str) -> Layer
 
 def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
                commands: list[batch.Command],
-               *, project: bool, extra_mounts: tuple[Mount, ...] = ()) -> batch.Outcome:
+               *, project: bool, extra_mounts: tuple[Mount, ...] = (),
+               started: str | None = None) -> batch.Outcome:
     """The builder commands of a step in one `buildah run`, in /src.
 
     All of them get the builder environment (uv's settings, the CA bundle and proxies,
     builder.env, builder.secrets) and the mounts (uv, its cache, the CA bundle).
     """
     env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
-    with build.job(commands, env=env) as job:
+    with build.job(commands, env=env, started=started) as job:
         run = build.engine.run(ctr, job.argv, mounts=(*_mounts(build), *extra_mounts, job.mount),
                                workdir=step.project_dir, stream=build.settings.verbose)
     outcome = batch.parse(commands, run)
@@ -387,7 +389,8 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
         ImageConfig(labels=tuple(sorted(labels.labels.items()))), timestamp=build.plan.timestamp)
 
     def store() -> str:
-        build.engine.import_layout(layout, step.cache_ref)
+        with build.background_import():  # after the install's `buildah run` starts
+            build.engine.import_layout(layout, step.cache_ref, background=True)
         return assembled.image_id
 
     held = build.defer_commit(step, ctr, store)
@@ -433,16 +436,19 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
 
     def run(offline: bool) -> batch.Outcome:
         return _run_batch(build, ctr, sync, commands(offline), project=True,
-                          extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
+                          extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)),
+                          started=f"{LAYER_OUT}/{STARTED}")
 
     # The dependencies are installed; what the project's build may still fetch is its
     # build backend (build-system.requires), which uv resolves again on every build, a
     # round trip to the index per package. It comes from uv's cache when it is there;
     # online only when it is not (or --no-cache), and then the same batch runs again.
+    # Background imports (the sync's image, the staged layers) wait until it runs.
     offline = not build.settings.no_cache
-    outcome = run(offline)
-    if outcome.failed == UV_SYNC and offline and not _lock_outdated(outcome.failure):
-        outcome = run(False)
+    with build.announce_start(out / STARTED):
+        outcome = run(offline)
+        if outcome.failed == UV_SYNC and offline and not _lock_outdated(outcome.failure):
+            outcome = run(False)
     if outcome.failed == UNPACK:
         raise _unpack_failure(sync, outcome.failure)
     if outcome.failed == UV_SYNC:

@@ -108,7 +108,26 @@ class StepContext(Protocol):
         ...
 
     def job(self, commands: Sequence[Command], *, env: Mapping[str, str] | None = None,
-            gated: bool = False) -> AbstractContextManager[Job]: ...
+            gated: bool = False, started: str | None = None) -> AbstractContextManager[Job]:
+        ...
+
+    def announce_start(self, marker: Path) -> AbstractContextManager[None]:
+        """The block runs the build's main builder command (the project's install), which
+        makes the host file `marker` once it runs (batch.write_job's `started`): from
+        then (or the block's end) `background_import` goes on."""
+        ...
+
+    def background_import(self) -> AbstractContextManager[None]:
+        """For an import in the background: the block starts once the command of
+        `announce_start` runs (a second at most), or `nothing_to_wait_for`, and when no
+        other such block runs. An import holds the store's layer lock while it writes
+        its layers: a `buildah run` starting meanwhile, or another import, waits for it,
+        and two imports at once take the CPU the install needs."""
+        ...
+
+    def nothing_to_wait_for(self) -> None:
+        """No builder command is about to start: `background_import` need not wait."""
+        ...
 
     def open_container(self, image: str, purpose: str) -> str:
         """A working container from `image`, removed when the build ends."""

@@ -52,6 +52,10 @@ from uvbuild.plan.planner import (
 
 T = TypeVar("T")
 
+# How long a background import waits for the project's install to start (wait_for_start):
+# a `buildah run` starts in about 0.4 s here.
+START_WAIT = 1.0
+
 
 def cache_names(listed: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """What a step looks itself up in (Step.cached): every name in a listing of the
@@ -108,6 +112,8 @@ class BuildContext:
         self._jobs = itertools.count(1)
         self._lock = threading.Lock()
         self._dropped: list[str] = []  # drop_at_end
+        self._started = threading.Event()  # announce_start
+        self._lane = threading.Lock()  # background_import: one at a time
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
         return self._threads.spawn(work, name=name)
@@ -126,15 +132,43 @@ class BuildContext:
 
     @contextlib.contextmanager
     def job(self, commands: Sequence[batch.Command], *, env: Mapping[str, str] | None = None,
-            gated: bool = False) -> Iterator[batch.Job]:
+            gated: bool = False, started: str | None = None) -> Iterator[batch.Job]:
         """A batch's files for one `buildah run` (see batch.write_job), removed when the
         run is over: an environment file holds secrets. It lives in the scratch folder,
         so a build killed meanwhile leaves it where the next one's sweep looks."""
         folder = self.scratch_dir(f"job-{next(self._jobs)}")
         try:
-            yield batch.write_job(folder, commands, env=env, gated=gated)
+            yield batch.write_job(folder, commands, env=env, gated=gated, started=started)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def announce_start(self, marker: Path) -> Iterator[None]:
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.02) and not marker.exists():
+                pass
+            self._started.set()
+
+        threading.Thread(target=watch, name="uvbuild-watch-start", daemon=True).start()
+        try:
+            yield
+        finally:
+            done.set()
+            self._started.set()
+
+    def nothing_to_wait_for(self) -> None:
+        self._started.set()
+
+    @contextlib.contextmanager
+    def background_import(self) -> Iterator[None]:
+        until = time.monotonic() + START_WAIT  # (or the build fails)
+        while not self._started.wait(0.02) and not self._threads.failed.is_set():
+            if time.monotonic() > until:
+                break
+        with self._lane:
+            yield
 
     def open_container(self, image: str, purpose: str) -> str:
         return self._containers.open(image, purpose)

@@ -508,11 +508,14 @@ class Buildah:
             found.append(result.stdout.encode("utf-8", "surrogateescape"))
         return found[0], found[1]
 
-    def import_layout(self, layout: Path, name: str) -> None:
+    def import_layout(self, layout: Path, name: str, *, background: bool = False) -> None:
         """Copy the OCI image layout `layout` into local storage as `name`, keeping its
-        digests (so the image ID is its config's digest: `image(name)` says)."""
-        result = cmd.run(["skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{layout}",
-                          self._stored(name)], shielded=True)
+        digests (so the image ID is its config's digest: `image(name)` says).
+        `background`: at a lower CPU priority (nice), for an import off the way to the
+        image that shares the CPU with the build's own commands."""
+        niced = ["nice", "-n", "10"] if background else []
+        result = cmd.run([*niced, "skopeo", "copy", "--quiet", "--preserve-digests",
+                          f"oci:{layout}", self._stored(name)], shielded=True)
         if not result.ok:
             _check_space(result, f"importing {name}")
             raise EngineError(f"importing the assembled image {name}: "
