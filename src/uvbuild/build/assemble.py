@@ -12,6 +12,10 @@ cache name (which later builds take as "made and tested"), given by the build wi
 output name in one call (TestedImage). A build killed meanwhile
 leaves that name alone, which the next build's import takes over and `cache prune`
 removes.
+
+When the dependencies layer is new (a first build, a lock change), the layers below the
+project's are imported while the project installs (`stage`), so the final import only
+writes the project layer into the store.
 """
 
 from __future__ import annotations

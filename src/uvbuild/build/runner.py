@@ -8,8 +8,9 @@ the runtime base; a runtime-base refresh runs no builder step.
 
 A step's needs (the plan's `needs`) are made at the same time, each in its own thread:
 the runtime's layers (packages, user) are made while the builder syncs. A step kind may
-also open its working container from one need while the others are still being made
-(`StepKind.opens`). The threads are `threads.Threads`: when one fails, no other step
+also start work on some of its needs while the others are still being made
+(`StepKind.opens`: add-project reads the base's manifest, and imports the layers below
+the project's while the project installs). The threads are `threads.Threads`: when one fails, no other step
 starts, the others' commands are interrupted and the gates shut; `Threads.join()` waits
 for every thread, and only then may the caller remove containers.
 
