@@ -205,9 +205,7 @@ class BuildContext:
                              created_by=f"uvbuild: {step.name}")
 
     def defer_commit(self, step: Step, container: str,
-                     commit: Callable[[], str]) -> ContainerResult:
-        """Commit and name `step`'s image in the background; later steps read `container`,
-        which stays until the build ends. A failed commit fails the build."""
+                     commit: Callable[[], object]) -> ContainerResult:
         return self._runner.defer(step, container, commit)
 
     def discard_image(self, image_id: str) -> None:

@@ -10,9 +10,9 @@ A step's needs (the plan's `needs`) are made at the same time, each in its own t
 the runtime's layers (packages, user) are made while the builder syncs. A step kind may
 also start work on some of its needs while the others are still being made
 (`StepKind.opens`: add-project reads the base's manifest, and imports the layers below
-the project's while the project installs). The threads are `threads.Threads`: when one fails, no other step
-starts, the others' commands are interrupted and the gates shut; `Threads.join()` waits
-for every thread, and only then may the caller remove containers.
+the project's while the project installs). The threads are `threads.Threads`: when one
+fails, no other step starts, the others' commands are interrupted and the gates shut;
+`Threads.join()` waits for every thread, and only then may the caller remove containers.
 
 A step found nowhere on this host may still be in a registry cache (`--cache-from`):
 the runner asks `pull` (build/remote.py) before it makes the step's needs, so the walk
@@ -218,18 +218,14 @@ class Runner:
                 open_it, name=f"uvbuild-open-{step.name}-{one.makes.__name__}")
         self._opened[step.name] = opened
 
-    def defer(self, step: Step, container: str, commit: Callable[[], str]) -> ContainerResult:
-        """Commit and name `step`'s image in the background; later steps read `container`.
+    def defer(self, step: Step, container: str, commit: Callable[[], object]) -> ContainerResult:
+        """Store `step`'s image under its cache name in the background (`commit` does
+        both: an import names the image as it stores it); later steps read `container`.
 
         The commit is waited for before the final image is named (`wait_deferred`), and a
         failed one fails the build.
         """
-        def finish() -> str:
-            image_id = commit()
-            self.engine.tag(image_id, step.cache_ref)
-            return image_id
-
-        self.in_background(finish, name=f"uvbuild-commit-{step.name}")
+        self.in_background(commit, name=f"uvbuild-commit-{step.name}")
         return ContainerResult(container)
 
     def in_background(self, work: Callable[[], object], *, name: str) -> None:
