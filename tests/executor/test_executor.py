@@ -1189,6 +1189,24 @@ def test_prune_keeps_cache_images_while_a_build_runs(
     assert pruned.images > 0 and pruned.running == 0
 
 
+def test_prune_forgets_the_sizes_of_images_it_removed(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """An unchanged rebuild reads the final image's size from a note (liveness.
+    remember_size); prune keeps the notes of images still there, and only those."""
+    result = build(engine, plan_of(project), tmp_path)
+    places = Places.of(engine.run_root())
+    assert liveness.remembered_size(places, result.image_id) == result.size
+    liveness.remember_size(places, "0" * 64, 123)  # an image removed since
+
+    prune(everything=False, engine=cast(Buildah, engine))  # final images stay
+
+    assert liveness.remembered_size(places, result.image_id) == result.size
+    assert liveness.remembered_size(places, "0" * 64) is None
+    prune(everything=True, engine=cast(Buildah, engine))
+    assert result.image_id in engine.store  # (named IMAGE: not the cache's to remove)
+    assert liveness.remembered_size(places, result.image_id) == result.size
+
+
 def test_builder_commands_are_marked_with_the_builds_scratch_folder(
         engine: FakeEngine, project: Path, tmp_path: Path) -> None:
     build(engine, plan_of(project), tmp_path)

@@ -406,6 +406,23 @@ def remember_size(places: Places, image_id: str, size: int) -> None:
         write_atomic(path, str(size).encode())
 
 
+def forget_sizes(places: Places, present: Collection[str]) -> int:
+    """Remove the size notes (remember_size) of images no longer in the store, `present`
+    being the IDs it holds; how many went. (`cache prune`: one small file per final image
+    ever built would otherwise stay until the run root is cleared at boot.)"""
+    gone = 0
+    try:
+        notes = list((places.home / "sizes").iterdir())
+    except OSError:
+        return 0
+    for note in notes:
+        if note.name not in present:
+            with contextlib.suppress(OSError):
+                note.unlink()
+                gone += 1
+    return gone
+
+
 def live_runs(places: Places, *, besides: str | None = None) -> int:
     """How many runs (but `besides`) hold their lock in this store now."""
     try:
