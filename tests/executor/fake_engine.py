@@ -59,6 +59,7 @@ class JobSeen:
     env: dict[str, str] | None  # None: the job has no environment file
     gated: bool
     modes: dict[str, int]  # file name → permission bits, "." for the folder
+    started: str | None = None  # the file run.sh makes as it begins (write_job's started)
 
 
 def read_job(argv: Sequence[str], mounts: Sequence[Mount]) -> JobSeen | None:
@@ -77,7 +78,18 @@ def read_job(argv: Sequence[str], mounts: Sequence[Mount]) -> JobSeen | None:
         env = dict(w.split("=", 1) for w in words if w != "export")
     modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
     modes["."] = folder.stat().st_mode & 0o777
-    return JobSeen(commands=commands, env=env, gated=run_sh.startswith(GATE), modes=modes)
+    started = re.search(r"^: > (.+)$", run_sh, re.M)  # (batch.write_job's `started`)
+    return JobSeen(commands=commands, env=env, gated=run_sh.startswith(GATE), modes=modes,
+                   started=shlex.split(started.group(1))[0] if started else None)
+
+
+def _make_started(path: str, mounts: Sequence[Mount]) -> None:
+    """Make the file a job's run.sh makes as it starts, in the host folder mounted there."""
+    for mount in mounts:
+        if path.startswith(mount.target.rstrip("/") + "/") and not mount.read_only:
+            (Path(mount.host) / path[len(mount.target.rstrip("/")) + 1:]).touch()
+            return
+    raise AssertionError(f"a job's start marker {path} is in no writable mount")
 
 
 def words_of(command: str) -> tuple[str, ...]:
@@ -610,6 +622,8 @@ class FakeEngine:
             workdir: str | None = None, user: str | None = None, network: bool = True,
             stream: bool = True, gate: Gate | None = None) -> Result:
         job = read_job(argv, mounts)
+        if job is not None and job.started is not None:
+            _make_started(job.started, mounts)  # as run.sh does first, once running
         # `env`: what the command's environment file exported (a batch's), else nothing.
         after = self._record("run", container, tuple(argv),
                              env=dict(job.env or {}) if job else {}, job=job,

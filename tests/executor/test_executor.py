@@ -26,7 +26,7 @@ from fake_engine import (
     purpose,
 )
 
-from uvbuild.build import liveness
+from uvbuild.build import executor, liveness
 from uvbuild.build.assemble import UNTESTED_REPO, staged_ref, untested_ref
 from uvbuild.build.builder_steps import (
     LAYER_OUT,
@@ -377,6 +377,11 @@ def test_a_layer_gone_from_the_layer_cache_is_written_from_its_builder_image(
     # image's label).
     assert again.image_id == first.image_id
     assert engine.live == {}
+    # Staging is for beside the install: a dependencies layer rewritten from its image
+    # while no install runs stages nothing.
+    if not rerun:
+        assert not [c for c in calls_since(engine, mark) if c.method == "import_layout"
+                    and c.args[1] == staged_ref(plan.final)]
 
 
 def test_a_copy_source_the_builder_lacks_is_named(engine: FakeEngine, project: Path,
@@ -636,23 +641,51 @@ def staged_layers(engine: FakeEngine, plan: Plan, since: int = 0) -> list[list[s
             if name == staged_ref(plan.final)]
 
 
+def is_the_install(call: Call) -> bool:
+    """The install's run: the batch with the project's `uv sync`."""
+    return call.method == "run" and any(
+        words[:2] == (UV_TARGET, "sync") and "--no-install-workspace" not in words
+        for words in commands_of(call))
+
+
+def hold_the_install_until_both_imports(engine: FakeEngine, plan: Plan) -> list[bool]:
+    """Hold the install's run (once it has started, its start file made) until the sync
+    image's import and the staged import have begun (10 s at most); the list gets
+    whether they did while it was held."""
+    both = threading.Event()
+    wanted = {plan.step("sync-dependencies").cache_ref, staged_ref(plan.final)}
+    seen: set[str] = set()
+    held: list[bool] = []
+
+    def on_call(call: Call) -> None:
+        if call.method == "import_layout":
+            seen.add(call.args[1])
+            if wanted <= seen:
+                both.set()
+        elif is_the_install(call):
+            held.append(both.wait(timeout=10))
+
+    engine.on_call = on_call
+    return held
+
+
 def test_the_dependencies_are_imported_while_the_project_installs(
-        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+        engine: FakeEngine, project: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A first build (and a lock change) imports the base's new layers below the
     project's as soon as the dependencies layer is written: the final import then
     writes only the project layer into the store. A code change or a base refresh,
     whose dependencies layer is kept, stages nothing."""
+    # Released by the install's start file, not by the wait's time limit.
+    monkeypatch.setattr(executor, "START_WAIT", 60.0)
     plan = plan_of(project)
+    imported = hold_the_install_until_both_imports(engine, plan)
     result = build(engine, plan, tmp_path)
 
+    assert imported == [True]  # both, while the install's run had started and not ended
     final = [digest for digest, _ in engine.store[result.image_id].layers]
     assert staged_layers(engine, plan) == [final[:-1]]  # all but the project's
-    installed = next(n for n, c in enumerate(engine.calls) if c.method == "run"
-                     and any(words[:2] == (UV_TARGET, "sync") and "--no-install-workspace"
-                             not in words for words in commands_of(c)))
-    staged = next(n for n, c in enumerate(engine.calls) if c.method == "import_layout"
-                  and c.args[1] == staged_ref(plan.final))
-    assert engine.calls[staged].thread != engine.calls[installed].thread
+    installed = next(n for n, c in enumerate(engine.calls) if is_the_install(c))
     # Both background imports wait for the install's run to start (the store's lock).
     background = [n for n, c in enumerate(engine.calls) if c.method == "import_layout"][:2]
     assert min(background) > installed
@@ -670,10 +703,12 @@ def test_a_failed_install_leaves_no_staged_image(engine: FakeEngine, project: Pa
                                                 tmp_path: Path) -> None:
     engine.fail_run("make assets", stderr="make: *** No rule to make target 'assets'\n")
     plan = plan_of(project)
+    imported = hold_the_install_until_both_imports(engine, plan)
 
     with pytest.raises(StepFailed):
         build(engine, plan, tmp_path)
 
+    assert imported == [True] and staged_layers(engine, plan) != []  # staged, then dropped
     assert not any(name.startswith(UNTESTED_REPO) for name in engine.names)
     assert engine.images_labelled("io.uvbuild.step", "add-project") == []
     assert engine.live == {}
@@ -1094,6 +1129,7 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
             build(engine, plan, tmp_path / f"run-{n}")
         where = f"interrupted at {key} (#{keys[:n].count(key) + 1})"
         assert engine.live == {}, where
+        assert not any(name.endswith("-staged:latest") for name in engine.names), where
         # What the tag needs came first; the final clean-up and size run beside it.
         if n < final_tag and clean.calls[n].thread not in ("uvbuild-cleanup", "uvbuild-size"):
             assert plan.image not in engine.names, where

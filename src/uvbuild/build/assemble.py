@@ -88,9 +88,13 @@ def stage(build: StepContext, step: AddProject, inputs: Inputs) -> Staged | None
     oci.write_layout(layout, base, layers, ImageConfig(labels=((STEP_LABEL, step.name),)),
                      timestamp=build.plan.timestamp)
     name = staged_ref(step)
-    build.drop_at_end(name)
     try:
-        with build.background_import():  # after the install's `buildah run` starts
+        # After the install's `buildah run` starts; not at all if no install runs (a
+        # dependencies layer rewritten from its cached image) or the build failed.
+        with build.background_import(beside_install=True) as worth_it:
+            if not worth_it:
+                return None
+            build.drop_at_end(name)
             build.engine.import_layout(layout, name, background=True)
     except EngineError:
         return None

@@ -389,7 +389,9 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
         ImageConfig(labels=tuple(sorted(labels.labels.items()))), timestamp=build.plan.timestamp)
 
     def store() -> str:
-        with build.background_import():  # after the install's `buildah run` starts
+        # After the install's `buildah run` starts. Made even if the build fails
+        # meanwhile (a failing install, say): the next build then finds the sync.
+        with build.background_import():
             build.engine.import_layout(layout, step.cache_ref, background=True)
         return assembled.image_id
 

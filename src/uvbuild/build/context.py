@@ -117,12 +117,17 @@ class StepContext(Protocol):
         then (or the block's end) `background_import` goes on."""
         ...
 
-    def background_import(self) -> AbstractContextManager[None]:
+    def background_import(self, *, beside_install: bool = False
+                          ) -> AbstractContextManager[bool]:
         """For an import in the background: the block starts once the command of
         `announce_start` runs (a second at most), or `nothing_to_wait_for`, and when no
         other such block runs. An import holds the store's layer lock while it writes
         its layers: a `buildah run` starting meanwhile, or another import, waits for it,
-        and two imports at once take the CPU the install needs."""
+        and two imports at once take the CPU the install needs.
+
+        The block gets False when the import is not worth making: the build has failed,
+        or (`beside_install`, an import only worth making while the install runs) no
+        install started."""
         ...
 
     def nothing_to_wait_for(self) -> None:

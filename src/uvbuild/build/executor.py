@@ -32,6 +32,7 @@ from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.build.results import ContainerResult, ImageResult, TestedImage
 from uvbuild.build.runner import Opens, Runner, StepKind, StepKinds
+from uvbuild.build.threads import signals_held
 from uvbuild.engine import cmd, diskfull
 from uvbuild.engine.buildah import CommitOptions
 from uvbuild.engine.protocol import Engine
@@ -113,6 +114,7 @@ class BuildContext:
         self._lock = threading.Lock()
         self._dropped: list[str] = []  # drop_at_end
         self._started = threading.Event()  # announce_start
+        self._installing = False  # announce_start was entered
         self._lane = threading.Lock()  # background_import: one at a time
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
@@ -144,6 +146,7 @@ class BuildContext:
 
     @contextlib.contextmanager
     def announce_start(self, marker: Path) -> Iterator[None]:
+        self._installing = True
         done = threading.Event()
 
         def watch() -> None:
@@ -162,13 +165,13 @@ class BuildContext:
         self._started.set()
 
     @contextlib.contextmanager
-    def background_import(self) -> Iterator[None]:
+    def background_import(self, *, beside_install: bool = False) -> Iterator[bool]:
         until = time.monotonic() + START_WAIT  # (or the build fails)
         while not self._started.wait(0.02) and not self._threads.failed.is_set():
             if time.monotonic() > until:
                 break
         with self._lane:
-            yield
+            yield not self._threads.failed.is_set() and (self._installing or not beside_install)
 
     def open_container(self, image: str, purpose: str) -> str:
         return self._containers.open(image, purpose)
@@ -210,10 +213,10 @@ class BuildContext:
 
     def discard_image(self, image_id: str) -> None:
         """Remove an image this build made, unless something names or uses it."""
-        self.engine.rmi(image_id)
-        with self._lock:
-            if image_id in self._dropped:
-                self._dropped.remove(image_id)
+        if self.engine.rmi(image_id):
+            with self._lock:
+                if image_id in self._dropped:  # (else the build's end tries again)
+                    self._dropped.remove(image_id)
 
     def drop_at_end(self, name: str) -> None:
         with self._lock:
@@ -324,14 +327,17 @@ class Build:
             threads.shut_gates()  # nothing may wait at a gate for ever
             threads.join()
             try:
-                for name in ctx.take_dropped() if ctx is not None else ():
-                    self.engine.rmi(name)
                 containers.remove_live()
             finally:
-                if scratch is not None:
-                    claim.release(scratch)
-                if self._own_claim:
-                    claim.close()
+                try:
+                    with signals_held():  # (a name a killed build leaves: prune's to remove)
+                        for name in ctx.take_dropped() if ctx is not None else ():
+                            self.engine.rmi(name)
+                finally:
+                    if scratch is not None:
+                        claim.release(scratch)
+                    if self._own_claim:
+                        claim.close()
         order = [s.name for s in self.plan.steps]
         steps = sorted(self.reporter.records, key=lambda r: order.index(str(r["step"])))
         return BuildResult(image=self.plan.image, image_id=image_id, size=image_size,

@@ -89,7 +89,8 @@ def prune(*, everything: bool, engine: Buildah | None = None,
             for name in image.get("names") or ():  # type: ignore[attr-defined]
                 if str(name).startswith(UNTESTED_REPO + "/") and engine.rmi(str(name)):
                     removed += 1
-        liveness.forget_sizes(places, {str(image["id"]) for image in engine.image_list()})
+        liveness.forget_sizes(places, {str(image["id"]).removeprefix("sha256:")
+                                       for image in engine.image_list()})
         layer_entries = layers.prune() if layers is not None else 0
     return Pruned(swept=swept, images=removed, layers=layer_entries)
 
