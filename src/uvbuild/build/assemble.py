@@ -121,7 +121,10 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
     assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
     untested = untested_ref(step)
     staged = inputs.opened(Staged)  # the base's new layers below the project's
-    build.engine.import_layout(layout, untested)
+    try:
+        build.engine.import_layout(layout, untested)
+    finally:
+        build.imported()  # the retired containers' removal may go on
     unstaged = None
     if staged is not None:  # the imported image holds its layers now
         unstaged = build.submit(lambda: build.discard_image(staged.name),

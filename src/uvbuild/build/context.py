@@ -144,7 +144,13 @@ class StepContext(Protocol):
 
     def retire_container(self, name: str) -> None:
         """Remove an `open_container` container nothing reads any more, in the
-        background: off the build's end, finished before the image is named."""
+        background once the final image is imported (`imported`: a removal holds the
+        store's lock, which the import needs), off the build's end, finished before the
+        image is named."""
+        ...
+
+    def imported(self) -> None:
+        """add-project has imported the final image: `retire_container` may go on."""
         ...
 
     def container(self, image: str, purpose: str) -> AbstractContextManager[str]:

@@ -115,6 +115,7 @@ class BuildContext:
         self._dropped: list[str] = []  # drop_at_end
         self._started = threading.Event()  # announce_start
         self._installing = False  # announce_start was entered
+        self._imported = threading.Event()  # imported: the final image is in the store
         self._lane = threading.Lock()  # background_import: one at a time
 
     def submit(self, work: Callable[[], T], *, name: str) -> Future[T]:
@@ -180,8 +181,16 @@ class BuildContext:
         self._containers.close(name)
 
     def retire_container(self, name: str) -> None:
-        self._runner.in_background(lambda: self._containers.close(name),
-                                   name="uvbuild-retire")
+        def retire() -> None:
+            # (The build sets `_imported` before it waits for this thread, or fails.)
+            while not self._imported.wait(0.05) and not self._threads.failed.is_set():
+                pass
+            self._containers.close(name)
+
+        self._runner.in_background(retire, name="uvbuild-retire")
+
+    def imported(self) -> None:
+        self._imported.set()
 
     def container(self, image: str, purpose: str) -> contextlib.AbstractContextManager[str]:
         return self._containers.scoped(image, purpose)
@@ -303,6 +312,7 @@ class Build:
             made = runner.result(final, ctx, cache)
             assert isinstance(made, ImageResult), "the final step makes an image"
             image_id = made.image_id
+            ctx.imported()  # (nothing more is imported: retired containers may go)
             runner.wait_deferred()  # a step's commit that failed fails the build
             image_size = self._name(made, known.result(),
                                     listing.result().get(image_id, ()), containers)
