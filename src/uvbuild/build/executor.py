@@ -53,8 +53,8 @@ from uvbuild.plan.planner import (
 
 T = TypeVar("T")
 
-# How long a background import waits for the project's install to start (wait_for_start):
-# a `buildah run` starts in about 0.4 s here.
+# How long a background import waits for the project's install to start
+# (BuildContext.background_import): a `buildah run` starts in about 0.4 s here.
 START_WAIT = 1.0
 
 
@@ -167,10 +167,7 @@ class BuildContext:
 
     @contextlib.contextmanager
     def background_import(self, *, beside_install: bool = False) -> Iterator[bool]:
-        until = time.monotonic() + START_WAIT  # (or the build fails)
-        while not self._started.wait(0.02) and not self._threads.failed.is_set():
-            if time.monotonic() > until:
-                break
+        self._wait_for(self._started, timeout=START_WAIT)
         with self._lane:
             yield not self._threads.failed.is_set() and (self._installing or not beside_install)
 
@@ -183,14 +180,20 @@ class BuildContext:
     def retire_container(self, name: str) -> None:
         def retire() -> None:
             # (The build sets `_imported` before it waits for this thread, or fails.)
-            while not self._imported.wait(0.05) and not self._threads.failed.is_set():
-                pass
+            self._wait_for(self._imported)
             self._containers.close(name)
 
         self._runner.in_background(retire, name="uvbuild-retire")
 
     def imported(self) -> None:
         self._imported.set()
+
+    def _wait_for(self, event: threading.Event, *, timeout: float | None = None) -> None:
+        """Wait until `event` is set, the build fails, or `timeout` seconds pass."""
+        until = None if timeout is None else time.monotonic() + timeout
+        while not event.wait(0.02) and not self._threads.failed.is_set():
+            if until is not None and time.monotonic() > until:
+                return
 
     def container(self, image: str, purpose: str) -> contextlib.AbstractContextManager[str]:
         return self._containers.scoped(image, purpose)

@@ -386,19 +386,24 @@ class _Foreign:
             write_atomic(self.path, "".join(f"{i}\n" for i in sorted(ids)).encode())
 
 
+def _sizes(places: Places) -> Path:
+    """The folder of the size notes: a file per image ID, holding its size."""
+    return places.home / "sizes"
+
+
 def remembered_size(places: Places, image_id: str) -> int | None:
     """The size a build noted for the image `image_id` in this store (None: not noted).
     An image's size never changes: an unchanged rebuild reads it here instead of asking
     buildah (`buildah inspect`)."""
     try:
-        return int((places.home / "sizes" / image_id).read_text())
+        return int((_sizes(places) / image_id).read_text())
     except (OSError, ValueError):
         return None
 
 
 def remember_size(places: Places, image_id: str, size: int) -> None:
     """Note a final image's size (a file per image ID in the store's run root)."""
-    path = places.home / "sizes" / image_id
+    path = _sizes(places) / image_id
     if size <= 0 or path.exists():
         return
     with contextlib.suppress(OSError):  # only a memo: the next build asks buildah
@@ -412,7 +417,7 @@ def forget_sizes(places: Places, present: Collection[str]) -> int:
     ever built would otherwise stay until the run root is cleared at boot.)"""
     gone = 0
     try:
-        notes = list((places.home / "sizes").iterdir())
+        notes = list(_sizes(places).iterdir())
     except OSError:
         return 0
     for note in notes:
