@@ -230,12 +230,18 @@ def test_first_build_leaves_no_working_container(engine: FakeEngine, project: Pa
     assert purpose(made[-1]) == "add-project-test"
     assert {name for c in engine.called("rm") for name in c.args} == set(made)
     # The sync's container (where the install went on) is removed (retired) in the
-    # background, only once the final image is imported: a removal holds the store's
-    # lock. (The runtime's, with runtime.packages, is removed as its run ends.)
+    # background, only once the final image is imported and its test container made:
+    # a removal holds the store's lock, which they need. So is the staged name.
+    # (The runtime's, with runtime.packages, is removed as its run ends.)
     final_import = engine.calls.index(engine.called("import_layout")[-1])
+    test_container = engine.calls.index(engine.called("from_image")[-1])
+    assert final_import < test_container
     retired = [n for n, c in enumerate(engine.calls) if c.method == "rm"
                and "deps" in {purpose(name) for name in c.args}]
-    assert len(retired) == 1 and retired[0] > final_import
+    assert len(retired) == 1 and retired[0] > test_container
+    unstaged = [n for n, c in enumerate(engine.calls)
+                if c.method == "rmi" and any("-staged" in str(a) for a in c.args)]
+    assert unstaged and min(unstaged) > test_container
 
 
 def test_commits_use_the_plan_timestamp(engine: FakeEngine, project: Path,

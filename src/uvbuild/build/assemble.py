@@ -121,14 +121,22 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
     assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
     untested = untested_ref(step)
     staged = inputs.opened(Staged)  # the base's new layers below the project's
+    unstaged = None
+
+    def tidy() -> None:
+        """The retired containers' and the staged name's removal may go on: after the
+        test container is made, whose `buildah from` would wait for their store locks."""
+        nonlocal unstaged
+        build.imported()
+        if staged is not None and unstaged is None:  # the image holds its layers now
+            unstaged = build.submit(lambda: build.discard_image(staged.name),
+                                    name="uvbuild-unstage")
+
     try:
         build.engine.import_layout(layout, untested)
-    finally:
-        build.imported()  # the retired containers' removal may go on
-    unstaged = None
-    if staged is not None:  # the imported image holds its layers now
-        unstaged = build.submit(lambda: build.discard_image(staged.name),
-                                name="uvbuild-unstage")
+    except BaseException:
+        build.imported()
+        raise
     image_id = assembled.image_id
     # That the store keeps the config's digest as the image ID (skopeo's
     # --preserve-digests) is checked while the test container is made from that ID.
@@ -142,12 +150,15 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
             except EngineError:
                 stored.result()  # the reason, if it is that one
                 raise
+            finally:
+                tidy()
             try:
                 ran = run_tests(build, step, ctr, user)
                 judge_tests(build, step, ran)
             except BaseException:
                 build.close_container(ctr)  # before the image can go
                 raise
+        tidy()
         stored.result()
         if unstaged is not None:
             unstaged.result()
