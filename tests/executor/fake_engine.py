@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvbuild.build.batch import GATE, GATE_SHUT, JOB, RUN
+from uvbuild.build.batch import GATE, GATE_SHUT, JOB, NEXT, RUN
 from uvbuild.build.labels import STEP_LABEL
 from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount, RegistryAccess
 from uvbuild.engine.cmd import Gate, Result
@@ -67,19 +67,23 @@ def read_job(argv: Sequence[str], mounts: Sequence[Mount]) -> JobSeen | None:
     mount = next((m for m in mounts if m.target == JOB), None)
     if tuple(argv) != ("/bin/sh", RUN) or mount is None:
         return None
-    folder = Path(mount.host)
+    folder, at = Path(mount.host), JOB
     run_sh = (folder / "run.sh").read_text()
+    gated = run_sh.startswith(GATE)
+    if run_sh == f"{GATE}exec /bin/sh {JOB}/{NEXT}/run.sh\n":  # batch.write_launcher's
+        folder, at = folder / NEXT, f"{JOB}/{NEXT}"
+        run_sh = (folder / "run.sh").read_text()  # (written before its gate opened)
     count = int(re.search(r"^n=(\d+)$", run_sh, re.M).group(1))  # type: ignore[union-attr]
     commands = tuple((folder / f"{i}.sh").read_text().removesuffix("\n") for i in range(count))
     env = None
     if (folder / "env").exists():
-        assert f". {JOB}/env " in run_sh, "an environment file run.sh does not read"
+        assert f". {at}/env " in run_sh, "an environment file run.sh does not read"
         words = shlex.split((folder / "env").read_text())
         env = dict(w.split("=", 1) for w in words if w != "export")
     modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
     modes["."] = folder.stat().st_mode & 0o777
     started = re.search(r"^: > (.+)$", run_sh, re.M)  # (batch.write_job's `started`)
-    return JobSeen(commands=commands, env=env, gated=run_sh.startswith(GATE), modes=modes,
+    return JobSeen(commands=commands, env=env, gated=gated, modes=modes,
                    started=shlex.split(started.group(1))[0] if started else None)
 
 
@@ -254,6 +258,8 @@ class FakeEngine:
         self.imported: list[str] = []  # the IDs import_layout made, in order
         self.imported_layers: list[tuple[str, list[str]]] = []  # (name, its layer digests)
         self.mount_root: Path | None = None  # what `mount` gives (a folder as a root)
+        self.overlapping = True  # what overlapping_runs says (False: rootless)
+        self.held: list[str] = []  # the container of each gated run, as it starts waiting
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -601,6 +607,9 @@ class FakeEngine:
                 del self.live[name]
         after()
 
+    def overlapping_runs(self) -> bool:
+        return self.overlapping
+
     def mount(self, container: str) -> Path | None:
         """`mount_root` as every container's root (None, the default: not readable from
         here, as rootless)."""
@@ -621,7 +630,21 @@ class FakeEngine:
     def run(self, container: str, argv: Sequence[str], *, mounts: Sequence[Mount] = (),
             workdir: str | None = None, user: str | None = None, network: bool = True,
             stream: bool = True, gate: Gate | None = None) -> Result:
+        self._container(container)  # a run of a container that does not exist fails now
+        if gate is not None:
+            # As the real command: started, it waits at its gate; what the container holds
+            # (and the job its launcher goes on with) when the gate opens is what it sees.
+            # It is logged when it goes on.
+            with self._lock:
+                self.held.append(container)
+            if not gate.wait(timeout=60):
+                self._record("run", container, tuple(argv), env={}, job=None,
+                             mounts=tuple(mounts), workdir=workdir, user=user,
+                             network=network, stream=stream, gated=True)()
+                return Result(tuple(argv), GATE_SHUT, "", "")
         job = read_job(argv, mounts)
+        assert gate is None or (job is not None and job.gated), \
+            "a gated run must be a gated batch"
         if job is not None and job.started is not None:
             _make_started(job.started, mounts)  # as run.sh does first, once running
         # `env`: what the command's environment file exported (a batch's), else nothing.
@@ -629,14 +652,6 @@ class FakeEngine:
                              env=dict(job.env or {}) if job else {}, job=job,
                              mounts=tuple(mounts), workdir=workdir, user=user, network=network,
                              stream=stream, gated=gate is not None)
-        self._container(container)  # a run of a container that does not exist fails now
-        if gate is not None:
-            # As the real command: started, it waits at its gate; what the container holds
-            # when the gate opens is what it sees.
-            assert job is not None and job.gated, "a gated run must be a gated batch"
-            if not gate.wait(timeout=60):
-                after()
-                return Result(tuple(argv), GATE_SHUT, "", "")
         ctr = self._container(container)
         if job is not None:
             result = self._answer_batch(ctr, tuple(argv), job.commands, tuple(mounts))

@@ -8,6 +8,7 @@ import os
 import shutil
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -710,6 +711,69 @@ def test_the_dependencies_are_imported_while_the_project_installs(
     refreshed = plan_of(project, runtime_base_id="refreshed-base-id")
     build(engine, refreshed, tmp_path)
     assert staged_layers(engine, changed, mark) == staged_layers(engine, refreshed, mark) == []
+
+
+def is_the_sync(call: Call) -> bool:
+    """The sync's run: the batch with the dependencies' `uv sync`."""
+    return call.method == "run" and any(
+        words[:2] == (UV_TARGET, "sync") and "--no-install-workspace" in words
+        for words in commands_of(call))
+
+
+def wait_for_the_held_run_during_the_sync(engine: FakeEngine) -> list[bool]:
+    """Hold the sync's run (its batch started: its start file made) until a run is
+    held at its gate (10 s at most); the list gets whether one was."""
+    held: list[bool] = []
+
+    def on_call(call: Call) -> None:
+        if is_the_sync(call):
+            until = time.monotonic() + 10
+            while not engine.held and time.monotonic() < until:
+                time.sleep(0.01)
+            held.append(bool(engine.held))
+
+    engine.on_call = on_call
+    return held
+
+
+def test_the_install_goes_on_in_a_run_started_while_the_sync_ran(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """As root, the install's `buildah run` starts (held at its gate) once the sync's
+    batch runs, in the same container: its start-up is not on the way to the image.
+    Rootless, where two runs of one container cannot overlap, it starts afterwards."""
+    plan = plan_of(project)
+    held_during_sync = wait_for_the_held_run_during_the_sync(engine)
+    build(engine, plan, tmp_path)
+
+    assert held_during_sync == [True]
+    sync = next(c for c in engine.calls if is_the_sync(c))
+    install = next(c for c in engine.calls if is_the_install(c))
+    assert install.kwargs["gated"] and engine.held == [sync.args[0]]
+    assert install.args[0] == sync.args[0]  # the sync's container
+    # Its environment is the install's (uv compiles only what the project adds).
+    assert install.kwargs["env"]["UV_COMPILE_BYTECODE"] == "0"
+    assert engine.live == {}
+
+    rootless = fresh_engine()
+    rootless.overlapping = False
+    build(rootless, plan_of(project), tmp_path / "rootless")
+    install = next(c for c in rootless.calls if is_the_install(c))
+    assert not install.kwargs["gated"] and rootless.held == []
+
+
+def test_a_failed_sync_stops_the_run_held_for_the_install(engine: FakeEngine, project: Path,
+                                                         tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: argv[:2] == (UV_TARGET, "sync")
+                    and "--no-install-workspace" in argv, stderr="error: No solution found\n")
+    held = wait_for_the_held_run_during_the_sync(engine)
+
+    with pytest.raises(StepFailed):
+        build(engine, plan_of(project), tmp_path)
+
+    assert held == [True]  # it had started, held at its gate
+    shut = [c for c in engine.calls if c.method == "run" and c.kwargs["gated"]]
+    assert len(shut) == 1 and shut[0].kwargs["job"] is None  # its gate shut: ran nothing
+    assert engine.live == {}
 
 
 def test_a_failed_install_leaves_no_staged_image(engine: FakeEngine, project: Path,

@@ -14,8 +14,10 @@ from uvbuild.errors import ProjectError
 from uvbuild.plan.planner import InstallProject, SyncDependencies
 
 
+@pytest.mark.parametrize("overlapping", [True, False], ids=["root", "rootless"])
 def test_the_builder_unpacks_the_planned_tars(engine: FakeEngine, project: Path,  # noqa: F811
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path, overlapping: bool) -> None:
+    engine.overlapping = overlapping
     plan = plan_of(project)
     sync, install = plan.step("sync-dependencies"), plan.step("install-project")
     assert isinstance(sync, SyncDependencies) and isinstance(install, InstallProject)
@@ -26,7 +28,10 @@ def test_the_builder_unpacks_the_planned_tars(engine: FakeEngine, project: Path,
 
     read_from = {Path(m.host).name for call in engine.called("run")
                  for m in call.kwargs["mounts"] if m.target == FILES_IN}
-    assert read_from == {"files-manifests", "files-sources"}
+    # The sources go into the folder of the install's run started early (as root: see
+    # builder_steps._start_follow_up), else into one of their own.
+    assert read_from == {"files-manifests",
+                         "follow-up-files" if overlapping else "files-sources"}
     unpacked = {name for archive in engine.archives for name in archive.names}
     assert "src/app/late.py" not in unpacked
     assert "src/app/__init__.py" in unpacked

@@ -108,6 +108,20 @@ def write_job(folder: Path, commands: Sequence[Command], *, env: Mapping[str, st
                commands=tuple(c.text for c in commands))
 
 
+NEXT = "next"  # the folder of a launcher's job (write_launcher)
+
+
+def write_launcher(folder: Path) -> Job:
+    """A job to start now, whose batch is not known yet: held at its gate (a
+    `buildah run` with a cmd.Gate), it then runs the job written into `folder`/NEXT
+    (write_job with `at` = JOB/NEXT), which must be there before the gate opens. So a
+    run pays its start-up while the commands it is for are still being decided."""
+    folder.chmod(0o700)
+    _write(folder / "run.sh", f"{GATE}exec /bin/sh {shlex.quote(f'{JOB}/{NEXT}/run.sh')}\n",
+           private=True)
+    return Job(argv=("/bin/sh", RUN), mount=Mount(str(folder), JOB), commands=())
+
+
 def render_env(env: Mapping[str, str]) -> str:
     """`env` as shell text that exports it, each value quoted to reach the command
     byte for byte (quotes, newlines, `$`, backslashes and all)."""

@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import shutil
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from uvbuild.build import batch
@@ -20,6 +23,7 @@ from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import PYTHON_LABEL
 from uvbuild.build.results import (
     ContainerResult,
+    FollowUp,
     ImageResult,
     InstallResult,
     LayerResult,
@@ -173,18 +177,18 @@ def uv_sync_argv(step: SyncDependencies, *, project: bool, offline: bool = False
 
 
 def _files_in(build: StepContext, step: SyncDependencies, tar: ProjectTar | None,
-              *dests: str) -> tuple[batch.Command, Mount]:
+              *dests: str, folder: Path | None = None) -> tuple[batch.Command, Mount]:
     """The batch command that unpacks project files into `dests` in the builder, from
     `tar`, written now into a folder of the build (it was digested when the build was
     planned, and must give the same bytes: archive.ProjectTar), with the mount of its
     folder it needs.
 
     The files reach the builder inside the batch that uses them: no `buildah` call of
-    their own.
+    their own. `folder`: an empty one to write the tar into (mounted already).
     """
     if tar is None:
         raise ValueError("a plan made without the project's tars (inputs.gather) is not built")
-    archive = tar.write(build.scratch_dir(f"files-{tar.name}"))
+    archive = tar.write(folder or build.scratch_dir(f"files-{tar.name}"))
     command = batch.shell([step.python, "-c", script("unpack.py"), f"{FILES_IN}/{archive.name}",
                            *dests])
     return batch.Command(UNPACK, command), Mount(str(archive.parent), FILES_IN)
@@ -289,11 +293,77 @@ def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
     with build.job(commands, env=env, started=started) as job:
         run = build.engine.run(ctr, job.argv, mounts=(*_mounts(build), *extra_mounts, job.mount),
                                workdir=step.project_dir, stream=build.settings.verbose)
+    return _judged(commands, run)
+
+
+def _judged(commands: list[batch.Command], run: cmd.Result) -> batch.Outcome:
     outcome = batch.parse(commands, run)
     if outcome.engine_failed:
         raise StepFailed(f"running the builder commands failed: "
                          f"{cmd.describe_failure(outcome.run)}")
     return outcome
+
+
+def _start_follow_up(build: StepContext, ctr: str, step: SyncDependencies, marker: Path,
+                     stop: threading.Event) -> Future[FollowUp | None]:
+    """As soon as the host file `marker` exists (the sync's batch runs), start a second
+    `buildah run` of container `ctr`, held at its gate for install-project's batch
+    (results.FollowUp): its start-up (about 0.4 s here) is paid while uv syncs, not
+    after. The future says, once `marker` appeared or `stop` was set (the sync's run
+    is over), whether it started: None if not, or if runs of one container cannot
+    overlap here (rootless). The run is stopped (its gate shut) before `ctr` goes.
+    """
+    decided: Future[FollowUp | None] = Future()
+    if not build.engine.overlapping_runs():
+        decided.set_result(None)
+        return decided
+    job, files, out = (build.scratch_dir(f"follow-up-{name}") for name in ("job", "files", "out"))
+    launcher = batch.write_launcher(job)
+    gate = build.gate()
+    ran: Future[cmd.Result] = Future()
+
+    def run() -> None:
+        while not marker.exists():
+            if stop.wait(0.02):
+                gate.shut()
+                decided.set_result(None)
+                return
+        decided.set_result(FollowUp(gate, job, files, out, ran))
+        try:
+            ran.set_result(build.engine.run(
+                ctr, launcher.argv, workdir=step.project_dir, stream=build.settings.verbose,
+                mounts=(*_mounts(build), Mount(str(files), FILES_IN),
+                        Mount(str(out), LAYER_OUT, read_only=False), launcher.mount), gate=gate))
+        except BaseException as exc:
+            ran.set_exception(exc)
+            raise
+
+    def ended() -> None:
+        gate.shut()  # (no-op once the install opened it)
+        stop.set()
+        if decided.result() is not None:
+            ran.exception()  # waits for the run's end (a failure was the build's)
+
+    build.submit(run, name="uvbuild-follow-up")
+    build.before_removal(ctr, ended)
+    return decided
+
+
+def _run_follow_up(build: StepContext, follow: FollowUp, step: SyncDependencies,
+                   commands: list[batch.Command], *, project: bool,
+                   started: str | None = None) -> batch.Outcome:
+    """`commands` as _run_batch runs them, in the run `follow` holds at its gate."""
+    env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
+    folder = follow.job / batch.NEXT
+    folder.mkdir()
+    try:
+        batch.write_job(folder, commands, env=env, at=f"{batch.JOB}/{batch.NEXT}",
+                        started=started)
+        follow.gate.open()
+        run = follow.ran.result()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # its environment holds secrets
+    return _judged(commands, run)
 
 
 # Prints the interpreter's X.Y as a value line; exit 3 unless it is one of the arguments.
@@ -365,8 +435,15 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
                     f"{VENV}/bin/python", "-c", script("layertar.py"), "--as", "state",
                     f"{LAYER_OUT}/{STATE_TAR}", STATE, STATE,
                     "--tree", SOURCE_DIR, SOURCE_DIR]))]
-    outcome = _run_batch(build, ctr, step, commands, project=False,
-                         extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)))
+    # install-project goes on in this container: its run starts while this one runs.
+    stop = threading.Event()
+    follow_up = _start_follow_up(build, ctr, step, out / STARTED, stop)
+    try:
+        outcome = _run_batch(build, ctr, step, commands, project=False,
+                             extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)),
+                             started=f"{LAYER_OUT}/{STARTED}")
+    finally:
+        stop.set()
     if outcome.failed == UNPACK:
         raise _unpack_failure(step, outcome.failure)
     if outcome.failed == PYTHON_CHECK and step.python_request is not None:
@@ -396,7 +473,8 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
         return assembled.image_id
 
     held = build.defer_commit(step, ctr, store)
-    return SyncResult(held, python={str(k): str(v) for k, v in python.items()}, layer=layer)
+    return SyncResult(held, python={str(k): str(v) for k, v in python.items()}, layer=layer,
+                      follow_up=follow_up.result())
 
 
 def install_project(build: StepContext, step: InstallProject, inputs: Inputs) -> InstallResult:
@@ -408,19 +486,22 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     parent = inputs.ref("sync-dependencies")
     sync = build.plan.step("sync-dependencies")
     assert isinstance(sync, SyncDependencies)
-    synced = inputs.of("sync-dependencies", SyncResult).files
+    synced = inputs.of("sync-dependencies", SyncResult)
     # Made this run: the install goes on in the sync's own container (its image is
-    # still being stored); found: in a container of its image.
-    ctr = (synced.container if isinstance(synced, ContainerResult)
+    # still being stored), in the run started for it while the sync ran (as root);
+    # found: in a container of its image.
+    follow = synced.follow_up if isinstance(synced.files, ContainerResult) else None
+    ctr = (synced.files.container if isinstance(synced.files, ContainerResult)
            else build.open_container(parent, "project"))
     # Not a package: the project's files themselves are the application, in /app too
     # (only the project's folder of the context: "DEST=SUBDIR", see unpack.py).
     app = f"{APP}={step.app_subdir}" if step.app_subdir else APP
     unpack, files = _files_in(build, sync, step.sources_tar,
-                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)))
+                              *((SOURCE_DIR,) if step.is_package else (SOURCE_DIR, app)),
+                              folder=follow.files if follow else None)
     # The staged layer comes out as a canonical layer tar in a host folder, written in
     # the same run (project-layer keeps it, with the SBOM).
-    out = build.scratch_dir("layer")
+    out = follow.out if follow else build.scratch_dir("layer")
     stage_options = ["--compile"] if sync.sync.compile_bytecode else []
     for entry in step.copy:
         stage_options += ["--copy", str(entry.index), entry.source, entry.dest]
@@ -437,6 +518,11 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
                 layer_command(f"{VENV}/bin/python", *project_layer_args(LAYER_OUT))]
 
     def run(offline: bool) -> batch.Outcome:
+        nonlocal follow
+        if follow is not None:  # (once: a second run is one of its own)
+            held, follow = follow, None
+            return _run_follow_up(build, held, sync, commands(offline), project=True,
+                                  started=f"{LAYER_OUT}/{STARTED}")
         return _run_batch(build, ctr, sync, commands(offline), project=True,
                           extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)),
                           started=f"{LAYER_OUT}/{STARTED}")

@@ -22,6 +22,8 @@ class Containers:
         self._name = name  # purpose → a unique name (liveness.Claim.container_name)
         self._lock = threading.Lock()
         self._live: set[str] = set()  # working containers to remove on any exit
+        # What must end before a container goes (a run held at its gate): name → stops.
+        self._before: dict[str, list[Callable[[], None]]] = {}
 
     def name(self, purpose: str) -> str:
         """A recognisable, unique working-container name: uvbuild-<run id>-<n>-<purpose>."""
@@ -58,9 +60,22 @@ class Containers:
         with self._lock:
             self._live.discard(name)
 
+    def before_removal(self, name: str, stop: Callable[[], None]) -> None:
+        """Call `stop` (which returns once what runs in container `name` has ended: a run
+        started early, held at its gate) before the container is removed."""
+        with self._lock:
+            self._before.setdefault(name, []).append(stop)
+
+    def _stop_runs(self, names: list[str]) -> None:
+        with self._lock:
+            stops = [stop for name in names for stop in self._before.pop(name, ())]
+        for stop in stops:
+            stop()
+
     def close(self, name: str) -> None:
         """Remove the container `name` (open or scoped) now, out of Ctrl-C's reach."""
         with signals_held():
+            self._stop_runs([name])
             self.engine.rm(name)
             with self._lock:
                 self._live.discard(name)
@@ -73,6 +88,7 @@ class Containers:
             with self._lock:
                 names = sorted(self._live.difference(keep))
             if names:
+                self._stop_runs(names)
                 for _attempt in range(2):  # one more try if the first was cut short
                     try:
                         self.engine.rm(*names)

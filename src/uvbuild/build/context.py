@@ -142,6 +142,11 @@ class StepContext(Protocol):
         """Remove an `open_container` container now (not when the build ends)."""
         ...
 
+    def before_removal(self, name: str, stop: Callable[[], None]) -> None:
+        """Call `stop` before container `name` is removed, however the build ends: it
+        returns once what still runs in the container (a run held at its gate) ended."""
+        ...
+
     def retire_container(self, name: str) -> None:
         """Remove an `open_container` container nothing reads any more, in the
         background once the final image is imported (`imported`: a removal holds the

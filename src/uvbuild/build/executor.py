@@ -177,6 +177,9 @@ class BuildContext:
     def close_container(self, name: str) -> None:
         self._containers.close(name)
 
+    def before_removal(self, name: str, stop: Callable[[], None]) -> None:
+        self._containers.before_removal(name, stop)
+
     def retire_container(self, name: str) -> None:
         def retire() -> None:
             # (The build sets `_imported` before it waits for this thread, or fails.)

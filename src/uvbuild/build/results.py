@@ -11,8 +11,11 @@ and install reported besides their files (`SyncResult`, `InstallResult`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from uvbuild.engine.cmd import Gate, Result
 from uvbuild.output.oci import Layer
 
 # A layer uvbuild wrote itself: an uncompressed tar file on the host, its digest (the
@@ -66,6 +69,22 @@ class LayerSet:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A `buildah run` of a step's container, started while the step's own batch ran
+    and held at its gate (batch.write_launcher), for the next step's batch: that batch
+    then goes on without paying a run's start-up on the way to the image. Mounted in
+    it: `job` at batch.JOB (the batch is written into its batch.NEXT folder), `files`
+    where the builder reads the project's files, and `out`, writable, where a batch
+    writes its layer. `ran`: the run's Result, once its gate was opened (or shut)."""
+
+    gate: Gate
+    job: Path
+    files: Path
+    out: Path
+    ran: Future[Result]
+
+
+@dataclass(frozen=True, slots=True)
 class SyncResult:
     """sync-dependencies' result: its image (or, made this run, its container while the
     image is stored), and what its batch wrote besides.
@@ -77,6 +96,8 @@ class SyncResult:
     files: ImageResult | ContainerResult
     python: Mapping[str, str] | None = None  # the venv's interpreter (python, version)
     layer: LayerResult | None = None  # /app/.venv as a canonical layer tar
+    # Made this run (as root): a run of its container held for install-project's batch.
+    follow_up: FollowUp | None = None
 
 
 @dataclass(frozen=True, slots=True)

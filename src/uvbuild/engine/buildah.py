@@ -389,6 +389,12 @@ class Buildah:
         mountpoint = result.stdout.strip().splitlines()[-1:] if result.ok else []
         return Path(mountpoint[0]) if mountpoint and mountpoint[0].startswith("/") else None
 
+    def overlapping_runs(self) -> bool:
+        """Whether a second `buildah run` of a container may start while one runs (and
+        then see what that one wrote): as root, where both use the one mount of its
+        root. Rootless, each run mounts it again in a user namespace of its own."""
+        return os.geteuid() == 0
+
     def containers(self) -> list[dict[str, str]]:
         """Every working container buildah knows of (id, name)."""
         out = self._call("containers", "--json", what="listing containers")
