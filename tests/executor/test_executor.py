@@ -834,7 +834,7 @@ def test_a_refreshed_base_with_the_same_user_files_runs_nothing_in_it(
 def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
                                         tmp_path: Path) -> None:
     plan = plan_of(project)
-    build(engine, plan, tmp_path)
+    first = build(engine, plan, tmp_path)
     mark = len(engine.calls)
     result = build(engine, plan, tmp_path, no_cache=True)
 
@@ -844,6 +844,9 @@ def test_no_cache_runs_every_step_again(engine: FakeEngine, project: Path,
     assert methods.count("commit") == len(COMMITTED)
     assert engine.names[IMAGE] == result.image_id
     assert engine.live == {}
+    # The same image again, imported under its untested name: that name goes too.
+    assert result.image_id == first.image_id
+    assert not any(name.startswith(UNTESTED_REPO) for name in engine.names)
 
 
 # -- failures -------------------------------------------------------------------------------
@@ -1207,6 +1210,7 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
         where = f"interrupted at {key} (#{keys[:n].count(key) + 1})"
         assert engine.live == {}, where
         assert not any(name.endswith("-staged:latest") for name in engine.names), where
+        assert not any(name.startswith(UNTESTED_REPO) for name in engine.names), where
         # What the tag needs came first; the final clean-up and size run beside it.
         if n < final_tag and clean.calls[n].thread not in ("uvbuild-cleanup", "uvbuild-size"):
             assert plan.image not in engine.names, where

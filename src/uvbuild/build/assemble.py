@@ -132,6 +132,9 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
             unstaged = build.submit(lambda: build.discard_image(staged.name),
                                     name="uvbuild-unstage")
 
+    # Whatever stops the build from here (a Ctrl-C as the import ends), the name goes
+    # at its end; once the image is named, the build takes it off (TestedImage).
+    build.drop_at_end(untested)
     try:
         build.engine.import_layout(layout, untested)
     except BaseException:

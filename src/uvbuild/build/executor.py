@@ -321,7 +321,7 @@ class Build:
             ctx.imported()  # (nothing more is imported: retired containers may go)
             runner.wait_deferred()  # a step's commit that failed fails the build
             image_size = self._name(made, known.result(),
-                                    listing.result().get(image_id, ()), containers)
+                                    listing.result().get(image_id, ()), containers, ctx)
             liveness.remember_size(claim.places, image_id, image_size)
             sweep.result()
             # Only a build that succeeded (its image tested) exports, after it is named.
@@ -382,7 +382,7 @@ class Build:
         return self.runner.threads.spawn(look, name="uvbuild-final")
 
     def _name(self, made: ImageResult, seen: tuple[str, int] | None, listed: Sequence[str],
-              containers: Containers) -> int:
+              containers: Containers, ctx: BuildContext) -> int:
         """Give the tested final image the output name while its working containers are
         removed; return its size (for the report).
 
@@ -394,17 +394,20 @@ class Build:
         threads = self.runner.threads
         image_id = made.image_id
         cleanup = threads.spawn(containers.remove_live, name="uvbuild-cleanup")
+        tested = made if isinstance(made, TestedImage) else None
         if seen is not None and seen[0] == image_id:
+            # (Made again, the same image: --no-cache, or its cache name lost and found.)
             if self.plan.image not in listed:
                 self.engine.tag(image_id, self.plan.image)
+            if tested is not None:
+                ctx.discard_image(tested.untested)  # a name only: the image has its others
             cleanup.result()
             return seen[1]
         size = threads.spawn(lambda: self.engine.image_size(image_id), name="uvbuild-size")
-        tested = made if isinstance(made, TestedImage) else None
         names = (self.plan.final.cache_ref, self.plan.image) if tested else (self.plan.image,)
         self.engine.tag(image_id, *names)
         if tested is not None:
-            self.engine.rmi(tested.untested)  # a name only: the image has its cache name
+            ctx.discard_image(tested.untested)  # a name only: the image has its cache name
         cleanup.result()
         return size.result()
 
