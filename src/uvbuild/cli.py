@@ -71,6 +71,48 @@ def _checked_cache_repo(ctx: click.Context, param: click.Parameter,
     return value
 
 
+def _file_problem(path: str) -> str | None:
+    """Why a file cannot be written at `path` once the build is over, or None: checked
+    before any work, so a typo does not cost a whole build (and leave a tagged image
+    with no archive)."""
+    import os
+
+    if not path:
+        return "no path"
+    if os.path.isdir(path):
+        return f"{path} is a folder"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"its folder {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"its folder {parent} is not writable"
+    return None
+
+
+ARCHIVE_TRANSPORTS = ("oci-archive", "docker-archive")
+
+
+def _checked_outputs(ctx: click.Context, param: click.Parameter,
+                     value: tuple[str, ...]) -> tuple[str, ...]:
+    for archive in value:
+        transport, _, target = archive.partition(":")
+        if transport not in ARCHIVE_TRANSPORTS:
+            raise click.BadParameter(f"{archive!r}: expected oci-archive:PATH or "
+                                     "docker-archive:PATH")
+        problem = _file_problem(target.partition(":")[0])  # (PATH[:REFERENCE])
+        if problem:
+            raise click.BadParameter(f"{archive!r}: {problem}")
+    return value
+
+
+def _checked_sbom(ctx: click.Context, param: click.Parameter,
+                  value: Path | None) -> Path | None:
+    problem = None if value is None else _file_problem(str(value))
+    if problem:
+        raise click.BadParameter(f"{str(value)!r}: {problem}")
+    return value
+
+
 def _checked_cache_repos(ctx: click.Context, param: click.Parameter,
                          value: tuple[str, ...]) -> tuple[str, ...]:
     for repo in value:
@@ -105,8 +147,9 @@ def _store_generation(run_root: Path) -> str:
 @click.option("--cache-to", "cache_to", metavar="REGISTRY/REPO", callback=_checked_cache_repo,
               help="Export the build's step results to this registry cache once it succeeded.")
 @click.option("--output", "outputs", multiple=True, metavar="oci-archive:PATH",
+              callback=_checked_outputs,
               help="Also write the image as oci-archive:PATH or docker-archive:PATH.")
-@click.option("--sbom", "sbom_file", type=click.Path(path_type=Path),
+@click.option("--sbom", "sbom_file", type=click.Path(path_type=Path), callback=_checked_sbom,
               help="Also write the image's CycloneDX SBOM to this file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for CI).")

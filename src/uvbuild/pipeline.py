@@ -60,6 +60,29 @@ def cache_home() -> Path:
     return Path(root) / "uvbuild"
 
 
+def check_host_folders() -> None:
+    """The folders a build writes on the host: its cache (locks, layers, uv's cache)
+    and TMPDIR (its scratch, and buildah's). Said before anything runs: a TMPDIR that
+    is no folder makes buildah fail at every call (as if each image were missing), and
+    Python's own temporary files fall back to /tmp without a word."""
+    home = cache_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        usable = os.access(home, os.W_OK | os.X_OK)
+    except OSError as exc:
+        usable, why = False, exc.strerror or str(exc)
+    else:
+        why = "not writable"
+    if not usable:
+        variable = "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "HOME"
+        raise EngineError(f"uvbuild's cache folder {home} cannot be used: {why}",
+                          hint=f"set {variable} so that it names a writable folder")
+    tmp = os.environ.get("TMPDIR")
+    if tmp and not (os.path.isdir(tmp) and os.access(tmp, os.W_OK | os.X_OK)):
+        raise EngineError(f"TMPDIR={tmp} is not a writable folder",
+                          hint="set TMPDIR to a writable folder, or unset it (/tmp)")
+
+
 def layer_cache(run_root: Path) -> LayerCache:
     """The layer cache (build/layercache.py) of the image store whose run root is
     `run_root`: one folder per store, so that `cache prune` of one store, which waits
@@ -157,6 +180,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     (build/remote.py), reached with the same settings as base pulls and the push."""
     recipe = load_recipe(path)
     engine = engine or Buildah()
+    check_host_folders()
     check_rootless_ready()
     secrets = host_secrets(recipe)
     check_builder_env(recipe)
@@ -206,7 +230,12 @@ def deliver(engine: Buildah, result: BuildResult, outputs: Outputs, claim: Claim
                                     name=claim.container_name("sbom"))
         if document is None:
             raise EngineError(f"{result.image} has no SBOM at {SBOM_PATH}")
-        outputs.sbom.write_bytes(document)
+        try:
+            outputs.sbom.write_bytes(document)
+        except OSError as exc:  # (checked before the build: changed since)
+            raise EngineError(f"writing the SBOM to {outputs.sbom}: {exc.strerror or exc}",
+                              hint=f"the image is built and tagged as {result.image}; "
+                              f"`uvbuild inspect {result.image}` shows its SBOM") from None
     for archive in outputs.archives:
         transport, _, target = archive.partition(":")
         if transport not in ("oci-archive", "docker-archive") or not target:
