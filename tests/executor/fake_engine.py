@@ -8,7 +8,8 @@ name in use, `rmi` refuses an image a container uses or a name points at.
 
 Commands "run" in a container are answered by a few rules that know uvbuild's
 in-container scripts (batch.sh, venvdelta.py, mkuser.py); anything else succeeds with
-no output unless a test asks for a failure (`fail_run`) or an interrupt (`interrupt`).
+no output unless a test asks for a failure (`fail_run`, `lack_package_manager`) or an
+interrupt (`interrupt`).
 A batch (a job folder, see batch.write_job) is read when its run starts, as the real
 one reads it (the folder is gone after the run), and answered command by command, with
 batch.sh's markers; the call records the job (`job`) and its environment (`env`).
@@ -35,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvbuild.build.batch import GATE, GATE_SHUT, JOB, NEXT, RUN
+from uvbuild.build.batch import GATE, GATE_SHUT, JOB, NEXT, RUN, VALUE
+from uvbuild.build.builder_steps import NO_PACKAGE_MANAGER
 from uvbuild.build.labels import STEP_LABEL
 from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount, RegistryAccess
 from uvbuild.engine.cmd import Gate, Result
@@ -291,6 +293,14 @@ class FakeEngine:
         else:
             matches = command
         self._failures.append(_Failure(matches, returncode, stdout, stderr))
+
+    def lack_package_manager(self, command: str | Callable[[Sequence[str]], bool]) -> None:
+        """Make packages.sh, when `command` matches it (as in fail_run), answer as in an
+        image with no package manager it knows: its value line, its message, and an exit
+        status that says nothing by itself (test_packages_script.py runs the script)."""
+        self.fail_run(command, returncode=1, stdout=f"{VALUE}{NO_PACKAGE_MANAGER} true\n",
+                      stderr="uvbuild: this image has no package manager uvbuild knows "
+                      "(apt-get, apk, dnf, microdnf)\n")
 
     def interrupt(self, nth: int, *, method: str | None = None,
                   where: Callable[[Call], bool] | None = None, after: bool = False) -> None:

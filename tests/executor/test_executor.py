@@ -927,12 +927,13 @@ def test_a_failing_uv_sync_suggests_builder_packages(engine: FakeEngine, project
         "(e.g. build-essential, python3-dev, lib*-dev)")
 
 
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
 def test_a_base_without_a_package_manager_says_so(engine: FakeEngine, project: Path,
-                                                  tmp_path: Path) -> None:
-    engine.fail_run(lambda argv: argv[-1] == "build-essential", returncode=100)
+                                                  tmp_path: Path, verbose: bool) -> None:
+    engine.lack_package_manager(lambda argv: argv[-1] == "build-essential")
 
     with pytest.raises(StepFailed) as raised:
-        build(engine, plan_of(project), tmp_path)
+        build(engine, plan_of(project), tmp_path, verbose=verbose)
 
     assert raised.value.message == (
         "builder.packages: the builder base has no supported package manager")
@@ -940,6 +941,46 @@ def test_a_base_without_a_package_manager_says_so(engine: FakeEngine, project: P
         "use a Debian, Ubuntu, Alpine or Fedora-family base, or a base that already has "
         "these packages")
     assert set(engine.commits()) <= {"prepare-runtime"}  # the runtime chain may be done
+    assert engine.live == {}
+
+
+def test_a_runtime_base_without_a_package_manager_says_so(engine: FakeEngine, project: Path,
+                                                          tmp_path: Path) -> None:
+    engine.lack_package_manager(lambda argv: argv[-1] == "libpq5")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.message == (
+        "runtime.packages: the runtime base has no supported package manager")
+    assert raised.value.hint == (
+        "use a Debian, Ubuntu, Alpine or Fedora-family base, or a base that already has "
+        "these packages")
+    assert engine.live == {}
+
+
+MISSPELT = "build-essentail"
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+@pytest.mark.parametrize(("stage", "listed"), [("builder", "[build-essential]"),
+                                               ("runtime", "[libpq5]")])
+def test_a_misspelt_package_shows_apt_s_error_though_apt_fails_with_100(
+        engine: FakeEngine, project: Path, tmp_path: Path, stage: str, listed: str,
+        verbose: bool) -> None:
+    # apt-get's exit status for any failure is 100: it says nothing of the base (a user
+    # trial got "no supported package manager" for a misspelt name, and no apt message).
+    text = RECIPE.replace(f"  packages: {listed}\n", f"  packages: [{MISSPELT}]\n")
+    engine.fail_run(lambda argv: argv[-1] == MISSPELT, returncode=100,
+                    stderr=f"E: Unable to locate package {MISSPELT}\n")
+
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project, text), tmp_path, verbose=verbose)
+
+    assert raised.value.message == (
+        f"{stage}.packages: installing {MISSPELT} failed: `packages.sh {MISSPELT}` failed "
+        f"with exit code 100:\n    E: Unable to locate package {MISSPELT}")
+    assert raised.value.hint == "check the package names for this base's distribution"
     assert engine.live == {}
 
 

@@ -72,6 +72,10 @@ WRITE_LAYER = "write-layer"
 WRITE_STATE = "write-state"
 STATE_TAR = "state.tar"  # STATE and /src, a layer of the sync-dependencies image
 
+# The value packages.sh reports (`@@uvbuild value no_package_manager true`) when the
+# image has no package manager it knows.
+NO_PACKAGE_MANAGER = "no_package_manager"
+
 
 def packages_command(packages: tuple[str, ...]) -> batch.Command:
     """packages.sh as a batch command: the package names as its arguments (nothing on
@@ -91,24 +95,28 @@ def install_packages(build: StepContext, container: str, packages: tuple[str, ..
         run = build.engine.run(container, job.argv,
                                mounts=(*build.settings.network_mounts, job.mount),
                                stream=build.settings.verbose)
-    outcome = batch.parse(commands, run)
-    failure = packages_failure(run if outcome.failed != PACKAGES else outcome.failure,
-                               packages, stage)
+    failure = packages_failure(batch.parse(commands, run), packages, stage)
     if failure is not None:
         raise failure
 
 
-def packages_failure(result: cmd.Result, packages: tuple[str, ...],
+def packages_failure(outcome: batch.Outcome, packages: tuple[str, ...],
                      stage: str) -> StepFailed | None:
-    """The error of a failed packages.sh (None if it did not fail), its argv named as it
-    would be typed, not by the script's text."""
-    if result.ok:
+    """The error of a batch whose packages command failed (None if the batch did not
+    fail), its argv named as it would be typed, not by the script's text; a run that
+    failed before the command did (buildah's own failure) is told as the install's.
+
+    Only packages.sh's value line says the image has no package manager: no exit
+    status can, as each package manager has its own (apt-get's is 100).
+    """
+    if outcome.ok:
         return None
-    result = dataclasses.replace(result, argv=("packages.sh", *packages))
-    if result.returncode == 100:
+    if outcome.reported.get(NO_PACKAGE_MANAGER) is True:
         return StepFailed(f"{stage}.packages: the {stage} base has no supported package manager",
                           hint="use a Debian, Ubuntu, Alpine or Fedora-family base, or a base "
                           "that already has these packages")
+    failed = outcome.failure if outcome.failed == PACKAGES else outcome.run
+    result = dataclasses.replace(failed, argv=("packages.sh", *packages))
     return StepFailed(f"{stage}.packages: installing {' '.join(packages)} failed: "
                       f"{cmd.describe_failure(result)}",
                       hint="check the package names for this base's distribution")

@@ -227,7 +227,7 @@ def _runtime_layers(build: StepContext, step: PrepareRuntime,
             Mount(str(out), LAYER_OUT, read_only=False)), stream=build.settings.verbose)
     outcome = batch.parse(commands, run)
     if outcome.failed == PACKAGES:
-        failure = packages_failure(outcome.failure, step.packages, "runtime")
+        failure = packages_failure(outcome, step.packages, "runtime")
         if failure is not None:
             raise failure
     if outcome.failed == MAKE_USER or (outcome.failed is None and not run.ok):

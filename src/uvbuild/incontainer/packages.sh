@@ -19,6 +19,10 @@ elif command -v microdnf >/dev/null 2>&1; then
     microdnf install -y "$@"
     microdnf clean all
 else
+    # Said by a value line (builder_steps.NO_PACKAGE_MANAGER), not by the exit status:
+    # package managers' own statuses overlap any we could pick (apt-get fails with 100,
+    # apk with its count of errors), and a misspelled package must show their message.
+    echo "@@uvbuild value no_package_manager true"
     echo "uvbuild: this image has no package manager uvbuild knows (apt-get, apk, dnf, microdnf)" >&2
-    exit 100
+    exit 1
 fi
