@@ -11,6 +11,7 @@ import yaml
 from uvbuild.commands.init import init, recipe_text
 from uvbuild.errors import ProjectError
 from uvbuild.project.model import read_project
+from uvbuild.recipe.imageref import reference_problem
 from uvbuild.recipe.loader import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -122,3 +123,20 @@ def test_on_a_virtual_workspace_root_with_two_commands_init_asks_which(
         init(folder)
     assert f"uvbuild init {folder / 'packages/hello'}" in str(caught.value.hint)
     assert not (folder / "uvbuild.yaml").exists()
+
+
+def test_a_local_version_becomes_a_tag_the_build_takes(tmp_path: Path) -> None:
+    folder = copy("flask", tmp_path)
+    pyproject = folder / "pyproject.toml"
+    text = pyproject.read_text()
+    version = next(line for line in text.splitlines() if line.startswith("version = "))
+    pyproject.write_text(text.replace(version, 'version = "1.0.0+local.5"'))
+    lock = folder / "uv.lock"  # (locked with that version: as `uv lock` leaves it)
+    old = lock.read_text()
+    lock.write_text(old.replace('name = "flaskapp"\nversion = "0.1.0"',
+                                'name = "flaskapp"\nversion = "1.0.0+local.5"'))
+    assert lock.read_text() != old
+    image = yaml.safe_load(recipe_text(read_project(folder)))["image"]
+
+    assert image.endswith(":1.0.0_local.5")  # ("+" is no tag character)
+    assert reference_problem(image) is None  # (what the recipe loader asks of `image`)

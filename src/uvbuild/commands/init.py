@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uvbuild.errors import ProjectError
+from uvbuild.plan.inputs import default_image_name
 from uvbuild.project.model import (
     Project,
     load_toml,
@@ -83,7 +84,8 @@ def recipe_text(project: Project, *, location: str = ".") -> str:
         "every key is in uvbuild's docs/recipe.md.",
         "version: 1",
         f"project: {json.dumps(location) if location != '.' else '.'}",
-        f"image: localhost/{project.normalized_name}:{project.version or 'latest'}",
+        # (What the build names it without `image:`: a version is made a valid tag.)
+        f"image: {default_image_name(project)}",
         "",
         "builder:",
         *_base(suite, builder_packages, python_note, slim=False),
