@@ -665,3 +665,32 @@ def test_builder_env_may_hold_a_long_value(tmp_path: Path) -> None:
     text = MINIMAL.replace("  from: python:3.13-slim\nruntime",
                            f"  from: python:3.13-slim\n  env: {{CERT: {LONG * 5}}}\nruntime", 1)
     assert load_recipe(write(tmp_path, text)).builder.env[0][1] == LONG * 5
+
+
+@pytest.mark.parametrize("ref, said", [
+    ("Bad Ref!!", "cannot contain spaces"),
+    ("docker.io/Library/python:3.13", "uppercase"),
+    ("python:3.13 slim", "cannot contain spaces"),
+    ("oci-archive:", "names no path"),
+    ("docker://", "cannot be empty"),
+    ("python@sha256:abc", "invalid digest"),
+])
+def test_a_bad_base_reference_is_refused_with_its_line(tmp_path: Path, ref: str,
+                                                       said: str) -> None:
+    text = MINIMAL.replace("runtime:\n  from: python:3.13-slim",
+                           f"runtime:\n  from: {ref!r}")
+    with pytest.raises(RecipeError) as raised:
+        load_recipe(write(tmp_path, text))
+    message = str(raised.value)
+    assert said in message and ":5:" in message and "runtime.from" in message
+
+
+@pytest.mark.parametrize("ref", [
+    "python:3.13-slim", "localhost/mybase:1", "oci-archive:/path/image.tar",
+    "docker-archive:/path/image.tar:localhost/x:1", "docker://quay.io/org/img:2",
+    "containers-storage:localhost/x:1", "python@sha256:" + "a" * 64, "0f596ceee538",
+])
+def test_base_references_buildah_takes_are_read(tmp_path: Path, ref: str) -> None:
+    text = MINIMAL.replace("runtime:\n  from: python:3.13-slim", f"runtime:\n  from: {ref!r}")
+    recipe = load_recipe(write(tmp_path, text))
+    assert recipe.runtime.base == ImageBase(ref=ref)

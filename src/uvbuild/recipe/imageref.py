@@ -80,3 +80,22 @@ def tag_from_version(version: str) -> str:
     version, for one) becomes '_', and it is cut to 128 characters."""
     tag = re.sub(r"[^A-Za-z0-9_.-]", "_", version)[:128]
     return tag if _TAG.fullmatch(tag) else "latest"
+
+
+# Transports a base may name besides a registry or local name (what `buildah from`
+# takes): the rest is a path (an archive, a layout folder), or a reference.
+PATH_TRANSPORTS = ("oci-archive:", "docker-archive:", "oci:", "dir:")
+REFERENCE_TRANSPORTS = ("docker://", "containers-storage:")
+
+
+def base_problem(ref: str) -> str | None:
+    """What is wrong with a base's reference (`from:`), or None: checked when the
+    recipe is read, so a typo is told with its line, not by a pull that retries."""
+    for transport in PATH_TRANSPORTS:
+        if ref.startswith(transport):
+            return None if ref[len(transport):] else f"{transport} names no path"
+    for transport in REFERENCE_TRANSPORTS:
+        if ref.startswith(transport):
+            ref = ref[len(transport):]
+            break
+    return reference_problem(ref, output=False)

@@ -23,7 +23,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from uvbuild.errors import RecipeError
-from uvbuild.recipe.imageref import EXAMPLE, reference_problem
+from uvbuild.recipe.imageref import EXAMPLE, base_problem, reference_problem
 from uvbuild.recipe.model import (
     BOOTSTRAP_VARIANTS,
     Base,
@@ -466,7 +466,11 @@ class _Reader:
     def base(self, node: Node, path: str) -> Base:
         if not isinstance(node, MappingNode):
             expected = "an image reference or {bootstrap: debian}"
-            return ImageBase(ref=self.string(node, path, expected))
+            ref = self.string(node, path, expected)
+            problem = base_problem(ref)
+            if problem:
+                raise self.error(node, path, f"{problem}: {ref!r}", hint=_FROM_HINT)
+            return ImageBase(ref=ref)
         fields = self.mapping(node, path, BOOTSTRAP_KEYS)
         distribution = self.need(fields, node, path, "bootstrap", self.string)
         if distribution not in BOOTSTRAP_DISTRIBUTIONS:
