@@ -257,6 +257,8 @@ class FakeEngine:
         self.owner_env: dict[str, str] = {}  # set by the build, as on Buildah
         self.registry = FakeRegistry()  # share one between engines: two runners, one cache
         self.config_of: dict[str, dict[str, Any]] = {}  # image ID → an imported config
+        self.config_bytes: dict[str, bytes] = {}  # image ID → an imported config, as bytes
+        self.rewritten: set[str] = set()  # images image_to_layout gives a rewritten config
         self.imported: list[str] = []  # the IDs import_layout made, in order
         self.imported_layers: list[tuple[str, list[str]]] = []  # (name, its layer digests)
         self.mount_root: Path | None = None  # what `mount` gives (a folder as a root)
@@ -518,7 +520,10 @@ class FakeEngine:
             raise EngineError(f"copying {image} to {layout}: image not known")
         blobs = layout / "blobs" / "sha256"
         blobs.mkdir(parents=True, exist_ok=True)  # as skopeo, into a layout made ready
-        config = json.dumps({"fake-image": found.id, "config": {
+        # An imported image's config as it was imported, its ID its digest (unless a
+        # test made the store's copy another tool's: `rewritten`); else one made up.
+        config = self.config_bytes.get(found.id) if found.id not in self.rewritten else None
+        config = config or json.dumps({"fake-image": found.id, "config": {
             "Labels": found.labels, "Env": list(found.env), "User": found.user}}).encode()
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         (blobs / config_digest[7:]).write_bytes(config)
@@ -537,6 +542,7 @@ class FakeEngine:
             {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
              "size": len(manifest)}]}))
         self.registry.images[config_digest[7:]] = found
+        self.registry.images[found.id] = found  # (a config put back: regcache.export_image)
         after()
 
     def layout_to_registry(self, layout: Path, dest: str, access: RegistryAccess) -> None:
@@ -828,6 +834,12 @@ class FakeEngine:
         found = self._resolve(ref)
         if found is None:
             raise EngineError(f"reading the manifest of {ref}: image not known")
+        if found.id in self.config_bytes:
+            after()
+            manifest = {"schemaVersion": 2, "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest,
+                 "size": size} for digest, size in found.layers]}
+            return json.dumps(manifest).encode(), self.config_bytes[found.id]
         manifest = {"schemaVersion": 2, "layers": [
             {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest,
              "size": size} for digest, size in found.layers]}
@@ -860,6 +872,7 @@ class FakeEngine:
             user=run.get("User") or "", python=python,
             layers=tuple((d["digest"], int(d["size"])) for d in manifest["layers"]))
         self.config_of[image_id] = config
+        self.config_bytes[image_id] = (blobs / config_digest[7:]).read_bytes()
         self.names[name] = image_id
         self.imported.append(image_id)
         self.imported_layers.append((name, [str(d["digest"]) for d in manifest["layers"]]))

@@ -37,7 +37,14 @@ from pathlib import Path
 from uvbuild.engine.buildah import ImageConfig, RegistryAccess, registry_cause
 from uvbuild.engine.protocol import RegistryEngine
 from uvbuild.errors import EngineError
-from uvbuild.output.oci import LAYER_TAR, Descriptor, Layer, annotate_layout, write_layout
+from uvbuild.output.oci import (
+    LAYER_TAR,
+    Descriptor,
+    Layer,
+    annotate_layout,
+    layout_config_digest,
+    write_layout,
+)
 from uvbuild.recipe.imageref import reference_problem
 
 KEY = "io.uvbuild.cache-key"
@@ -250,7 +257,17 @@ class RegistryCache:
                 self._say(f"registry cache: not exporting {step}: {_cause(exc.message)}")
                 return False
             self._to_pool(layout)
-            annotate_layout(layout, self._annotations(step, key, IMAGE))
+            config = None
+            wanted = "sha256:" + image_id.removeprefix("sha256:")
+            if layout_config_digest(layout) != wanted:
+                # The store's image was written over by another tool (a `podman load` or
+                # pull of this very image): its manifest is Docker's now, and copying it
+                # into an OCI layout rewrote its config, which would give a second runner
+                # another image ID. The config as stored is the one whose digest is its ID.
+                stored = self.engine.image_manifest(image_id)[1]
+                if "sha256:" + hashlib.sha256(stored).hexdigest() == wanted:
+                    config = stored
+            annotate_layout(layout, self._annotations(step, key, IMAGE), config=config)
             return self._push(step, key, layout)
 
     def import_image(self, entry: Entry, name: str) -> str | None:

@@ -201,10 +201,20 @@ def _place(source: Path, target: Path) -> None:
 _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
 
 
-def annotate_layout(layout: Path, annotations: Mapping[str, str]) -> str:
+def layout_config_digest(layout: Path) -> str:
+    """The config digest (the image ID) of the one image in the OCI layout `layout`."""
+    blobs = layout / "blobs" / "sha256"
+    index = json.loads((layout / "index.json").read_bytes())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].removeprefix("sha256:"))
+                          .read_bytes())
+    return str(manifest["config"]["digest"])
+
+
+def annotate_layout(layout: Path, annotations: Mapping[str, str], *,
+                    config: bytes | None = None) -> str:
     """Put `annotations` into the manifest of the one image in the OCI layout `layout`
     (keeping those it has) and return the new manifest's digest; the config, and so the
-    image ID, stay as they are.
+    image ID, stay as they are, or (`config`) become those exact bytes.
 
     A layer whose blob is an uncompressed tar is also named so (LAYER_TAR): skopeo 1.9,
     copying a pulled image out of containers-storage, writes the uncompressed blob but
@@ -222,6 +232,9 @@ def annotate_layout(layout: Path, annotations: Mapping[str, str]) -> str:
         if not head.startswith(_COMPRESSED):
             layer["mediaType"] = LAYER_TAR
     manifest["annotations"] = {**(manifest.get("annotations") or {}), **annotations}
+    if config is not None:
+        manifest["config"] = {"mediaType": CONFIG_TYPE, "digest": _store(blobs, config),
+                              "size": len(config)}
     data = canonical_json(manifest)
     digest = _store(blobs, data)
     if digest != old["digest"]:
