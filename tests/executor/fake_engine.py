@@ -50,6 +50,10 @@ VENVDELTA = script("venvdelta.py")
 UNPACK = script("unpack.py")
 PACKAGES = script("packages.sh")
 LAYERTAR = script("layertar.py")
+PYTHONCHECK = script("pythoncheck.py")
+# pythoncheck.py's own judgement, so the fake answers the check as the builder would.
+_PYTHONCHECK_SCRIPT: dict[str, Any] = {"__name__": "pythoncheck"}
+exec(compile(PYTHONCHECK, "pythoncheck.py", "exec"), _PYTHONCHECK_SCRIPT)
 RUNTIME_UID = 10001
 
 
@@ -122,6 +126,15 @@ class Python:
     link: str = "/usr/local/bin/python3"
     path: str = "/usr/local/bin/python3.13"
     version: str = "3.13"
+    release: str = ""  # X.Y.Z ("": X.Y.0)
+    implementation: str = "cpython"
+    free_threaded: bool = False
+
+    def check_facts(self) -> dict[str, object]:
+        """What incontainer/pythoncheck.py reports of this interpreter."""
+        return {"implementation": self.implementation,
+                "version": self.release or f"{self.version}.0",
+                "free_threaded": self.free_threaded, "debug": False}
 
 
 PY313 = Python()
@@ -686,11 +699,16 @@ class FakeEngine:
         if failure:
             return Result(argv, failure.returncode, failure.stdout, failure.stderr)
         python = ctr.python
-        if MKUSER in argv:
+        if MKUSER in argv or PYTHONCHECK in argv:
             # A bare name resolves through the image's PATH, as `buildah run` does.
             if python is None or argv[0] not in (python.link, python.path,
                                                  python.link.rpartition("/")[2]):
                 return Result(argv, 127, "", f"/bin/sh: 1: {argv[0]}: not found\n")
+            if PYTHONCHECK in argv:
+                have = python.check_facts()
+                met = _PYTHONCHECK_SCRIPT["meets"](json.loads(argv[-1]), have)
+                return Result(argv, 0 if met else 3,
+                              f"@@uvbuild value python-check {json.dumps(have)}\n", "")
             uid = 0 if argv[-1] == "root" else RUNTIME_UID
             facts: dict[str, object] = {"uid": uid, "gid": uid, "python": python.path,
                                         "version": python.version}
@@ -721,7 +739,7 @@ class FakeEngine:
                 out.append(self._venvdelta(ctr, words, mounts))
             if LAYERTAR in words:
                 out.append(self._layertar(words, mounts))
-            if MKUSER in words:
+            if MKUSER in words or PYTHONCHECK in words:
                 made = self._answer(ctr, words, mounts)
                 if not made.ok:
                     out.append(made.stdout)

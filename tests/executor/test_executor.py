@@ -18,6 +18,7 @@ from fake_engine import (
     LAYERTAR,
     MKUSER,
     PY312,
+    PYTHONCHECK,
     VENVDELTA,
     Call,
     FakeEngine,
@@ -1032,6 +1033,70 @@ def test_a_python_mismatch_stops_before_the_dependencies_layer(project: Path,
         c.args[1] for c in engine.called("import_layout")]
     assert IMAGE not in engine.names
     assert engine.live == {}
+
+
+DEBIAN_PYTHON = Python(link="/usr/bin/python3", path="/usr/bin/python3.11", version="3.11",
+                       release="3.11.2")
+WITH_BUILDER_PYTHON = RECIPE.replace("  secrets: [UV_INDEX_PASSWORD]\n",
+                                     "  secrets: [UV_INDEX_PASSWORD]\n  python: /usr/bin/python3\n")
+
+
+@pytest.mark.parametrize(("pin", "found"), [
+    ("3.11.9", "CPython 3.11.2"),  # another patch release
+    ("pypy@3.11", "CPython 3.11.2"),  # another implementation
+    ("3.11+gil", None),
+    ("3.11", None),  # what works stays working
+])
+def test_builder_python_is_held_to_the_pin_before_uv_sync(project: Path, tmp_path: Path,
+                                                          pin: str, found: str | None) -> None:
+    """uv, handed builder.python, reads no .python-version: the builder's check does,
+    in the sync's run, before uv sync (exit 4, naming the pin's file and what it found)."""
+    from uvbuild.project.pythons import PythonRequest
+
+    engine = FakeEngine()
+    engine.add_image(BASE, python=DEBIAN_PYTHON)
+    request = PythonRequest(text=pin, source=str(project / ".python-version"), pinned=True)
+    plan = plan_of(project, WITH_BUILDER_PYTHON, python_request=request)
+    if found is None:
+        build(engine, plan, tmp_path)
+        assert IMAGE in engine.names
+        return
+
+    with pytest.raises(ProjectError) as raised:
+        build(engine, plan, tmp_path)
+
+    assert raised.value.exit_code == 4
+    assert raised.value.message == (
+        f"the project asks for Python {pin} ({project / '.python-version'}), but "
+        f"builder.python /usr/bin/python3 is {found}")
+    assert "uvbuild holds builder.python to it" in str(raised.value.hint)
+    # The check comes before uv sync in the sync's batch, which stops at it.
+    (sync_run,) = [c for c in engine.called("run")
+                   if any(words[:2] == (UV_TARGET, "sync") for words in commands_of(c))]
+    commands = commands_of(sync_run)
+    check = next(i for i, words in enumerate(commands) if PYTHONCHECK in words)
+    assert commands[check][0] == "/usr/bin/python3"
+    assert check < next(i for i, words in enumerate(commands) if words[:2] == (UV_TARGET, "sync"))
+    assert IMAGE not in engine.names and engine.live == {}
+
+
+def test_a_free_threaded_pin_is_not_met_by_a_build_with_the_gil(project: Path,
+                                                                tmp_path: Path) -> None:
+    from uvbuild.project.pythons import PythonRequest
+
+    engine = fresh_engine()  # CPython 3.13.0, with the GIL
+    request = PythonRequest(text="3.13t", source=str(project / ".python-version"), pinned=True)
+    text = WITH_BUILDER_PYTHON.replace("/usr/bin/python3", "/usr/local/bin/python3")
+
+    with pytest.raises(ProjectError) as raised:
+        build(engine, plan_of(project, text, python_request=request), tmp_path)
+
+    assert raised.value.message.endswith("builder.python /usr/local/bin/python3 is CPython 3.13.0")
+
+    engine = fresh_engine()
+    engine.add_image(BASE, python=Python(free_threaded=True))
+    build(engine, plan_of(project, text, python_request=request), tmp_path / "again")
+    assert IMAGE in engine.names
 
 
 def test_a_runtime_without_the_builders_interpreter_says_so(project: Path,

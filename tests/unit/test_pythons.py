@@ -33,7 +33,13 @@ def recipe(suite: str = "bookworm", python: str | None = None, image: str | None
     ("3.11.4", True, "3.11", True),
     ("cpython-3.13", True, "3.13", True),
     ("3", True, "3.11", True),
-    ("pypy@3.10", True, "3.10", None),
+    ("pypy@3.10", True, "3.10", None),  # the implementation is not a fact of X.Y
+    ("cp312", True, "3.12", True),
+    ("312", True, "3.11", False),
+    ("3.11.9", True, "3.11", True),  # some 3.11 may be 3.11.9: the builder tells
+    ("3.13t", True, "3.13", True),
+    ("cpython>=3.12", True, "3.11", False),
+    ("/usr/bin/python3", True, "3.11", None),
     (">=3.12", False, "3.11", False),
     (">=3.11", False, "3.11", True),
     (">=3.11.4, <4", False, "3.11", True),
@@ -122,20 +128,77 @@ def _sync_step(request: PythonRequest | None, uv_python: str | None = None) -> S
                                python_request=request)
 
 
-def test_a_request_is_checked_on_builder_python_before_uv_sync_runs() -> None:
+def _check_argument(request: PythonRequest) -> dict[str, object]:
+    """What the builder's pythoncheck.py is asked (its last argument)."""
+    import json
+    import shlex
+
     from uvbuild.build.builder_steps import PYTHON_CHECK, _python_check
 
-    pin = PythonRequest(text="3.12", source="/p/.python-version", pinned=True)
-    (check,) = _python_check(_sync_step(pin))
+    (check,) = _python_check(_sync_step(request))
     assert check.label == PYTHON_CHECK
-    assert check.text.startswith("/usr/local/bin/python3 -c ") and check.text.endswith(" 3.12")
+    words = shlex.split(check.text)
+    assert words[:2] == ["/usr/local/bin/python3", "-c"]
+    return dict(json.loads(words[-1]))
+
+
+def test_a_request_is_checked_on_builder_python_before_uv_sync_runs() -> None:
+    from uvbuild.build.builder_steps import _python_check
+
+    pin = PythonRequest(text="3.12", source="/p/.python-version", pinned=True)
+    assert _check_argument(pin) == {"versions": ["3.12"], "implementation": None,
+                                    "free_threaded": None, "debug": False}
     ranged = PythonRequest(text=">=3.11,<3.13", source="pyproject.toml", pinned=False)
-    (check,) = _python_check(_sync_step(ranged))
-    assert check.text.endswith(" 3.11 3.12")
+    assert _check_argument(ranged)["versions"] == ["3.11", "3.12"]
     # uv is asked for the version itself (no builder.python), or nothing is asked:
     # uv's own "No interpreter found" / nothing to check.
     assert _python_check(_sync_step(pin, uv_python="3.12")) == ()
     assert _python_check(_sync_step(None)) == ()
-    # A request the host cannot read is left to the check of the made venv.
-    odd = PythonRequest(text="pypy@3.10", source="/p/.python-version", pinned=True)
+    # A request the host cannot read (a path) is left to the check of the made venv.
+    odd = PythonRequest(text="/opt/python/bin/python3", source="/p/.python-version",
+                        pinned=True)
     assert _python_check(_sync_step(odd)) == ()
+
+
+@pytest.mark.parametrize(("pin", "asked"), [
+    # A patch release is that release alone; 3.11 is any 3.11.x.
+    ("3.11.9", {"versions": ["3.11.9"], "implementation": None}),
+    ("3.11", {"versions": ["3.11"], "implementation": None}),
+    ("pypy@3.11", {"versions": ["3.11"], "implementation": "pypy"}),
+    ("cpython-3.12.3-linux-x86_64-gnu", {"versions": ["3.12.3"], "implementation": "cpython"}),
+    ("cp312", {"versions": ["3.12"], "implementation": "cpython"}),
+    ("3.13t", {"versions": ["3.13"], "free_threaded": True}),
+    ("3.14+freethreaded", {"versions": ["3.14"], "free_threaded": True, "debug": False}),
+    ("3.14+gil", {"versions": ["3.14"], "free_threaded": False}),
+    ("3.13d", {"versions": ["3.13"], "free_threaded": None, "debug": True}),
+    ("cpython>=3.12.4,<3.13", {"versions": [f"3.12.{p}" for p in range(4, 100)],
+                               "implementation": "cpython"}),
+])
+def test_a_pin_becomes_what_the_builder_python_must_be(pin: str,
+                                                        asked: dict[str, object]) -> None:
+    argument = _check_argument(PythonRequest(text=pin, source="/p/.python-version",
+                                             pinned=True))
+    assert {key: argument[key] for key in asked} == asked
+
+
+def test_a_free_threaded_pin_before_313_is_refused_before_any_container(
+        tmp_path: Path) -> None:
+    """uv refuses `3.11t` ("Invalid version request"): said at once, naming the file,
+    with or without builder.python."""
+    for python in (None, "/usr/bin/python3"):
+        with pytest.raises(ProjectError) as caught:
+            check_python(recipe(python=python), project(tmp_path, pin="3.11t"))
+        assert caught.value.exit_code == 4
+        assert caught.value.message.startswith(
+            f"p asks for Python 3.11t ({tmp_path / '.python-version'}), which ")
+        assert "free-threaded builds of Python start at 3.13" in caught.value.message
+        assert (python or "the builder base") in caught.value.message
+    assert check_python(recipe("trixie"), project(tmp_path, pin="3.13t")) == "3.13t"
+
+
+def test_pins_the_host_cannot_judge_are_left_to_the_builder(tmp_path: Path) -> None:
+    """builder.python /usr/bin/python3 on bookworm is 3.11.something: a 3.11.9 or PyPy
+    pin is judged in the builder, where its version and implementation are known."""
+    for pin in ("3.11.9", "pypy@3.11", "3.11"):
+        assert check_python(recipe(python="/usr/bin/python3"), project(tmp_path, pin=pin)) \
+            is None

@@ -44,7 +44,12 @@ from uvbuild.plan.planner import (
     SyncDependencies,
 )
 from uvbuild.project.archive import ProjectTar
-from uvbuild.project.pythons import PythonRequest, check_made_venv, satisfies
+from uvbuild.project.pythons import (
+    PythonRequest,
+    allowed_versions,
+    check_made_venv,
+    read_request,
+)
 
 TOOLS = "/run/uvbuild"
 UV_TARGET = f"{TOOLS}/bin/uv"
@@ -374,42 +379,56 @@ def _run_follow_up(build: StepContext, follow: FollowUp, step: SyncDependencies,
     return _judged(commands, run)
 
 
-# Prints the interpreter's X.Y as a value line; exit 3 unless it is one of the arguments.
-_PYTHON_CHECK = ("import json, sys; v = '%d.%d' % sys.version_info[:2]; "
-                 "print('@@uvbuild value " + PYTHON_CHECK + " ' + json.dumps(v)); "
-                 "sys.exit(0 if v in sys.argv[1:] else 3)")
-_UNMET = 3
-
-
 def _python_check(step: SyncDependencies) -> tuple[batch.Command, ...]:
-    """With `builder.python` set (uv is not asked for a version), the project's Python
-    request is checked on that interpreter before `uv sync` runs, in the same run: an
-    image base's Python is known only inside a container, and a sync that downloads
-    every wheel first would be a slow way to learn it does not fit. The request is
-    turned into the X.Y versions that meet it here, on the host (pythons.satisfies)."""
+    """With `builder.python` set (uv is not asked for a version, and reads no
+    `.python-version`), the project's request is checked on that interpreter before
+    `uv sync` runs, in the same run: an image base's Python is known only inside a
+    container, and a sync that downloads every wheel first would be a slow way to learn
+    it does not fit. The request is read on the host (pythons.read_request) into what
+    the interpreter must be: the versions that meet it (a pin of 3.11.9 is that release
+    alone), its implementation (pypy@3.11) and build (3.13t: free-threaded)."""
     request = step.python_request
     if request is None or step.uv_python is not None:
         return ()
-    minors = [f"{major}.{minor}" for major in (3,) for minor in range(0, 40)]
-    if any(satisfies(request, version) is None for version in minors):
-        return ()  # a request this check cannot read ("pypy@3.10"): left to the venv check
-    allowed = [version for version in minors if satisfies(request, version)]
-    return (batch.Command(PYTHON_CHECK, batch.shell([step.python, "-c", _PYTHON_CHECK,
-                                                     *allowed])),)
+    wanted = read_request(request)
+    if wanted is None:
+        return ()  # a request this check cannot read (a path): left to the venv check
+    argument = json.dumps({"versions": allowed_versions(wanted),
+                           "implementation": wanted.implementation,
+                           "free_threaded": wanted.free_threaded, "debug": wanted.debug},
+                          sort_keys=True)
+    return (batch.Command(PYTHON_CHECK, batch.shell([step.python, "-c",
+                                                     script("pythoncheck.py"), argument])),)
+
+
+_UNMET = 3  # pythoncheck.py's exit code for an interpreter that does not meet the request
+_IMPLEMENTATION_NAMES = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalPy"}
+
+
+def describe_interpreter(facts: dict[str, object]) -> str:
+    """pythoncheck.py's facts as a reader names the interpreter: "CPython 3.13.1
+    (free-threaded)"."""
+    name = str(facts.get("implementation", "?"))
+    builds = [word for word, flag in (("free-threaded", "free_threaded"), ("debug", "debug"))
+              if facts.get(flag)]
+    return (f"{_IMPLEMENTATION_NAMES.get(name, name)} {facts.get('version', '?')}"
+            + (f" ({', '.join(builds)})" if builds else ""))
 
 
 def _python_unmet(step: SyncDependencies, request: PythonRequest,
                   outcome: batch.Outcome) -> Exception:
-    version = outcome.reported.get(PYTHON_CHECK)
-    if outcome.failure.returncode != _UNMET or not isinstance(version, str):
+    facts = outcome.reported.get(PYTHON_CHECK)
+    if outcome.failure.returncode != _UNMET or not isinstance(facts, dict):
         return StepFailed(f"checking the builder's Python {step.python} failed: "
                           f"{cmd.describe_failure(outcome.failure)}",
                           hint="builder.python must name a Python 3 the builder base has")
     return ProjectError(
         f"the project asks for Python {request.text} ({request.source}), but "
-        f"builder.python {step.python} is Python {version}",
+        f"builder.python {step.python} is {describe_interpreter(facts)}",
         hint="set builder.python to an interpreter that meets the request, use another base, "
-        "or change the project's request")
+        "or change the project's request" + (
+            " (uv does not read .python-version when builder.python is set: uvbuild holds "
+            "builder.python to it)" if request.pinned else ""))
 
 
 def sync_dependencies(build: StepContext, step: SyncDependencies,

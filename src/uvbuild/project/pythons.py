@@ -5,7 +5,10 @@ without one, with `requires-python`. uvbuild checks the request against the Pyth
 bootstrapped Debian suite ships, and against a `builder.python` whose version its name
 or the suite tells, before any container is made: a project pinned to 3.12 is never
 built on 3.11 without a word. Without `builder.python`, uv is handed the request itself
-(`uv sync --python REQUEST`) so that it finds that interpreter on the base's PATH.
+(`uv sync --python REQUEST`) so that it finds that interpreter on the base's PATH. With
+it, uv is handed that interpreter and reads no `.python-version`: the pin is then held
+to it by uvbuild, in the builder (`Wanted`, incontainer/pythoncheck.py), since only
+there are its patch version, implementation and build known.
 """
 
 from __future__ import annotations
@@ -23,7 +26,22 @@ SUITE_PYTHON = {"buster": "3.7", "bullseye": "3.9", "bookworm": "3.11", "trixie"
                 "forky": "3.13"}
 
 _CLAUSE = re.compile(r"(~=|==|!=|<=|>=|<|>|===)?\s*([0-9]+(?:\.[0-9]+)*)(\.\*)?")
-_PINNED = re.compile(r"(?:c?python[-@]?)?([0-9]+(?:\.[0-9]+){0,2})t?", re.IGNORECASE)
+# The request forms uv documents (docs/concepts/python-versions.md) that name a version:
+# 3.12, 3.12.3, 3.13t, 3.13+freethreaded, 3.14+gil, 3.12d, cpython@3.12, cp312,
+# pypy3.10, cpython-3.12.3-linux-x86_64-gnu; and python3.12, an executable name that
+# means the version as well.
+_IMPLEMENTATIONS = {"cpython": "cpython", "cp": "cpython", "pypy": "pypy", "pp": "pypy",
+                    "graalpy": "graalpy", "gp": "graalpy", "python": None}
+_IMPLEMENTATION = "|".join(sorted(_IMPLEMENTATIONS, key=len, reverse=True))
+_PINNED = re.compile(
+    rf"(?:(?P<implementation>{_IMPLEMENTATION})(?P<separator>[@-]?))?"
+    r"(?P<version>[0-9]+(?:\.[0-9]+){0,2})"
+    r"(?P<variant>t|d|td|\+freethreaded|\+gil|\+debug|\+freethreaded\+debug)?"
+    r"(?P<key>-[^-\s]+-[^-\s]+-[^-\s]+)?", re.IGNORECASE)
+_RANGED = re.compile(rf"(?P<implementation>{_IMPLEMENTATION})?(?P<clauses>[<>=!~].*)",
+                     re.IGNORECASE)
+_ONLY_IMPLEMENTATION = re.compile(_IMPLEMENTATION, re.IGNORECASE)
+FREE_THREADED_SINCE = (3, 13)  # uv refuses a free-threaded request for an older Python
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,6 +69,102 @@ def python_request(project: Project) -> PythonRequest | None:
     return None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Clause:
+    """One version clause: `==3.11` (any 3.11.x), `>=3.11.4`, `!=3.12.*`..."""
+
+    op: str
+    version: tuple[int, ...]
+    star: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Wanted:
+    """A request read as what an interpreter must be to meet it, as uv reads it."""
+
+    implementation: str | None = None  # sys.implementation.name: cpython, pypy, graalpy
+    clauses: tuple[Clause, ...] = ()  # all must hold for the interpreter's X.Y.Z
+    # True: a free-threaded build (3.13t); False: one with the GIL (3.14+gil); None:
+    # either (uv's default variant, left to uv and the user's choice of builder.python).
+    free_threaded: bool | None = None
+    debug: bool = False  # a debug build (3.12d)
+
+
+def read_request(request: PythonRequest) -> Wanted | None:
+    """What `request` asks of an interpreter; None for a form uvbuild does not read (a
+    path or an executable name, a pre-release, `any`): left to uv."""
+    text = request.text.strip()
+    if not request.pinned:
+        clauses = _clauses(text)
+        return Wanted(clauses=clauses) if clauses else None
+    if _ONLY_IMPLEMENTATION.fullmatch(text):
+        implementation = _IMPLEMENTATIONS[text.lower()]
+        return Wanted(implementation=implementation) if implementation else None
+    ranged = _RANGED.fullmatch(text)
+    if ranged:
+        clauses = _clauses(ranged["clauses"])
+        return Wanted(implementation=_implementation(ranged["implementation"]),
+                      clauses=clauses) if clauses else None
+    match = _PINNED.fullmatch(text)
+    if match is None or match["key"] and match["separator"] != "-":
+        return None
+    version = match["version"]
+    if "." not in version and len(version) > 1:
+        if (match["implementation"] or "").lower() == "python":
+            return None  # python312: an executable's name, left to uv
+        version = f"{version[0]}.{version[1:]}"  # 312 and cp312 are 3.12 to uv
+    variant = (match["variant"] or "").lower()
+    return Wanted(
+        implementation=_implementation(match["implementation"]),
+        # As uv: 3.11 is any 3.11.x, 3.11.9 that one release.
+        clauses=(Clause(op="==", version=tuple(int(n) for n in version.split("."))),),
+        free_threaded=True if variant.startswith(("t", "+freethreaded")) else
+        False if variant == "+gil" else None,
+        debug=variant in ("d", "td", "+debug", "+freethreaded+debug"))
+
+
+def _implementation(text: str | None) -> str | None:
+    return _IMPLEMENTATIONS[text.lower()] if text else None
+
+
+def _clauses(text: str) -> tuple[Clause, ...]:
+    """Comma-separated version clauses; () if one of them cannot be read."""
+    parts = [c.strip() for c in text.split(",") if c.strip()]
+    matches = [_CLAUSE.fullmatch(part) for part in parts]
+    return tuple(Clause(op=m[1] or "==", version=tuple(int(n) for n in m[2].split(".")),
+                        star=bool(m[3]))
+                 for m in matches if m) if parts and all(matches) else ()
+
+
+def meets(wanted: Wanted, version: tuple[int, int, int]) -> bool:
+    """Whether Python X.Y.Z meets every version clause of `wanted`."""
+    return all(_holds(clause, version) for clause in wanted.clauses)
+
+
+def allowed_versions(wanted: Wanted) -> tuple[str, ...]:
+    """The Python 3 versions that meet `wanted`'s clauses, as prefixes of X.Y.Z: "3.12"
+    for every 3.12.x, "3.11.9" for that release alone (for the builder's check)."""
+    allowed: list[str] = []
+    for minor in range(40):
+        patches = [patch for patch in range(100) if meets(wanted, (3, minor, patch))]
+        if len(patches) == 100:
+            allowed.append(f"3.{minor}")
+        else:
+            allowed += [f"3.{minor}.{patch}" for patch in patches]
+    return tuple(allowed)
+
+
+def impossible(wanted: Wanted) -> str | None:
+    """Why no interpreter can meet `wanted`, if uvbuild can tell: a free-threaded build
+    of a Python older than 3.13 (uv refuses such a request: "Invalid version request")."""
+    if wanted.free_threaded and not any(
+            meets(wanted, (3, minor, patch)) for minor in range(FREE_THREADED_SINCE[1], 40)
+            for patch in range(100)):
+        since = ".".join(map(str, FREE_THREADED_SINCE))
+        return f"free-threaded builds of Python start at {since} (uv refuses the request)"
+    return None
+
+
 def suite_python(base: Base) -> str | None:
     """The Python version a bootstrapped Debian base has, if uvbuild knows the suite."""
     if isinstance(base, BootstrapBase) and base.distribution == "debian":
@@ -65,28 +179,21 @@ def named_version(python: str) -> str | None:
 
 
 def satisfies(request: PythonRequest, version: str) -> bool | None:
-    """Whether Python `version` (X.Y, any patch) meets the request; None if unreadable."""
+    """Whether a CPython `version` (X.Y, any patch) meets the request; None if unreadable
+    or if it asks for another implementation (a fact the version does not tell)."""
     if not re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", version):
         return None
-    have = tuple(int(n) for n in version.split("."))[:2]
-    if request.pinned:
-        match = _PINNED.fullmatch(request.text)
-        if match is None:
-            return None  # "pypy@3.10" and the like: left to uv
-        wanted = tuple(int(n) for n in match[1].split("."))
-        return wanted[:2] == have if len(wanted) > 1 else wanted[0] == have[0]
-    clauses = [c.strip() for c in request.text.split(",") if c.strip()]
-    parsed = [_CLAUSE.fullmatch(c) for c in clauses]
-    if not clauses or any(m is None for m in parsed):
+    wanted = read_request(request)
+    if wanted is None or wanted.implementation not in (None, "cpython"):
         return None
+    major, minor = (int(n) for n in version.split(".")[:2])
     # Some patch release of X.Y must meet every clause.
-    return any(all(_holds(m, (*have, patch)) for m in parsed if m) for patch in range(100))
+    return any(meets(wanted, (major, minor, patch)) for patch in range(100))
 
 
-def _holds(match: re.Match[str], have: tuple[int, ...]) -> bool:
-    op, text, star = match[1] or "==", match[2], match[3]
-    wanted = tuple(int(n) for n in text.split("."))
-    if star or op in ("==", "!=", "===") and len(wanted) < 3:
+def _holds(clause: Clause, have: tuple[int, ...]) -> bool:
+    op, wanted = clause.op, clause.version
+    if clause.star or op in ("==", "!=", "===") and len(wanted) < 3:
         same = have[:len(wanted)] == wanted
         return same if op != "!=" else not same
     padded = (*wanted, 0, 0)[:3]
@@ -135,6 +242,16 @@ def check_python(recipe: Recipe, project: Project) -> str | None:
     request = python_request(project)
     if request is None:
         return None
+    wanted = read_request(request)
+    why = impossible(wanted) if wanted is not None else None
+    if why is not None:
+        # Known now, whatever the base: uv would refuse the request in the builder, and
+        # no builder.python can meet it.
+        raise ProjectError(
+            f"{project.name} asks for Python {request.text} ({request.source}), which "
+            f"{where} cannot meet, nor any other interpreter: {why}",
+            hint="pin a free-threaded 3.13 or later (3.13t), or drop the `t` for a build "
+            "with the GIL")
     if have is not None and satisfies(request, have) is False:
         raise ProjectError(
             f"{project.name} asks for Python {request.text} ({request.source}), but "
