@@ -721,6 +721,41 @@ def test_equivalent_edits_keep_the_lock_current(tmp_path: Path, case: str) -> No
     assert read_project(root).name in ("base_app", "base-app")
 
 
+# As uv 0.13.9 writes them: an empty legacy dev group is locked as `dev = []`.
+EMPTY_DEV_PYPROJECT = """\
+[project]
+name = "root"
+version = "0.1"
+requires-python = ">=3.10"
+dependencies = []
+[tool.uv]
+dev-dependencies = []
+"""
+EMPTY_DEV_LOCK = """\
+version = 1
+revision = 5
+requires-python = ">=3.10"
+
+[[package]]
+name = "root"
+version = "0.1"
+source = { virtual = "." }
+
+[package.metadata]
+
+[package.metadata.requires-dev]
+dev = []
+"""
+
+
+def test_an_empty_legacy_dev_group_is_a_group_as_uv_locks_it(tmp_path: Path) -> None:
+    root = write(tmp_path, {"pyproject.toml": EMPTY_DEV_PYPROJECT, "uv.lock": EMPTY_DEV_LOCK})
+    read_project(root)
+    edit(root / "pyproject.toml", "dev-dependencies = []\n", "")
+    assert stale_reason(root) == ("uv.lock still has dependency group 'dev', which "
+                                  "pyproject.toml does not declare")
+
+
 def test_app_lock_is_current_and_notices_a_new_dependency(tmp_path: Path) -> None:
     root = app(tmp_path)
     read_project(root)

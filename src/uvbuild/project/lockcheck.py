@@ -316,9 +316,10 @@ def _dependency_groups(where: str, doc: Table) -> dict[str, list[str]]:
         return found
 
     expanded = {name: expand(name, frozenset({name})) for name in groups}
-    legacy = doc.get("tool", {}).get("uv", {}).get("dev-dependencies", [])
-    if legacy:
-        expanded["dev"] = [*expanded.get("dev", []), *_strings(legacy, where, "dev-dependencies")]
+    uv = doc.get("tool", {}).get("uv", {})
+    if "dev-dependencies" in uv:  # an empty list too: uv locks it as `dev = []`
+        legacy = _strings(uv["dev-dependencies"], where, "dev-dependencies")
+        expanded["dev"] = [*expanded.get("dev", []), *legacy]
     return expanded
 
 
