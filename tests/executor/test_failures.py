@@ -15,7 +15,7 @@ from test_executor import IMAGE, RECIPE, build, engine, plan_of, project  # noqa
 from uvbuild.build import batch, builder_steps
 from uvbuild.build.builder_steps import UV_TARGET
 from uvbuild.engine.diskfull import DiskFull
-from uvbuild.errors import EngineError, StepFailed
+from uvbuild.errors import EngineError, ProjectError, StepFailed
 
 UV_FULL = ("Downloading fastapi (93.4KiB)\n"
            "error: Failed to install: fastapi-0.115.0-py3-none-any.whl\n"
@@ -68,6 +68,23 @@ def test_an_unreachable_index_gets_a_network_hint_not_build_essential(
     assert "Connection refused" in raised.value.message
     assert "could not download from a package index" in str(raised.value.hint)
     assert "build-essential" not in str(raised.value.hint)
+
+
+def test_an_extra_uv_refuses_is_a_project_error_not_a_packages_hint(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """A dynamic extra is not judged before the build: uv's refusal is told as such."""
+    engine.fail_run(lambda argv: argv[:2] == (UV_TARGET, "sync"), returncode=2, stderr=(
+        "error: Extra `nosuch` is not defined in the `optional-dependencies` table for "
+        "`app`\n"))
+
+    with pytest.raises(ProjectError) as raised:
+        build(engine, plan_of(project), tmp_path)
+
+    assert raised.value.exit_code == 4
+    assert raised.value.message.startswith("uv sync refused builder.sync's extras or groups: ")
+    assert "Extra `nosuch` is not defined" in raised.value.message
+    assert "build-essential" not in str(raised.value.hint)
+    assert engine.live == {} and IMAGE not in engine.names
 
 
 def test_a_full_disk_in_a_buildah_commit(engine: FakeEngine, project: Path,

@@ -369,6 +369,8 @@ def test_reads_a_single_package_project(tmp_path: Path) -> None:
         requires_python=">=3.11",
         workspace_members=(),
         manifest_files=("pyproject.toml", "uv.lock"),
+        extras=("fast",),
+        groups=("dev", "lint"),
     )
 
 

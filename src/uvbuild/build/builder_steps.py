@@ -230,6 +230,15 @@ def _uv_failure(build: StepContext, result: cmd.Result, *, project: bool) -> Exc
                             f"asks for: {cmd.describe_failure(result)}",
                             hint="use a builder base with that Python on its PATH, or change "
                             "the project's .python-version or requires-python")
+    text = result.stderr + result.stdout
+    if "is not defined in the" in text and ("optional-dependencies" in text
+                                            or "dependency-groups" in text):
+        # An extra or group builder.sync names that the project lacks. uvbuild refuses
+        # those before any container (project.selections), all but dynamic extras.
+        return ProjectError(f"uv sync refused builder.sync's extras or groups: "
+                            f"{cmd.describe_failure(result)}",
+                            hint="name in builder.sync only extras and dependency groups "
+                            "the project defines")
     what = "the project" if project else "the dependencies"
     if _index_unreachable(result):
         hint = ("uv could not download from a package index: check the index URL and its "

@@ -25,6 +25,7 @@ from uvbuild.plan.planner import (
 from uvbuild.project.archive import ProjectTar
 from uvbuild.project.model import Project, read_project, uv_lock_packages
 from uvbuild.project.pythons import check_python, python_request
+from uvbuild.project.selections import check_sync
 from uvbuild.project.sources import source_files
 from uvbuild.recipe.imageref import tag_from_version
 from uvbuild.recipe.model import Base, BootstrapBase, Recipe
@@ -158,6 +159,7 @@ def gather(recipe: Recipe, engine: Buildah | None, *, tag: str | None,
     nowhere: a step that unpacks them writes them when it runs (archive.ProjectTar).
     """
     project = read_project(recipe.project)
+    check_sync(recipe, project)  # as uv sync would, before any container
     uv_python = check_python(recipe, project)  # before any base is pulled or made
     timestamp = build_timestamp()
     context = project.context_root

@@ -60,6 +60,11 @@ class Project:
     package: str | None = None  # `uv sync --package` for a member of another root's workspace
     path_dependencies: tuple[str, ...] = ()  # folders (or files) relative to `context`
     shipped_files: tuple[str, ...] | None = None  # what the project step reads; None: all
+    # What `builder.sync` may name (project.selections), as written: the extras of
+    # [project.optional-dependencies] (None: dynamic, or not read), and the groups uv
+    # takes for this project (None: not read), see dependency_groups.
+    extras: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
 
     @property
     def lock_root(self) -> Path:
@@ -164,7 +169,29 @@ def read_project(folder: Path) -> Project:
         path_dependencies=tuple(rel(p.path) for p in path_deps),
         shipped_files=None if context == root == lock_root and not path_deps
         else tuple(sorted(set(shipped) | set(manifests))),
+        extras=_extras(project, pyproject),
+        # A member may name the workspace root's groups too (uv 0.13 takes them).
+        groups=tuple(dict.fromkeys(dependency_groups(own_doc) + (
+            dependency_groups(doc) if lock_root != root else ()))),
     )
+
+
+def _extras(project: Table, path: Path) -> tuple[str, ...] | None:
+    """[project.optional-dependencies]'s names as written; None when they are dynamic
+    (known only once the project is built)."""
+    if "optional-dependencies" in project.get("dynamic", []):
+        return None
+    return tuple(table(project, "optional-dependencies", path))
+
+
+def dependency_groups(doc: Table) -> tuple[str, ...]:
+    """The groups of one pyproject.toml that `uv sync --group` takes, as written: those of
+    [dependency-groups], and `dev` where [tool.uv] sets dev-dependencies (uv's legacy dev
+    group; an empty list defines it too)."""
+    names = list(doc.get("dependency-groups", {}))
+    if "dev-dependencies" in doc.get("tool", {}).get("uv", {}):
+        names.append("dev")
+    return tuple(names)
 
 
 # Folders no project's path dependency may come from: the build would copy the host's
