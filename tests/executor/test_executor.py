@@ -464,6 +464,17 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     assert set(test_run.kwargs["job"].modes.values()) == {0o644, 0o755}
 
 
+def test_a_path_in_runtime_env_keeps_the_venv_first(engine: FakeEngine, project: Path,
+                                                     tmp_path: Path) -> None:
+    text = RECIPE.replace("  env: {LOG_LEVEL: info}",
+                          '  env: {LOG_LEVEL: info, PATH: "/opt/tools/bin:/usr/bin:/bin"}')
+    result = build(engine, plan_of(project, text), tmp_path)
+
+    env = engine.config_of[result.image_id]["config"]["Env"]
+    assert [item for item in env if item.startswith("PATH=")] == [
+        "PATH=/app/.venv/bin:/opt/tools/bin:/usr/bin:/bin"]
+
+
 def test_the_test_runs_as_the_runtime_user_in_the_workdir(engine: FakeEngine, project: Path,
                                                           tmp_path: Path) -> None:
     result = build(engine, plan_of(project), tmp_path)

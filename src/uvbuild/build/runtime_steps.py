@@ -7,6 +7,7 @@ builder's, and runs `runtime.test` in a container of it, before it is tagged.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 
 from uvbuild.build import batch
@@ -31,6 +32,9 @@ def check_python(builder: Mapping[str, str], runtime: Mapping[str, str]) -> None
             hint="use bases with the same Python (same path and major.minor) for both stages")
 
 
+VENV_BIN = f"{VENV}/bin"
+
+
 def _path(env: tuple[str, ...]) -> str:
     for item in env:
         if item.startswith("PATH="):
@@ -38,13 +42,27 @@ def _path(env: tuple[str, ...]) -> str:
     return STANDARD_PATH
 
 
+def venv_first(path: str) -> str:
+    """A PATH that `runtime.env` sets, with the venv's bin/ leading it: without it,
+    `python` and the project's console scripts are not found. A PATH that already has
+    the venv's bin/ as an entry is kept as written (its order is the user's choice)."""
+    if any(posixpath.normpath(entry) == VENV_BIN for entry in path.split(":") if entry):
+        return path
+    return f"{VENV_BIN}:{path}" if path else VENV_BIN
+
+
 def final_config(step: AddProject, base_env: tuple[str, ...],
                  labels: dict[str, str]) -> ImageConfig:
-    """The shipped image's config: venv first on PATH, then the recipe's settings."""
+    """The shipped image's config: venv first on PATH, then the recipe's settings (a
+    PATH among them with the venv's bin/ in it, see venv_first)."""
     entrypoint, command = step.entrypoint, step.cmd
     if entrypoint is not None and command is None:
         command = ()  # a new entrypoint drops the base's CMD, as in a Containerfile
-    env = (("PATH", f"{VENV}/bin:{_path(base_env)}"), ("VIRTUAL_ENV", VENV), *step.env)
+    # The recipe's PATH takes the place of the first (where it stands in the recipe's
+    # env): a recipe without one keeps the config, and the image ID, it always had.
+    recipe_env = tuple((name, venv_first(value) if name == "PATH" else value)
+                       for name, value in step.env)
+    env = (("PATH", f"{VENV_BIN}:{_path(base_env)}"), ("VIRTUAL_ENV", VENV), *recipe_env)
     return ImageConfig(workdir=step.workdir, env=env, entrypoint=entrypoint, cmd=command,
                        ports=step.expose, labels=tuple(sorted({**labels, **dict(step.labels)}
                                                               .items())),

@@ -434,12 +434,16 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         user=r.user, python=python, key=""), form=LAYER_FORM)
     # The recipe's labels win over the measured OCI facts.
     labels = tuple(sorted({**dict(inputs.oci_labels), **dict(r.labels)}.items()))
+    # A PATH in runtime.env gets the venv's bin/ (runtime_steps.venv_first); the images
+    # made before that had the PATH as written and must not be found again by their key.
+    # Only such recipes' keys change.
+    path_form = {"venv_first_on_path": 1} if any(k == "PATH" for k, _ in r.env) else {}
     final = keyed(AddProject(
         name="add-project",
         needs=("runtime-base", "prepare-runtime", "dependencies-layer", "project-layer"),
         workdir=r.workdir,
         env=r.env, entrypoint=r.entrypoint, cmd=r.cmd, expose=r.expose, labels=labels,
-        stop_signal=r.stop_signal, test=r.test, key=""), form=LAYER_FORM)
+        stop_signal=r.stop_signal, test=r.test, key=""), form=LAYER_FORM, **path_form)
     steps: tuple[Step, ...] = (builder_base, prepare_builder, sync, install, deps_layer,
                                project_layer, resolve_runtime, prepare_runtime, final)
     return Plan(image=inputs.image, timestamp=ts, project_root=inputs.project_root, steps=steps,
