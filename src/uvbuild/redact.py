@@ -54,6 +54,11 @@ def add(value: str) -> None:
                        for v in _values if len(v) < SHORT)
 
 
+def values() -> tuple[str, ...]:
+    """Every value registered (and its escaped spellings), longest first."""
+    return _values
+
+
 def add_url(url: str) -> None:
     """Register the credentials of a URL such as a proxy's (user:pass@host): the
     userinfo as written, and the password, as written and percent-decoded."""

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 import shlex
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from uvbuild import redact
 from uvbuild.build import batch, runtime_probe
 from uvbuild.build.builder_steps import (
     DEPS_TAR,
@@ -91,6 +93,7 @@ def dependencies_layer(build: StepContext, step: DependenciesLayer, inputs: Inpu
         layer = _write_from_image(build, image, "deps-layer", DEPS_TAR,
                                   deps_layer_args(LAYER_OUT), deps_history(sync))
         python = read_python_label(_labels(build, image))
+    no_secret_in(build, layer, "the dependencies layer (/app/.venv)")
     return build.layers.put(step, [layer], {"python": dict(python)})
 
 
@@ -107,6 +110,7 @@ def project_layer(build: StepContext, step: ProjectLayer, inputs: Inputs) -> Lay
         layer = _write_from_image(build, image, "project-layer", LAYER_TAR,
                                   project_layer_args(LAYER_OUT), PROJECT_HISTORY)
         installed = json.loads(_labels(build, image).get(INSTALLED_LABEL, "{}"))
+    no_secret_in(build, layer, "the project layer (/app and runtime.copy)")
     made_sbom = _sbom(build, installed)
     if made_sbom is not None:  # at its path, owned by root, in its sorted place
         path, document = made_sbom
@@ -118,6 +122,42 @@ def project_layer(build: StepContext, step: ProjectLayer, inputs: Inputs) -> Lay
                             size=int(facts["size"]), created_by=layer.created_by)
     return build.layers.put(step, [layer], {
         "installed": dict(installed) if isinstance(installed, Mapping) else {}})
+
+
+# Shorter values are not looked for: in tens of megabytes of packages, a short one may
+# be there by chance (and is masked in output only as a whole word: redact.py).
+LEAK_MIN = 8
+
+
+def no_secret_in(build: StepContext, layer: LayerResult, what: str) -> None:
+    """Refuse a layer that holds a secret's value (builder.secrets, registry and proxy
+    credentials: what redact masks), in a file's content or name: a builder.run command
+    that writes a token into /app, or a runtime.copy of a file holding one, would ship
+    it. The tar is searched as it is (uvbuild writes it uncompressed); the message names
+    the file and the secret's variable, never the value."""
+    named = {value: name for name, value in build.settings.secrets.items()}
+    wanted = [v for v in {*redact.values(), *named} if len(v) >= LEAK_MIN]
+    if not wanted or layer.size == 0:
+        return
+    with open(layer.path, "rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for value in sorted(wanted, key=len, reverse=True):
+            at = data.find(value.encode("utf-8", "surrogateescape"))
+            if at < 0:
+                continue
+            source = (f"the value of builder.secrets {named[value]}" if value in named
+                      else "a secret's value (a credential uvbuild masks)")
+            raise StepFailed(f"{what} would ship {source}, in {_member_at(layer.path, at)}",
+                             hint="a builder.run command or a runtime.copy source must not put "
+                             "a secret under /app or into what is copied; nothing was tagged")
+
+
+def _member_at(tar_path: Path, offset: int) -> str:
+    """The path of the layer tar's entry whose header or content holds byte `offset`."""
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            if member.offset <= offset < member.offset_data + member.size:
+                return "/" + member.name
+    return "the layer's tar"
 
 
 def _write_from_image(build: StepContext, image: str, purpose: str, name: str,
