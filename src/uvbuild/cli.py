@@ -393,16 +393,28 @@ def _main(argv: list[str] | None) -> Any:
     except click.ClickException as exc:
         exc.show()
         return sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("uvbuild: interrupted; working containers were removed", err=True)
-        return sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("uvbuild: interrupted; working containers were removed", err=True)
+        _json_failure(args, "interrupted", "interrupted; working containers were removed",
+                      None, 130)
         return sys.exit(130)
     except UvbuildError as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"uvbuild: {exc.kind}: {exc}", err=True)
+        _json_failure(args, exc.kind, exc.message, exc.hint, exc.exit_code)
         return sys.exit(exc.exit_code)
     return sys.exit(0)
+
+
+def _json_failure(args: list[str], kind: str, message: str, hint: str | None,
+                  code: int) -> None:
+    """With --json, a failed build prints one JSON document too (stdout), as a
+    successful one does: CI reads the same place either way."""
+    if "--json" not in args:
+        return
+    import json
+
+    click.echo(json.dumps({"error": {"kind": kind, "message": message, "hint": hint,
+                                     "exit_code": code}}))
 

@@ -70,3 +70,16 @@ def test_a_tmpdir_that_is_no_folder_is_one_message(tmp_path: Path,
     assert "TMPDIR" in str(raised.value)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     pipeline.check_host_folders()
+
+
+def test_a_failed_build_with_json_prints_one_json_document(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    with pytest.raises(SystemExit) as raised:
+        cli_module.main(["build", "--json", str(tmp_path / "missing.yaml")])
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["error"]["exit_code"] == raised.value.code != 0
+    assert "missing.yaml" in document["error"]["message"]
+    assert "missing.yaml" in err  # (the human line too, on stderr)
