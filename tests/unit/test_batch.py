@@ -142,3 +142,20 @@ def test_labelled_names_recipe_entries_as_the_recipe_does() -> None:
 def test_commands_with_the_same_label_are_refused() -> None:
     with pytest.raises(AssertionError):
         batch.parse([batch.Command("x", "a"), batch.Command("x", "b")], run_of(0, "", ""))
+
+
+def test_a_marker_glued_to_output_without_a_newline_is_still_read() -> None:
+    """`printf done` (no newline) followed by batch.sh's next marker: both commands are
+    still told apart, and the value line is read."""
+    commands = [batch.Command("builder.run[0]", "printf done"),
+                batch.Command("stage", "stage")]
+    run = Result(("buildah", "run"), 0,
+                 '@@uvbuild step 0\ndone@@uvbuild step 1\n@@uvbuild value layer {"size": 1}\n',
+                 "@@uvbuild step 0\nwarn@@uvbuild step 1\n")
+    outcome = batch.parse(commands, run)
+    assert [r.stdout for r in outcome.results] == ["done\n", ""]
+    assert [r.stderr for r in outcome.results] == ["warn\n", ""]
+    assert outcome.reported == {"layer": {"size": 1}}
+    failing = Result(("buildah", "run"), 3, "@@uvbuild step 0\n",
+                     "@@uvbuild step 0\noops@@uvbuild failed 0 3\n")
+    assert batch.parse(commands[:1], failing).failed == "builder.run[0]"

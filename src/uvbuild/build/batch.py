@@ -175,17 +175,18 @@ class Outcome:
 def parse(commands: Sequence[Command], run: Result) -> Outcome:
     """Split a batch's output per command (see batch.sh) and read its value lines."""
     assert len({c.label for c in commands}) == len(commands), "labels must tell commands apart"
-    out = _segments(run.stdout)
-    err = _segments(run.stderr)
+    stdout, stderr = split_markers(run.stdout), split_markers(run.stderr)
+    out = _segments(stdout)
+    err = _segments(stderr)
     failed: str | None = None
     returncode = {}
-    for line in run.stderr.splitlines() + run.stdout.splitlines():
+    for line in stderr.splitlines() + stdout.splitlines():
         if line.startswith(FAILED):
             index, code = (int(word) for word in line[len(FAILED):].split())
             failed = commands[index].label
             returncode[index] = code
     reported: dict[str, object] = {}
-    for line in run.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith(VALUE):
             name, _, data = line[len(VALUE):].partition(" ")
             reported[name] = json.loads(data)
@@ -195,6 +196,14 @@ def parse(commands: Sequence[Command], run: Result) -> Outcome:
                _clean(out.get(i, "")), _clean(err.get(i, "")))
         for i in range(min(ran, len(commands))))
     return Outcome(run=run, results=results, failed=failed, reported=reported)
+
+
+def split_markers(text: str) -> str:
+    """`text` with each marker line on a line of its own: a command whose output does
+    not end in a newline (`printf done`) has batch.sh's next marker glued to it."""
+    if MARKER not in text:
+        return text
+    return re.sub(f"(?<=[^\n]){re.escape(MARKER)}", lambda m: "\n" + m.group(0), text)
 
 
 def _segments(text: str) -> dict[int, str]:

@@ -332,8 +332,11 @@ def _run_streaming(argv: Sequence[str], env: Mapping[str, str] | None,
                   interrupt_grace=interrupt_grace) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if not line.startswith(MARKER):
-                sys.stderr.write(line)
+            # (A marker glued to output with no newline of its own: the output is shown,
+            # with the newline it lacked.)
+            shown, glued, _ = line.partition(MARKER)
+            if shown:
+                sys.stderr.write(shown if not glued or shown.endswith("\n") else shown + "\n")
             lines.append(line)
             del lines[:-400]  # keep the tail: enough to explain a failure
         sys.stderr.flush()
