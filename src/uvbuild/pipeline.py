@@ -32,6 +32,7 @@ from uvbuild.errors import EngineError, RecipeError
 from uvbuild.output.progress import Reporter
 from uvbuild.plan.inputs import gather, uv_binary
 from uvbuild.plan.planner import CACHE_REPO, Plan, make_plan
+from uvbuild.project import memo
 from uvbuild.recipe.loader import load_recipe
 from uvbuild.recipe.model import Recipe
 
@@ -58,6 +59,12 @@ def cache_home() -> Path:
     """uvbuild's cache folder on the host (uv's download cache lives under it)."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "uvbuild"
+
+
+def memo_folder() -> Path:
+    """Where project/memo.py keeps what it worked out from file contents (host-wide:
+    it depends on no image store); `cache prune` empties it."""
+    return cache_home() / "memo"
 
 
 def check_host_folders() -> None:
@@ -102,6 +109,7 @@ def plan_recipe(path: Path, *, tag: str | None, engine: Buildah | None,
                 pull: bool) -> tuple[Recipe, Plan]:
     """Load a recipe and plan its build."""
     recipe = load_recipe(path)
+    memo.folder = memo_folder()
     _, inputs = gather(recipe, engine, tag=tag, pull=pull)
     return recipe, make_plan(recipe, inputs)
 
@@ -181,6 +189,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
     recipe = load_recipe(path)
     engine = engine or Buildah()
     check_host_folders()
+    memo.folder = memo_folder()
     check_rootless_ready()
     secrets = host_secrets(recipe)
     check_builder_env(recipe)

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from uvbuild.errors import ProjectError
+from uvbuild.project.lockfile import locked_packages
 from uvbuild.project.model import (
     LockedPackage,
     Project,
     WorkspaceMember,
     is_package,
+    load_toml,
     needed_packages,
     read_project,
     uv_lock_packages,
@@ -430,7 +432,8 @@ def test_is_package_follows_uv(doc: dict[str, object], expected: bool) -> None:
 
 
 def test_locked_packages_with_sources_and_hashes(tmp_path: Path) -> None:
-    packages = uv_lock_packages(read_project(app(tmp_path)))
+    project = read_project(app(tmp_path))
+    packages = locked_packages(load_toml(project.lock_root / "uv.lock"))
     assert packages == (
         LockedPackage(
             name="certifi",
@@ -450,6 +453,11 @@ def test_locked_packages_with_sources_and_hashes(tmp_path: Path) -> None:
     assert app_package.kind == "editable" and packages[0].kind is None
     assert {r.name for r in app_package.requirements[""]} == {"httpx", "click", "requests"}
     assert {r.name for r in app_package.requirements["extra 'fast'"]} == {"orjson"}
+    # What the plan and the SBOM take: the same packages, without their metadata.
+    light = uv_lock_packages(project)
+    assert [(p.name, p.version, p.source, p.hashes) for p in light] == [
+        (p.name, p.version, p.source, p.hashes) for p in packages]
+    assert all(not p.requirements and not p.groups and not p.extras for p in light)
 
 
 def test_locked_package_sources_of_every_kind(tmp_path: Path) -> None:

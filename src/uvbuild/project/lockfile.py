@@ -46,13 +46,19 @@ class LockedPackage:
         return kind if kind in WORKSPACE_KINDS else None
 
 
-def locked_packages(lock: Table) -> tuple[LockedPackage, ...]:
-    """Every `[[package]]` of a parsed uv.lock, in the lock's order."""
-    return tuple(locked_package(entry) for entry in lock.get("package", []))
+def locked_packages(lock: Table, *, metadata: bool = True) -> tuple[LockedPackage, ...]:
+    """Every `[[package]]` of a parsed uv.lock, in the lock's order. Without
+    `metadata`, the [package.metadata] tables are left out (`requirements`,
+    `groups`, `extras` and `sources` empty): names, versions, sources and hashes are
+    read without parsing a requirement, or importing `packaging` (the SBOM and the plan
+    need no more; the lock check reads them all)."""
+    return tuple(locked_package(entry, metadata=metadata)
+                 for entry in lock.get("package", []))
 
 
-def locked_package(entry: Table) -> LockedPackage:
-    """One `[[package]]` table of uv.lock as a LockedPackage."""
+def locked_package(entry: Table, *, metadata: bool = True) -> LockedPackage:
+    """One `[[package]]` table of uv.lock as a LockedPackage (see locked_packages)."""
+    wanted = metadata
     source = entry.get("source", {})
     kind, value = next(iter(source.items()), ("unknown", ""))
     hashes: list[str] = []
@@ -60,15 +66,15 @@ def locked_package(entry: Table) -> LockedPackage:
         digest = artifact.get("hash") if isinstance(artifact, dict) else None
         if isinstance(digest, str) and digest not in hashes:
             hashes.append(digest)
-    metadata = entry.get("metadata", {})
+    table = entry.get("metadata", {}) if wanted else {}
     requirements: dict[str, set[Requirement]] = {}
-    for item in metadata.get("requires-dist", []):
+    for item in table.get("requires-dist", []):
         buckets = [f"extra {e!r}" for e in extras_in_marker(item.get("marker", ""))]
         for bucket in buckets or [""]:
             requirements.setdefault(bucket, set()).add(locked_requirement(item))
     sources: dict[str, tuple[str, str]] = {}
-    items = [*metadata.get("requires-dist", []),
-             *(item for group in metadata.get("requires-dev", {}).values() for item in group)]
+    items = [*table.get("requires-dist", []),
+             *(item for group in table.get("requires-dev", {}).values() for item in group)]
     for item in items:
         key = next((k for k in sorted((LOCKED_SOURCES | {INDEX}) & item.keys())), None)
         if key is not None:
@@ -81,8 +87,8 @@ def locked_package(entry: Table) -> LockedPackage:
         hashes=tuple(hashes),
         requirements={bucket: frozenset(reqs) for bucket, reqs in requirements.items()},
         groups={normalize_name(group): frozenset(locked_requirement(item) for item in items)
-                for group, items in metadata.get("requires-dev", {}).items()},
-        extras=frozenset(normalize_name(e) for e in metadata.get("provides-extras", [])),
+                for group, items in table.get("requires-dev", {}).items()},
+        extras=frozenset(normalize_name(e) for e in table.get("provides-extras", [])),
         sources=sources,
     )
 

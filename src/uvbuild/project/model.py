@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import marshal
 import os
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from uvbuild.errors import ProjectError
+from uvbuild.project import memo
 from uvbuild.project.lockcheck import check_lock
 from uvbuild.project.lockfile import LockedPackage, locked_packages
 from uvbuild.project.pep508 import normalize_name
@@ -129,8 +131,12 @@ def read_project(folder: Path) -> Project:
     requires_python = project.get("requires-python")
     if not isinstance(requires_python, (str, type(None))):
         raise ProjectError(f"{pyproject}: project.requires-python must be a string")
-    check_lock(lock_root, doc, {member.path: member_doc for member, member_doc in workspace},
-               lock)
+    member_docs = {member.path: member_doc for member, member_doc in workspace}
+    # Judged once per content (project/memo.py): an unchanged rebuild asks no more.
+    judged = memo.key(doc, member_docs, lock, _code("lockcheck", "lockfile", "pep508", "tables"))
+    if not memo.seen("lock-current", judged):
+        check_lock(lock_root, doc, member_docs, lock)
+        memo.remember("lock-current", judged)
     local = local_packages(lock_root, lock)
     needed = needed_packages(lock, normalize_name(name))
     in_workspace = {lock_root, *(lock_root / m.path for m in members)}
@@ -318,29 +324,47 @@ def _shipped_files(root: Path, lock_root: Path, context: Path,
     return shipped
 
 
-_parsed: dict[bytes, Table] = {}
+_parsed: dict[bytes, Table | bytes] = {}  # a file's bytes → its table (or marshal's bytes)
+
+
+def _code(*modules: str) -> bytes:
+    """The source of uvbuild's `modules` (a memo key part: what judged an entry)."""
+    here = Path(__file__).parent
+    return b"".join((here / f"{name}.py").read_bytes() for name in modules)
 
 
 def uv_lock_packages(project: Project) -> tuple[LockedPackage, ...]:
-    """Every `[[package]]` of the project's uv.lock, in the lock's order."""
+    """Every `[[package]]` of the project's uv.lock, in the lock's order: names,
+    versions, sources and hashes (not what each requires: lockfile.locked_packages)."""
     lock = load_toml(project.lock_root / "uv.lock")
-    return locked_packages(lock)
+    return locked_packages(lock, metadata=False)
 
 
 def load_toml(path: Path) -> Table:
     """Parse a TOML file, turning a missing or malformed file into a `ProjectError`.
 
     A build reads uv.lock three times (project, lock check, SBOM): the parse of the
-    same bytes is reused (a copy, so callers cannot change each other's tables).
+    same bytes is reused (a copy, so callers cannot change each other's tables), and
+    kept between runs (project/memo.py): an unchanged rebuild parses no TOML.
     """
     try:
         data = path.read_bytes()
         parsed = _parsed.get(data)
         if parsed is None:
-            # A leading byte-order mark (Windows editors write one) is fine with uv too.
-            parsed = tomllib.loads(data.decode("utf-8-sig"))
-            check_shape(parsed, path)  # every key uvbuild reads has the type it expects
+            entry = memo.key(data, _code("tomlshape"))
+            parsed = memo.recall("toml", entry)  # type: ignore[assignment]
+            if not isinstance(parsed, dict):
+                # A leading byte-order mark (Windows editors write one) is fine with uv.
+                parsed = tomllib.loads(data.decode("utf-8-sig"))
+                check_shape(parsed, path)  # every key uvbuild reads has its type
+                memo.remember("toml", entry, parsed)
+            try:
+                parsed = marshal.dumps(parsed)  # (a copy is then a fast load)
+            except ValueError:  # a TOML date or time: copied the slow way
+                pass
             _parsed[data] = parsed
+        if isinstance(parsed, bytes):
+            return dict(marshal.loads(parsed))
         return copy.deepcopy(parsed)
     except FileNotFoundError:
         raise ProjectError(

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as Pep508Requirement
-from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+# `packaging` is imported where it parses, not here: its regular expressions take a
+# tenth of an unchanged rebuild's start-up, which reads uv.lock but (its lock check
+# remembered: project/memo.py) parses no requirement.
+if TYPE_CHECKING:
+    from packaging.specifiers import Specifier
+    from packaging.version import Version
 
 _EXTRA_IN_MARKER = re.compile(r"\bextra\s*==\s*['\"]([^'\"]*)['\"]")
 # Marker variables uv judges itself (extras) or against requires-python (the Python
@@ -27,8 +29,9 @@ PythonRange = tuple[object, object, frozenset[str]]
 
 
 def normalize_name(name: str) -> str:
-    """Return the PEP 503 normalized form of a distribution, extra or group name."""
-    return str(canonicalize_name(name))
+    """Return the PEP 503 normalized form of a distribution, extra or group name (as
+    packaging's canonicalize_name: runs of -, _ and . as one -, lower case)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,6 +57,9 @@ class ParsedRequirement:
 
 def parse_requirement(text: str) -> ParsedRequirement | None:
     """Split a PEP 508 requirement string; None if it is not one."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508Requirement
+
     try:
         parsed = Pep508Requirement(text)
     except InvalidRequirement:
@@ -86,6 +92,8 @@ def normalize_specifier(text: str) -> tuple[str, ...]:
     keeps its release as written (`==2.0.*` is not `==2.*`). A specifier `packaging`
     cannot read is kept as written, so it differs from any other.
     """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     bare = re.sub(r"\s+", "", text)
     if bare.startswith("(") and bare.endswith(")"):
         bare = bare[1:-1]
@@ -122,6 +130,8 @@ def extras_in_marker(marker: str) -> list[str]:
 
 
 def _version(text: str) -> Version | None:
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(text.strip())
     except InvalidVersion:
@@ -162,6 +172,8 @@ def python_range(specifiers: list[str]) -> PythonRange | None:
     spells "~=3.10" as ">=3.10, <4"; equal ranges give equal results. None when a
     specifier is not valid or holds a clause this reading does not order (`===`).
     """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     lowers: list[tuple[tuple[int, ...], bool]] = []  # (version, strict)
     uppers: list[tuple[tuple[int, ...], bool]] = []  # (version, inclusive)
     others = set()
