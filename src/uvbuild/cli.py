@@ -63,9 +63,11 @@ def _checked_tag(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 def _checked_cache_repo(ctx: click.Context, param: click.Parameter,
                         value: str | None) -> str | None:
+    if value is None:
+        return None  # (click calls this without the option too: nothing to import)
     from uvbuild.build.regcache import repository_problem
 
-    problem = None if value is None else repository_problem(value)
+    problem = repository_problem(value)
     if problem:
         raise click.BadParameter(f"{value!r}: {problem}")
     return value
