@@ -1050,3 +1050,28 @@ def test_needed_packages_follows_dependencies_extras_and_groups() -> None:
         {"name": "d"}, {"name": "e"},
     ]}
     assert needed_packages(lock, "a") == {"a", "b", "c", "d"}
+
+
+def test_a_members_own_ignore_file_keeps_its_files_out(tmp_path: Path) -> None:
+    """Built from a member of a workspace, that member's .containerignore (.dockerignore)
+    applies to its folder, as when it is a project of its own; another member's applies
+    to that member's folder only."""
+    import shutil
+
+    root = tmp_path / "vworkspace"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "recipes" / "vworkspace", root,
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__"))
+    hello, util = root / "packages" / "hello", root / "packages" / "util"
+    (hello / "local.env").write_text("TOKEN=secret\n")
+    (hello / "notes.md").write_text("kept\n")
+    (hello / ".dockerignore").write_text("local.env\n")
+    (util / "local.env").write_text("kept: util has no ignore file\n")
+    (util / "notes.md").write_text("left out by util's own file\n")
+    (util / ".containerignore").write_text("*.md\n")
+
+    shipped = read_project(hello).shipped_files or ()
+
+    assert "packages/hello/local.env" not in shipped
+    assert "packages/hello/notes.md" in shipped
+    assert "packages/util/local.env" in shipped
+    assert "packages/util/notes.md" not in shipped

@@ -304,10 +304,23 @@ def _shipped_files(root: Path, lock_root: Path, context: Path,
     """The files the project step copies into the builder, relative to the context: the
     workspace's (without the members the project does not need) and the needed path
     dependencies'."""
-    from uvbuild.project.sources import source_files  # sources imports errors only; no cycle
+    from uvbuild.project.sources import (  # sources imports errors only; no cycle
+        container_ignore,
+        docker_excludes,
+        source_files,
+    )
 
     left_out = [m.path + "/" for m in members if normalize_name(m.name) not in needed]
     files = list(source_files(lock_root))
+    for member in members:
+        # A member's own .containerignore (.dockerignore) excludes from its folder, as
+        # when the member is a project of its own: what a user keeps out of the member's
+        # image (a local .env) must not ship because the build went through the root.
+        rules = container_ignore(lock_root / member.path)
+        inside = member.path + "/"
+        if rules:
+            files = [f for f in files if not (f.startswith(inside)
+                                              and docker_excludes(rules, f[len(inside):]))]
     if lock_root != root:  # a member: the root's own files only if it is needed
         root_name = load_toml(lock_root / "pyproject.toml").get("project", {}).get("name")
         if not isinstance(root_name, str) or normalize_name(root_name) not in needed:

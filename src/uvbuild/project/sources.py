@@ -4,7 +4,9 @@ One list serves two ends: it is what gets copied into containers, as a tar whose
 are hashed into cache keys (project/archive.py), so the two can never disagree. Left
 out are `.venv/`, `.git/`, `__pycache__/` and `*.pyc` at any depth, what the root
 `.containerignore` (else `.dockerignore`) excludes with Docker's rules, and what
-`.gitignore` files exclude with git's.
+`.gitignore` files exclude with git's. In a uv workspace, each member's own ignore file
+excludes from that member's folder too (project/model.py), as it does for the member
+built alone.
 """
 
 from __future__ import annotations
@@ -188,6 +190,11 @@ def _kind(entry: os.DirEntry[str]) -> str | None:
     except OSError:
         pass
     return None
+
+
+def container_ignore(root: Path) -> tuple[Rule, ...]:
+    """The rules of the `.containerignore` (else `.dockerignore`) in folder `root`."""
+    return _container_ignore(root)
 
 
 def _container_ignore(root: Path) -> tuple[Rule, ...]:
