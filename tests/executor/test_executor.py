@@ -1448,3 +1448,31 @@ def test_builder_commands_are_marked_with_the_builds_scratch_folder(
     folder = Path(engine.owner_env[OWNER_VAR])  # what Buildah.run passes as `-e`
     assert liveness.FOLDER_NAME.fullmatch(folder.name) and folder.name.startswith("uvbuild-build-")
     assert not folder.exists()  # removed with the build
+
+
+def test_builder_run_runs_in_the_members_own_folder(engine: FakeEngine, project: Path,
+                                                    tmp_path: Path) -> None:
+    """uv syncs in the workspace root; builder.run runs in the project's own folder (a
+    member's), as RECIPE.md says ("in the project's source folder")."""
+    plan = plan_of(project, project_dir="/src/ws", app_subdir="ws/packages/hello")
+    build(engine, plan, tmp_path)
+
+    install = next(c for c in engine.calls if is_the_install(c))
+    assert install.kwargs["workdir"] == "/src/ws"  # (uv sync --package, from the root)
+    run = next(words for words in commands_of(install) if "make" in words)
+    assert run[:4] == ("cd", "/src/ws/packages/hello", "||", "exit")
+    assert run[-2:] == ("make", "assets")
+
+    alone = fresh_engine()
+    build(alone, plan_of(project), tmp_path / "alone")  # a project of its own: in /src
+    install = next(c for c in alone.calls if is_the_install(c))
+    assert ("make", "assets") in commands_of(install)
+
+
+def test_a_failing_builder_run_is_named_as_the_recipe_wrote_it(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    engine.fail_run(lambda argv: "make" in argv, stderr="make: *** no rule\n")
+    plan = plan_of(project, project_dir="/src/ws", app_subdir="ws/packages/hello")
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan, tmp_path)
+    assert "builder.run[0] `make assets` failed" in str(raised.value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import posixpath
 import shlex
 import shutil
 import threading
@@ -542,7 +543,12 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
     for entry in step.copy:
         stage_options += ["--copy", str(entry.index), entry.source, entry.dest]
 
-    run_commands = batch.labelled("builder.run", step.run)
+    # builder.run runs in the project's own folder: a workspace member's, not the
+    # workspace root's where uv syncs (RECIPE.md: "in the project's source folder").
+    run_dir = posixpath.join(SOURCE_DIR, step.app_subdir).rstrip("/")
+    run_commands = [batch.Command(c.label, c.text if run_dir == sync.project_dir else
+                                  f"cd {shlex.quote(run_dir)} || exit\n{c.text}")
+                    for c in batch.labelled("builder.run", step.run)]
 
     def commands(offline: bool) -> list[batch.Command]:
         return [unpack,
@@ -577,9 +583,9 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
         raise _unpack_failure(sync, outcome.failure)
     if outcome.failed == UV_SYNC:
         raise _uv_failure(build, outcome.failure, project=True)
-    for command in run_commands:
+    for command, text in zip(run_commands, step.run, strict=True):
         if outcome.failed == command.label:
-            raise StepFailed(f"{command.label} `{command.text}` failed: "
+            raise StepFailed(f"{command.label} `{text}` failed: "
                              f"{cmd.describe_failure(outcome.failure)}")
     missing = outcome.reported.get("copy_missing")
     if isinstance(missing, dict):
