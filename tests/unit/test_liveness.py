@@ -212,6 +212,22 @@ def test_a_build_waits_while_prune_holds_the_store(places: Places) -> None:
     claims[0].close()
 
 
+def test_a_listing_made_during_a_prune_is_not_taken_after_it(places: Places) -> None:
+    """A build lists the store while it starts and takes that listing if the store's
+    generation has not changed by the time it holds the store lock. A prune changes
+    it as it starts and again as it ends: a listing made while it removed images is
+    not taken for the store after it."""
+    generation = places.home / "store.lock"  # (what store_generation reads)
+    with liveness.store_exclusive(places):
+        pass
+    before = generation.read_text()
+    with liveness.store_exclusive(places) as alone:
+        assert alone
+        during = generation.read_text()
+    after = generation.read_text()
+    assert len({before, during, after}) == 3
+
+
 def test_one_run_at_a_time_makes_a_base(places: Places) -> None:
     first, second = Claim(places), Claim(places)
     never = threading.Event()

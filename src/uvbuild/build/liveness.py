@@ -269,11 +269,21 @@ def store_exclusive(places: Places) -> Iterator[bool]:
             return
         # A new generation: what a build listed before it took the store lock (a
         # listing made while uvbuild starts, Buildah.prefetch) is older than this.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, new_run_id().encode(), 0)
-        yield True
+        _new_generation(fd)
+        try:
+            yield True
+        finally:
+            # And another as the prune ends: a build that listed the store while images
+            # were being removed (it waits for the lock only after its listing) must not
+            # take that listing for the store as it is now.
+            _new_generation(fd)
     finally:
         os.close(fd)
+
+
+def _new_generation(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, new_run_id().encode(), 0)
 
 
 def store_generation(run_root: Path) -> str:

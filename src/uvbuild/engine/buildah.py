@@ -508,9 +508,11 @@ class Buildah:
             result = cmd.run(["skopeo", "inspect", *extra, "--raw", self._stored(ref)],
                              shielded=True)
             if not result.ok:
+                # (A missing skopeo is cmd.run's own error, with its install hint.)
                 raise EngineError(f"reading the manifest of {ref}: "
                                   f"{cmd.describe_failure(result)}",
-                                  hint="install skopeo (`apt-get install skopeo`)")
+                                  hint="if the image was removed meanwhile (`uvbuild cache "
+                                  "prune`, `buildah rmi`), build again")
             found.append(result.stdout.encode("utf-8", "surrogateescape"))
         return found[0], found[1]
 
@@ -526,7 +528,8 @@ class Buildah:
             _check_space(result, f"importing {name}")
             raise EngineError(f"importing the assembled image {name}: "
                               f"{cmd.describe_failure(result)}",
-                              hint="install skopeo (`apt-get install skopeo`)")
+                              hint="check the image store (`uvbuild doctor`) and "
+                              "that skopeo is 1.6 or later (--preserve-digests)")
 
     def read_file(self, image: str, path: str, *, name: str) -> bytes | None:
         """A file's bytes from an image, without running anything in it (None if absent).
