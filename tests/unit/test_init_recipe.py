@@ -140,3 +140,11 @@ def test_a_local_version_becomes_a_tag_the_build_takes(tmp_path: Path) -> None:
 
     assert image.endswith(":1.0.0_local.5")  # ("+" is no tag character)
     assert reference_problem(image) is None  # (what the recipe loader asks of `image`)
+
+
+@pytest.mark.parametrize("word", ["8000", "true", "null", "1.5", "yes", "2024-01-01", "~"])
+def test_a_word_yaml_would_read_as_no_string_is_quoted(word: str) -> None:
+    """`uvicorn --port 8000` must stay a list of strings (the loader wants strings)."""
+    from uvbuild.commands.init import _flow_item
+
+    assert yaml.safe_load(f"[uvicorn, --port, {_flow_item(word)}]") == ["uvicorn", "--port", word]

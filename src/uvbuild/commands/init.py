@@ -295,8 +295,12 @@ def _flow(items: tuple[str, ...] | list[str]) -> str:
 
 
 def _flow_item(text: str) -> str:
-    """A YAML scalar for a flow sequence: quoted when plain YAML would misread it."""
-    if re.fullmatch(r"[A-Za-z0-9_./=-]+", text) and not text.startswith("-") \
-            or re.fullmatch(r"--?[A-Za-z][A-Za-z-]*", text):
+    """A YAML scalar for a flow sequence: quoted when plain YAML would misread it (as
+    a number, a boolean, null, a date...: the recipe wants strings)."""
+    import yaml
+
+    plain = (re.fullmatch(r"[A-Za-z0-9_./=-]+", text) and not text.startswith("-")
+             or re.fullmatch(r"--?[A-Za-z][A-Za-z-]*", text))
+    if plain and yaml.safe_load(f"[{text}]") == [text]:
         return text
     return json.dumps(text)
