@@ -1476,3 +1476,18 @@ def test_a_failing_builder_run_is_named_as_the_recipe_wrote_it(
     with pytest.raises(StepFailed) as raised:
         build(engine, plan, tmp_path)
     assert "builder.run[0] `make assets` failed" in str(raised.value)
+
+
+def test_a_user_that_cannot_be_made_is_not_called_a_missing_interpreter(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """mkuser.py reported the interpreter, then failed: the message says the user's
+    making failed, with its output, not that the runtime has no usable python3."""
+    engine.fail_run(lambda argv: MKUSER in argv, returncode=1,
+                    stdout='{"uid": 10001, "gid": 10001, "python": "/usr/bin/python3.11", '
+                           '"version": "3.11"}\n',
+                    stderr="PermissionError: [Errno 13] Permission denied: '/home/app'\n")
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+    assert raised.value.message.startswith("making the runtime user app failed")
+    assert "Permission denied" in raised.value.message
+    assert engine.live == {}

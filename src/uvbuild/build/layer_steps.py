@@ -270,6 +270,10 @@ def _runtime_layers(build: StepContext, step: PrepareRuntime,
         failure = packages_failure(outcome, step.packages, "runtime")
         if failure is not None:
             raise failure
+    if outcome.failed == MAKE_USER and _answered(outcome.failure):
+        # The interpreter ran (it reported itself) and the user's making failed after.
+        raise StepFailed(f"making the runtime user {step.user} failed: "
+                         f"{cmd.describe_failure(outcome.failure)}")
     if outcome.failed == MAKE_USER or (outcome.failed is None and not run.ok):
         raise ProjectError(
             f"the runtime base has no usable {python}: the virtualenv made in the "
@@ -295,6 +299,18 @@ def _runtime_layers(build: StepContext, step: PrepareRuntime,
         layers.append(user)
     return layers, {"user": f"{facts['uid']}:{facts['gid']}",
                     "python": {"python": facts["python"], "version": facts["version"]}}
+
+
+def _answered(result: cmd.Result) -> bool:
+    """Whether mkuser.py got as far as reporting the interpreter (a JSON line)."""
+    for line in result.stdout.splitlines():
+        try:
+            facts = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(facts, dict) and "python" in facts:
+            return True
+    return False
 
 
 def _has_entries(tar_path: Path) -> bool:
