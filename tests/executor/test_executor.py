@@ -917,7 +917,7 @@ def test_a_stale_lock_says_uv_lock(engine: FakeEngine, project: Path, tmp_path: 
         build(engine, plan_of(project), tmp_path, verbose=verbose)
 
     assert raised.value.message.startswith(f"uv.lock in {project} is out of date: ")
-    assert raised.value.hint == "run `uv lock` in the project and commit uv.lock"
+    assert raised.value.hint == f"run `uv lock` in {project} and commit uv.lock"
     assert engine.live == {}
 
 

@@ -221,9 +221,11 @@ def _lock_outdated(result: cmd.Result) -> bool:
 
 def _uv_failure(build: StepContext, result: cmd.Result, *, project: bool) -> Exception:
     if _lock_outdated(result):
-        return ProjectError(f"uv.lock in {build.plan.project_root} is out of date: "
+        # (The workspace root's, for a member: where uv.lock is.)
+        where = build.plan.project.lock_root if build.plan.project else build.plan.project_root
+        return ProjectError(f"uv.lock in {where} is out of date: "
                             f"{cmd.describe_failure(result)}",
-                            hint="run `uv lock` in the project and commit uv.lock")
+                            hint=f"run `uv lock` in {where} and commit uv.lock")
     if "No interpreter found" in result.stderr + result.stdout:
         sync = build.plan.step("sync-dependencies")
         wanted = getattr(sync, "uv_python", None) or getattr(sync, "python", "?")
