@@ -1075,3 +1075,21 @@ def test_a_members_own_ignore_file_keeps_its_files_out(tmp_path: Path) -> None:
     assert "packages/hello/notes.md" in shipped
     assert "packages/util/local.env" in shipped
     assert "packages/util/notes.md" not in shipped
+
+
+def test_a_path_dependency_behind_a_symlink_is_refused_before_any_container(
+        tmp_path: Path) -> None:
+    """The builder gets a path dependency's files where they are; uv there looks where
+    uv.lock says. Through a symlink those differ: said now, not as a failed uv sync."""
+    write(tmp_path, {
+        "pyproject.toml": API_PYPROJECT.replace("COMMON", "libs/common"),
+        "uv.lock": API_LOCK.replace("COMMON", "libs/common"),
+        "vendor/common/pyproject.toml": COMMON_PYPROJECT,
+    })
+    (tmp_path / "libs").mkdir()
+    (tmp_path / "libs" / "common").symlink_to(tmp_path / "vendor" / "common")
+
+    with pytest.raises(ProjectError) as raised:
+        read_project(tmp_path)
+    assert "'common' is reached through a symlink" in raised.value.message
+    assert str((tmp_path / "vendor" / "common").resolve()) in (raised.value.hint or "")

@@ -90,6 +90,8 @@ class LocalPackage:
     name: str  # normalized
     path: Path  # absolute, resolved
     kind: str  # the uv.lock source key: "editable", "virtual", "directory" or "path"
+    # Where uv.lock says it is, when a symlink on the way makes that another place.
+    linked_from: Path | None = None
 
 
 def read_project(folder: Path) -> Project:
@@ -207,7 +209,16 @@ SYSTEM_FOLDERS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "
 
 
 def _check_path_dependency(root: Path, dep: LocalPackage) -> None:
-    """A path dependency must exist, and not be part of the host's system folders."""
+    """A path dependency must exist, not be reached through a symlink, and not be part
+    of the host's system folders."""
+    if dep.linked_from is not None:
+        # The builder gets its files where they are (the symlink's target): uv there
+        # looks where uv.lock says, and would not find them.
+        raise ProjectError(
+            f"{root}: path dependency {dep.name!r} is reached through a symlink: uv.lock "
+            f"has it at {dep.linked_from}, which is {dep.path}",
+            hint=f"point tool.uv.sources at {dep.path} (or replace the symlink with the "
+            "folder), then run `uv lock`")
     if not dep.path.exists():
         raise ProjectError(
             f"{root}: path dependency {dep.name!r} at {dep.path} not found",
@@ -270,9 +281,10 @@ def local_packages(lock_root: Path, lock: Table) -> tuple[LocalPackage, ...]:
             where = source.get(kind) if isinstance(source, dict) else None
             if isinstance(where, str):
                 path = Path(os.path.normpath(lock_root / where))
+                resolved = path.resolve() if path.exists() else path
                 found.append(LocalPackage(name=normalize_name(str(entry.get("name", ""))),
-                                          path=path.resolve() if path.exists() else path,
-                                          kind=kind))
+                                          path=resolved, kind=kind,
+                                          linked_from=path if resolved != path else None))
     return tuple(found)
 
 
