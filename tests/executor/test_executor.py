@@ -1491,3 +1491,22 @@ def test_a_user_that_cannot_be_made_is_not_called_a_missing_interpreter(
     assert raised.value.message.startswith("making the runtime user app failed")
     assert "Permission denied" in raised.value.message
     assert engine.live == {}
+
+
+def test_a_package_apt_cannot_find_in_a_bootstrap_is_told_by_apt(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mmdebstrap's output holds apt's reason far above its own command line and
+    clean-up: the message leads with apt's line, as a step's package failure does."""
+    def failing(argv: Sequence[str], **_: object) -> Result:
+        return Result(tuple(argv), 1, "I: running apt-get install...\n",
+                      "E: Unable to locate package no-such-pkg-xyz\n"
+                      "E: apt-get --yes install python3 no-such-pkg-xyz failed\n"
+                      "W: hooklistener errored out: E: received eof on socket\n")
+
+    monkeypatch.setattr(cmd, "run", failing)
+    with pytest.raises(StepFailed) as raised:
+        build(bootstrap_engine(), plan_of(project, BOOTSTRAP_RECIPE), tmp_path)
+    message = raised.value.message
+    assert message.startswith("bootstrapping debian ")
+    assert "E: Unable to locate package no-such-pkg-xyz" in message
+    assert "mmdebstrap" not in message  # (not its whole command line)

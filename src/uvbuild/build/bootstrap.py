@@ -19,7 +19,7 @@ from uvbuild.engine import cmd
 from uvbuild.engine.buildah import CommitOptions, ImageConfig
 from uvbuild.engine.diskfull import failed_for_space
 from uvbuild.engine.protocol import Engine
-from uvbuild.errors import EngineError
+from uvbuild.errors import EngineError, StepFailed
 from uvbuild.plan import slimroot
 from uvbuild.plan.planner import STANDARD_PATH, ResolveBase
 from uvbuild.recipe.model import BootstrapBase
@@ -132,11 +132,20 @@ def build_bootstrap_base(engine: Engine, base: BootstrapBase, ref: str, *,
                                 f"{base.suite} failed with exit code {result.returncode}:")
         if full is not None:  # mmdebstrap's tarball filled $TMPDIR: not a package problem
             raise full
+        hint = ("check the suite and package names (apt-cache policy NAME), and that "
+                "the Debian mirror is reachable")
+        # apt's own reason ("E: Unable to locate package x") is far up mmdebstrap's
+        # output, above its long command line and clean-up: told first, as a step's is.
+        said = list(dict.fromkeys(line.strip() for line in
+                                  (result.stdout + result.stderr).splitlines()
+                                  if line.strip().startswith("E: ")))
+        if said:
+            raise StepFailed(f"bootstrapping debian {base.suite} with "
+                             f"{' '.join(base.packages) or 'its packages'} failed: "
+                             + "; ".join(said[:5]), hint=hint)
         raise EngineError(
             f"bootstrapping debian {base.suite} failed: {cmd.describe_failure(result)}",
-            hint="check the suite and package names (apt-cache policy NAME), and that "
-            "the Debian mirror is reachable",
-        )
+            hint=hint)
     container = engine.from_scratch(container_name)
     try:
         engine.add_archive(container, tarball, "/")
