@@ -33,6 +33,7 @@ SHORT = 4  # values shorter than this are masked as whole words only (see above)
 _lock = threading.Lock()
 _values: tuple[str, ...] = ()  # longest first (for _held_back)
 _short: tuple[re.Pattern[str], ...] = ()  # the whole-word patterns of the short values
+_whole: set[str] = set()  # the values as registered, whole (whole_values)
 _WORD = r"[A-Za-z0-9_]"
 
 
@@ -45,10 +46,12 @@ def add(value: str) -> None:
     # Host values that are not UTF-8 (surrogate escapes) print as U+FFFD where a
     # command's output is decoded with errors="replace" (cmd's streamed output).
     forms.add(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    whole = {f for f in forms if f}
     # Output is written line by line: each line of a multi-line value (a key) on its own.
     forms.update(line.strip() for line in value.splitlines()
                  if "\n" in value and len(line.strip()) >= SHORT)
     with _lock:
+        _whole.update(whole)
         _values = tuple(sorted(set(_values) | {f for f in forms if f}, key=len, reverse=True))
         _short = tuple(re.compile(f"(?<!{_WORD}){re.escape(v)}(?!{_WORD})")
                        for v in _values if len(v) < SHORT)
@@ -57,6 +60,14 @@ def add(value: str) -> None:
 def values() -> tuple[str, ...]:
     """Every value registered (and its escaped spellings), longest first."""
     return _values
+
+
+def whole_values() -> tuple[str, ...]:
+    """Every value registered, whole (and its escaped spellings), not the single lines
+    of a multi-line value masked in output: a certificate's `-----BEGIN CERTIFICATE-----`
+    line is in every CA bundle, the certificate itself is not."""
+    with _lock:
+        return tuple(sorted(_whole, key=len, reverse=True))
 
 
 def add_url(url: str) -> None:
@@ -115,6 +126,7 @@ def reset() -> None:
     with _lock:
         _values = ()
         _short = ()
+        _whole.clear()
 
 
 def _held_back(text: str) -> int:

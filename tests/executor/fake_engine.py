@@ -277,6 +277,9 @@ class FakeEngine:
         self.mount_root: Path | None = None  # what `mount` gives (a folder as a root)
         self.overlapping = True  # what overlapping_runs says (False: rootless)
         self.held: list[str] = []  # the container of each gated run, as it starts waiting
+        self.held_run_fails = False  # a gated run fails as its gate opens, before its job
+        # Files layertar adds to a layer tar of that name ("layer.tar": the project's).
+        self.layer_files: dict[str, dict[str, bytes]] = {}
 
     # -- set-up and inspection helpers (not part of Buildah's surface) ------------------
 
@@ -666,7 +669,15 @@ class FakeEngine:
             # It is logged when it goes on.
             with self._lock:
                 self.held.append(container)
-            if not gate.wait(timeout=60):
+            opened = gate.wait(timeout=60)
+            assert gate.settled, "a run was held at its gate for a minute: never opened or shut"
+            if opened and self.held_run_fails:  # buildah's own set-up failed, late
+                self._record("run", container, tuple(argv), env={}, job=None,
+                             mounts=tuple(mounts), workdir=workdir, user=user,
+                             network=network, stream=stream, gated=True)()
+                return Result(tuple(argv), 125, "", "Error: Close_Fd sealing memfd copy: "
+                              "Device or resource busy\n")
+            if not opened:
                 self._record("run", container, tuple(argv), env={}, job=None,
                              mounts=tuple(mounts), workdir=workdir, user=user,
                              network=network, stream=stream, gated=True)()
@@ -760,10 +771,10 @@ class FakeEngine:
         for dest in dests:
             self.archives.append(Archive(container=ctr.name, dest=dest, names=names))
 
-    @staticmethod
-    def _layertar(words: tuple[str, ...], mounts: tuple[Mount, ...]) -> str:
+    def _layertar(self, words: tuple[str, ...], mounts: tuple[Mount, ...]) -> str:
         """layertar.py [--as NAME] [delta] TAR ...: a small tar at TAR's host path (its
-        entries name the arguments), reported as layertar reports it."""
+        entries name the arguments, plus `layer_files` for a TAR of that name),
+        reported as layertar reports it."""
         args = list(words[words.index(LAYERTAR) + 1:])
         name = "layer"
         if args[:1] == ["--as"]:
@@ -778,6 +789,10 @@ class FakeEngine:
                 info = tarfile.TarInfo(arg.replace(".", "_"))
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
+            for member, content in self.layer_files.get(Path(target).name, {}).items():
+                info = tarfile.TarInfo(member)
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
         data = Path(path).read_bytes()
         facts = {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
         return f"@@uvbuild value {name} {json.dumps(facts)}\n"

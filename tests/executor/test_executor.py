@@ -1510,3 +1510,31 @@ def test_a_package_apt_cannot_find_in_a_bootstrap_is_told_by_apt(
     assert message.startswith("bootstrapping debian ")
     assert "E: Unable to locate package no-such-pkg-xyz" in message
     assert "mmdebstrap" not in message  # (not its whole command line)
+
+
+def test_a_project_layer_holding_a_secret_fails_the_build_and_is_not_kept(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """A builder.run that writes a builder.secrets value under /app would ship it: the
+    layer is searched before it is kept (layer_steps.no_secret_in)."""
+    engine.layer_files["layer.tar"] = {"app/token.txt": f"token={SECRET}\n".encode()}
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan_of(project), tmp_path)
+    assert "builder.secrets UV_INDEX_PASSWORD" in raised.value.message
+    assert "/app/token.txt" in raised.value.message
+    assert SECRET not in str(raised.value)
+    assert IMAGE not in engine.names and engine.live == {}
+    assert not list((tmp_path / "layers").rglob("project-layer*"))
+
+
+def test_a_held_run_that_fails_before_its_batch_gives_way_to_a_run_of_its_own(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """The run started early for the install failed in buildah's set-up (seen once
+    here: "Close_Fd sealing memfd copy: Device or resource busy"): nothing of the
+    batch ran, so the install runs it in a `buildah run` of its own, as without one."""
+    engine.held_run_fails = True
+    build(engine, plan_of(project), tmp_path)
+
+    installs = [c for c in engine.calls if is_the_install(c)]
+    assert len(installs) == 1 and not installs[0].kwargs["gated"]
+    assert engine.names[IMAGE]
+    assert engine.live == {}

@@ -66,3 +66,31 @@ def test_a_clean_layer_and_short_values_pass(tmp_path: Path) -> None:
     layer = layer_of(tmp_path, {"app/x.py": b"x = 'abc1234'\n"})
     no_secret_in(build_with({"API_TOKEN": TOKEN, "PIN": "abc1234"}), layer, "the layer")
     no_secret_in(build_with({}), layer_of(tmp_path, {}), "an empty layer")
+
+
+CERT = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ0xFQVJMWU5PVEFSRUFM\n"
+        "-----END CERTIFICATE-----\n")
+
+
+def test_a_multi_line_secret_is_looked_for_whole(tmp_path: Path) -> None:
+    """Its lines are masked in output one by one, but a CA bundle in the venv holds
+    `-----BEGIN CERTIFICATE-----` a hundred times: only the whole value is a leak."""
+    redact.add(CERT)
+    bundle = layer_of(tmp_path, {"app/.venv/certifi/cacert.pem":
+                                 b"-----BEGIN CERTIFICATE-----\nMIIother\n"
+                                 b"-----END CERTIFICATE-----\n" * 3})
+    no_secret_in(build_with({"CLIENT_CERT": CERT}), bundle, "the dependencies layer")
+    leaked = layer_of(tmp_path, {"app/client.pem": CERT.encode()})
+    with pytest.raises(StepFailed, match="CLIENT_CERT"):
+        no_secret_in(build_with({"CLIENT_CERT": CERT}), leaked, "the project layer")
+
+
+def test_a_value_across_a_chunk_boundary_is_found(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvbuild.build import layer_steps
+
+    monkeypatch.setattr(layer_steps, "_SCAN_CHUNK", 4096)
+    padding = b"x" * (4096 * 3 - 520)  # the value straddles the third chunk's end
+    layer = layer_of(tmp_path, {"app/big.bin": padding + TOKEN.encode() + b"y" * 9000})
+    with pytest.raises(StepFailed, match="/app/big.bin"):
+        no_secret_in(build_with({"API_TOKEN": TOKEN}), layer, "the project layer")

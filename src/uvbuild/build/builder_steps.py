@@ -348,11 +348,20 @@ def _start_follow_up(build: StepContext, ctr: str, step: SyncDependencies, marke
     ran: Future[cmd.Result] = Future()
 
     def run() -> None:
-        while not marker.exists():
-            if stop.wait(0.02):
+        started = False
+        try:
+            # Until the sync's batch runs; not at all once its run is over, or the gate
+            # was shut (the build failed, or is ending).
+            while not marker.exists():
+                if stop.wait(0.02) or gate.settled:
+                    break
+            started = marker.exists() and not gate.settled
+        finally:
+            if not started:  # (decided whatever happens: `ended` waits for it)
                 gate.shut()
                 decided.set_result(None)
-                return
+        if not started:
+            return
         decided.set_result(FollowUp(gate, job, files, out, ran))
         try:
             ran.set_result(build.engine.run(
@@ -375,19 +384,22 @@ def _start_follow_up(build: StepContext, ctr: str, step: SyncDependencies, marke
 
 
 def _run_follow_up(build: StepContext, follow: FollowUp, step: SyncDependencies,
-                   commands: list[batch.Command], *, project: bool,
-                   started: str | None = None) -> batch.Outcome:
-    """`commands` as _run_batch runs them, in the run `follow` holds at its gate."""
+                   commands: list[batch.Command], *, project: bool) -> batch.Outcome | None:
+    """`commands` as _run_batch runs them (with the start file in `follow.out`), in the
+    run `follow` holds at its gate; None if that run ended before the batch began (its
+    set-up failed): the caller runs the batch in a run of its own, as without one."""
     env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
     folder = follow.job / batch.NEXT
     folder.mkdir()
     try:
         batch.write_job(folder, commands, env=env, at=f"{batch.JOB}/{batch.NEXT}",
-                        started=started)
+                        started=f"{LAYER_OUT}/{STARTED}")
         follow.gate.open()
         run = follow.ran.result()
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # its environment holds secrets
+    if not (follow.out / STARTED).exists():
+        return None
     return _judged(commands, run)
 
 
@@ -565,8 +577,9 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
         nonlocal follow
         if follow is not None:  # (once: a second run is one of its own)
             held, follow = follow, None
-            return _run_follow_up(build, held, sync, commands(offline), project=True,
-                                  started=f"{LAYER_OUT}/{STARTED}")
+            outcome = _run_follow_up(build, held, sync, commands(offline), project=True)
+            if outcome is not None:
+                return outcome
         return _run_batch(build, ctr, sync, commands(offline), project=True,
                           extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)),
                           started=f"{LAYER_OUT}/{STARTED}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import mmap
+import re
 import shlex
 import tarfile
 from collections.abc import Mapping
@@ -127,6 +128,7 @@ def project_layer(build: StepContext, step: ProjectLayer, inputs: Inputs) -> Lay
 # Shorter values are not looked for: in tens of megabytes of packages, a short one may
 # be there by chance (and is masked in output only as a whole word: redact.py).
 LEAK_MIN = 8
+_SCAN_CHUNK = 64 << 20
 
 
 def no_secret_in(build: StepContext, layer: LayerResult, what: str) -> None:
@@ -136,19 +138,28 @@ def no_secret_in(build: StepContext, layer: LayerResult, what: str) -> None:
     it. The tar is searched as it is (uvbuild writes it uncompressed); the message names
     the file and the secret's variable, never the value."""
     named = {value: name for name, value in build.settings.secrets.items()}
-    wanted = [v for v in {*redact.values(), *named} if len(v) >= LEAK_MIN]
+    wanted = sorted((v for v in {*redact.whole_values(), *named} if len(v) >= LEAK_MIN),
+                    key=len, reverse=True)
     if not wanted or layer.size == 0:
         return
+    pattern = re.compile(b"|".join(re.escape(v.encode("utf-8", "surrogateescape"))
+                                   for v in wanted))
+    longest = max(len(v.encode("utf-8", "surrogateescape")) for v in wanted)
     with open(layer.path, "rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for value in sorted(wanted, key=len, reverse=True):
-            at = data.find(value.encode("utf-8", "surrogateescape"))
-            if at < 0:
-                continue
-            source = (f"the value of builder.secrets {named[value]}" if value in named
-                      else "a secret's value (a credential uvbuild masks)")
-            raise StepFailed(f"{what} would ship {source}, in {_member_at(layer.path, at)}",
-                             hint="a builder.run command or a runtime.copy source must not put "
-                             "a secret under /app or into what is copied; nothing was tagged")
+        # One pass for every value, a chunk at a time (overlapping by the longest value):
+        # other threads run between chunks of a layer of gigabytes.
+        start = 0
+        while start < len(data):
+            found = pattern.search(data, start, min(len(data), start + _SCAN_CHUNK + longest))
+            if found is not None:
+                value = found.group(0).decode("utf-8", "surrogateescape")
+                source = (f"the value of builder.secrets {named[value]}" if value in named
+                          else "a secret's value (a credential uvbuild masks)")
+                raise StepFailed(
+                    f"{what} would ship {source}, in {_member_at(layer.path, found.start())}",
+                    hint="a builder.run command or a runtime.copy source must not put a "
+                    "secret under /app or into what is copied; nothing was tagged")
+            start += _SCAN_CHUNK
 
 
 def _member_at(tar_path: Path, offset: int) -> str:

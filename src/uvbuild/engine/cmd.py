@@ -105,6 +105,11 @@ class Gate:
         """Stop the command at its gate (it ends without doing its work); no-op once open."""
         self._settle(b"")
 
+    @property
+    def settled(self) -> bool:
+        """Whether the gate was opened or shut already."""
+        return self._decided.is_set()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the gate is opened or shut; True if opened."""
         self._decided.wait(timeout)

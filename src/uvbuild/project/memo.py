@@ -24,15 +24,14 @@ folder: Path | None = None
 _FORMAT = 1  # bump when what an entry holds changes
 
 
-def key(*parts: object) -> str | None:
-    """A key for `parts` (what marshal can write: str, bytes, numbers, lists, dicts...),
-    or None if they cannot be keyed (a TOML date, say)."""
-    try:
-        data = marshal.dumps((_FORMAT, __version__, tuple(sys.version_info[:2]),
-                              parts))  # type: ignore[arg-type]
-    except ValueError:
-        return None
-    return hashlib.sha256(data).hexdigest()
+def key(*parts: bytes) -> str:
+    """A key for `parts`, the bytes an entry was worked out from (and the code that
+    did it), with this uvbuild's and Python's versions."""
+    digest = hashlib.sha256(f"{_FORMAT} {__version__} {sys.version_info[:2]}".encode())
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def seen(kind: str, entry: str | None) -> bool:

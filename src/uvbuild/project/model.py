@@ -134,8 +134,18 @@ def read_project(folder: Path) -> Project:
     if not isinstance(requires_python, (str, type(None))):
         raise ProjectError(f"{pyproject}: project.requires-python must be a string")
     member_docs = {member.path: member_doc for member, member_doc in workspace}
-    # Judged once per content (project/memo.py): an unchanged rebuild asks no more.
-    judged = memo.key(doc, member_docs, lock, _code("lockcheck", "lockfile", "pep508", "tables"))
+    # Judged once per content (project/memo.py): an unchanged rebuild asks no more. The
+    # key is the bytes of what it reads: uv.lock and every pyproject.toml of the workspace.
+    code = _code("lockcheck", "lockfile", "pep508", "tables")
+    judged = None
+    if code is not None:
+        read = [lock_path, lock_root / "pyproject.toml",
+                *(lock_root / member.path / "pyproject.toml" for member, _ in workspace)]
+        try:
+            judged = memo.key(code, *(part for path in read
+                                      for part in (str(path).encode(), path.read_bytes())))
+        except OSError:
+            judged = None
     if not memo.seen("lock-current", judged):
         check_lock(lock_root, doc, member_docs, lock)
         memo.remember("lock-current", judged)
@@ -352,10 +362,14 @@ def _shipped_files(root: Path, lock_root: Path, context: Path,
 _parsed: dict[bytes, Table | bytes] = {}  # a file's bytes → its table (or marshal's bytes)
 
 
-def _code(*modules: str) -> bytes:
-    """The source of uvbuild's `modules` (a memo key part: what judged an entry)."""
+def _code(*modules: str) -> bytes | None:
+    """The source of uvbuild's `modules` (a memo key part: what judged an entry); None
+    where it cannot be read (an install without sources): then nothing is memoized."""
     here = Path(__file__).parent
-    return b"".join((here / f"{name}.py").read_bytes() for name in modules)
+    try:
+        return b"".join((here / f"{name}.py").read_bytes() for name in modules)
+    except OSError:
+        return None
 
 
 def uv_lock_packages(project: Project) -> tuple[LockedPackage, ...]:
@@ -376,7 +390,8 @@ def load_toml(path: Path) -> Table:
         data = path.read_bytes()
         parsed = _parsed.get(data)
         if parsed is None:
-            entry = memo.key(data, _code("tomlshape"))
+            code = _code("tomlshape")
+            entry = memo.key(data, code) if code is not None else None
             parsed = memo.recall("toml", entry)  # type: ignore[assignment]
             if not isinstance(parsed, dict):
                 # A leading byte-order mark (Windows editors write one) is fine with uv.
