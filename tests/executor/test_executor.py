@@ -1334,10 +1334,19 @@ def interrupt_everywhere(make_engine: Callable[[], FakeEngine], plan: Plan, tmp_
             assert plan.image not in engine.names, where
 
 
+def rootless_engine() -> FakeEngine:
+    engine = fresh_engine()
+    engine.overlapping = False  # (no run is started early: Buildah.overlapping_runs)
+    return engine
+
+
 @pytest.mark.parametrize("after", [False, True], ids=["before-effect", "after-effect"])
-def test_ctrl_c_at_any_engine_call_leaves_no_container(project: Path, tmp_path: Path,
-                                                       after: bool) -> None:
-    interrupt_everywhere(fresh_engine, plan_of(project), tmp_path, after=after)
+@pytest.mark.parametrize("make_engine", [fresh_engine, rootless_engine],
+                         ids=["root", "rootless"])
+def test_ctrl_c_at_any_engine_call_leaves_no_container(
+        project: Path, tmp_path: Path, after: bool,
+        make_engine: Callable[[], FakeEngine]) -> None:
+    interrupt_everywhere(make_engine, plan_of(project), tmp_path, after=after)
 
 
 def test_an_interrupted_test_removes_the_image(
