@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uvbuild.build.batch import GATE, GATE_SHUT, JOB, NEXT, RUN, VALUE
+from uvbuild.build.batch import GATE, GATE_SHUT, JOB, NEXT, RUN, VALUE, together_parts
 from uvbuild.build.builder_steps import NO_PACKAGE_MANAGER
 from uvbuild.build.labels import STEP_LABEL
 from uvbuild.engine.buildah import CommitOptions, ImageConfig, ImageInfo, Mount, RegistryAccess
@@ -115,7 +115,9 @@ def commands_of(call: Call) -> list[tuple[str, ...]]:
     """The commands one `run` ran: a batch's, each split into words; else argv itself."""
     job = call.kwargs.get("job")
     if job is not None:
-        return [words_of(command) for command in job.commands]
+        # A batch.together command counts as its two commands.
+        return [words_of(part) for command in job.commands
+                for part in together_parts(command) or (command,)]
     return [tuple(call.args[1])]
 
 
@@ -737,28 +739,31 @@ class FakeEngine:
         """Each command of a batch in turn, with batch.sh's markers; stop at a failure."""
         out: list[str] = []
         err: list[str] = []
-        for index, command in enumerate(commands):
+        for index, text in enumerate(commands):
             out.append(f"@@uvbuild step {index}\n")
             err.append(f"@@uvbuild step {index}\n")
-            words = words_of(command)
-            failure = self._failure(("/bin/sh", "-c", command), words)
-            if failure:
-                out.append(failure.stdout)
-                err.append(failure.stderr + f"@@uvbuild failed {index} {failure.returncode}\n")
-                return Result(argv, failure.returncode, "".join(out), "".join(err))
-            if VENVDELTA in words:
-                out.append(self._venvdelta(ctr, words, mounts))
-            if LAYERTAR in words:
-                out.append(self._layertar(words, mounts))
-            if MKUSER in words or PYTHONCHECK in words:
-                made = self._answer(ctr, words, mounts)
-                if not made.ok:
+            # (A batch.together command: its two commands, each answered as one.)
+            for command in together_parts(text) or (text,):
+                words = words_of(command)
+                failure = self._failure(("/bin/sh", "-c", command), words)
+                if failure:
+                    out.append(failure.stdout)
+                    err.append(failure.stderr
+                               + f"@@uvbuild failed {index} {failure.returncode}\n")
+                    return Result(argv, failure.returncode, "".join(out), "".join(err))
+                if VENVDELTA in words:
+                    out.append(self._venvdelta(ctr, words, mounts))
+                if LAYERTAR in words:
+                    out.append(self._layertar(words, mounts))
+                if MKUSER in words or PYTHONCHECK in words:
+                    made = self._answer(ctr, words, mounts)
+                    if not made.ok:
+                        out.append(made.stdout)
+                        err.append(made.stderr + f"@@uvbuild failed {index} {made.returncode}\n")
+                        return Result(argv, made.returncode, "".join(out), "".join(err))
                     out.append(made.stdout)
-                    err.append(made.stderr + f"@@uvbuild failed {index} {made.returncode}\n")
-                    return Result(argv, made.returncode, "".join(out), "".join(err))
-                out.append(made.stdout)
-            if UNPACK in words:
-                self._unpack(ctr, words, mounts)
+                if UNPACK in words:
+                    self._unpack(ctr, words, mounts)
         return Result(argv, 0, "".join(out), "".join(err))
 
     def _unpack(self, ctr: FakeContainer, words: tuple[str, ...],

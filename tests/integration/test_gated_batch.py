@@ -5,6 +5,7 @@ command line, whatever its size."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -133,3 +134,20 @@ def test_a_command_that_ignores_the_interrupt_is_killed_after_its_grace() -> Non
     assert time.monotonic() - started < 5
     result = results[0]
     assert isinstance(result, cmd.Result) and result.returncode == -9, result
+
+
+def test_two_commands_together_run_at_once_and_fail_as_either(tmp_path: Path) -> None:
+    """batch.together: the background command's failure first, else the foreground's;
+    an `exit` in either ends only that one (each runs in a subshell)."""
+    def status(background: str, foreground: str) -> tuple[int, str]:
+        command = batch.together("both", batch.Command("a", background),
+                                 batch.Command("b", foreground))
+        assert batch.together_parts(command.text) == (background, foreground)
+        done = subprocess.run(["/bin/sh", "-c", command.text], capture_output=True,
+                              text=True, check=False)
+        return done.returncode, done.stdout
+
+    assert status("sleep 0.2; echo A", "echo B") == (0, "B\nA\n")  # at the same time
+    assert status("sleep 0.1; exit 3", "echo B; exit 4")[0] == 3
+    assert status("echo A", "exit 4")[0] == 4
+    assert batch.together_parts("echo plain") is None

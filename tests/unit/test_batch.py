@@ -159,3 +159,4 @@ def test_a_marker_glued_to_output_without_a_newline_is_still_read() -> None:
     failing = Result(("buildah", "run"), 3, "@@uvbuild step 0\n",
                      "@@uvbuild step 0\noops@@uvbuild failed 0 3\n")
     assert batch.parse(commands[:1], failing).failed == "builder.run[0]"
+

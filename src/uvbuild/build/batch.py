@@ -66,6 +66,32 @@ class Command:
     text: str
 
 
+# A command of a batch made of two that run at the same time (see `together`).
+TOGETHER = "# uvbuild: the two commands below run at the same time\n"
+_TOGETHER_TAIL = ("uvbuild_rc=$?\nwait \"$uvbuild_bg\" || exit $?\n"
+                  "exit \"$uvbuild_rc\"\n")
+
+
+def together(label: str, background: Command, foreground: Command) -> Command:
+    """Two commands of a batch as one (`label`), run at the same time: two readers of
+    the same files on two cores. It fails if either does (the background one's status
+    first); their value lines both reach the batch's output (each a line of its own)."""
+    return Command(label, f"{TOGETHER}(\n{background.text}\n) &\nuvbuild_bg=$!\n"
+                          f"(\n{foreground.text}\n)\n{_TOGETHER_TAIL}")
+
+
+def together_parts(text: str) -> tuple[str, str] | None:
+    """The two commands' texts of a `together` command, or None for any other."""
+    if not text.startswith(TOGETHER) or not text.endswith(_TOGETHER_TAIL):
+        return None
+    body = text[len(TOGETHER):-len(_TOGETHER_TAIL)]
+    background, sep, foreground = body.partition("\n) &\nuvbuild_bg=$!\n")
+    if not (sep and background.startswith("(\n") and foreground.startswith("(\n")
+            and foreground.endswith("\n)\n")):
+        return None
+    return background[2:], foreground[2:-3]
+
+
 def labelled(prefix: str, texts: Sequence[str]) -> list[Command]:
     """Commands from a recipe list, labelled as the recipe names them: `prefix[0]`..."""
     return [Command(f"{prefix}[{index}]", text) for index, text in enumerate(texts)]

@@ -478,8 +478,11 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
     check = _python_check(step)
     commands = [unpack, *check,
                 batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
-                _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST),
-                layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT)),
+                # Both read the venv as uv left it (the snapshot also sets its file
+                # times, which the layer does not keep): at the same time.
+                batch.together(SNAPSHOT,
+                               layer_command(f"{VENV}/bin/python", *deps_layer_args(LAYER_OUT)),
+                               _venvdelta(SNAPSHOT, "snapshot", "/app", DEPS_MANIFEST)),
                 # What else the install finds in this container: the venv's snapshot
                 # and the manifests in /src (a code edit installs on the image).
                 batch.Command(WRITE_STATE, batch.shell([
