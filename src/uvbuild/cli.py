@@ -91,11 +91,12 @@ def _file_problem(path: str) -> str | None:
     return None
 
 
-ARCHIVE_TRANSPORTS = ("oci-archive", "docker-archive")
-
-
 def _checked_outputs(ctx: click.Context, param: click.Parameter,
                      value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        return value
+    from uvbuild.engine.buildah import ARCHIVE_TRANSPORTS
+
     for archive in value:
         transport, _, target = archive.partition(":")
         if transport not in ARCHIVE_TRANSPORTS:

@@ -25,7 +25,7 @@ from uvbuild.build.executor import Build, BuildResult
 from uvbuild.build.layercache import LayerCache
 from uvbuild.build.liveness import Claim, Places
 from uvbuild.engine import subids
-from uvbuild.engine.buildah import Buildah, RegistryAccess
+from uvbuild.engine.buildah import ARCHIVE_TRANSPORTS, Buildah, RegistryAccess
 from uvbuild.engine.diskfull import Place, build_places, reported
 from uvbuild.engine.netenv import host_environ, network_settings
 from uvbuild.errors import EngineError, RecipeError
@@ -247,7 +247,7 @@ def deliver(engine: Buildah, result: BuildResult, outputs: Outputs, claim: Claim
                               f"`uvbuild inspect {result.image}` shows its SBOM") from None
     for archive in outputs.archives:
         transport, _, target = archive.partition(":")
-        if transport not in ("oci-archive", "docker-archive") or not target:
+        if transport not in ARCHIVE_TRANSPORTS or not target:
             raise EngineError(f"--output {archive!r}: expected oci-archive:PATH or "
                               "docker-archive:PATH")
         dest = f"{transport}:{target}"

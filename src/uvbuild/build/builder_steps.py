@@ -314,11 +314,17 @@ def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
     All of them get the builder environment (uv's settings, the CA bundle and proxies,
     builder.env, builder.secrets) and the mounts (uv, its cache, the CA bundle).
     """
-    env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
-    with build.job(commands, env=env, started=started) as job:
+    with build.job(commands, env=_batch_env(build, step, project=project),
+                   started=started) as job:
         run = build.engine.run(ctr, job.argv, mounts=(*_mounts(build), *extra_mounts, job.mount),
                                workdir=step.project_dir, stream=build.settings.verbose)
     return _judged(commands, run)
+
+
+def _batch_env(build: StepContext, step: SyncDependencies, *, project: bool) -> dict[str, str]:
+    """The environment of a builder batch (_run_batch, _run_follow_up): the builder's,
+    in the venv."""
+    return _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
 
 
 def _judged(commands: list[batch.Command], run: cmd.Result) -> batch.Outcome:
@@ -388,7 +394,7 @@ def _run_follow_up(build: StepContext, follow: FollowUp, step: SyncDependencies,
     """`commands` as _run_batch runs them (with the start file in `follow.out`), in the
     run `follow` holds at its gate; None if that run ended before the batch began (its
     set-up failed): the caller runs the batch in a run of its own, as without one."""
-    env = _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
+    env = _batch_env(build, step, project=project)
     folder = follow.job / batch.NEXT
     folder.mkdir()
     try:

@@ -26,6 +26,7 @@ import shlex
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from uvbuild import redact
 from uvbuild.build import batch, runtime_probe
@@ -281,7 +282,7 @@ def _runtime_layers(build: StepContext, step: PrepareRuntime,
         failure = packages_failure(outcome, step.packages, "runtime")
         if failure is not None:
             raise failure
-    if outcome.failed == MAKE_USER and _answered(outcome.failure):
+    if outcome.failed == MAKE_USER and _user_facts(outcome.failure) is not None:
         # The interpreter ran (it reported itself) and the user's making failed after.
         raise StepFailed(f"making the runtime user {step.user} failed: "
                          f"{cmd.describe_failure(outcome.failure)}")
@@ -295,11 +296,10 @@ def _runtime_layers(build: StepContext, step: PrepareRuntime,
         raise StepFailed(f"writing the runtime layers failed ({outcome.failed}): "
                          f"{cmd.describe_failure(outcome.failure)}")
     made = outcome.results[[c.label for c in commands].index(MAKE_USER)]
-    try:
-        facts = json.loads(made.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError) as exc:
+    facts = _user_facts(made)
+    if facts is None:
         raise EngineError(f"creating the runtime user gave no answer: "
-                          f"{cmd.describe_failure(made)}") from exc
+                          f"{cmd.describe_failure(made)}")
     layers = []
     if step.packages:
         layers.append(layer_made(out, "packages.tar", outcome.reported.get("packages"),
@@ -312,16 +312,14 @@ def _runtime_layers(build: StepContext, step: PrepareRuntime,
                     "python": {"python": facts["python"], "version": facts["version"]}}
 
 
-def _answered(result: cmd.Result) -> bool:
-    """Whether mkuser.py got as far as reporting the interpreter (a JSON line)."""
-    for line in result.stdout.splitlines():
-        try:
-            facts = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(facts, dict) and "python" in facts:
-            return True
-    return False
+def _user_facts(result: cmd.Result) -> dict[str, Any] | None:
+    """What mkuser.py reported (its last line: uid, gid, the interpreter), or None if it
+    did not get that far."""
+    try:
+        facts = json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None
+    return facts if isinstance(facts, dict) and "python" in facts else None
 
 
 def _has_entries(tar_path: Path) -> bool:

@@ -108,6 +108,10 @@ def buildah_argv(*args: str, storage_driver: str | None) -> list[str]:
     return ["buildah", *(["--storage-driver", storage_driver] if storage_driver else []), *args]
 
 
+# The archives `--output` writes (push to TRANSPORT:PATH[:REFERENCE]).
+ARCHIVE_TRANSPORTS = ("oci-archive", "docker-archive")
+
+
 class Buildah:
     """buildah, driven through its CLI. Rootful or rootless, chroot isolation by default."""
 

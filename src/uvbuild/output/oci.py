@@ -201,13 +201,19 @@ def _place(source: Path, target: Path) -> None:
 _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
 
 
-def layout_config_digest(layout: Path) -> str:
-    """The config digest (the image ID) of the one image in the OCI layout `layout`."""
+def _one_image(layout: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The blobs folder, index and manifest of the one image in the OCI layout `layout`."""
     blobs = layout / "blobs" / "sha256"
     index = json.loads((layout / "index.json").read_bytes())
-    manifest = json.loads((blobs / index["manifests"][0]["digest"].removeprefix("sha256:"))
-                          .read_bytes())
-    return str(manifest["config"]["digest"])
+    if len(index.get("manifests") or ()) != 1:
+        raise ValueError(f"{layout}: an OCI layout of one image was expected")
+    digest = index["manifests"][0]["digest"]
+    return blobs, index, json.loads((blobs / digest.removeprefix("sha256:")).read_bytes())
+
+
+def layout_config_digest(layout: Path) -> str:
+    """The config digest (the image ID) of the one image in the OCI layout `layout`."""
+    return str(_one_image(layout)[2]["config"]["digest"])
 
 
 def annotate_layout(layout: Path, annotations: Mapping[str, str], *,
@@ -220,12 +226,8 @@ def annotate_layout(layout: Path, annotations: Mapping[str, str], *,
     copying a pulled image out of containers-storage, writes the uncompressed blob but
     keeps the `+gzip` media type of the manifest it was pulled with.
     """
-    blobs = layout / "blobs" / "sha256"
-    index = json.loads((layout / "index.json").read_bytes())
-    if len(index.get("manifests") or ()) != 1:
-        raise ValueError(f"{layout}: an OCI layout of one image was expected")
+    blobs, index, manifest = _one_image(layout)
     old = index["manifests"][0]
-    manifest = json.loads((blobs / old["digest"].removeprefix("sha256:")).read_bytes())
     for layer in manifest.get("layers") or ():
         with open(blobs / layer["digest"].removeprefix("sha256:"), "rb") as blob:
             head = blob.read(4)
