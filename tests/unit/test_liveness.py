@@ -183,6 +183,33 @@ def test_another_tools_unnamed_images_are_asked_about_once(places: Places) -> No
     assert sorted(store.asked) == ["theirs-1", "theirs-2"]
 
 
+def test_a_builds_sweep_removes_images_only_once_the_build_named_its_own(
+        places: Places) -> None:
+    """A build's steps do not wait for its sweep: the dangling uvbuild images it finds
+    go only once the build has named its image, and only those still unnamed then (the
+    build may have made one of them again, and the store gave it the build's name); a
+    build that failed removes none."""
+    store = Store([], dangling={"img-step": "io.uvbuild.step",
+                                "img-again": "io.uvbuild.step"})
+    asked: list[str] = []
+
+    def failed() -> bool:
+        asked.append("failed")
+        return False
+
+    swept = liveness.sweep(store, places, images_when=failed)
+    assert asked == ["failed"] and swept.images == 0 and store.removed_images == []
+
+    def named() -> bool:
+        asked.append("named")
+        del store.dangling["img-again"]  # the build named it meanwhile
+        return True
+
+    swept = liveness.sweep(store, places, images_when=named)
+    assert asked == ["failed", "named"]
+    assert store.removed_images == ["img-step"] and swept.images == 1
+
+
 def test_prune_gets_the_store_only_when_no_build_holds_it(places: Places) -> None:
     with liveness.store_exclusive(places) as alone:
         assert alone

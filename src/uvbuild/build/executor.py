@@ -269,6 +269,7 @@ class Build:
         containers = Containers(self.engine, claim.container_name)
         scratch: Path | None = None
         ctx: BuildContext | None = None
+        named: Future[bool] = Future()  # whether this build named its image (see sweep)
         try:
             # Made now: the mark that builder commands carry names it (Buildah.owner_env).
             scratch = claim.folder("build")
@@ -303,18 +304,17 @@ class Build:
             else:
                 listing.set_result(early)
             known = self._known_final(listing, early is not None, claim.places)
+            # The sweep goes on beside the steps. The unnamed uvbuild images it finds it
+            # removes only once this build has named its image (it may have made one of
+            # them again), and only those still unnamed then: `named`.
             sweep = threads.spawn(
                 lambda: liveness.sweep(self.engine, claim.places, me=claim.id,
                                        unnamed=lambda: [image for image, names in
                                                         listing.result().items() if not names],
-                                       listed=self.engine.prefetched_containers()),
+                                       listed=self.engine.prefetched_containers(),
+                                       images_when=named.result),
                 name="uvbuild-sweep")
             cache = {} if self.settings.no_cache else cache_names(listing.result())
-            if not final.cached(cache):
-                # The sweep removes unnamed uvbuild images, which a step makes before
-                # naming them: it ends before any step runs. (A cached final image makes
-                # nothing; the sweep goes on meanwhile, and is waited for below.)
-                sweep.result()
             made = runner.result(final, ctx, cache)
             assert isinstance(made, ImageResult), "the final step makes an image"
             image_id = made.image_id
@@ -323,12 +323,15 @@ class Build:
             image_size = self._name(made, known.result(),
                                     listing.result().get(image_id, ()), containers, ctx)
             liveness.remember_size(claim.places, image_id, image_size)
+            named.set_result(True)
             sweep.result()
             # Only a build that succeeded (its image tested) exports, after it is named.
             exported = remote.export(self.plan, runner.made(), threads) if remote else None
             if exported:
                 self.reporter.note(exported)
         except BaseException as exc:
+            if not named.done():
+                named.set_result(False)  # (the sweep removes no image)
             threads.fail(exc)
             first = threads.first_error
             # A full disk is told as such, measured now, before the cleanup frees space.
@@ -340,6 +343,8 @@ class Build:
                 raise full from exc
             raise
         finally:
+            if not named.done():
+                named.set_result(False)
             threads.shut_gates()  # nothing may wait at a gate for ever
             threads.join()
             try:

@@ -312,7 +312,8 @@ class Swept:
 
 def sweep(store: Store, places: Places, *, images: bool = True, me: str | None = None,
           unnamed: Callable[[], Collection[str]] | None = None,
-          listed: list[dict[str, str]] | None = None) -> Swept:
+          listed: list[dict[str, str]] | None = None,
+          images_when: Callable[[], bool] | None = None) -> Swept:
     """Remove what dead runs left in this store and this $TMPDIR: working containers, host
     folders, the processes marked with those folders, their lock files, and (`images`)
     dangling uvbuild images once no run (but `me`, the sweeping run's id) is alive to tag them.
@@ -322,6 +323,12 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
     (another tool's, built on a uvbuild image: see `_Foreign`), there is no dangling
     image of uvbuild's to look for, and the store is not asked. `listed`, if given, is a
     listing of the working containers (store.containers) made before this call.
+
+    `images_when`, if given, is the sweeping build's: the dangling images found are
+    removed only once it returns True (the build has named every image it makes: it may
+    have made one of them again, which the store then gave its name), and only those
+    still unnamed then; not at all if it returns False (the build failed: the next
+    sweep removes them). Its steps need not wait for the sweep.
 
     Safe while other runs live: each thing removed belongs to a run whose lock was free.
     """
@@ -360,6 +367,11 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     removed_images = 0
+    if dangling and images_when is not None:
+        still = set()
+        if images_when():
+            still = {image for label in OWNED_LABELS for image in store.dangling_images(label)}
+        dangling = [image for image in dangling if image in still]
     if dangling and not live_runs(places, besides=me):
         removed_images = sum(store.rmi(image) for image in dangling)
     _remove_dead_lock_files(places)
