@@ -181,10 +181,12 @@ def forget_uvbuild(sh: Shell) -> None:
     names = [n for n in image_names(sh) if n.startswith(CACHE_REPO) or n == UVBUILD_IMAGE]
     if names:
         sh.run(["buildah", "rmi", *names], what="forget uvbuild cache")
-    # And its layer cache (the runtime image's layer tars), private to this run.
+    # And its layer cache (the runtime image's layer tars) and its cache of the
+    # dependencies' .pyc files, private to this run (uv's own cache stays warm).
     assert sh.private_env is not None
-    shutil.rmtree(Path(sh.private_env["XDG_CACHE_HOME"]) / "uvbuild" / "layers",
-                  ignore_errors=True)
+    for folder in ("layers", "bytecode"):
+        shutil.rmtree(Path(sh.private_env["XDG_CACHE_HOME"]) / "uvbuild" / folder,
+                      ignore_errors=True)
 
 
 def forget_bud(sh: Shell) -> None:

@@ -269,7 +269,7 @@ def cache_prune(everything: bool, registry_repo: str | None, keep: int | None, d
 
     from uvbuild.commands.cache import prune
     from uvbuild.engine.buildah import Buildah
-    from uvbuild.pipeline import layer_cache, memo_folder
+    from uvbuild.pipeline import bytecode_folder, layer_cache, memo_folder
 
     if registry_repo is not None:
         _prune_registry(registry_repo, keep, dry_run, everything, tls_verify, creds, authfile)
@@ -278,8 +278,10 @@ def cache_prune(everything: bool, registry_repo: str | None, keep: int | None, d
         raise click.UsageError("--keep and --dry-run go with --registry REGISTRY/REPO")
     engine = Buildah()
     pruned = prune(everything=everything, engine=engine, layers=layer_cache(engine.run_root()))
-    # (What a build worked out from file contents: remade by the next build that needs it.)
+    # (What a build worked out from file contents, and the dependencies' .pyc files:
+    # remade by the next build that needs them.)
     shutil.rmtree(memo_folder(), ignore_errors=True)
+    shutil.rmtree(bytecode_folder(), ignore_errors=True)
     swept = pruned.swept
     click.echo(f"removed {swept.containers} leftover working container(s), "
                f"{swept.folders} leftover folder(s), {swept.processes} orphaned process(es), "

@@ -67,6 +67,12 @@ def memo_folder() -> Path:
     return cache_home() / "memo"
 
 
+def bytecode_folder() -> Path:
+    """Where the dependencies' .pyc files are kept by source and path
+    (incontainer/bytecode.py; host-wide); `cache prune` empties it."""
+    return cache_home() / "bytecode"
+
+
 def check_host_folders() -> None:
     """The folders a build writes on the host: its cache (locks, layers, uv's cache)
     and TMPDIR (its scratch, and buildah's). Said before anything runs: a TMPDIR that
@@ -217,6 +223,7 @@ def build(path: Path, *, tag: str | None, reporter: Reporter, outputs: Outputs,
                                  network_env=net_env, network_mounts=net_mounts,
                                  secrets=secrets, no_cache=no_cache, verbose=verbose,
                                  layer_cache=layer_cache(run_root).root,
+                                 bytecode_cache=bytecode_folder(),
                                  cache_from=cache_from, cache_to=cache_to,
                                  registry=outputs.access)
         reporter.note(f"building {plan.image} from {path}")

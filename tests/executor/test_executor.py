@@ -420,9 +420,9 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
 
     builder_runs = [c for c in engine.called("run")
                     if any(words[0] == UV_TARGET for words in commands_of(c))]
-    # unpack the project files, uv sync, (make assets), venvdelta, the layer's tar (and
-    # the sync's builder state, as a layer of its image)
-    assert [len(commands_of(c)) for c in builder_runs] == [5, 5]
+    # unpack the project files, uv sync, (the dependencies' bytecode), (make assets),
+    # venvdelta, the layer's tar (and the sync's builder state, as a layer of its image)
+    assert [len(commands_of(c)) for c in builder_runs] == [6, 5]
     assert ("make", "assets") in commands_of(builder_runs[1])
     for call in builder_runs:
         assert call.kwargs["env"]["UV_INDEX_PASSWORD"] == SECRET
@@ -438,10 +438,11 @@ def test_secrets_reach_builder_commands_only(engine: FakeEngine, project: Path,
     # was planned, removed with the run's claim by pipeline.build), and write their
     # layer's tar to another, removed when the build ends.
     # The commands and their environment come in a job folder (the last mount): private,
-    # as it holds the secret.
+    # as it holds the secret. The sync also gets a folder for the dependencies' .pyc
+    # files (the host's bytecode cache; a build's own here: no bytecode_cache set).
     scratch = [[(m.target, m.read_only) for m in c.kwargs["mounts"][3:]] for c in builder_runs]
     assert scratch == [[("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
-                        ("/run/uvbuild/job", True)],
+                        ("/run/uvbuild/bytecode", False), ("/run/uvbuild/job", True)],
                        [("/run/uvbuild/in", True), ("/run/uvbuild/out", False),
                         ("/run/uvbuild/job", True)]]
     assert not [m for c in builder_runs for m in c.kwargs["mounts"][3:]

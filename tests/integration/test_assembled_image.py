@@ -129,15 +129,17 @@ BUILDER_STEPS = ("builder-base", "prepare-builder", "sync-dependencies", "instal
                  "dependencies-layer", "project-layer")
 
 
-def _flask_copy(root: Path, image: str, runtime_from: object | None = None) -> Path:
+def _flask_copy(root: Path, image: str, runtime_from: object | None = None,
+                keyed: str = RUN_ID) -> Path:
     """recipes/flask and its recipe under `root`, named `image` (its keys are this
-    module run's own: a builder.env value), with a runtime.copy entry outside /app."""
+    module run's own, or `keyed`'s: a builder.env value), with a runtime.copy entry
+    outside /app."""
     if not (root / "flask").exists():
         shutil.copytree(REPO_ROOT / "recipes" / "flask", root / "flask",
                         ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc"))
     recipe = yaml.safe_load((REPO_ROOT / "recipes" / "flask.yaml").read_text())
     recipe["image"] = image
-    recipe["builder"]["env"] = {"UVBUILD_ITEST_ASSEMBLED": RUN_ID}
+    recipe["builder"]["env"] = {"UVBUILD_ITEST_ASSEMBLED": keyed}
     # A runtime.copy entry outside /app ships in the project layer too.
     recipe["runtime"]["copy"] = [{"from": "/src/templates", "to": "/srv/templates"}]
     recipe["runtime"]["test"] = [*recipe["runtime"]["test"], "test -f /srv/templates/index.html"]
@@ -270,3 +272,27 @@ def _in_container(conf: Path, image: str, script: str, *, commit_as: str | None 
         return out
     finally:
         _run(["buildah", "rm", ctr], conf)
+
+
+def test_reused_bytecode_gives_the_image_a_fresh_compile_gives(
+        preloaded: tuple[Path, dict[str, Path]], tmp_path: Path,
+        run_uvbuild: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """The dependencies' .pyc files a build takes from the bytecode cache (by source and
+    path) are the bytes it would compile: a build with that cache warm and one with it
+    empty, in two stores, give one image ID."""
+    recipe, stores = preloaded
+    again = _flask_copy(recipe.parent, f"localhost/itest-assembled-{RUN_ID}:3",
+                        keyed=f"{RUN_ID}-bytecode")  # every step its own
+    cold, warm = _xdg(tmp_path / "cold"), _xdg(tmp_path / "warm")
+    first = _build(run_uvbuild, again, stores["overlay"], cold)
+    compiled = sorted(p.relative_to(cold) for p in (cold / "uvbuild" / "bytecode").rglob("*")
+                      if p.is_file())
+    assert len(compiled) > 50, compiled  # flask, jinja2, werkzeug, ... each file's .pyc
+    shutil.copytree(cold / "uvbuild" / "bytecode", warm / "uvbuild" / "bytecode")
+    second = _build(run_uvbuild, again, stores["vfs"], warm)
+    ran = {str(s["step"]) for s in second["steps"] if not s["cached"]}  # type: ignore[attr-defined]
+    assert "sync-dependencies" in ran, ran
+    # Every .pyc was there: none was compiled (and kept) again.
+    assert sorted(p.relative_to(warm) for p in (warm / "uvbuild" / "bytecode").rglob("*")
+                  if p.is_file()) == compiled
+    assert second["id"] == first["id"]

@@ -77,6 +77,8 @@ STAGE = "stage-layer"
 WRITE_LAYER = "write-layer"
 WRITE_STATE = "write-state"
 STATE_TAR = "state.tar"  # STATE and /src, a layer of the sync-dependencies image
+BYTECODE = "bytecode"
+BYTECODE_CACHE = f"{TOOLS}/bytecode"  # the host's .pyc cache, for the sync's batch
 
 # The value packages.sh reports (`@@uvbuild value no_package_manager true`) when the
 # image has no package manager it knows.
@@ -138,11 +140,7 @@ def prepare_builder(build: StepContext, step: PrepareBuilder, inputs: Inputs) ->
         return ImageResult(build.engine.commit(ctr, build.commit_options(step)))
 
 
-def _builder_env(build: StepContext, step: SyncDependencies, *,
-                 project: bool = False) -> dict[str, str]:
-    # The project phase compiles only what it adds (venvdelta --compile): uv would
-    # recompile every file of the venv, most of the time of a code-change rebuild.
-    compile_now = step.sync.compile_bytecode and not project
+def _builder_env(build: StepContext, step: SyncDependencies) -> dict[str, str]:
     env = {
         "PATH": f"{VENV}/bin:{TOOLS}/bin:{STANDARD_PATH}",
         "UV_CACHE_DIR": UV_CACHE_TARGET,
@@ -150,7 +148,10 @@ def _builder_env(build: StepContext, step: SyncDependencies, *,
         # The cache is a bind mount (another filesystem): hard links cannot cross it.
         "UV_LINK_MODE": "copy",
         "UV_PYTHON_DOWNLOADS": "never",
-        "UV_COMPILE_BYTECODE": "1" if compile_now else "0",
+        # uv would compile every file of the venv on every sync: the dependencies are
+        # compiled by bytecode.py (reusing earlier builds' .pyc files), the project's
+        # files by venvdelta --compile (only what it adds).
+        "UV_COMPILE_BYTECODE": "0",
         "UV_NO_PROGRESS": "1",
         # With SOURCE_DATE_EPOCH set, py_compile writes hash-checked .pyc files: no build
         # time inside, and still valid after commit resets file times.
@@ -307,24 +308,23 @@ def layer_made(out: Path, name: str, reported: object, created_by: str) -> Layer
 
 def _run_batch(build: StepContext, ctr: str, step: SyncDependencies,
                commands: list[batch.Command],
-               *, project: bool, extra_mounts: tuple[Mount, ...] = (),
+               *, extra_mounts: tuple[Mount, ...] = (),
                started: str | None = None) -> batch.Outcome:
     """The builder commands of a step in one `buildah run`, in /src.
 
     All of them get the builder environment (uv's settings, the CA bundle and proxies,
     builder.env, builder.secrets) and the mounts (uv, its cache, the CA bundle).
     """
-    with build.job(commands, env=_batch_env(build, step, project=project),
-                   started=started) as job:
+    with build.job(commands, env=_batch_env(build, step), started=started) as job:
         run = build.engine.run(ctr, job.argv, mounts=(*_mounts(build), *extra_mounts, job.mount),
                                workdir=step.project_dir, stream=build.settings.verbose)
     return _judged(commands, run)
 
 
-def _batch_env(build: StepContext, step: SyncDependencies, *, project: bool) -> dict[str, str]:
+def _batch_env(build: StepContext, step: SyncDependencies) -> dict[str, str]:
     """The environment of a builder batch (_run_batch, _run_follow_up): the builder's,
     in the venv."""
-    return _builder_env(build, step, project=project) | {"VIRTUAL_ENV": VENV}
+    return _builder_env(build, step) | {"VIRTUAL_ENV": VENV}
 
 
 def _judged(commands: list[batch.Command], run: cmd.Result) -> batch.Outcome:
@@ -390,11 +390,11 @@ def _start_follow_up(build: StepContext, ctr: str, step: SyncDependencies, marke
 
 
 def _run_follow_up(build: StepContext, follow: FollowUp, step: SyncDependencies,
-                   commands: list[batch.Command], *, project: bool) -> batch.Outcome | None:
+                   commands: list[batch.Command]) -> batch.Outcome | None:
     """`commands` as _run_batch runs them (with the start file in `follow.out`), in the
     run `follow` holds at its gate; None if that run ended before the batch began (its
     set-up failed): the caller runs the batch in a run of its own, as without one."""
-    env = _batch_env(build, step, project=project)
+    env = _batch_env(build, step)
     folder = follow.job / batch.NEXT
     folder.mkdir()
     try:
@@ -461,6 +461,22 @@ def _python_unmet(step: SyncDependencies, request: PythonRequest,
             "builder.python to it)" if request.pinned else ""))
 
 
+def _bytecode(build: StepContext, step: SyncDependencies,
+              ) -> tuple[tuple[batch.Command, ...], tuple[Mount, ...]]:
+    """The batch command that compiles the dependencies' .py files (bytecode.py), as
+    `uv sync --compile-bytecode` would, with the mount of the host's .pyc cache it reads
+    and fills; none without builder.sync's compile-bytecode."""
+    if not step.sync.compile_bytecode:
+        return (), ()
+    folder = build.settings.bytecode_cache or build.scratch_dir("bytecode")
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [f"{VENV}/bin/python", "-c", script("bytecode.py"), BYTECODE_CACHE]
+    if build.settings.no_cache:
+        argv.append("--fresh")  # (its .pyc files are written, and none is read)
+    return ((batch.Command(BYTECODE, batch.shell(argv)),),
+            (Mount(str(folder), BYTECODE_CACHE, read_only=False),))
+
+
 def sync_dependencies(build: StepContext, step: SyncDependencies,
                       inputs: Inputs) -> SyncResult:
     """Only manifests present, `uv sync --no-install-workspace` into /app/.venv; the
@@ -482,8 +498,10 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
     # keeps it): the venv as it ships, read while it is at hand.
     out = build.scratch_dir("deps-layer")
     check = _python_check(step)
+    compiled, pyc_mount = _bytecode(build, step)
     commands = [unpack, *check,
                 batch.Command(UV_SYNC, batch.shell(uv_sync_argv(step, project=False))),
+                *compiled,
                 # Both read the venv as uv left it (the snapshot also sets its file
                 # times, which the layer does not keep): at the same time.
                 batch.together(SNAPSHOT,
@@ -499,8 +517,9 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
     stop = threading.Event()
     follow_up = _start_follow_up(build, ctr, step, out / STARTED, stop)
     try:
-        outcome = _run_batch(build, ctr, step, commands, project=False,
-                             extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)),
+        outcome = _run_batch(build, ctr, step, commands,
+                             extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False),
+                                           *pyc_mount),
                              started=f"{LAYER_OUT}/{STARTED}")
     finally:
         stop.set()
@@ -510,6 +529,10 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
         raise _python_unmet(step, step.python_request, outcome)
     if outcome.failed == UV_SYNC:
         raise _uv_failure(build, outcome.failure, project=False)
+    if outcome.failed == BYTECODE:
+        raise StepFailed(f"compiling the dependencies' bytecode failed: "
+                         f"{cmd.describe_failure(outcome.failure)}",
+                         hint="set builder.sync.compile-bytecode: false to ship no .pyc files")
     python = outcome.reported.get("python")
     if outcome.failed is not None or not isinstance(python, dict):
         raise StepFailed(f"the builder's virtualenv does not run: "
@@ -586,10 +609,10 @@ def install_project(build: StepContext, step: InstallProject, inputs: Inputs) ->
         nonlocal follow
         if follow is not None:  # (once: a second run is one of its own)
             held, follow = follow, None
-            outcome = _run_follow_up(build, held, sync, commands(offline), project=True)
+            outcome = _run_follow_up(build, held, sync, commands(offline))
             if outcome is not None:
                 return outcome
-        return _run_batch(build, ctr, sync, commands(offline), project=True,
+        return _run_batch(build, ctr, sync, commands(offline),
                           extra_mounts=(files, Mount(str(out), LAYER_OUT, read_only=False)),
                           started=f"{LAYER_OUT}/{STARTED}")
 

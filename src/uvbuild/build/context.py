@@ -41,6 +41,9 @@ class BuildSettings:
     secrets: Mapping[str, str]  # builder.secrets values from the host environment
     no_cache: bool = False
     layer_cache: Path | None = None  # the host's layer cache (None: this build's alone)
+    # The host's cache of the dependencies' .pyc files (incontainer/bytecode.py; None:
+    # this build's alone).
+    bytecode_cache: Path | None = None
     verbose: bool = False
     # Registry caches (build/remote.py): where steps are looked up before they run
     # (--cache-from, in order) and where the results go once the build succeeded
