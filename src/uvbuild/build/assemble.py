@@ -22,11 +22,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
 
 from uvbuild.build.context import Inputs, StepContext
 from uvbuild.build.labels import KEY_LABEL, PYTHON_LABEL, STEP_LABEL, USER_LABEL
 from uvbuild.build.results import LayerSet, TestedImage
-from uvbuild.build.runtime_steps import check_python, final_config, judge_tests, run_tests
+from uvbuild.build.runtime_steps import (
+    STARTED,
+    check_python,
+    final_config,
+    judge_tests,
+    run_tests,
+)
 from uvbuild.engine.buildah import ImageConfig
 from uvbuild.errors import EngineError, StepFailed
 from uvbuild.output import oci
@@ -121,16 +131,21 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
     assembled = oci.write_layout(layout, base, layers, settings, timestamp=build.plan.timestamp)
     untested = untested_ref(step)
     staged = inputs.opened(Staged)  # the base's new layers below the project's
-    unstaged = None
+    unstaged: list[Future[None]] = []
+    tidied = threading.Lock()
 
     def tidy() -> None:
-        """The retired containers' and the staged name's removal may go on: after the
-        test container is made, whose `buildah from` would wait for their store locks."""
-        nonlocal unstaged
-        build.imported()
-        if staged is not None and unstaged is None:  # the image holds its layers now
-            unstaged = build.submit(lambda: build.discard_image(staged.name),
-                                    name="uvbuild-unstage")
+        """The retired containers' and the staged name's removal may go on: once the
+        test's batch has begun (or the test container could not be made), as the test
+        container's `buildah from` and `buildah run` set-up would wait for their store
+        locks. Once; from any thread."""
+        with tidied:
+            if unstaged:
+                return
+            build.imported()
+            unstaged.append(build.submit(
+                lambda: build.discard_image(staged.name) if staged is not None else None,
+                name="uvbuild-unstage"))  # (the image holds the staged layers now)
 
     # Whatever stops the build from here (a Ctrl-C as the import ends), the name goes
     # at its end; once the image is named, the build takes it off (TestedImage).
@@ -151,24 +166,41 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
                 # Removed at the build's end, beside the naming, unless a test fails.
                 ctr = build.open_container(image_id, f"{step.name}-test")
             except EngineError:
+                tidy()
                 stored.result()  # the reason, if it is that one
                 raise
-            finally:
+            except BaseException:
                 tidy()
+                raise
+            started = build.scratch_dir("test-started")
+            over = threading.Event()
+            build.submit(lambda: _when_made(started / STARTED, over, tidy),
+                         name="uvbuild-test-started")
             try:
-                ran = run_tests(build, step, ctr, user)
+                ran = run_tests(build, step, ctr, user, started=started)
+                over.set()
+                tidy()
                 judge_tests(build, step, ran)
             except BaseException:
+                over.set()
+                tidy()
                 build.close_container(ctr)  # before the image can go
                 raise
         tidy()
         stored.result()
-        if unstaged is not None:
-            unstaged.result()
+        for future in unstaged:
+            future.result()
     except BaseException:
         build.discard_image(untested)
         raise
     return TestedImage(image_id, untested=untested)
+
+
+def _when_made(marker: Path, over: threading.Event, then: Callable[[], None]) -> None:
+    """`then()` once the file `marker` exists, or `over` is set."""
+    while not over.wait(0.02) and not marker.exists():
+        pass
+    then()
 
 
 def _check_stored(build: StepContext, untested: str, image_id: str) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from pathlib import Path
 
 from uvbuild.build import batch
 from uvbuild.build.context import StepContext
 from uvbuild.engine import cmd
-from uvbuild.engine.buildah import ImageConfig
+from uvbuild.engine.buildah import ImageConfig, Mount
 from uvbuild.errors import ProjectError, StepFailed
 from uvbuild.plan.planner import STANDARD_PATH, VENV, AddProject
 
@@ -69,15 +70,26 @@ def final_config(step: AddProject, base_env: tuple[str, ...],
                        stop_signal=step.stop_signal)
 
 
+STARTED_IN = "/run/uvbuild/started"  # where run_tests' `started` folder is mounted
+STARTED = "started"  # the file the tests' batch makes there as it begins
+
+
 def run_tests(build: StepContext, step: AddProject, ctr: str, user: str,
-              gate: cmd.Gate | None = None) -> cmd.Result:
+              gate: cmd.Gate | None = None, started: Path | None = None) -> cmd.Result:
     """The `runtime.test` commands, in order, as the runtime user, in one `buildah run`
-    (held at `gate` until the container has its files, if one is given)."""
+    (held at `gate` until the container has its files, if one is given). With
+    `started`, an empty host folder, the batch makes the file STARTED in it as it
+    begins: `buildah run`'s set-up, which takes store locks, is over by then."""
+    mounts: tuple[Mount, ...] = ()
+    if started is not None:
+        started.chmod(0o1777)  # (the runtime user makes the file; the folder is private)
+        mounts = (Mount(str(started), STARTED_IN, read_only=False),)
     # No environment: the job is readable by the runtime user, and holds no secret.
-    with build.job(batch.labelled("runtime.test", step.test), gated=gate is not None) as job:
-        return build.engine.run(ctr, job.argv, mounts=(job.mount,), user=user or None,
-                                workdir=step.workdir, stream=build.settings.verbose,
-                                gate=gate)
+    with build.job(batch.labelled("runtime.test", step.test), gated=gate is not None,
+                   started=None if started is None else f"{STARTED_IN}/{STARTED}") as job:
+        return build.engine.run(ctr, job.argv, mounts=(*mounts, job.mount),
+                                user=user or None, workdir=step.workdir,
+                                stream=build.settings.verbose, gate=gate)
 
 
 def judge_tests(build: StepContext, step: AddProject, ran: cmd.Result) -> None:
