@@ -9,6 +9,7 @@ import os
 import py_compile
 import shutil
 import stat
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -48,8 +49,10 @@ def expected(site: Path, tmp_path: Path) -> dict[str, bytes]:
         if source.is_symlink() or "__pycache__" in source.parts or source.name == "bad.py":
             continue
         target = tmp_path / "expected.pyc"
-        py_compile.compile(str(source), cfile=str(target), doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            py_compile.compile(str(source), cfile=str(target), doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
         made[str(source)] = target.read_bytes()
     return made
 
@@ -125,6 +128,21 @@ def test_fresh_reads_no_cache_entry(bytecode: ModuleType, tmp_path: Path,
     capsys.readouterr()
     bytecode.main(str(cache), fresh=True)
     assert counts(capsys.readouterr().out) == {"compiled": 3, "reused": 0}
+    assert pycs(site) == expected(site, tmp_path)
+
+
+def test_warnings_are_neither_printed_nor_errors(
+        bytecode: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "old.py").write_text('PATTERN = "\\d+ \\w"\nCHECK = 1 is 1\n')
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bytecode.main(str(tmp_path / "cache"))
+    out = capsys.readouterr()
+    assert counts(out.out) == {"compiled": 1, "reused": 0} and out.err == ""
     assert pycs(site) == expected(site, tmp_path)
 
 

@@ -14,6 +14,7 @@ import os
 import py_compile
 import sys
 import sysconfig
+import warnings
 
 CHECKED = py_compile.PycInvalidationMode.CHECKED_HASH
 # What the .pyc bytes depend on besides the source and its path: the interpreter.
@@ -117,11 +118,16 @@ def compile_all(paths):
 
 
 def compile_some(paths):
-    for path in paths:
-        try:
-            py_compile.compile(path, doraise=True, invalidation_mode=CHECKED)
-        except (py_compile.PyCompileError, SyntaxError, ValueError, UnicodeError, OSError):
-            pass  # (compileall, which uv runs, reports these and goes on)
+    # As uv's compile script: warnings (an invalid escape in an old package) are neither
+    # printed nor, whatever PYTHONWARNINGS says, errors.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in paths:
+            try:
+                py_compile.compile(path, doraise=True, invalidation_mode=CHECKED)
+            except (py_compile.PyCompileError, SyntaxError, ValueError, UnicodeError,
+                    OSError):
+                pass  # (compileall, which uv runs, reports these and goes on)
 
 
 def main(cache, fresh=False):
