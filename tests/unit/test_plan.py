@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from uvbuild.incontainer import script
 from uvbuild.plan import cachekey
 from uvbuild.plan import planner as plan_module
 from uvbuild.plan.planner import (
     BASE_REPO,
+    BYTECODE_FORM,
     CACHE_REPO,
     DEFAULT_TIMESTAMP,
     AddProject,
@@ -107,13 +110,13 @@ INPUTS = PlanInputs(
 GOLDEN_KEYS = {
     "builder-base": "a06ca5a083f4e75a342824d5cc04278121eba33066afbfb3e1ea2e49d78f28f3",
     "prepare-builder": "b1b703dc5a2b3a828b900893cead25235223d3184a37b532b83df6b65baaa27f",
-    "sync-dependencies": "36c0bc6d9127493fb1bc817493e445656631badbfb64ff5c87ab57461e60f991",
-    "install-project": "01f4e03e06ff6298c22692c97ec6652667d274cc7827e7b596e84689b926152f",
-    "dependencies-layer": "e3594f3ac9e43a275727fa23860a376d40d0ca7733a65d41f55a0ee6d888cc2c",
-    "project-layer": "fee783f2337155700b999abad83048037f3c893c44937824d67630b5ee6bb275",
+    "sync-dependencies": "cecdeda122a37718b58c6b3896778457bbcb93ca8531d1e26d8a2e7cab8514f0",
+    "install-project": "bbda33f0adaa06b6e1e22bdb1f0d24b2bf5bdb21a8ed401ce7faa0b35d11c024",
+    "dependencies-layer": "1f5f58096d4c743819c1db6154296983500f0af45b9b62cae439ef524bfae7b8",
+    "project-layer": "21d1563def16ae41d1361213a952dc35e7c3179cd0cfa2ed367bf3081d3d1a4e",
     "runtime-base": "cfd33b029b4782a00c9dff5d72efc119043573a48e67be5cc5e1ee4cfd632b61",
     "prepare-runtime": "e92097e505c2a7fe63d90585eddb424644e72686855b9bb57acd554031464bed",
-    "add-project": "abf31d7b95aa81d283c7eca9ef041209839cdd50379df14bc5b708697273da94",
+    "add-project": "f0d5b5edf1df4e7c5cfff2d61f1405b616aaa0a2c6e5dae9bb0ea2643449735d",
 }
 
 
@@ -279,6 +282,20 @@ def test_every_step_has_its_own_key() -> None:
 
 def test_keys_match_the_golden_values() -> None:
     assert keys(plan_of()) == GOLDEN_KEYS
+
+
+# incontainer/bytecode.py as BYTECODE_FORM knows it. A change of the script may change
+# the dependencies' .pyc bytes (marshal's bytes depend on the compiling process): bump
+# planner.BYTECODE_FORM if it may (then GOLDEN_KEYS change), and update this digest.
+BYTECODE_SCRIPT = "1167f4e33ce2ba14fa4c16494edc59aaed55bd55cbca6a6c4ec12ff41fa6b5c7"
+
+
+def test_bytecode_form_knows_the_compiling_script() -> None:
+    assert BYTECODE_FORM == 2
+    digest = hashlib.sha256(script("bytecode.py").encode()).hexdigest()
+    assert digest == BYTECODE_SCRIPT, (
+        "incontainer/bytecode.py changed: bump planner.BYTECODE_FORM if the .pyc files "
+        "it makes may change, then update BYTECODE_SCRIPT")
 
 
 def test_keys_do_not_depend_on_where_the_project_is() -> None:

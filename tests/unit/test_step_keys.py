@@ -19,7 +19,15 @@ from test_plan import INPUTS, plan_of, recipe_of
 
 from uvbuild.plan import cachekey, planner
 from uvbuild.plan.cachekey import key_value, unkeyed_fields
-from uvbuild.plan.planner import LayerCopy, Plan, Step, SyncDependencies, make_plan, step_key_of
+from uvbuild.plan.planner import (
+    BYTECODE_FORM,
+    LayerCopy,
+    Plan,
+    Step,
+    SyncDependencies,
+    make_plan,
+    step_key_of,
+)
 from uvbuild.recipe.model import BootstrapBase, ImageBase, SyncOptions
 
 # Every field left out of a key, by class. A step type not named here leaves out only
@@ -131,7 +139,7 @@ def test_the_plan_keys_are_the_keys_of_the_steps_with_their_measures() -> None:
     plan = make_plan(recipe_of(), INPUTS)
     sync = plan.step("sync-dependencies")
     measured = {"manifests": INPUTS.manifest_digest, "uv": INPUTS.uv_version,
-                "timestamp": INPUTS.timestamp}
+                "bytecode": BYTECODE_FORM, "timestamp": INPUTS.timestamp}
 
     assert sync.key == step_key_of(sync, [plan.step("prepare-builder")], measured)
 

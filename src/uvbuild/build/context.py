@@ -158,7 +158,8 @@ class StepContext(Protocol):
         ...
 
     def imported(self) -> None:
-        """add-project has imported the final image: `retire_container` may go on."""
+        """add-project has imported the final image, and its test's `buildah run` has set
+        itself up (or there is none): `retire_container` may go on."""
         ...
 
     def container(self, image: str, purpose: str) -> AbstractContextManager[str]:

@@ -368,9 +368,13 @@ def sweep(store: Store, places: Places, *, images: bool = True, me: str | None =
         shutil.rmtree(folder, ignore_errors=True)
     removed_images = 0
     if dangling and images_when is not None:
-        still = set()
+        still: set[str] = set()
         if images_when():
-            still = {image for label in OWNED_LABELS for image in store.dangling_images(label)}
+            try:
+                still = {image for label in OWNED_LABELS
+                         for image in store.dangling_images(label)}
+            except EngineError:
+                pass  # (the build is done: the next sweep removes them)
         dangling = [image for image in dangling if image in still]
     if dangling and not live_runs(places, besides=me):
         removed_images = sum(store.rmi(image) for image in dangling)

@@ -157,15 +157,18 @@ def python_facts():
 
 
 def installed():
-    """name → version of every distribution the venv's Python finds on sys.path (for the
-    SBOM), as importlib.metadata.distributions() lists them (a later one of a name wins).
+    """name → version of every distribution the venv's Python finds in the folders of
+    sys.path (for the SBOM; a later one of a name wins), as importlib.metadata lists
+    them, but for the working folder (/src: a stale *.egg-info a setuptools build left
+    there is not installed).
 
     Read from the metadata's headers alone: importing importlib.metadata and parsing
     every METADATA file as an e-mail message took most of the stage's time.
     """
     found = {}
-    for entry in sys.path:
-        folder = entry or "."
+    for folder in sys.path:
+        if not folder:
+            continue  # the working folder
         try:
             names = sorted(os.listdir(folder))
         except OSError:

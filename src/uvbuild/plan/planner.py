@@ -375,6 +375,14 @@ def _copy_dest(dest: str) -> str:
 # them (a measure: no field holds it).
 LAYER_FORM = 1
 
+
+# How the dependencies' .pyc files are made: 1, by uv's --compile-bytecode; 2, by
+# incontainer/bytecode.py. Bumped when a change there may change their bytes (marshal's
+# bytes depend on the compiling process as well as on the code), so no venv made the old
+# way is reused. In sync-dependencies' key (a measure); test_plan pins the script.
+BYTECODE_FORM = 2
+
+
 S = TypeVar("S", bound=Step)
 
 
@@ -411,7 +419,8 @@ def make_plan(recipe: Recipe, inputs: PlanInputs) -> Plan:
         manifests_tar=inputs.manifests_tar,
         workspace=inputs.is_workspace, project_dir=inputs.project_dir, package=inputs.package,
         uv_python=inputs.uv_python, python_request=inputs.python_request, key=""),
-        manifests=inputs.manifest_digest, uv=inputs.uv_version)
+        manifests=inputs.manifest_digest, uv=inputs.uv_version,
+        bytecode=BYTECODE_FORM if b.sync.compile_bytecode else None)
     # runtime.copy entries are part of the project layer, staged by the builder commands
     # and made again only when the project changes. (A trailing / says "into": kept.)
     layer_copy = tuple(LayerCopy(index=i, source=c.source, dest=_copy_dest(c.dest))
