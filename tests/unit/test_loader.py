@@ -611,6 +611,20 @@ def test_deeply_nested_yaml_is_a_recipe_error_not_a_recursion_error(
         load_recipe(write(tmp_path, text))
 
 
+@pytest.mark.parametrize("value", ["checked-hash", "CHECKED", "1"])
+def test_a_pyc_invalidation_mode_that_names_no_mode_is_refused(
+        tmp_path: Path, value: str) -> None:
+    text = MINIMAL.replace("builder:\n", f"builder:\n  env:\n    PYC_INVALIDATION_MODE: '{value}'\n")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write(tmp_path, text))
+    assert (f"uvbuild.yaml:4: builder.env.PYC_INVALIDATION_MODE: {value!r} is not a mode of "
+            ".pyc files; it may be TIMESTAMP, CHECKED_HASH, UNCHECKED_HASH") in str(caught.value)
+    fine = MINIMAL.replace("builder:\n", "builder:\n  env:\n    PYC_INVALIDATION_MODE: "
+                           "UNCHECKED_HASH\n")
+    assert load_recipe(write(tmp_path, fine)).builder.env == (
+        ("PYC_INVALIDATION_MODE", "UNCHECKED_HASH"),)
+
+
 LONG = "v" * 40_000  # past MAX_ARGUMENT_BYTES (32 KiB) as one argument
 
 

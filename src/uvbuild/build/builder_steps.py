@@ -532,7 +532,8 @@ def sync_dependencies(build: StepContext, step: SyncDependencies,
     if outcome.failed == BYTECODE:
         raise StepFailed(f"compiling the dependencies' bytecode failed: "
                          f"{cmd.describe_failure(outcome.failure)}",
-                         hint="set builder.sync.compile-bytecode: false to ship no .pyc files")
+                         hint="a full disk or a broken builder.python are the likely causes; "
+                         "builder.sync.compile-bytecode: false ships no .pyc files")
     python = outcome.reported.get("python")
     if outcome.failed is not None or not isinstance(python, dict):
         raise StepFailed(f"the builder's virtualenv does not run: "

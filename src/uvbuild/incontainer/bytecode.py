@@ -166,19 +166,24 @@ def keep(cache, key, data):
 
 def compile_all(paths, mode):
     """Compile `paths` (their .pyc beside them, as uv would) in as many WORKER processes
-    as there are CPUs (one for a few files)."""
+    as there are CPUs (one for a few files), all at once: each reads its share from a
+    file of its own."""
     if not paths:
         return
     workers = max(1, min(len(paths) // 20, os.cpu_count() or 1))
     running = []
-    for worker in range(workers):
-        process = subprocess.Popen([sys.executable, "-c", WORKER, mode.name],
-                                   stdin=subprocess.PIPE)
-        running.append((process, "".join(path + "\n" for path in paths[worker::workers])))
-    failed = 0
-    for process, listed in running:
-        process.communicate(listed.encode("utf-8", "surrogateescape"))
-        failed += process.returncode != 0
+    try:
+        for worker in range(workers):
+            listed = tempfile.TemporaryFile()
+            listed.write("".join(path + "\n" for path in paths[worker::workers])
+                         .encode("utf-8", "surrogateescape"))
+            listed.seek(0)
+            running.append((subprocess.Popen([sys.executable, "-c", WORKER, mode.name],
+                                             stdin=listed), listed))
+    finally:
+        failed = sum(process.wait() != 0 for process, _ in running)
+        for _, listed in running:
+            listed.close()
     if failed:
         sys.exit("uvbuild: %d bytecode compiler process(es) failed" % failed)
 

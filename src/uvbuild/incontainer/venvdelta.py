@@ -234,15 +234,18 @@ def compile_new(root, before, now):
     """Compile the .py files that are new or changed since the snapshot; add the .pyc."""
     from importlib.util import cache_from_source
 
+    # Hash-checked .pyc files hold no source mtime (install time): reproducible.
+    # Explicit, so it holds with or without SOURCE_DATE_EPOCH in the environment; the mode
+    # PYC_INVALIDATION_MODE names (builder.env) if it names one, as for the dependencies
+    # (bytecode.py, which refuses any other value before this runs).
+    mode = py_compile.PycInvalidationMode.__members__.get(
+        os.environ.get("PYC_INVALIDATION_MODE") or "",
+        py_compile.PycInvalidationMode.CHECKED_HASH)
     for rel in sorted(now):
         if rel.endswith(".py") and now[rel][0] == "file" and not same(before.get(rel), now[rel]):
             full = os.path.join(root, rel)
-            # Hash-checked .pyc files hold no source mtime (install time): reproducible.
-            # Explicit, so it holds with or without SOURCE_DATE_EPOCH in the environment.
             try:
-                pyc = py_compile.compile(
-                    full, doraise=True,
-                    invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+                pyc = py_compile.compile(full, doraise=True, invalidation_mode=mode)
             except py_compile.PyCompileError as exc:
                 print("uvbuild: not compiled: %s" % exc, file=sys.stderr)
                 continue

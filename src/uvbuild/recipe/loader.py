@@ -41,6 +41,8 @@ SUPPORTED_VERSION = 1
 BOOTSTRAP_DISTRIBUTIONS = ("debian",)
 
 TOP_KEYS = ("version", "project", "image", "builder", "runtime")
+# The values uv's bytecode compile takes for PYC_INVALIDATION_MODE (py_compile's modes).
+PYC_MODES = ("TIMESTAMP", "CHECKED_HASH", "UNCHECKED_HASH")
 BUILDER_KEYS = ("from", "packages", "env", "secrets", "python", "sync", "run")
 RUNTIME_KEYS = ("from", "packages", "copy", "user", "workdir", "env", "entrypoint", "cmd",
                 "expose", "labels", "stop-signal", "test")
@@ -452,6 +454,21 @@ class _Reader:
     def env(self, node: Node, path: str) -> Values:
         return self.values(node, path, self.env_name)
 
+    def builder_env(self, node: Node, path: str) -> Values:
+        """builder.env; PYC_INVALIDATION_MODE there, which the dependencies' bytecode
+        compile reads as uv's does, must name one of py_compile's modes."""
+        env = self.env(node, path)
+        given = self.pairs(node, path, "a mapping of names to values").get(
+            "PYC_INVALIDATION_MODE")
+        if given is not None and given[1].value not in PYC_MODES:
+            raise self.error(given[1], _join(path, "PYC_INVALIDATION_MODE"),
+                             f"{given[1].value!r} is not a mode of .pyc files; it may be "
+                             f"{', '.join(PYC_MODES)}",
+                             hint="CHECKED_HASH, the default, keeps builds reproducible; "
+                             "TIMESTAMP .pyc files are stale in an image, whose files all "
+                             "carry the build's time")
+        return env
+
     def config_env(self, node: Node, path: str) -> Values:
         return self.values(node, path, self.env_name, config=True)
 
@@ -540,7 +557,7 @@ class _Reader:
         return Builder(
             base=base,
             packages=packages,
-            env=self.get(fields, path, "env", self.env, ()),
+            env=self.get(fields, path, "env", self.builder_env, ()),
             secrets=self.get(fields, path, "secrets", secrets, ()),
             python=self.get(fields, path, "python", self.on_argv(self.python, _one), None),
             sync=self.get(fields, path, "sync", self.sync, SyncOptions()),
