@@ -280,6 +280,9 @@ class FakeEngine:
         self.overlapping = True  # what overlapping_runs says (False: rootless)
         self.held: list[str] = []  # the container of each gated run, as it starts waiting
         self.held_run_fails = False  # a gated run fails as its gate opens, before its job
+        # A run of a container whose name ends with one of these fails in buildah's own
+        # set-up, before its job starts (each entry once).
+        self.setup_fails: list[str] = []
         # Files layertar adds to a layer tar of that name ("layer.tar": the project's).
         self.layer_files: dict[str, dict[str, bytes]] = {}
 
@@ -665,6 +668,16 @@ class FakeEngine:
             workdir: str | None = None, user: str | None = None, network: bool = True,
             stream: bool = True, gate: Gate | None = None) -> Result:
         self._container(container)  # a run of a container that does not exist fails now
+        with self._lock:
+            failing = next((end for end in self.setup_fails if container.endswith(end)), None)
+            if failing is not None:
+                self.setup_fails.remove(failing)
+        if failing is not None:
+            self._record("run", container, tuple(argv), env={}, job=None,
+                         mounts=tuple(mounts), workdir=workdir, user=user, network=network,
+                         stream=stream, gated=gate is not None)()
+            return Result(tuple(argv), 1, "", "Close_Fd sealing memfd copy: "
+                          "Device or resource busy\n")
         if gate is not None:
             # As the real command: started, it waits at its gate; what the container holds
             # (and the job its launcher goes on with) when the gate opens is what it sees.

@@ -884,6 +884,33 @@ def test_a_failing_runtime_test_tags_nothing_and_removes_the_image(
     assert engine.live == {}
 
 
+def test_a_test_run_whose_set_up_fails_is_run_once_more(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    """buildah's own set-up of the test's run fails now and then here ("Close_Fd sealing
+    memfd copy: Device or resource busy"), before any test ran (the batch made no start
+    file): the run is made once more; twice, the build fails and tags nothing."""
+    engine.setup_fails = ["-add-project-test"]
+    result = build(engine, plan_of(project), tmp_path)
+    assert engine.names[IMAGE] == result.image_id
+    tests = [c for c in engine.called("run") if c.args[0].endswith("-add-project-test")]
+    assert len(tests) == 2 and tests[0].kwargs["job"] is None and tests[1].kwargs["job"]
+    assert engine.live == {}
+
+
+def test_a_test_run_whose_set_up_fails_twice_fails_the_build(
+        engine: FakeEngine, project: Path, tmp_path: Path) -> None:
+    previous = engine.add_image(IMAGE)
+    engine.setup_fails = ["-add-project-test", "-add-project-test"]
+    plan = plan_of(project)
+    with pytest.raises(StepFailed) as raised:
+        build(engine, plan, tmp_path)
+    assert raised.value.message.startswith("running runtime.test failed: ")
+    assert "Close_Fd sealing memfd copy" in raised.value.message
+    assert engine.names[IMAGE] == previous
+    assert plan.final.cache_ref not in engine.names
+    assert engine.live == {}
+
+
 def test_a_failing_builder_command_names_its_index(engine: FakeEngine, project: Path,
                                                    tmp_path: Path) -> None:
     engine.fail_run("make assets", returncode=2,

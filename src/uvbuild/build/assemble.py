@@ -178,6 +178,11 @@ def add_project(build: StepContext, step: AddProject, inputs: Inputs) -> TestedI
                          name="uvbuild-test-started")
             try:
                 ran = run_tests(build, step, ctr, user, started=started)
+                if not ran.ok and not (started / STARTED).exists():
+                    # buildah's own set-up failed before the batch began, and no test ran
+                    # (seen here: "Close_Fd sealing memfd copy: Device or resource
+                    # busy"): once more, as the install does (builder_steps).
+                    ran = run_tests(build, step, ctr, user, started=started)
                 over.set()
                 tidy()
                 judge_tests(build, step, ran)
