@@ -6,9 +6,11 @@ Conftest modules are not importable by name (each tier has its own
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -28,6 +30,22 @@ cgroup_manager = "cgroupfs"
 def default_containers_conf_path() -> Path:
     config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(config_home) / "uvbuild" / "containers.conf"
+
+
+@pytest.fixture
+def incontainer_script() -> Callable[[str], ModuleType]:
+    """A loader of src/uvbuild/incontainer's scripts (what builders run with `python -c`)
+    as modules of their own: each call a fresh one, so a test may change its globals."""
+
+    def load(name: str) -> ModuleType:
+        path = REPO_ROOT / "src" / "uvbuild" / "incontainer" / name
+        spec = importlib.util.spec_from_file_location(f"{path.stem}_under_test", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

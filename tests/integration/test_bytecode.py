@@ -12,21 +12,19 @@ import py_compile
 import shutil
 import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import CodeType, ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "src" / "uvbuild" / "incontainer" / "bytecode.py"
 CHECKED = py_compile.PycInvalidationMode.CHECKED_HASH
 
 
 @pytest.fixture
-def bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bytecode_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             incontainer_script: Callable[[str], ModuleType]) -> ModuleType:
+    module = incontainer_script("bytecode.py")
     site = tmp_path / "site-packages"
     monkeypatch.setattr(module.sysconfig, "get_path", lambda name: str(site))
     # As in the builder: hash-checked .pyc files (py_compile's default with it).

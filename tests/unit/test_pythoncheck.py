@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "src" / "uvbuild" / "incontainer" / "pythoncheck.py"
 DEBIAN_311 = {"implementation": "cpython", "version": "3.11.2", "free_threaded": False,
               "debug": False}
 
 
 @pytest.fixture
-def pythoncheck() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pythoncheck_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pythoncheck(incontainer_script: Callable[[str], ModuleType]) -> ModuleType:
+    return incontainer_script("pythoncheck.py")
 
 
 def wanted(versions: list[str], implementation: str | None = None,

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import stat
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "src" / "uvbuild" / "incontainer" / "venvdelta.py"
 EPOCH = 315532800
 
 
 @pytest.fixture
-def venvdelta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("venvdelta_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def venvdelta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              incontainer_script: Callable[[str], ModuleType]) -> ModuleType:
+    module = incontainer_script("venvdelta.py")
     python = tmp_path / "python"
     python.symlink_to(sys.executable)
     monkeypatch.setattr(module, "VENV_PYTHON", str(python))
