@@ -330,8 +330,6 @@ class Build:
             if exported:
                 self.reporter.note(exported)
         except BaseException as exc:
-            if not named.done():
-                named.set_result(False)  # (the sweep removes no image)
             threads.fail(exc)
             first = threads.first_error
             # A full disk is told as such, measured now, before the cleanup frees space.
@@ -344,7 +342,7 @@ class Build:
             raise
         finally:
             if not named.done():
-                named.set_result(False)
+                named.set_result(False)  # (failed: the sweep removes no image)
             threads.shut_gates()  # nothing may wait at a gate for ever
             threads.join()
             try:

@@ -86,7 +86,7 @@ def sources(folder):
     while waiting:
         top = waiting.pop()
         try:
-            entries = sorted(os.scandir(top), key=lambda entry: entry.name)
+            entries = list(os.scandir(top))
         except OSError:
             continue
         for entry in entries:

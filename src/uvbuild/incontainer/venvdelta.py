@@ -237,7 +237,7 @@ def compile_new(root, before, now):
     # Hash-checked .pyc files hold no source mtime (install time): reproducible.
     # Explicit, so it holds with or without SOURCE_DATE_EPOCH in the environment; the mode
     # PYC_INVALIDATION_MODE names (builder.env) if it names one, as for the dependencies
-    # (bytecode.py, which refuses any other value before this runs).
+    # (bytecode.py; the recipe loader refuses any other value).
     mode = py_compile.PycInvalidationMode.__members__.get(
         os.environ.get("PYC_INVALIDATION_MODE") or "",
         py_compile.PycInvalidationMode.CHECKED_HASH)
